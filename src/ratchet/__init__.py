@@ -1,0 +1,1 @@
+"""ratchet: durable AI agents on Temporal."""
