@@ -1,1 +1,48 @@
-"""ratchet: durable AI agents on Temporal."""
+"""ratchet: durable, production-grade AI agents on Temporal.
+
+The public API is what ``__all__`` lists; everything else is private.
+"""
+
+from ._connect import connect
+from ._protocol import RunResult, RunStatus
+from .agent import Agent, Limits
+from .client import AgentClient, RunHandle, RunInfo
+from .errors import (
+    ConfigError,
+    ConnectionFailed,
+    RatchetError,
+    RetryableToolError,
+    RunFailed,
+    RunNotFound,
+)
+from .messages import Message, ToolCall, Usage
+from .models import OpenAICompatible
+from .tools import Tool, ToolContext, tool
+from .worker import create_worker
+from .workflow import AgentWorkflow
+
+__all__ = [
+    "Agent",
+    "AgentClient",
+    "AgentWorkflow",
+    "ConfigError",
+    "ConnectionFailed",
+    "Limits",
+    "Message",
+    "OpenAICompatible",
+    "RatchetError",
+    "RetryableToolError",
+    "RunFailed",
+    "RunHandle",
+    "RunInfo",
+    "RunNotFound",
+    "RunResult",
+    "RunStatus",
+    "Tool",
+    "ToolCall",
+    "ToolContext",
+    "Usage",
+    "connect",
+    "create_worker",
+    "tool",
+]

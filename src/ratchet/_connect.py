@@ -1,0 +1,48 @@
+"""Connecting to Temporal: one place that reads envconfig and picks the data converter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+from .errors import ConnectionFailed
+
+__all__ = ["DEFAULT_ADDRESS", "connect"]
+
+DEFAULT_ADDRESS = "127.0.0.1:7233"
+
+
+async def connect(
+    address: str | None = None, *, namespace: str | None = None, profile: str | None = None
+) -> Client:
+    """Connect with ratchet's data converter.
+
+    Settings come from ``temporalio.envconfig`` (``TEMPORAL_ADDRESS``,
+    ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, TLS settings, ``temporal.toml``
+    profiles), so the same code reaches the embedded dev server, a self-hosted
+    cluster or Temporal Cloud. Explicit arguments win over the environment.
+
+    Raises:
+        ConnectionFailed: the server is unreachable; the message says what to do.
+    """
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
+    if address:
+        config["target_host"] = address
+    if namespace:
+        config["namespace"] = namespace
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    try:
+        return await Client.connect(**config, data_converter=pydantic_data_converter)
+    except RuntimeError as e:
+        raise ConnectionFailed(
+            f"cannot reach the Temporal server at {config['target_host']}: {_first_line(e)}. "
+            "Start the embedded one with `ratchet up`, or set TEMPORAL_ADDRESS."
+        ) from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,143 @@
+"""Workflow and activity inputs/outputs, and the stable names of the Temporal contract.
+
+Every activity takes one versioned model, never positional arguments, so fields
+can be added (with defaults) without breaking the replay of running agents.
+Names here are contracts: renaming a Python function must never rename a
+workflow type, activity, query or search attribute.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .agent import AgentSpec, ToolMode
+from .messages import Message, ToolCall, Usage
+from .tools import ToolSpec
+
+WORKFLOW_TYPE = "ratchet.Agent"
+SNAPSHOT_ACTIVITY = "ratchet.snapshot_agent"
+MODEL_ACTIVITY = "ratchet.call_model"
+TOOL_ACTIVITY = "ratchet.run_tool"
+STATUS_QUERY = "ratchet.status"
+TRANSCRIPT_QUERY = "ratchet.transcript"
+DEFAULT_TASK_QUEUE = "ratchet"
+
+RunState = Literal["starting", "running", "completed", "failed"]
+
+
+class RunInput(BaseModel):
+    """Workflow input: which agent, what to do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    prompt: str
+    model: str | None = None
+    """Overrides the agent's model for this run."""
+
+
+class RunResult(BaseModel):
+    """Workflow output of a run that completed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    output: str
+    turns: int
+    usage: Usage
+    tool_calls: int
+
+
+class RunStatus(BaseModel):
+    """What the status query returns."""
+
+    agent: str
+    state: RunState
+    turn: int = 0
+    step: str = ""
+    """Human-readable current step, e.g. ``"model call (turn 2)"``."""
+    usage: Usage = Usage()
+    tool_calls: int = 0
+    output: str | None = None
+    error: str | None = None
+
+
+class SnapshotRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    model: str | None = None
+
+
+class ModelRequest(BaseModel):
+    """Input of the model activity."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    model: str
+    turn: int
+    messages: list[Message]
+    """The full transcript for now; later a transcript reference plus new messages."""
+    transcript_ref: str | None = None
+    """Reserved for content-addressed transcripts (linear history growth)."""
+    tools: list[ToolSpec] = []
+    tool_mode: ToolMode | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout_seconds: float = 120.0
+    heartbeat_seconds: float = 10.0
+
+
+class ModelResponse(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message: Message
+    usage: Usage
+    model: str
+    """The model name the provider reports."""
+    finish_reason: str | None = None
+
+
+class ToolRequest(BaseModel):
+    """Input of the tool activity."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    call: ToolCall
+    arguments: dict[str, Any]
+    """The parsed (schema-checked) arguments."""
+
+
+class ToolResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    content: str
+    is_error: bool = False
+
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "MODEL_ACTIVITY",
+    "SNAPSHOT_ACTIVITY",
+    "STATUS_QUERY",
+    "TOOL_ACTIVITY",
+    "TRANSCRIPT_QUERY",
+    "WORKFLOW_TYPE",
+    "AgentSpec",
+    "ModelRequest",
+    "ModelResponse",
+    "RunInput",
+    "RunResult",
+    "RunState",
+    "RunStatus",
+    "SnapshotRequest",
+    "ToolRequest",
+    "ToolResult",
+]

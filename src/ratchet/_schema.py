@@ -1,0 +1,92 @@
+"""A small, deterministic JSON-schema checker for tool arguments inside the workflow.
+
+It covers the subset pydantic emits for tool signatures (types, required,
+properties, additionalProperties, enum, const, items, anyOf/oneOf, $ref into
+$defs). Checking in the workflow sends a bad call back to the model without
+spending an activity; the tool activity still validates with pydantic, which
+stays the authority.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["check_arguments"]
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def check_arguments(schema: dict[str, Any], value: Any) -> list[str]:
+    """Return human-readable problems with ``value`` against ``schema`` (empty if valid)."""
+    errors: list[str] = []
+    _check(schema, value, "arguments", schema.get("$defs", {}), errors)
+    return errors
+
+
+def _type_ok(expected: str, value: Any) -> bool:
+    if expected in ("integer", "number") and isinstance(value, bool):
+        return False
+    if expected == "integer" and isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, _TYPES.get(expected, (object,)))
+
+
+def _check(
+    schema: dict[str, Any], value: Any, path: str, defs: dict[str, Any], errors: list[str]
+) -> None:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = defs.get(ref.removeprefix("#/$defs/"))
+        if isinstance(target, dict):
+            _check(target, value, path, defs, errors)
+        return
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            if not any(
+                not _errors_of(o, value, path, defs) for o in options if isinstance(o, dict)
+            ):
+                errors.append(f"{path}: {_short(value)} matches none of the allowed forms")
+            return
+    expected = schema.get("type")
+    if expected is not None:
+        allowed = expected if isinstance(expected, list) else [expected]
+        if not any(_type_ok(t, value) for t in allowed):
+            errors.append(f"{path}: expected {' or '.join(allowed)}, got {_short(value)}")
+            return
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {_short(value)} is not one of {schema['enum']}")
+    if "const" in schema and value != schema["const"]:
+        errors.append(f"{path}: must be {schema['const']!r}")
+    if isinstance(value, dict):
+        props: dict[str, Any] = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                errors.append(f"{path}: missing required field {name!r}")
+        for name, item in value.items():
+            if name in props:
+                _check(props[name], item, f"{path}.{name}", defs, errors)
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{path}: unexpected field {name!r} (allowed: {sorted(props)})")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            _check(schema["items"], item, f"{path}[{i}]", defs, errors)
+
+
+def _errors_of(schema: dict[str, Any], value: Any, path: str, defs: dict[str, Any]) -> list[str]:
+    errs: list[str] = []
+    _check(schema, value, path, defs, errs)
+    return errs
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,142 @@
+"""The activities behind every run: snapshot the agent, call the model, run a tool.
+
+They are the only place where ratchet does I/O for a run. Each takes a single
+versioned model (see ``_protocol``) and raises ``ApplicationError`` with a
+taxonomy type, so Temporal knows what to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import pydantic
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ._protocol import (
+    MODEL_ACTIVITY,
+    SNAPSHOT_ACTIVITY,
+    TOOL_ACTIVITY,
+    AgentSpec,
+    ModelRequest,
+    ModelResponse,
+    SnapshotRequest,
+    ToolRequest,
+    ToolResult,
+)
+from .agent import Agent, parse_model
+from .errors import ConfigError, RetryableToolError
+from .models import Provider
+from .tools import ToolContext
+
+__all__ = ["AgentActivities"]
+
+
+class AgentActivities:
+    """Activity implementations bound to the agents and providers a worker hosts."""
+
+    def __init__(self, agents: Mapping[str, Agent], providers: Mapping[str, Provider]) -> None:
+        self.agents = dict(agents)
+        self.providers = dict(providers)
+
+    def _agent(self, name: str) -> Agent:
+        agent = self.agents.get(name)
+        if agent is None:
+            hosted = ", ".join(sorted(self.agents)) or "(none)"
+            raise ApplicationError(
+                f"no agent named {name!r} is hosted on task queue "
+                f"{activity.info().task_queue!r}; hosted agents: {hosted}. "
+                "Check the name, or start a worker that hosts it.",
+                type="UnknownAgent",
+                non_retryable=True,
+            )
+        return agent
+
+    def _provider(self, model: str) -> tuple[Provider, str]:
+        try:
+            ref = parse_model(model)
+        except ConfigError as e:
+            raise ApplicationError(str(e), type="ConfigError", non_retryable=True) from e
+        provider = self.providers.get(ref.provider)
+        if provider is None:
+            known = ", ".join(sorted(self.providers))
+            raise ApplicationError(
+                f"model {model!r}: no provider {ref.provider!r} is configured on this worker "
+                f"(configured: {known}); register it with create_worker(providers=...)",
+                type="ConfigError",
+                non_retryable=True,
+            )
+        return provider, ref.name
+
+    @activity.defn(name=SNAPSHOT_ACTIVITY)
+    async def snapshot_agent(self, request: SnapshotRequest) -> AgentSpec:
+        """Record the agent's current definition; the run uses only this snapshot."""
+        agent = self._agent(request.agent)
+        try:
+            spec = agent.spec(model=request.model)
+        except ConfigError as e:
+            raise ApplicationError(str(e), type="ConfigError", non_retryable=True) from e
+        self._provider(spec.model)
+        return spec
+
+    @activity.defn(name=MODEL_ACTIVITY)
+    async def call_model(self, request: ModelRequest) -> ModelResponse:
+        """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
+        provider, model_name = self._provider(request.model)
+        call = asyncio.ensure_future(provider.complete(request, model_name))
+        interval = max(0.2, min(request.heartbeat_seconds / 3, 5.0))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=interval)
+                if done:
+                    return call.result()
+                activity.heartbeat()
+        finally:
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(BaseException):
+                    await call
+
+    @activity.defn(name=TOOL_ACTIVITY)
+    async def run_tool(self, request: ToolRequest) -> ToolResult:
+        """Run one tool call. Ordinary exceptions become an error result for the model."""
+        agent = self._agent(request.agent)
+        name = request.call.name
+        tool = agent.tools.get(name)
+        if tool is None:
+            return ToolResult(
+                content=f"error: tool {name!r} is no longer available on agent {agent.name!r}",
+                is_error=True,
+            )
+        info = activity.info()
+        ctx = ToolContext(
+            idempotency_key=f"{info.workflow_id}/{info.activity_id}",
+            run_id=info.workflow_id or "",
+            attempt=info.attempt,
+        )
+        try:
+            return ToolResult(content=await tool.invoke(request.arguments, ctx))
+        except pydantic.ValidationError as e:
+            return ToolResult(
+                content=f"error: invalid arguments for {name!r}: {_validation_summary(e)}",
+                is_error=True,
+            )
+        except RetryableToolError as e:
+            raise ApplicationError(f"tool {name!r}: {e}", type="RetryableToolError") from e
+        except Exception as e:
+            if tool.fatal:
+                raise ApplicationError(
+                    f"tool {name!r} (declared fatal) raised {type(e).__name__}: {e}",
+                    type="ToolFailed",
+                    non_retryable=True,
+                ) from e
+            activity.logger.info("tool %s raised %s: %s", name, type(e).__name__, e)
+            return ToolResult(content=f"error: {type(e).__name__}: {e}", is_error=True)
+
+
+def _validation_summary(e: pydantic.ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in e.errors()
+    )

@@ -1,0 +1,176 @@
+"""Agent definitions: pure data, snapshotted into history when a run starts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigError
+from .tools import Tool, ToolSpec
+
+__all__ = ["Agent", "AgentSpec", "Limits", "ModelRef", "ToolMode", "parse_model"]
+
+ToolMode = Literal["native", "json_schema"]
+"""How tool calls reach the model: the provider's ``tools=`` API (``native``), or a
+JSON envelope enforced through ``response_format`` (``json_schema``), for small
+local models whose chat template has no tool support."""
+
+_AGENT_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$")
+_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class Limits(BaseModel):
+    """Bounds on one run. Every field has a production-sensible default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_turns: int = Field(10, ge=1)
+    """Model calls allowed before the run fails with ``MaxTurnsExceeded``."""
+    max_repair_turns: int = Field(3, ge=0)
+    """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
+    model_timeout_seconds: float = Field(120.0, gt=0)
+    """One model call attempt may take this long."""
+    model_heartbeat_seconds: float = Field(10.0, gt=0)
+    """A model call whose worker stops heartbeating for this long is retried elsewhere."""
+    model_max_attempts: int = Field(6, ge=1)
+    """Attempts per model call for retryable errors (timeouts, 429, 5xx)."""
+    model_retry_initial_seconds: float = Field(1.0, gt=0)
+    """First retry delay (doubled each attempt) when the provider gives no Retry-After."""
+    model_retry_max_seconds: float = Field(60.0, gt=0)
+    """Cap on the delay between model call attempts."""
+
+
+class ModelRef(BaseModel):
+    """A parsed model string: ``local`` or ``<provider>:<model>``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    name: str
+
+    def __str__(self) -> str:
+        return "local" if self.provider == "local" else f"{self.provider}:{self.name}"
+
+
+def parse_model(model: str) -> ModelRef:
+    """Parse a model string.
+
+    ``local`` is the embedded model (see ``ratchet up``); ``openai:gpt-4o-mini``
+    is model ``gpt-4o-mini`` on the ``openai`` provider (``OPENAI_BASE_URL``,
+    ``OPENAI_API_KEY``); any other ``provider:model`` names a provider registered
+    on the worker.
+
+    Raises:
+        ConfigError: the string has neither form.
+    """
+    if model == "local":
+        return ModelRef(provider="local", name="local")
+    provider, sep, name = model.partition(":")
+    if not sep or not name.strip() or not _PROVIDER_RE.match(provider):
+        raise ConfigError(
+            f"bad model string {model!r}: expected 'local' or '<provider>:<model>', "
+            "e.g. 'openai:gpt-4o-mini'"
+        )
+    return ModelRef(provider=provider, name=name)
+
+
+class AgentSpec(BaseModel):
+    """Everything a run needs to know about its agent, recorded in history at start.
+
+    A redeploy that changes the agent's code does not change a running agent:
+    the workflow only ever reads this snapshot.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    name: str
+    instructions: str
+    model: str
+    tool_mode: ToolMode | None = None
+    """None: the provider's default (``json_schema`` for ``local``, else ``native``)."""
+    tools: list[ToolSpec] = []
+    limits: Limits = Limits()
+    temperature: float | None = None
+    max_tokens: int | None = None
+    model_task_queue: str | None = None
+    """Task queue for model calls; None means the run's own queue."""
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+class Agent:
+    """An agent: instructions, a model and tools.
+
+    Args:
+        name: stable name clients start runs by (``ratchet run NAME``).
+        instructions: the system prompt.
+        model: ``"local"`` (embedded model) or ``"<provider>:<model>"``.
+        tools: functions decorated with :func:`ratchet.tool`.
+        limits: turn, repair, timeout and retry bounds.
+        tool_mode: force ``native`` or ``json_schema`` tool calling.
+        temperature: sampling temperature passed to the provider.
+        max_tokens: output token cap per model call.
+        model_task_queue: run model calls on this task queue (e.g. one per
+            provider, to rate-limit it separately).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        instructions: str,
+        model: str = "local",
+        tools: Iterable[Tool] = (),
+        limits: Limits | None = None,
+        tool_mode: ToolMode | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        model_task_queue: str | None = None,
+    ) -> None:
+        if not _AGENT_NAME_RE.match(name):
+            raise ConfigError(
+                f"agent name {name!r} is invalid: start with a letter; use letters, digits, "
+                "'_', '-' or '.' (at most 64 characters)"
+            )
+        parse_model(model)
+        self.name = name
+        self.instructions = instructions
+        self.model = model
+        self.tools: dict[str, Tool] = {}
+        for t in tools:
+            if not isinstance(t, Tool):
+                raise ConfigError(
+                    f"agent {name!r}: {t!r} is not a tool; decorate the function with @ratchet.tool"
+                )
+            if t.name in self.tools:
+                raise ConfigError(f"agent {name!r}: two tools are named {t.name!r}")
+            self.tools[t.name] = t
+        self.limits = limits or Limits()
+        self.tool_mode = tool_mode
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.model_task_queue = model_task_queue
+
+    def spec(self, *, model: str | None = None) -> AgentSpec:
+        """The snapshot a run records; ``model`` overrides the agent's model."""
+        if model is not None:
+            parse_model(model)
+        return AgentSpec(
+            name=self.name,
+            instructions=self.instructions,
+            model=model or self.model,
+            tool_mode=self.tool_mode,
+            tools=[t.spec() for t in self.tools.values()],
+            limits=self.limits,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            model_task_queue=self.model_task_queue,
+        )
+
+    def __repr__(self) -> str:
+        return f"Agent({self.name!r}, model={self.model!r}, tools={list(self.tools)})"

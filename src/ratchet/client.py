@@ -1,0 +1,251 @@
+"""AgentClient: start, follow, inspect and list runs. The CLI is a thin shell over it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from ._connect import connect
+from ._protocol import (
+    DEFAULT_TASK_QUEUE,
+    STATUS_QUERY,
+    TRANSCRIPT_QUERY,
+    WORKFLOW_TYPE,
+    RunInput,
+    RunResult,
+    RunStatus,
+)
+from .agent import _AGENT_NAME_RE, parse_model
+from .errors import ConfigError, RunFailed, RunNotFound
+from .messages import Message
+
+__all__ = ["AgentClient", "RunHandle", "RunInfo"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One line of ``ratchet ls``."""
+
+    id: str
+    agent: str
+    status: str
+    """running, completed, failed, canceled, terminated, timed_out, continued_as_new."""
+    started: datetime | None
+    closed: datetime | None
+
+
+class RunHandle:
+    """A handle to one run (a workflow execution), by its id."""
+
+    def __init__(self, handle: WorkflowHandle[object, RunResult]) -> None:
+        self._handle = handle
+
+    @property
+    def id(self) -> str:
+        return self._handle.id
+
+    async def result(self) -> RunResult:
+        """Wait for the run to finish.
+
+        Raises:
+            RunFailed: the run failed; ``error_type`` names the cause from the taxonomy.
+        """
+        try:
+            return await self._handle.result()
+        except WorkflowFailureError as e:
+            cause = e.cause
+            while cause.__cause__ is not None and not isinstance(cause, ApplicationError):
+                cause = cause.__cause__
+            if isinstance(cause, ApplicationError):
+                raise RunFailed(self.id, cause.type or "ApplicationError", cause.message) from e
+            raise RunFailed(self.id, type(cause).__name__, str(cause)) from e
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def status(self) -> RunStatus:
+        """The run's live status (needs a worker to answer the query)."""
+        status: RunStatus = await self._query(STATUS_QUERY, RunStatus)
+        return status
+
+    async def transcript(self) -> list[Message]:
+        """Every message so far, the system instructions included."""
+        messages: list[Message] = await self._query(TRANSCRIPT_QUERY, list[Message])
+        return messages
+
+    async def _query(self, name: str, result_type: Any) -> Any:
+        try:
+            return await self._handle.query(name, result_type=result_type)
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def temporal_status(self) -> str:
+        """Temporal's view of the execution: running, completed, failed, ..."""
+        try:
+            desc = await self._handle.describe()
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+        return _status_name(desc.status)
+
+    async def follow(self, *, poll_seconds: float = 0.25) -> AsyncIterator[Message]:
+        """Yield each new transcript message as it is recorded, until the run ends.
+
+        Call :meth:`result` afterwards for the outcome.
+        """
+        seen = 0
+        while True:
+            running = await self.temporal_status() == "running"
+            try:
+                messages = await self.transcript()
+            except (WorkflowQueryFailedError, RPCError):
+                messages = []  # not started by a worker yet, or no worker to answer
+            for message in messages[seen:]:
+                yield message
+            seen = max(seen, len(messages))
+            if not running:
+                return
+            await asyncio.sleep(poll_seconds)
+
+    async def cancel(self) -> None:
+        await self._handle.cancel()
+
+    async def first_start_seconds(self) -> float | None:
+        """Seconds from scheduling to a worker picking up the first workflow task, if it has."""
+        scheduled: datetime | None = None
+        async for event in self._handle.fetch_history_events():
+            if (
+                event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
+                and scheduled is None
+            ):
+                scheduled = event.event_time.ToDatetime()
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and scheduled:
+                return (event.event_time.ToDatetime() - scheduled).total_seconds()
+        return None
+
+
+class AgentClient:
+    """Start and steer agent runs.
+
+    Example::
+
+        client = await AgentClient.connect()
+        result = await client.run("support", "Where is order 1042?")
+    """
+
+    def __init__(self, client: Client, *, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
+        self.temporal = client
+        self.task_queue = task_queue
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str | None = None,
+        *,
+        namespace: str | None = None,
+        profile: str | None = None,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+    ) -> AgentClient:
+        """Connect using ``temporalio.envconfig`` settings (see :func:`ratchet.connect`)."""
+        return cls(
+            await connect(address, namespace=namespace, profile=profile), task_queue=task_queue
+        )
+
+    async def start(
+        self, agent: str, prompt: str, *, id: str | None = None, model: str | None = None
+    ) -> RunHandle:
+        """Start a run, or attach to the run that already has this ``id``.
+
+        Starting twice with the same id never starts a second run, whether the
+        first is still running or has finished.
+
+        Raises:
+            ConfigError: the agent name, prompt or model string is invalid.
+        """
+        if not _AGENT_NAME_RE.match(agent):
+            raise ConfigError(f"agent name {agent!r} is invalid")
+        if not prompt.strip():
+            raise ConfigError("the prompt is empty: tell the agent what to do")
+        if model is not None:
+            parse_model(model)
+        run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
+        try:
+            handle = await self.temporal.start_workflow(
+                WORKFLOW_TYPE,
+                RunInput(agent=agent, prompt=prompt, model=model),
+                id=run_id,
+                task_queue=self.task_queue,
+                result_type=RunResult,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={"agent": agent},
+                static_summary=f"{agent}: {_shorten(prompt, 200)}",
+            )
+        except WorkflowAlreadyStartedError:
+            # Closed run with this id: attach to it rather than start a second one.
+            handle = self.temporal.get_workflow_handle(run_id, result_type=RunResult)
+        return RunHandle(handle)
+
+    async def run(
+        self, agent: str, prompt: str, *, id: str | None = None, model: str | None = None
+    ) -> RunResult:
+        """Start (or attach to) a run and wait for its result."""
+        handle = await self.start(agent, prompt, id=id, model=model)
+        return await handle.result()
+
+    def get(self, run_id: str) -> RunHandle:
+        """A handle to an existing run."""
+        if not run_id.strip():
+            raise ConfigError("the run id is empty")
+        return RunHandle(self.temporal.get_workflow_handle(run_id, result_type=RunResult))
+
+    async def list(self, *, limit: int = 20, agent: str | None = None) -> list[RunInfo]:
+        """The most recent runs, newest first."""
+        query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        runs: list[RunInfo] = []
+        async for wf in self.temporal.list_workflows(query, limit=limit * 4 if agent else limit):
+            memo = await wf.memo()
+            name = str(memo.get("agent", "?"))
+            if agent and name != agent:
+                continue
+            runs.append(
+                RunInfo(
+                    id=wf.id,
+                    agent=name,
+                    status=_status_name(wf.status),
+                    started=wf.start_time,
+                    closed=wf.close_time,
+                )
+            )
+            if len(runs) >= limit:
+                break
+        return runs
+
+
+def _status_name(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower() if status is not None else "unknown"
+
+
+def _not_found(run_id: str, e: RPCError) -> Exception:
+    if e.status == RPCStatusCode.NOT_FOUND:
+        return RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`")
+    return e
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,115 @@
+"""ratchet's error taxonomy, in one place.
+
+Every error a user can meet is one of these. The tree::
+
+    RatchetError                    base of everything ratchet raises
+    ├── ConfigError                 bad agent/tool/model definition or bad input (never retried)
+    ├── ConnectionFailed            the Temporal server cannot be reached
+    ├── RunNotFound                 no run with that id
+    └── RunFailed                   a run ended in failure; ``.error_type`` says why:
+          model errors (raised by the model activity, see ``MODEL_ERRORS``)
+          ├── retryable — Temporal retries them with backoff, honouring Retry-After:
+          │     ModelTimeout, ModelConnectionError, ModelRateLimited (429),
+          │     ModelServerError (408, 409, 5xx)
+          └── non-retryable — fail the run at once with a clear message:
+                ModelAuthError (401, 403), ModelBadRequest (400, 422),
+                ModelNotFound (404), ContextTooLong, ContentFiltered
+          run outcomes (raised by the workflow)
+          ├── MaxTurnsExceeded      the agent did not answer within ``Limits.max_turns``
+          ├── RepairLimitExceeded   the model kept producing invalid tool calls
+          ├── ToolFailed            a tool declared ``fatal=True`` raised
+          └── UnknownAgent          no worker hosts the requested agent
+
+Inside activities the model and tool errors travel as Temporal
+``ApplicationError`` whose ``type`` is one of the names above, so the event
+history and the Temporal Web UI show the same names this module documents.
+
+Tool errors are *not* run failures: a tool that raises (unless declared fatal)
+and tool calls with bad JSON, unknown names or invalid arguments become tool
+messages that tell the model what went wrong, so it can repair its call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "MODEL_ERRORS",
+    "ConfigError",
+    "ConnectionFailed",
+    "ModelErrorKind",
+    "RatchetError",
+    "RetryableToolError",
+    "RunFailed",
+    "RunNotFound",
+]
+
+
+class RatchetError(Exception):
+    """Base class of every error ratchet raises."""
+
+
+class ConfigError(RatchetError, ValueError):
+    """An agent, tool, model string or argument is invalid.
+
+    The message says which one, and how to fix it.
+    """
+
+
+class ConnectionFailed(RatchetError):
+    """The Temporal server could not be reached."""
+
+
+class RunNotFound(RatchetError):
+    """No run exists with the given id."""
+
+
+class RunFailed(RatchetError):
+    """A run ended in failure.
+
+    Attributes:
+        run_id: the workflow id of the run.
+        error_type: the taxonomy name of the cause, e.g. ``"ModelAuthError"``.
+    """
+
+    def __init__(self, run_id: str, error_type: str, message: str) -> None:
+        super().__init__(f"run {run_id} failed: {error_type}: {message}")
+        self.run_id = run_id
+        self.error_type = error_type
+        self.message = message
+
+
+class RetryableToolError(RatchetError):
+    """Raise from a tool to have Temporal retry the call (up to the tool's ``max_attempts``).
+
+    Any other exception a tool raises is reported to the model as a tool error
+    straight away (or fails the run, for tools declared ``fatal=True``).
+    """
+
+
+@dataclass(frozen=True)
+class ModelErrorKind:
+    """One leaf of the model error taxonomy."""
+
+    name: str
+    retryable: bool
+    description: str
+
+
+MODEL_ERRORS: dict[str, ModelErrorKind] = {
+    k.name: k
+    for k in [
+        ModelErrorKind("ModelTimeout", True, "the provider did not answer in time"),
+        ModelErrorKind("ModelConnectionError", True, "the provider could not be reached"),
+        ModelErrorKind("ModelRateLimited", True, "HTTP 429: rate limited by the provider"),
+        ModelErrorKind("ModelServerError", True, "HTTP 408/409/5xx: a transient provider error"),
+        ModelErrorKind("ModelAuthError", False, "HTTP 401/403: check the API key"),
+        ModelErrorKind("ModelBadRequest", False, "HTTP 400/422: the provider rejected the request"),
+        ModelErrorKind("ModelNotFound", False, "HTTP 404: unknown model or endpoint"),
+        ModelErrorKind("ContextTooLong", False, "the prompt exceeds the model's context window"),
+        ModelErrorKind(
+            "ContentFiltered", False, "the provider's content filter blocked the output"
+        ),
+    ]
+}
+"""The model error leaves by name, with whether Temporal retries them."""

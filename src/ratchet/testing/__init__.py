@@ -1,0 +1,44 @@
+"""Test utilities for ratchet agents, shipped with the package.
+
+:class:`ScriptedModelServer` is an OpenAI-compatible chat-completions server
+driven by a script of steps, so agent tests can use the real ``openai`` client
+over real HTTP with a deterministic "model".
+"""
+
+from ratchet.testing._scripted_server import (
+    Expectation,
+    RecordedRequest,
+    ScriptedModelServer,
+    Step,
+    StepHandler,
+    StepKind,
+    ToolCall,
+    Usage,
+    call,
+    content_filtered,
+    context_too_long,
+    error,
+    hang,
+    reply,
+    reply_json,
+    tool_calls,
+)
+
+__all__ = [
+    "Expectation",
+    "RecordedRequest",
+    "ScriptedModelServer",
+    "Step",
+    "StepHandler",
+    "StepKind",
+    "ToolCall",
+    "Usage",
+    "call",
+    "content_filtered",
+    "context_too_long",
+    "error",
+    "hang",
+    "reply",
+    "reply_json",
+    "tool_calls",
+]

@@ -1,0 +1,263 @@
+"""AgentWorkflow: the deterministic agent loop.
+
+It orchestrates and does no I/O: the agent snapshot, every model call and every
+tool call are activities, so the event history records each step once and a
+crashed worker's successor resumes after the last recorded step. Model output
+can never fail a workflow task: malformed tool calls, unknown tools and invalid
+arguments go back to the model as tool errors, within a bounded number of
+repair turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from ._protocol import (
+        MODEL_ACTIVITY,
+        SNAPSHOT_ACTIVITY,
+        STATUS_QUERY,
+        TOOL_ACTIVITY,
+        TRANSCRIPT_QUERY,
+        WORKFLOW_TYPE,
+        AgentSpec,
+        ModelRequest,
+        ModelResponse,
+        RunInput,
+        RunResult,
+        RunStatus,
+        SnapshotRequest,
+        ToolRequest,
+        ToolResult,
+    )
+    from ._schema import check_arguments
+    from .errors import MODEL_ERRORS
+    from .messages import Message, ToolCall
+
+__all__ = ["AgentWorkflow"]
+
+_NON_RETRYABLE_MODEL_ERRORS = [k.name for k in MODEL_ERRORS.values() if not k.retryable]
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class AgentWorkflow:
+    """One generic workflow for every agent; the agent is chosen by ``RunInput.agent``."""
+
+    def __init__(self) -> None:
+        self._messages: list[Message] = []
+        self._status = RunStatus(agent="", state="starting", step="starting")
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> RunStatus:
+        return self._status
+
+    @workflow.query(name=TRANSCRIPT_QUERY)
+    def transcript(self) -> list[Message]:
+        return self._messages
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunResult:
+        self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
+        spec = await self._snapshot(inp)
+        self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
+        self._status.state = "running"
+        limits = spec.limits
+        repair_streak = 0
+        for turn in range(1, limits.max_turns + 1):
+            self._status.turn = turn
+            self._set_step(f"model call (turn {turn})")
+            response = await self._call_model(spec, turn)
+            self._status.usage = self._status.usage + response.usage
+            message = response.message
+            self._messages.append(message)
+            if not message.tool_calls:
+                return self._complete(message.content or "", turn)
+
+            results, had_invalid = await self._run_tool_calls(spec, turn, message.tool_calls)
+            self._messages.extend(results)
+            repair_streak = repair_streak + 1 if had_invalid else 0
+            if repair_streak > limits.max_repair_turns:
+                self._fail(
+                    "RepairLimitExceeded",
+                    f"the model made invalid tool calls {repair_streak} turns in a row "
+                    f"(Limits.max_repair_turns={limits.max_repair_turns}); last problem: "
+                    f"{next(m.content for m in reversed(results) if m.is_error)}",
+                )
+        self._fail(
+            "MaxTurnsExceeded",
+            f"agent {spec.name!r} gave no final answer within Limits.max_turns={limits.max_turns}; "
+            "raise the limit or give it a simpler task",
+        )
+
+    async def _snapshot(self, inp: RunInput) -> AgentSpec:
+        try:
+            spec: AgentSpec = await workflow.execute_activity(
+                SNAPSHOT_ACTIVITY,
+                SnapshotRequest(agent=inp.agent, model=inp.model),
+                result_type=AgentSpec,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=5, non_retryable_error_types=["UnknownAgent", "ConfigError"]
+                ),
+                summary=f"snapshot agent {inp.agent}",
+            )
+            return spec
+        except ActivityError as e:
+            error_type, message = _cause(e)
+            self._fail(error_type, message)
+
+    async def _call_model(self, spec: AgentSpec, turn: int) -> ModelResponse:
+        limits = spec.limits
+        request = ModelRequest(
+            agent=spec.name,
+            model=spec.model,
+            turn=turn,
+            messages=list(self._messages),
+            tools=spec.tools,
+            tool_mode=spec.tool_mode,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            timeout_seconds=limits.model_timeout_seconds,
+            heartbeat_seconds=limits.model_heartbeat_seconds,
+        )
+        try:
+            response: ModelResponse = await workflow.execute_activity(
+                MODEL_ACTIVITY,
+                request,
+                result_type=ModelResponse,
+                task_queue=spec.model_task_queue,
+                activity_id=f"turn{turn}-model",
+                # The attempt's own HTTP timeout fires first; this is the backstop.
+                start_to_close_timeout=timedelta(seconds=limits.model_timeout_seconds + 10),
+                heartbeat_timeout=timedelta(seconds=limits.model_heartbeat_seconds),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=limits.model_retry_initial_seconds),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=limits.model_retry_max_seconds),
+                    maximum_attempts=limits.model_max_attempts,
+                    non_retryable_error_types=_NON_RETRYABLE_MODEL_ERRORS,
+                ),
+                summary=f"model {spec.model} · turn {turn}",
+            )
+            return response
+        except ActivityError as e:
+            error_type, message = _cause(e)
+            self._fail(error_type, f"model call of turn {turn} failed: {message}")
+
+    async def _run_tool_calls(
+        self, spec: AgentSpec, turn: int, calls: list[ToolCall]
+    ) -> tuple[list[Message], bool]:
+        """Run the valid calls in parallel; answer invalid ones with an error message.
+
+        Returns the tool messages in the order of the calls, and whether any call was invalid.
+        """
+        pending: list[Any] = []
+        had_invalid = False
+        for index, call in enumerate(calls):
+            arguments, problem = _parse_call(spec, call)
+            if problem is not None:
+                had_invalid = True
+                pending.append(_ready(Message.tool(call, problem, is_error=True)))
+            else:
+                pending.append(self._run_tool(spec, turn, index, call, arguments))
+        self._set_step(
+            f"{len(calls)} tool call(s) (turn {turn}): " + ", ".join(c.name for c in calls)
+        )
+        messages: list[Message] = list(await asyncio.gather(*pending))
+        self._status.tool_calls += len(calls)
+        return messages, had_invalid
+
+    async def _run_tool(
+        self, spec: AgentSpec, turn: int, index: int, call: ToolCall, arguments: dict[str, Any]
+    ) -> Message:
+        tool = spec.tool(call.name)
+        assert tool is not None  # _parse_call checked it
+        try:
+            result = await workflow.execute_activity(
+                TOOL_ACTIVITY,
+                ToolRequest(agent=spec.name, call=call, arguments=arguments),
+                result_type=ToolResult,
+                # Explicit and unique per run, so the idempotency key derived from it is stable.
+                activity_id=f"turn{turn}-tool{index}",
+                start_to_close_timeout=timedelta(seconds=tool.timeout_seconds),
+                retry_policy=RetryPolicy(maximum_attempts=tool.max_attempts),
+                summary=f"tool {call.name}({_short_args(arguments)})",
+            )
+        except ActivityError as e:
+            error_type, message = _cause(e)
+            if error_type == "ToolFailed":
+                self._fail("ToolFailed", message)
+            return Message.tool(call, f"tool {call.name!r} failed: {message}", is_error=True)
+        return Message.tool(call, result.content, is_error=result.is_error)
+
+    def _complete(self, output: str, turn: int) -> RunResult:
+        self._status.state = "completed"
+        self._status.output = output
+        self._set_step("completed")
+        return RunResult(
+            output=output, turns=turn, usage=self._status.usage, tool_calls=self._status.tool_calls
+        )
+
+    def _fail(self, error_type: str, message: str) -> NoReturn:
+        self._status.state = "failed"
+        self._status.error = f"{error_type}: {message}"
+        self._set_step("failed")
+        raise ApplicationError(message, type=error_type, non_retryable=True)
+
+    def _set_step(self, step: str) -> None:
+        self._status.step = step
+        workflow.set_current_details(
+            f"**{self._status.agent}** · turn {self._status.turn} · {step}"
+        )
+
+
+def _parse_call(spec: AgentSpec, call: ToolCall) -> tuple[dict[str, Any], str | None]:
+    """Check one tool call against the snapshot; return its arguments or a message for the model."""
+    tool = spec.tool(call.name)
+    if tool is None:
+        names = ", ".join(t.name for t in spec.tools) or "(none)"
+        return {}, f"error: unknown tool {call.name!r}. Available tools: {names}."
+    try:
+        arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError as e:
+        return {}, (
+            f"error: the arguments of {call.name!r} are not valid JSON ({e}). "
+            f"Send a JSON object matching this schema: {json.dumps(tool.parameters)}"
+        )
+    if not isinstance(arguments, dict):
+        return {}, f"error: the arguments of {call.name!r} must be a JSON object."
+    problems = check_arguments(tool.parameters, arguments)
+    if problems:
+        return {}, (
+            f"error: invalid arguments for {call.name!r}: {'; '.join(problems)}. "
+            f"Expected schema: {json.dumps(tool.parameters)}"
+        )
+    return arguments, None
+
+
+def _cause(e: ActivityError) -> tuple[str, str]:
+    """The taxonomy name and message of an activity failure."""
+    cause = e.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError", cause.message
+    if isinstance(cause, TimeoutError):
+        return "ModelTimeout" if e.activity_type == MODEL_ACTIVITY else "ToolTimeout", (
+            f"{e.activity_type} timed out ({cause.type.name if cause.type else 'timeout'})"
+        )
+    return type(cause).__name__ if cause else "ActivityError", str(cause or e)
+
+
+async def _ready(message: Message) -> Message:
+    return message
+
+
+def _short_args(arguments: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={json.dumps(v)}" for k, v in arguments.items())
+    return text if len(text) <= 80 else text[:77] + "..."
