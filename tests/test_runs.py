@@ -114,7 +114,9 @@ async def test_parallel_tool_calls(
     agent = Agent("parallel", instructions="x", model="openai:m", tools=[slow_check], limits=FAST)
     model_server.add(
         tool_calls(call("slow_check", {"name": "a"}), call("slow_check", {"name": "b"})),
-        reply("both ok").expecting(lambda r: [m["content"] for m in r.messages[-2:]] == ["a ok", "b ok"]),
+        reply("both ok").expecting(
+            lambda r: [m["content"] for m in r.messages[-2:]] == ["a ok", "b ok"]
+        ),
     )
     async with hosted(temporal_client, [agent], model_server) as client:
         result = await client.run("parallel", "check a and b")

@@ -1,0 +1,252 @@
+"""The ``ratchet`` command: a thin shell over :class:`ratchet.AgentClient` and ``ratchet.local``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from temporalio.service import RPCError
+
+from ._protocol import DEFAULT_TASK_QUEUE
+from ._render import describe_message, shorten
+from .agent import Agent
+from .client import AgentClient, RunHandle
+from .errors import ConfigError, RatchetError, RunFailed
+
+app = typer.Typer(
+    help="Durable AI agents on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+T = TypeVar("T")
+
+Address = Annotated[
+    str | None,
+    typer.Option(help="Temporal address (default: TEMPORAL_ADDRESS, else 127.0.0.1:7233)."),
+]
+Namespace = Annotated[str | None, typer.Option(help="Temporal namespace (default: 'default').")]
+TaskQueue = Annotated[str, typer.Option(help="Task queue the agent's workers poll.")]
+
+
+def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    """Run an async command; turn every expected error into one line on stderr, exit 1."""
+
+    @functools.wraps(coro_fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return asyncio.run(coro_fn(*args, **kwargs))
+        except RunFailed as e:
+            err.print(f"[red]error:[/] {e.error_type}: {e.message} (run {e.run_id})")
+        except (RatchetError, RPCError) as e:
+            err.print(f"[red]error:[/] {e}")
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        raise typer.Exit(1)
+
+    return wrapper
+
+
+def _ui_url(run_id: str, namespace: str | None) -> str | None:
+    base = os.environ.get("RATCHET_UI_URL")
+    if base is None:
+        from .local import services_status
+
+        base = services_status().get("temporal", {}).get("ui_url")
+    if not base:
+        return None
+    return f"{base.rstrip('/')}/namespaces/{namespace or 'default'}/workflows/{run_id}"
+
+
+@app.command()
+def up(
+    llm: Annotated[bool, typer.Option(help="Also start the embedded local LLM.")] = True,
+) -> None:
+    """Start the embedded Temporal dev server (Web UI on :8233) and the local LLM."""
+    from .local import LocalServiceError
+    from .local import up as local_up
+
+    try:
+        services = local_up(llm=llm, on_progress=lambda line: err.print(f"  {line}"))
+    except LocalServiceError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    out.print(f"Temporal  {services.temporal_address}   Web UI {services.ui_url}")
+    if services.llm_base_url:
+        out.print(f"local LLM {services.llm_base_url}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded services that `ratchet up` started."""
+    from .local import down as local_down
+
+    lines = local_down()
+    for line in lines or ["nothing to stop"]:
+        out.print(line)
+
+
+def load_agents(spec: str) -> list[Agent]:
+    """Resolve ``module:attr`` to agents: an Agent, a list, or a callable returning either."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"bad app spec {spec!r}: expected 'module:attribute', e.g. examples.support:agent"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"cannot import module {module_name!r} of app {spec!r}: {e}") from e
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if callable(obj) and not isinstance(obj, Agent):
+        obj = obj()
+    agents = [obj] if isinstance(obj, Agent) else list(obj) if isinstance(obj, list | tuple) else []
+    if not agents or not all(isinstance(a, Agent) for a in agents):
+        raise ConfigError(f"{spec!r} is not an Agent or a list of Agents")
+    return agents
+
+
+@app.command()
+@_run
+async def worker(
+    app_spec: Annotated[str, typer.Option("--app", help="Agents to host, as module:attribute.")],
+    task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Run a worker that hosts the agents of an app until Ctrl-C."""
+    from ._connect import connect
+    from .worker import create_worker
+
+    agents = load_agents(app_spec)
+    client = await connect(address, namespace=namespace)
+    names = ", ".join(a.name for a in agents)
+    async with create_worker(client, agents, task_queue=task_queue):
+        err.print(f"worker hosting {names} on task queue {task_queue!r}; Ctrl-C to stop")
+        await asyncio.Event().wait()
+
+
+async def follow_run(handle: RunHandle, console: Console = out) -> None:
+    """Print each step of a run as it is recorded."""
+    turn = 0
+    async for message in handle.follow():
+        if message.role == "assistant":
+            turn += 1
+        line = describe_message(message, turn)
+        if line:
+            console.print(line, markup=False)
+
+
+@app.command()
+@_run
+async def run(
+    agent: Annotated[str, typer.Argument(help="Name of the agent.")],
+    prompt: Annotated[str, typer.Argument(help="What to ask the agent.")],
+    id: Annotated[
+        str | None, typer.Option("--id", help="Run id; reusing one attaches to that run.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Override the model, e.g. openai:gpt-4o-mini.")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = True,
+    task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Start a run of AGENT and follow its progress."""
+    client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
+    handle = await client.start(agent, prompt, id=id, model=model)
+    if not wait:
+        out.print(handle.id)
+        return
+    err.print(f"run {handle.id}")
+    await follow_run(handle)
+    result = await handle.result()
+    out.print(f"\nanswer: {result.output}")
+    out.print(
+        f"run:    {handle.id}  ({result.turns} turns, {result.tool_calls} tool calls, "
+        f"{result.usage.total_tokens} tokens)"
+    )
+    if url := _ui_url(handle.id, namespace):
+        out.print(f"history: {url}")
+
+
+@app.command("ls")
+@_run
+async def list_runs(
+    agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """List recent runs, newest first."""
+    client = await AgentClient.connect(address, namespace=namespace)
+    runs = await client.list(limit=limit, agent=agent)
+    if not runs:
+        out.print("no runs")
+    for r in runs:
+        started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
+        out.print(f"{r.id:<40} {r.agent:<16} {r.status:<12} {started}", markup=False)
+
+
+@app.command()
+@_run
+async def show(
+    run_id: Annotated[str, typer.Argument(help="The run's id (see `ratchet ls`).")],
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Show a run: status, final answer or error, turns and tool calls."""
+    client = await AgentClient.connect(address, namespace=namespace)
+    handle = client.get(run_id)
+    state = await handle.temporal_status()
+    out.print(f"run:     {run_id}")
+    out.print(f"status:  {state}")
+    try:
+        transcript = await handle.transcript()
+    except RPCError:
+        transcript = []  # no worker is up to answer the query; show what history alone gives
+    turn = 0
+    for message in transcript:
+        if message.role == "assistant":
+            turn += 1
+        if line := describe_message(message, turn):
+            out.print(f"  {line}", markup=False)
+    if state == "completed":
+        result = await handle.result()
+        out.print(f"answer:  {result.output}", markup=False)
+        out.print(
+            f"turns:   {result.turns}, tool calls: {result.tool_calls}, "
+            f"tokens: {result.usage.total_tokens}"
+        )
+    elif state == "failed":
+        try:
+            await handle.result()
+        except RunFailed as e:
+            out.print(f"error:   {e.error_type}: {shorten(e.message, 400)}", markup=False)
+    if url := _ui_url(run_id, namespace):
+        out.print(f"history: {url}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Agents hosted by the worker subprocesses that crash tests kill with SIGKILL.
+
+Every tool invocation appends a line to ``$CRASH_LOG``, so a test can count
+executions across processes. ``$CRASH_PAUSE_IN_REFUND`` makes the refund tool
+stall after it applied the refund, the worst moment to die.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from examples.support.agent import order_status, refund_order
+from ratchet import Agent, Limits, ToolContext, tool
+
+
+def _log(line: str) -> None:
+    with Path(os.environ["CRASH_LOG"]).open("a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@tool
+def lookup(order_id: int) -> Any:
+    """Look up an order."""
+    _log(f"lookup {order_id}")
+    return order_status.fn(order_id)
+
+
+@tool(side_effects=True, timeout=4, max_attempts=5)
+def refund(order_id: int, ctx: ToolContext) -> str:
+    """Refund an order, then wait for the payment provider's confirmation."""
+    result: str = refund_order.fn(order_id, ctx)
+    _log(f"refund {order_id} attempt {ctx.attempt} key {ctx.idempotency_key}")
+    if os.environ.get("CRASH_PAUSE_IN_REFUND"):
+        time.sleep(60)
+    return result
+
+
+agents = [
+    Agent(
+        "crashy",
+        instructions="You are a support agent.",
+        model="openai:scripted",
+        tools=[lookup, refund],
+        limits=Limits(model_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
+    )
+]
