@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .models import OpenAICompatible, Provider
 from .workflow import AgentWorkflow
 
-__all__ = ["create_worker", "default_providers"]
+__all__ = ["create_worker", "default_providers", "workflow_runner"]
 
 
 def default_providers() -> dict[str, Provider]:
@@ -41,6 +41,13 @@ def default_providers() -> dict[str, Provider]:
 
 
 _PASSTHROUGH = ("openai", "httpx", "httpx2", "typer", "rich", "platformdirs", "pydantic")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox configuration ratchet's workflow needs (also for ``Replayer``)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
+    )
 
 
 def _local_llm_base_url() -> str | None:
@@ -83,9 +90,7 @@ def create_worker(
         # The sandbox re-imports the workflow's package; ratchet's package __init__ pulls in
         # the I/O libraries, which are passed through (loaded once, outside the sandbox).
         # The workflow module itself stays sandboxed.
-        "workflow_runner": SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
-        ),
+        "workflow_runner": workflow_runner(),
         # A killed worker's sticky queue is abandoned after this long instead of
         # Temporal's 5 s default, so another worker resumes the run sooner.
         "sticky_queue_schedule_to_start_timeout": timedelta(seconds=2),

@@ -1,0 +1,59 @@
+"""Regenerate the golden histories: `python -m tests.record_histories`.
+
+Only do this on purpose (a deliberate change of workflow behaviour); say so in
+the commit. Running agents recorded with the old code must still replay, so
+prefer `workflow.patched` for behaviour changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from ratchet import AgentClient, RunFailed, create_worker
+from ratchet.testing import ScriptedModelServer
+
+from .conftest import API_KEY, scripted_provider, temporal_binary
+from .scenarios import AGENT, SCENARIOS
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record() -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter
+    )
+    try:
+        for scenario in SCENARIOS:
+            with ScriptedModelServer(scenario.steps, expected_api_key=API_KEY) as server:
+                queue = f"golden-{uuid.uuid4().hex[:6]}"
+                worker = create_worker(
+                    env.client,
+                    [AGENT],
+                    task_queue=queue,
+                    providers={"openai": scripted_provider(server)},
+                )
+                async with worker:
+                    client = AgentClient(env.client, task_queue=queue)
+                    handle = await client.start(AGENT.name, scenario.prompt, id=scenario.name)
+                    try:
+                        await handle.result()
+                        assert not scenario.fails, scenario.name
+                    except RunFailed:
+                        assert scenario.fails, scenario.name
+                server.verify()
+            history = await env.client.get_workflow_handle(scenario.name).fetch_history()
+            path = HISTORIES / f"{scenario.name}.json"
+            path.write_text(json.dumps(history.to_json_dict(), indent=1) + "\n")
+            print(f"recorded {path}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
