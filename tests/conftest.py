@@ -8,7 +8,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,8 @@ def decoded_history_text(history_json: Any) -> str:
         if isinstance(node, dict):
             out = {k: walk(v) for k, v in node.items()}
             if isinstance(node.get("data"), str) and "metadata" in node:
-                try:
+                with suppress(ValueError):
                     out["data"] = base64.b64decode(node["data"]).decode("utf-8", "replace")
-                except ValueError:
-                    pass
             return out
         if isinstance(node, list):
             return [walk(v) for v in node]

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from examples.support import db
 from temporalio.testing import WorkflowEnvironment
 
-from examples.support import db
 from ratchet import AgentClient
 from ratchet.testing import ScriptedModelServer, call, hang, reply, tool_calls
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from temporalio.client import Client
 
-from ratchet import Agent, Limits, RunFailed, ToolContext, tool
+from ratchet import Agent, Limits, RunFailed, tool
 from ratchet.testing import ScriptedModelServer, call, error, reply, tool_calls
 
 from .conftest import API_KEY, decoded_history_text, hosted

