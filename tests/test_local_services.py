@@ -237,3 +237,33 @@ def test_llama_server_json_schema_chat(tmp_path: Path) -> None:
         pid = server.pid
     assert server.pid is None
     assert pid is not None and not pid_running(pid)
+
+
+def test_up_llm_reuse_discovery_and_down(local_dirs: Path) -> None:
+    ensure_llama_server()  # a possible first build happens here, not under up()
+    with socket.socket() as squatter:
+        # The preferred port is taken by another program: up() must pick another one.
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        messages: list[str] = []
+        services = up(temporal=False, llm=True, llm_port=taken, on_progress=messages.append)
+    assert services.temporal_address is None
+    assert services.llm_base_url is not None
+    assert services.llm_model == LOCAL_MODEL_NAME
+    assert f":{taken}/" not in services.llm_base_url
+    assert any(f"port {taken} is in use" in m for m in messages), messages
+    assert local_llm_base_url() == services.llm_base_url
+    llm = status()["llm"]
+    assert llm.running and llm.pid is not None
+
+    client = openai.OpenAI(base_url=services.llm_base_url, api_key="local", max_retries=0)
+    assert [m.id for m in client.models.list().data] == [LOCAL_MODEL_NAME]
+
+    assert up(temporal=False, llm=True) == services
+    assert status()["llm"].pid == llm.pid
+
+    lines = down()
+    assert any("stopped local LLM" in line for line in lines), lines
+    assert not pid_running(llm.pid)
+    assert local_llm_base_url() is None
