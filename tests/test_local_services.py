@@ -141,10 +141,17 @@ def test_temporal_dev_server_early_exit_shows_log(tmp_path: Path) -> None:
 
 
 async def test_up_reuses_and_down_stops_temporal(local_dirs: Path) -> None:
-    ports = {"temporal_port": free_port(), "temporal_ui_port": free_port()}
+    port, ui_port = free_port(), free_port()
     messages: list[str] = []
-    services = up(temporal=True, llm=False, on_progress=messages.append, **ports)
-    assert services.temporal_address == f"127.0.0.1:{ports['temporal_port']}"
+    services = up(
+        temporal=True,
+        llm=False,
+        on_progress=messages.append,
+        temporal_port=port,
+        temporal_ui_port=ui_port,
+    )
+    assert services.temporal_address == f"127.0.0.1:{port}"
+    assert services.ui_url == f"http://127.0.0.1:{ui_port}"
     assert services.llm_base_url is None
     assert any("starting" in m for m in messages)
     first = status()["temporal"]
@@ -155,7 +162,7 @@ async def test_up_reuses_and_down_stops_temporal(local_dirs: Path) -> None:
     client = await Client.connect(services.temporal_address)
     assert await client.service_client.check_health()
 
-    again = up(temporal=True, llm=False, **ports)
+    again = up(temporal=True, llm=False, temporal_port=port, temporal_ui_port=ui_port)
     assert again == services
     assert status()["temporal"].pid == first.pid
 
@@ -217,18 +224,19 @@ def test_llama_server_json_schema_chat(tmp_path: Path) -> None:
     with LlamaServer(binary, smollm2_model_path(), free_port(), tmp_path / "llm.log") as server:
         assert server.base_url.startswith("http://127.0.0.1:")
         client = openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0)
-        assert [m.id for m in client.models.list().data] == [LOCAL_MODEL_NAME]
-        response = client.chat.completions.create(
-            model=LOCAL_MODEL_NAME,
-            messages=[{"role": "user", "content": "Which city is the capital of France?"}],
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": "capital", "schema": schema, "strict": True},
-            },
-            max_tokens=60,
-            temperature=0,
-            timeout=60,
-        )
+        with client:
+            assert [m.id for m in client.models.list().data] == [LOCAL_MODEL_NAME]
+            response = client.chat.completions.create(
+                model=LOCAL_MODEL_NAME,
+                messages=[{"role": "user", "content": "Which city is the capital of France?"}],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "capital", "schema": schema, "strict": True},
+                },
+                max_tokens=60,
+                temperature=0,
+                timeout=60,
+            )
         content = response.choices[0].message.content
         assert content is not None
         data = json.loads(content)
@@ -257,8 +265,8 @@ def test_up_llm_reuse_discovery_and_down(local_dirs: Path) -> None:
     llm = status()["llm"]
     assert llm.running and llm.pid is not None
 
-    client = openai.OpenAI(base_url=services.llm_base_url, api_key="local", max_retries=0)
-    assert [m.id for m in client.models.list().data] == [LOCAL_MODEL_NAME]
+    with openai.OpenAI(base_url=services.llm_base_url, api_key="local", max_retries=0) as client:
+        assert [m.id for m in client.models.list().data] == [LOCAL_MODEL_NAME]
 
     assert up(temporal=False, llm=True) == services
     assert status()["llm"].pid == llm.pid
@@ -267,3 +275,16 @@ def test_up_llm_reuse_discovery_and_down(local_dirs: Path) -> None:
     assert any("stopped local LLM" in line for line in lines), lines
     assert not pid_running(llm.pid)
     assert local_llm_base_url() is None
+
+
+def test_up_uses_but_never_stops_a_foreign_temporal(local_dirs: Path, tmp_path: Path) -> None:
+    with make_temporal(tmp_path) as foreign:
+        services = up(temporal=True, llm=False, temporal_port=foreign.port)
+        assert services.temporal_address == foreign.address
+        temporal = status()["temporal"]
+        assert temporal.running and not temporal.managed and temporal.pid is None
+        lines = down()
+        assert lines == [
+            f"left the Temporal server at {foreign.address} running (not started by ratchet)"
+        ]
+        assert foreign.pid is not None

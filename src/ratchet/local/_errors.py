@@ -1,0 +1,13 @@
+"""The single error type raised by :mod:`ratchet.local`."""
+
+from __future__ import annotations
+
+__all__ = ["LocalServiceError"]
+
+
+class LocalServiceError(RuntimeError):
+    """An embedded service (Temporal dev server, local LLM) could not be found, built or run.
+
+    The message always says what failed, which file/port/process was involved
+    and what to do about it, so the CLI can print it as is.
+    """

@@ -1,0 +1,64 @@
+"""End to end with the real embedded model: llama-server + SmolLM2-135M, the demo agent,
+the default `local` provider, a real dev server and a real SQLite shop database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from examples.support import agent, db
+from temporalio.client import Client
+
+from ratchet import AgentClient, create_worker
+from ratchet.local import LlamaServer, ensure_llama_server, smollm2_model_path
+from ratchet.local._proc import free_port
+
+
+@pytest.fixture(scope="module")
+def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    # Built once and cached under the user's cache dir; the first build prints progress.
+    binary = ensure_llama_server(on_progress=print)
+    log = tmp_path_factory.mktemp("llm") / "llama-server.log"
+    server = LlamaServer(binary, smollm2_model_path(), free_port(), log)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tool", "order_id", "table_check"),
+    [
+        ("Where is order 1042?", "order_status", 1042, None),
+        ("Please refund order 1043.", "refund_order", 1043, 1),
+    ],
+)
+async def test_demo_agent_with_the_local_model(
+    temporal_client: Client,
+    local_llm: LlamaServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    prompt: str,
+    tool: str,
+    order_id: int,
+    table_check: int | None,
+) -> None:
+    monkeypatch.setenv("RATCHET_LOCAL_LLM_URL", local_llm.base_url)  # the default provider
+    monkeypatch.setenv("SUPPORT_DB", str(tmp_path / "shop.sqlite"))
+    queue = f"local-{uuid.uuid4().hex[:6]}"
+    async with create_worker(temporal_client, [agent], task_queue=queue):
+        handle = await AgentClient(temporal_client, task_queue=queue).start("support", prompt)
+        result = await handle.result()
+        transcript = await handle.transcript()
+    calls = [c for m in transcript if m.tool_calls for c in m.tool_calls]
+    assert calls, f"the model made no tool call: {transcript}"
+    assert calls[0].name == tool
+    assert json.loads(calls[0].arguments) == {"order_id": order_id}
+    tool_results = [m for m in transcript if m.role == "tool"]
+    assert tool_results and not tool_results[0].is_error, tool_results
+    assert result.output.strip(), "empty final answer"
+    assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
+    if table_check is not None:
+        assert db.refunds_for(order_id) == table_check
