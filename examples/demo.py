@@ -20,8 +20,8 @@ from ratchet import AgentClient, RunFailed, connect, create_worker
 from ratchet.cli import follow_run
 from ratchet.local import up
 
-TASKS = ["Where is order 1042?", "Please refund order 1043."]
-console = Console(highlight=False)
+TASKS = ["Has order 1044 shipped?", "Please refund order 1043."]
+console = Console(highlight=False, soft_wrap=True)
 
 
 async def main() -> int:

@@ -16,6 +16,9 @@ from ratchet import AgentClient, create_worker
 from ratchet.local import LlamaServer, ensure_llama_server, smollm2_model_path
 from ratchet.local._proc import free_port
 
+# On a fresh machine the first test builds llama-server (5-8 minutes on 2 cores).
+pytestmark = pytest.mark.timeout(1800)
+
 
 @pytest.fixture(scope="module")
 def local_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:

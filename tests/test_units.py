@@ -229,5 +229,7 @@ def test_json_mode_transcript_rendering() -> None:
         "content": '{"tool": "search", "arguments": {"query": "kb"}}',
     }
     answer = json_mode_messages(transcript, spec.tools, answer_only=True)
-    assert 'search(query="kb") returned: ["kb"]' in answer[0]["content"]
-    assert answer[1:] == [{"role": "user", "content": "find kb"}]
+    assert answer == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": 'find kb\n\n(search(query="kb") returned: ["kb"])'},
+    ]

@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 # Errors stay on one line whatever the terminal width, so scripts can grep them.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -204,22 +204,22 @@ def json_mode_messages(
 ) -> list[dict[str, Any]]:
     """Render the transcript for a model without native tools: calls and results become text.
 
-    With ``answer_only`` the tool results become facts in the system prompt and the
+    With ``answer_only`` the tool results are attached to the user's message and the
     model answers in plain text: a small model mimics the JSON calls it sees in the
     transcript, and constrained JSON answers from it degenerate into repetition.
     """
     if answer_only:
         calls = {c.id: c for m in messages for c in (m.tool_calls or [])}
-        facts = "\n".join(
-            f"- {_call_text(calls.get(m.tool_call_id or ''), m.name)} returned: {m.content}"
-            for m in messages
-            if m.role == "tool"
-        )
-        system = " ".join(m.content or "" for m in messages if m.role == "system")
-        return [
-            {"role": "system", "content": f"{system}\n\nResults of the tools you used:\n{facts}"},
-            *({"role": "user", "content": m.content or ""} for m in messages if m.role == "user"),
-        ]
+        out_plain: list[dict[str, Any]] = []
+        for m in messages:
+            if m.role in ("system", "user"):
+                out_plain.append({"role": m.role, "content": m.content or ""})
+            elif m.role == "tool" and out_plain and out_plain[-1]["role"] == "user":
+                # Small models stay closest to the facts when they sit right beside the
+                # question, as "key: value" text rather than JSON.
+                call = _call_text(calls.get(m.tool_call_id or ""), m.name)
+                out_plain[-1]["content"] += f"\n\n({call} returned: {_plain(m.content or '')})"
+        return out_plain
     catalogue = "\n".join(f"- {_signature(t)}: {t.description}" for t in tools)
     guide = (
         "\n\nTools:\n"
@@ -244,6 +244,13 @@ def json_mode_messages(
         else:
             out.append({"role": m.role, "content": m.content or ""})
     return out
+
+
+def _plain(text: str) -> str:
+    value = _loads_or_raw(text)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
+    return text
 
 
 def _call_text(call: ToolCall | None, name: str | None) -> str:
