@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import Client
 
 from ratchet import Agent, Limits, RunFailed, tool
-from ratchet.testing import ScriptedModelServer, call, error, reply, tool_calls
+from ratchet.testing import ScriptedModelServer, call, error, hang, reply, tool_calls
 
 from .conftest import API_KEY, decoded_history_text, hosted
 
@@ -272,3 +272,15 @@ async def test_api_key_never_enters_history(
     raw = decoded_history_text(history.to_json_dict())
     assert "lookup_order" in raw  # the history is readable at all
     assert API_KEY not in raw
+
+
+async def test_hung_model_call_times_out_and_is_retried(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(hang(), reply("second attempt"))
+    limits = Limits(model_timeout_seconds=1.0, model_retry_initial_seconds=0.1)
+    async with hosted(temporal_client, [support_agent(limits=limits)], model_server) as client:
+        result = await client.run("support", "hi")
+    model_server.verify()
+    assert result.output == "second attempt"
+    assert len(model_server.requests) == 2

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from ._protocol import DEFAULT_TASK_QUEUE
@@ -154,6 +155,15 @@ async def follow_run(handle: RunHandle, console: Console = out) -> None:
             console.print(line, markup=False)
 
 
+async def _warn_if_no_worker(handle: RunHandle, task_queue: str) -> None:
+    await asyncio.sleep(5)
+    if not await handle.picked_up():
+        err.print(
+            f"waiting: no worker has picked up the run yet; is one running on task queue "
+            f"{task_queue!r}? (`ratchet worker --app module:agent`)"
+        )
+
+
 @app.command()
 @_run
 async def run(
@@ -181,7 +191,11 @@ async def run(
         out.print(handle.id)
         return
     out.print(f"run {handle.id}")
-    await follow_run(handle)
+    hint = asyncio.create_task(_warn_if_no_worker(handle, task_queue))
+    try:
+        await follow_run(handle)
+    finally:
+        hint.cancel()
     result = await handle.result()
     out.print(f"\nanswer: {result.output}")
     out.print(
@@ -225,8 +239,9 @@ async def show(
     out.print(f"status:  {state}")
     try:
         transcript = await handle.transcript()
-    except RPCError:
-        transcript = []  # no worker is up to answer the query; show what history alone gives
+    except (RPCError, WorkflowQueryFailedError):
+        transcript = []
+        out.print("  (steps unavailable: no worker answered; start one to see them)")
     turn = 0
     for message in transcript:
         if message.role == "assistant":

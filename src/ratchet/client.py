@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
@@ -90,7 +90,11 @@ class RunHandle:
 
     async def _query(self, name: str, result_type: Any) -> Any:
         try:
-            return await self._handle.query(name, result_type=result_type)
+            # A query is answered by a worker; without one the server would hold it for
+            # its full deadline, so fail fast and let callers say what is missing.
+            return await self._handle.query(
+                name, result_type=result_type, rpc_timeout=timedelta(seconds=5)
+            )
         except RPCError as e:
             raise _not_found(self.id, e) from e
 
@@ -124,18 +128,15 @@ class RunHandle:
     async def cancel(self) -> None:
         await self._handle.cancel()
 
-    async def first_start_seconds(self) -> float | None:
-        """Seconds from scheduling to a worker picking up the first workflow task, if it has."""
-        scheduled: datetime | None = None
-        async for event in self._handle.fetch_history_events():
-            if (
-                event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
-                and scheduled is None
-            ):
-                scheduled = event.event_time.ToDatetime()
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and scheduled:
-                return (event.event_time.ToDatetime() - scheduled).total_seconds()
-        return None
+    async def picked_up(self) -> bool:
+        """Whether a worker has started working on the run (a workflow task started)."""
+        try:
+            async for event in self._handle.fetch_history_events():
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                    return True
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+        return False
 
 
 class AgentClient:
