@@ -93,3 +93,12 @@ async def hosted(
     )
     async with worker:
         yield AgentClient(client, task_queue=queue)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Any]]:
+    """Worker subprocesses started by a test (see tests/workers.py); stopped afterwards."""
+    started: list[Any] = []
+    yield started
+    for w in started:
+        w.stop()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from examples.support.agent import order_status, refund_order
-
 from ratchet import Agent, Limits, ToolContext, tool
 
 

@@ -14,40 +14,58 @@ from ratchet import AgentWorkflow
 from ratchet.testing import ScriptedModelServer
 from ratchet.worker import workflow_runner
 
-from .conftest import hosted
+from .conftest import decoded_history_text, hosted
 from .scenarios import AGENT, SCENARIOS
+from .unpatched_workflow import UnpatchedAgentWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+ROOT = Path(__file__).parent / "histories"
+CURRENT = sorted(ROOT.glob("*.json"))
+# Recorded before the `ratchet.local-snapshot` patch; they must keep replaying.
+PRE_PATCH = sorted((ROOT / "pre-patch").glob("*.json"))
 
 
-def test_every_scenario_has_a_committed_history() -> None:
-    assert {p.stem for p in HISTORIES} == {s.name for s in SCENARIOS}
+def load(path: Path, text: str | None = None) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, json.loads(text or path.read_text()))
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def replay(history: WorkflowHistory, workflow: type = AgentWorkflow) -> Exception | None:
+    replayer = Replayer(
+        workflows=[workflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure
+
+
+def test_every_scenario_has_committed_histories() -> None:
+    names = {s.name for s in SCENARIOS}
+    assert {p.stem for p in CURRENT} == names
+    assert {p.stem for p in PRE_PATCH} == names
+
+
+@pytest.mark.parametrize("path", CURRENT + PRE_PATCH, ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_golden_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
-    replayer = Replayer(
-        workflows=[AgentWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(),
-    )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
+    failure = await replay(load(path))
+    assert failure is None, f"{path} no longer replays: {failure}"
 
 
-async def test_replay_detects_a_changed_workflow(temporal_client: Client) -> None:
+async def test_replay_detects_a_changed_workflow() -> None:
     """The check above can fail: a history with a tampered activity name does not replay."""
-    path = next(p for p in HISTORIES if p.stem == "tool_then_answer")
+    path = ROOT / "tool_then_answer.json"
     text = path.read_text().replace('"ratchet.call_model"', '"ratchet.call_model_v0"')
-    history = WorkflowHistory.from_json("tampered", json.loads(text))
-    replayer = Replayer(
-        workflows=[AgentWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(),
-    )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is not None
+    assert await replay(load(path, text)) is not None
+
+
+async def test_the_patch_is_what_keeps_old_runs_replaying() -> None:
+    """Old histories replay with the patched code, and fail without the patch guard."""
+    old = load(ROOT / "pre-patch" / "tool_then_answer.json")
+    assert await replay(old) is None
+    assert await replay(old, UnpatchedAgentWorkflow) is not None
+    # New histories carry the patch marker and replay with either.
+    new = load(ROOT / "tool_then_answer.json")
+    assert "ratchet.local-snapshot" in decoded_history_text(new.to_json_dict())
+    assert await replay(new) is None
 
 
 async def test_run_with_no_workflow_cache(

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from examples.support import agent, db
 from temporalio.client import Client
 
+from examples.support import agent, db
 from ratchet import AgentClient, create_worker
 from ratchet.local import LlamaServer, ensure_llama_server, smollm2_model_path
 from ratchet.local._proc import free_port

@@ -12,6 +12,7 @@ from .errors import (
     ConnectionFailed,
     RatchetError,
     RetryableToolError,
+    RunCancelled,
     RunFailed,
     RunNotFound,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "OpenAICompatible",
     "RatchetError",
     "RetryableToolError",
+    "RunCancelled",
     "RunFailed",
     "RunHandle",
     "RunInfo",

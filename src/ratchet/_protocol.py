@@ -24,7 +24,7 @@ STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
 
-RunState = Literal["starting", "running", "completed", "failed"]
+RunState = Literal["starting", "running", "completed", "failed", "cancelled"]
 
 
 class RunInput(BaseModel):
@@ -113,6 +113,7 @@ class ToolRequest(BaseModel):
     call: ToolCall
     arguments: dict[str, Any]
     """The parsed (schema-checked) arguments."""
+    heartbeat_seconds: float = 3.0
 
 
 class ToolResult(BaseModel):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import pydantic
 from temporalio import activity
@@ -85,19 +86,19 @@ class AgentActivities:
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
         provider, model_name = self._provider(request.model)
-        call = asyncio.ensure_future(provider.complete(request, model_name))
-        interval = max(0.2, min(request.heartbeat_seconds / 3, 5.0))
-        try:
-            while True:
-                done, _ = await asyncio.wait({call}, timeout=interval)
-                if done:
-                    return call.result()
-                activity.heartbeat()
-        finally:
-            if not call.done():
-                call.cancel()
-                with contextlib.suppress(BaseException):
-                    await call
+        response = await _heartbeating(
+            provider.complete(request, model_name), request.heartbeat_seconds
+        )
+        size = len(response.model_dump_json())
+        if size > _MAX_RESPONSE_BYTES:
+            raise ApplicationError(
+                f"the model's response is {size:,} bytes; ratchet's limit is "
+                f"{_MAX_RESPONSE_BYTES:,} (Temporal rejects payloads over 2 MB). "
+                "Lower the agent's max_tokens.",
+                type="PayloadTooLarge",
+                non_retryable=True,
+            )
+        return response
 
     @activity.defn(name=TOOL_ACTIVITY)
     async def run_tool(self, request: ToolRequest) -> ToolResult:
@@ -117,7 +118,10 @@ class AgentActivities:
             attempt=info.attempt,
         )
         try:
-            return ToolResult(content=await tool.invoke(request.arguments, ctx))
+            content = await _heartbeating(
+                tool.invoke(request.arguments, ctx), request.heartbeat_seconds
+            )
+            return ToolResult(content=_truncate(content, tool.max_result_chars, name))
         except pydantic.ValidationError as e:
             return ToolResult(
                 content=f"error: invalid arguments for {name!r}: {_validation_summary(e)}",
@@ -134,6 +138,43 @@ class AgentActivities:
                 ) from e
             activity.logger.info("tool %s raised %s: %s", name, type(e).__name__, e)
             return ToolResult(content=f"error: {type(e).__name__}: {e}", is_error=True)
+
+
+_MAX_RESPONSE_BYTES = 1_000_000
+T = TypeVar("T")
+
+
+async def _heartbeating(work: Coroutine[Any, Any, T], heartbeat_seconds: float) -> T:
+    """Await ``work`` while heartbeating.
+
+    Heartbeats tell Temporal the worker is alive (a crashed worker's activity is
+    retried elsewhere after ``heartbeat_seconds``) and deliver cancellation: when
+    the run is cancelled, the next heartbeat cancels ``work``.
+    """
+    task = asyncio.ensure_future(work)
+    interval = max(0.1, min(heartbeat_seconds / 3, 5.0))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _truncate(content: str, limit: int, tool_name: str) -> str:
+    if len(content) <= limit:
+        return content
+    return (
+        content[:limit]
+        + f"\n[ratchet: the result of {tool_name!r} was cut from {len(content):,} to "
+        f"{limit:,} characters (the tool's max_result_chars); ask for less, e.g. narrow "
+        "the query]"
+    )
 
 
 def _validation_summary(e: pydantic.ValidationError) -> str:

@@ -33,8 +33,18 @@ class Limits(BaseModel):
     """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
     model_timeout_seconds: float = Field(120.0, gt=0)
     """One model call attempt may take this long."""
-    model_heartbeat_seconds: float = Field(10.0, gt=0)
-    """A model call whose worker stops heartbeating for this long is retried elsewhere."""
+    model_heartbeat_seconds: float = Field(3.0, gt=0)
+    """A model call whose worker stops heartbeating for this long is retried elsewhere.
+
+    The worker heartbeats every third of this while it waits for the provider, so a
+    crashed worker's call resumes on another worker after about this long."""
+    tool_heartbeat_seconds: float = Field(3.0, gt=0)
+    """Like ``model_heartbeat_seconds``, for tool calls."""
+    max_transcript_bytes: int = Field(1_500_000, gt=0)
+    """The run fails with ``PayloadTooLarge`` before a model request would exceed this.
+
+    Temporal rejects payloads over 2 MB; failing early with a clear error beats an
+    activity that can never be scheduled."""
     model_max_attempts: int = Field(6, ge=1)
     """Attempts per model call for retryable errors (timeouts, 429, 5xx)."""
     model_retry_initial_seconds: float = Field(1.0, gt=0)

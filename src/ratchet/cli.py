@@ -206,6 +206,23 @@ async def run(
         out.print(f"history: {url}")
 
 
+@app.command()
+@_run
+async def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run's id (see `ratchet ls`).")],
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Cancel a run: in-flight calls are cancelled, the transcript is kept."""
+    client = await AgentClient.connect(address, namespace=namespace)
+    handle = client.get(run_id)
+    state = await handle.temporal_status()
+    if state != "running":
+        raise ConfigError(f"run {run_id!r} is already {state}; only running runs can be cancelled")
+    await handle.cancel()
+    out.print(f"cancellation requested for {run_id}")
+
+
 @app.command("ls")
 @_run
 async def list_runs(

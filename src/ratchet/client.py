@@ -18,7 +18,7 @@ from temporalio.client import (
     WorkflowQueryFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
@@ -32,7 +32,7 @@ from ._protocol import (
     RunStatus,
 )
 from .agent import _AGENT_NAME_RE, parse_model
-from .errors import ConfigError, RunFailed, RunNotFound
+from .errors import ConfigError, RunCancelled, RunFailed, RunNotFound
 from .messages import Message
 
 __all__ = ["AgentClient", "RunHandle", "RunInfo"]
@@ -69,6 +69,8 @@ class RunHandle:
         try:
             return await self._handle.result()
         except WorkflowFailureError as e:
+            if isinstance(e.cause, CancelledError):
+                raise RunCancelled(self.id) from e
             cause = e.cause
             while cause.__cause__ is not None and not isinstance(cause, ApplicationError):
                 cause = cause.__cause__
@@ -126,7 +128,12 @@ class RunHandle:
             await asyncio.sleep(poll_seconds)
 
     async def cancel(self) -> None:
-        await self._handle.cancel()
+        """Ask the run to stop: in-flight model and tool calls are cancelled, the
+        transcript is kept and :meth:`result` raises :class:`~ratchet.RunCancelled`."""
+        try:
+            await self._handle.cancel()
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
 
     async def picked_up(self) -> bool:
         """Whether a worker has started working on the run (a workflow task started)."""

@@ -7,6 +7,7 @@ Every error a user can meet is one of these. The tree::
     ├── ConnectionFailed            the Temporal server cannot be reached
     ├── RunNotFound                 no run with that id
     └── RunFailed                   a run ended in failure; ``.error_type`` says why:
+          RunCancelled              (subclass) a client cancelled the run
           model errors (raised by the model activity, see ``MODEL_ERRORS``)
           ├── retryable — Temporal retries them with backoff, honouring Retry-After:
           │     ModelTimeout, ModelConnectionError, ModelRateLimited (429),
@@ -18,6 +19,7 @@ Every error a user can meet is one of these. The tree::
           ├── MaxTurnsExceeded      the agent did not answer within ``Limits.max_turns``
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
           ├── ToolFailed            a tool declared ``fatal=True`` raised
+          ├── PayloadTooLarge       the transcript or a response would exceed Temporal's 2 MB
           └── UnknownAgent          no worker hosts the requested agent
 
 Inside activities the model and tool errors travel as Temporal
@@ -40,6 +42,7 @@ __all__ = [
     "ModelErrorKind",
     "RatchetError",
     "RetryableToolError",
+    "RunCancelled",
     "RunFailed",
     "RunNotFound",
 ]
@@ -77,6 +80,13 @@ class RunFailed(RatchetError):
         self.run_id = run_id
         self.error_type = error_type
         self.message = message
+
+
+class RunCancelled(RunFailed):
+    """The run was cancelled by a client; its transcript is kept."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id, "Cancelled", "the run was cancelled")
 
 
 class RetryableToolError(RatchetError):

@@ -55,6 +55,7 @@ class ToolSpec(BaseModel):
     fatal: bool = False
     timeout_seconds: float = 60.0
     max_attempts: int = 3
+    max_result_chars: int = 100_000
 
 
 class Tool:
@@ -70,6 +71,7 @@ class Tool:
         fatal: bool = False,
         timeout: float = 60.0,
         max_attempts: int = 3,
+        max_result_chars: int = 100_000,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -86,6 +88,7 @@ class Tool:
         self.fatal = fatal
         self.timeout = timeout
         self.max_attempts = max_attempts
+        self.max_result_chars = max_result_chars
         self.is_async = inspect.iscoroutinefunction(fn)
         self._context_param: str | None = None
         self.args_model = self._build_args_model(arg_docs)
@@ -136,6 +139,7 @@ class Tool:
             fatal=self.fatal,
             timeout_seconds=self.timeout,
             max_attempts=self.max_attempts,
+            max_result_chars=self.max_result_chars,
         )
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +185,7 @@ def tool(
     fatal: bool = False,
     timeout: float = 60.0,
     max_attempts: int = 3,
+    max_result_chars: int = 100_000,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     fn: Callable[..., Any] | None = None,
@@ -192,6 +197,7 @@ def tool(
     fatal: bool = False,
     timeout: float = 60.0,
     max_attempts: int = 3,
+    max_result_chars: int = 100_000,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a tool.
 
@@ -207,6 +213,9 @@ def tool(
         fatal: if the tool raises, fail the whole run instead of telling the model.
         timeout: seconds one attempt may take.
         max_attempts: attempts for :class:`~ratchet.RetryableToolError` and timeouts.
+        max_result_chars: longer results are cut to this many characters, with a
+            notice to the model (a huge result would blow the model's context and
+            Temporal's 2 MB payload limit).
 
     Example::
 
@@ -228,6 +237,7 @@ def tool(
             fatal=fatal,
             timeout=timeout,
             max_attempts=max_attempts,
+            max_result_chars=max_result_chars,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -43,6 +43,9 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = ["AgentWorkflow"]
 
+LOCAL_SNAPSHOT_PATCH = "ratchet.local-snapshot"
+"""Runs started before this patch took the agent snapshot in a regular activity."""
+
 _NON_RETRYABLE_MODEL_ERRORS = [k.name for k in MODEL_ERRORS.values() if not k.retryable]
 
 
@@ -64,6 +67,16 @@ class AgentWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        try:
+            return await self._run(inp)
+        except asyncio.CancelledError:
+            # Cancelled by a client: in-flight activities get the cancellation through
+            # their heartbeats; the transcript stays queryable on the closed run.
+            self._status.state = "cancelled"
+            self._set_step("cancelled")
+            raise
+
+    async def _run(self, inp: RunInput) -> RunResult:
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
         spec = await self._snapshot(inp)
         self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
@@ -97,17 +110,32 @@ class AgentWorkflow:
         )
 
     async def _snapshot(self, inp: RunInput) -> AgentSpec:
+        request = SnapshotRequest(agent=inp.agent, model=inp.model)
+        retry = RetryPolicy(
+            maximum_attempts=5, non_retryable_error_types=["UnknownAgent", "ConfigError"]
+        )
         try:
-            spec: AgentSpec = await workflow.execute_activity(
-                SNAPSHOT_ACTIVITY,
-                SnapshotRequest(agent=inp.agent, model=inp.model),
-                result_type=AgentSpec,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=5, non_retryable_error_types=["UnknownAgent", "ConfigError"]
-                ),
-                summary=f"snapshot agent {inp.agent}",
-            )
+            if workflow.patched(LOCAL_SNAPSHOT_PATCH):
+                # A local activity: the snapshot is a fast lookup in the worker's registry,
+                # so it skips the task-queue round trip (about 45 ms less per run).
+                spec: AgentSpec = await workflow.execute_local_activity(
+                    SNAPSHOT_ACTIVITY,
+                    request,
+                    result_type=AgentSpec,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=retry,
+                    summary=f"snapshot agent {inp.agent}",
+                )
+            else:
+                # Runs recorded before the patch replay this path.
+                spec = await workflow.execute_activity(
+                    SNAPSHOT_ACTIVITY,
+                    request,
+                    result_type=AgentSpec,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=retry,
+                    summary=f"snapshot agent {inp.agent}",
+                )
             return spec
         except ActivityError as e:
             error_type, message = _cause(e)
@@ -115,6 +143,15 @@ class AgentWorkflow:
 
     async def _call_model(self, spec: AgentSpec, turn: int) -> ModelResponse:
         limits = spec.limits
+        size = _transcript_bytes(self._messages)
+        if size > limits.max_transcript_bytes:
+            self._fail(
+                "PayloadTooLarge",
+                f"the transcript is {size:,} bytes before model call {turn}, over "
+                f"Limits.max_transcript_bytes={limits.max_transcript_bytes:,} (Temporal "
+                "rejects payloads over 2 MB); lower the tools' max_result_chars or start "
+                "a new run",
+            )
         request = ModelRequest(
             agent=spec.name,
             model=spec.model,
@@ -182,11 +219,17 @@ class AgentWorkflow:
         try:
             result = await workflow.execute_activity(
                 TOOL_ACTIVITY,
-                ToolRequest(agent=spec.name, call=call, arguments=arguments),
+                ToolRequest(
+                    agent=spec.name,
+                    call=call,
+                    arguments=arguments,
+                    heartbeat_seconds=spec.limits.tool_heartbeat_seconds,
+                ),
                 result_type=ToolResult,
                 # Explicit and unique per run, so the idempotency key derived from it is stable.
                 activity_id=f"turn{turn}-tool{index}",
                 start_to_close_timeout=timedelta(seconds=tool.timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=spec.limits.tool_heartbeat_seconds),
                 retry_policy=RetryPolicy(maximum_attempts=tool.max_attempts),
                 summary=f"tool {call.name}({_short_args(arguments)})",
             )
@@ -252,6 +295,16 @@ def _cause(e: ActivityError) -> tuple[str, str]:
             f"{e.activity_type} timed out ({cause.type.name if cause.type else 'timeout'})"
         )
     return type(cause).__name__ if cause else "ActivityError", str(cause or e)
+
+
+def _transcript_bytes(messages: list[Message]) -> int:
+    """What the transcript weighs in a model request (UTF-8 text of contents and calls)."""
+    total = 0
+    for m in messages:
+        total += len((m.content or "").encode())
+        for c in m.tool_calls or []:
+            total += len(c.arguments.encode()) + len(c.name) + len(c.id)
+    return total
 
 
 async def _ready(message: Message) -> Message:

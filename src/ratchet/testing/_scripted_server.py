@@ -812,6 +812,16 @@ class ScriptedModelServer:
 
     # -- script -------------------------------------------------------------- #
 
+    @property
+    def handler(self) -> StepHandler | None:
+        """Computes the step for requests beyond the script; settable while running."""
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: StepHandler | None) -> None:
+        with self._cond:
+            self._handler = handler
+
     def add(self, *steps: Step) -> None:
         """Appends steps to the script; allowed while running.
 
