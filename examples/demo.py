@@ -14,6 +14,7 @@ import sys
 import uuid
 
 from rich.console import Console
+from rich.markup import escape
 
 from examples.support import agent, db
 from ratchet import AgentClient, RunFailed, connect, create_worker
@@ -44,9 +45,9 @@ async def main() -> int:
                 result = await handle.result()
             except RunFailed as e:
                 failures += 1
-                console.print(f"[red]run failed:[/] {e.error_type}: {e.message}")
+                console.print(f"[red]run failed:[/] {escape(f'{e.error_type}: {e.message}')}")
             else:
-                console.print(f"[bold green]answer:[/] {result.output}")
+                console.print(f"[bold green]answer:[/] {escape(result.output)}")
                 console.print(
                     f"  {result.turns} turns · {result.tool_calls} tool calls · "
                     f"{result.usage.total_tokens} tokens"

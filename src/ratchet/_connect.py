@@ -8,7 +8,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
-from .errors import ConnectionFailed
+from .errors import ConfigError, ConnectionFailed
 
 __all__ = ["DEFAULT_ADDRESS", "connect"]
 
@@ -28,7 +28,12 @@ async def connect(
     Raises:
         ConnectionFailed: the server is unreachable; the message says what to do.
     """
-    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
+    if address and "://" in address:
+        raise ConfigError(f"bad Temporal address {address!r}: use host:port, e.g. 127.0.0.1:7233")
+    try:
+        config: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
+    except Exception as e:  # a malformed temporal.toml or TEMPORAL_* variable
+        raise ConfigError(f"cannot load the Temporal client configuration: {e}") from e
     if address:
         config["target_host"] = address
     if namespace:
@@ -36,7 +41,7 @@ async def connect(
     config.setdefault("target_host", DEFAULT_ADDRESS)
     try:
         return await Client.connect(**config, data_converter=pydantic_data_converter)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         raise ConnectionFailed(
             f"cannot reach the Temporal server at {config['target_host']}: {_first_line(e)}. "
             "Start the embedded one with `ratchet up`, or set TEMPORAL_ADDRESS."

@@ -90,7 +90,7 @@ class ModelRequest(BaseModel):
     temperature: float | None = None
     max_tokens: int | None = None
     timeout_seconds: float = 120.0
-    heartbeat_seconds: float = 10.0
+    heartbeat_seconds: float = 2.0
 
 
 class ModelResponse(BaseModel):
@@ -113,7 +113,7 @@ class ToolRequest(BaseModel):
     call: ToolCall
     arguments: dict[str, Any]
     """The parsed (schema-checked) arguments."""
-    heartbeat_seconds: float = 3.0
+    heartbeat_seconds: float = 2.0
 
 
 class ToolResult(BaseModel):

@@ -33,12 +33,14 @@ class Limits(BaseModel):
     """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
     model_timeout_seconds: float = Field(120.0, gt=0)
     """One model call attempt may take this long."""
-    model_heartbeat_seconds: float = Field(3.0, gt=0)
+    model_heartbeat_seconds: float = Field(2.0, gt=0)
     """A model call whose worker stops heartbeating for this long is retried elsewhere.
 
     The worker heartbeats every third of this while it waits for the provider, so a
-    crashed worker's call resumes on another worker after about this long."""
-    tool_heartbeat_seconds: float = Field(3.0, gt=0)
+    crashed worker's call resumes on another worker after about this long. Raise it
+    for workers so loaded that their event loop can stall this long (a stall looks
+    like a crash and the call is retried)."""
+    tool_heartbeat_seconds: float = Field(2.0, gt=0)
     """Like ``model_heartbeat_seconds``, for tool calls."""
     max_transcript_bytes: int = Field(1_500_000, gt=0)
     """The run fails with ``PayloadTooLarge`` before a model request would exceed this.

@@ -6,15 +6,18 @@ import asyncio
 import functools
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from ._connect import DEFAULT_ADDRESS
 from ._protocol import DEFAULT_TASK_QUEUE
 from ._render import describe_message, shorten
 from .agent import Agent, parse_model
@@ -49,9 +52,9 @@ def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
         try:
             return asyncio.run(coro_fn(*args, **kwargs))
         except RunFailed as e:
-            err.print(f"[red]error:[/] {e.error_type}: {e.message} (run {e.run_id})")
+            err.print(f"[red]error:[/] {escape(f'{e.error_type}: {e.message} (run {e.run_id})')}")
         except (RatchetError, RPCError) as e:
-            err.print(f"[red]error:[/] {e}")
+            err.print(f"[red]error:[/] {escape(str(e))}")
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
@@ -60,12 +63,18 @@ def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     return wrapper
 
 
-def _ui_url(run_id: str, namespace: str | None) -> str | None:
+def _ui_url(run_id: str, address: str | None, namespace: str | None) -> str | None:
+    """The Web UI page of a run: ``$RATCHET_UI_URL``, else the embedded server's UI when
+    the run is on the embedded server."""
     base = os.environ.get("RATCHET_UI_URL")
     if base is None:
         from .local import services_status
 
-        base = services_status().get("temporal", {}).get("ui_url")
+        local = services_status().get("temporal", {})
+        target = address or os.environ.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS
+        if target != local.get("address"):
+            return None
+        base = local.get("ui_url")
     if not base:
         return None
     return f"{base.rstrip('/')}/namespaces/{namespace or 'default'}/workflows/{run_id}"
@@ -80,9 +89,9 @@ def up(
     from .local import up as local_up
 
     try:
-        services = local_up(llm=llm, on_progress=lambda line: err.print(f"  {line}"))
+        services = local_up(llm=llm, on_progress=lambda line: err.print(f"  {line}", markup=False))
     except LocalServiceError as e:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(1) from None
     out.print(f"Temporal  {services.temporal_address}   Web UI {services.ui_url}")
     if services.llm_base_url:
@@ -112,12 +121,19 @@ def load_agents(spec: str) -> list[Agent]:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise ConfigError(f"cannot import module {module_name!r} of app {spec!r}: {e}") from e
+    except Exception as e:  # the app's own import-time error
+        raise ConfigError(
+            f"importing {module_name!r} of app {spec!r} raised {type(e).__name__}: {e}"
+        ) from e
     try:
         obj = getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
     if callable(obj) and not isinstance(obj, Agent):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as e:
+            raise ConfigError(f"calling {spec!r} raised {type(e).__name__}: {e}") from e
     agents = [obj] if isinstance(obj, Agent) else list(obj) if isinstance(obj, list | tuple) else []
     if not agents or not all(isinstance(a, Agent) for a in agents):
         raise ConfigError(f"{spec!r} is not an Agent or a list of Agents")
@@ -139,9 +155,23 @@ async def worker(
     agents = load_agents(app_spec)
     client = await connect(address, namespace=namespace)
     names = ", ".join(a.name for a in agents)
-    async with create_worker(client, agents, task_queue=task_queue):
-        err.print(f"worker hosting {names} on task queue {task_queue!r}; Ctrl-C to stop")
-        await asyncio.Event().wait()
+    worker = create_worker(client, agents, task_queue=task_queue)
+    try:
+        async with worker:
+            err.print(f"worker hosting {names} on task queue {task_queue!r}; Ctrl-C to stop")
+            await _until_terminated()
+    except RuntimeError as e:  # e.g. the namespace does not exist
+        detail = str(e.__cause__ or e).split(": Status {")[0]
+        raise ConfigError(f"the worker could not start: {detail}") from e
+
+
+async def _until_terminated() -> None:
+    """Wait for SIGTERM or SIGINT; leaving the `async with` shuts the worker down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 async def follow_run(handle: RunHandle, console: Console = out) -> None:
@@ -197,12 +227,12 @@ async def run(
     finally:
         hint.cancel()
     result = await handle.result()
-    out.print(f"\nanswer: {result.output}")
+    out.print(f"\nanswer: {result.output}", markup=False)
     out.print(
         f"run:    {handle.id}  ({result.turns} turns, {result.tool_calls} tool calls, "
         f"{result.usage.total_tokens} tokens)"
     )
-    if url := _ui_url(handle.id, namespace):
+    if url := _ui_url(handle.id, address, namespace):
         out.print(f"history: {url}")
 
 
@@ -227,7 +257,7 @@ async def cancel(
 @_run
 async def list_runs(
     agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
-    limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
+    limit: Annotated[int, typer.Option(help="How many runs to show.", min=1)] = 20,
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
@@ -258,7 +288,7 @@ async def show(
         transcript = await handle.transcript()
     except (RPCError, WorkflowQueryFailedError):
         transcript = []
-        out.print("  (steps unavailable: no worker answered; start one to see them)")
+        out.print("  (steps unavailable: the run is live and no worker answered; start one)")
     turn = 0
     for message in transcript:
         if message.role == "assistant":
@@ -277,7 +307,7 @@ async def show(
             await handle.result()
         except RunFailed as e:
             out.print(f"error:   {e.error_type}: {shorten(e.message, 400)}", markup=False)
-    if url := _ui_url(run_id, namespace):
+    if url := _ui_url(run_id, address, namespace):
         out.print(f"history: {url}")
 
 

@@ -24,12 +24,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from ._connect import connect
 from ._protocol import (
     DEFAULT_TASK_QUEUE,
+    MODEL_ACTIVITY,
     STATUS_QUERY,
+    TOOL_ACTIVITY,
     TRANSCRIPT_QUERY,
     WORKFLOW_TYPE,
+    ModelRequest,
+    ModelResponse,
     RunInput,
     RunResult,
     RunStatus,
+    ToolRequest,
+    ToolResult,
 )
 from .agent import _AGENT_NAME_RE, parse_model
 from .errors import ConfigError, RunCancelled, RunFailed, RunNotFound
@@ -53,11 +59,13 @@ class RunInfo:
 class RunHandle:
     """A handle to one run (a workflow execution), by its id."""
 
-    def __init__(self, handle: WorkflowHandle[object, RunResult]) -> None:
+    def __init__(self, handle: WorkflowHandle[object, RunResult], client: Client) -> None:
         self._handle = handle
+        self._client = client
 
     @property
     def id(self) -> str:
+        """The run's workflow id."""
         return self._handle.id
 
     async def result(self) -> RunResult:
@@ -86,9 +94,54 @@ class RunHandle:
         return status
 
     async def transcript(self) -> list[Message]:
-        """Every message so far, the system instructions included."""
-        messages: list[Message] = await self._query(TRANSCRIPT_QUERY, list[Message])
-        return messages
+        """Every message so far, the system instructions included.
+
+        A completed run's transcript is read from the event history. Other runs are
+        asked through a query (a worker answers it); a closed run that no worker can
+        answer for falls back to the history: the messages of the last model call,
+        its reply and the tool results recorded after it.
+        """
+        if await self.temporal_status() == "completed":
+            # Exact from history (the last model call carries the whole transcript), and
+            # needs no worker.
+            return await self.transcript_from_history()
+        try:
+            messages: list[Message] = await self._query(TRANSCRIPT_QUERY, list[Message])
+            return messages
+        except (WorkflowQueryFailedError, RPCError) as e:
+            if isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND:
+                raise _not_found(self.id, e) from e
+            if await self.temporal_status() == "running":
+                raise
+            return await self.transcript_from_history()
+
+    async def transcript_from_history(self) -> list[Message]:
+        """The transcript as recorded in the event history (no worker needed)."""
+        converter = self._client.data_converter
+        scheduled: dict[int, tuple[str, Any]] = {}
+        transcript: list[Message] = []
+        async for event in self._handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                attrs = event.activity_task_scheduled_event_attributes
+                kind = attrs.activity_type.name
+                if kind in (MODEL_ACTIVITY, TOOL_ACTIVITY):
+                    request_type = ModelRequest if kind == MODEL_ACTIVITY else ToolRequest
+                    [request] = await converter.decode(attrs.input.payloads, [request_type])
+                    scheduled[event.event_id] = (kind, request)
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                attrs_c = event.activity_task_completed_event_attributes
+                if attrs_c.scheduled_event_id not in scheduled:
+                    continue
+                kind, request = scheduled[attrs_c.scheduled_event_id]
+                if kind == MODEL_ACTIVITY:
+                    [response] = await converter.decode(attrs_c.result.payloads, [ModelResponse])
+                    transcript = [*request.messages, response.message]
+                else:
+                    [result] = await converter.decode(attrs_c.result.payloads, [ToolResult])
+                    transcript.append(
+                        Message.tool(request.call, result.content, is_error=result.is_error)
+                    )
+        return transcript
 
     async def _query(self, name: str, result_type: Any) -> Any:
         try:
@@ -201,12 +254,15 @@ class AgentClient:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo={"agent": agent},
+                # A worker that dies holding a workflow task (milliseconds of work) hands
+                # it to another after this, not after Temporal's 10 s default.
+                task_timeout=timedelta(seconds=5),
                 static_summary=f"{agent}: {_shorten(prompt, 200)}",
             )
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
             handle = self.temporal.get_workflow_handle(run_id, result_type=RunResult)
-        return RunHandle(handle)
+        return RunHandle(handle, self.temporal)
 
     async def run(
         self, agent: str, prompt: str, *, id: str | None = None, model: str | None = None
@@ -219,7 +275,9 @@ class AgentClient:
         """A handle to an existing run."""
         if not run_id.strip():
             raise ConfigError("the run id is empty")
-        return RunHandle(self.temporal.get_workflow_handle(run_id, result_type=RunResult))
+        return RunHandle(
+            self.temporal.get_workflow_handle(run_id, result_type=RunResult), self.temporal
+        )
 
     async def list(self, *, limit: int = 20, agent: str | None = None) -> list[RunInfo]:
         """The most recent runs, newest first."""

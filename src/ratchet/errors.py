@@ -6,6 +6,7 @@ Every error a user can meet is one of these. The tree::
     ├── ConfigError                 bad agent/tool/model definition or bad input (never retried)
     ├── ConnectionFailed            the Temporal server cannot be reached
     ├── RunNotFound                 no run with that id
+    ├── LocalServiceError           (ratchet.local) an embedded service cannot be built or run
     └── RunFailed                   a run ended in failure; ``.error_type`` says why:
           RunCancelled              (subclass) a client cancelled the run
           model errors (raised by the model activity, see ``MODEL_ERRORS``)

@@ -17,7 +17,12 @@ from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from ._protocol import (
@@ -45,6 +50,8 @@ __all__ = ["AgentWorkflow"]
 
 LOCAL_SNAPSHOT_PATCH = "ratchet.local-snapshot"
 """Runs started before this patch took the agent snapshot in a regular activity."""
+
+TRANSCRIPT_LIMIT_PATCH = "ratchet.transcript-limit"
 
 _NON_RETRYABLE_MODEL_ERRORS = [k.name for k in MODEL_ERRORS.values() if not k.retryable]
 
@@ -138,13 +145,16 @@ class AgentWorkflow:
                 )
             return spec
         except ActivityError as e:
+            _reraise_cancellation(e)
             error_type, message = _cause(e)
             self._fail(error_type, message)
 
     async def _call_model(self, spec: AgentSpec, turn: int) -> ModelResponse:
         limits = spec.limits
         size = _transcript_bytes(self._messages)
-        if size > limits.max_transcript_bytes:
+        # `patched` is consulted only when the guard fires, so ordinary runs carry no
+        # marker, and an oversized run recorded before the guard replays as it ran.
+        if size > limits.max_transcript_bytes and workflow.patched(TRANSCRIPT_LIMIT_PATCH):
             self._fail(
                 "PayloadTooLarge",
                 f"the transcript is {size:,} bytes before model call {turn}, over "
@@ -185,6 +195,7 @@ class AgentWorkflow:
             )
             return response
         except ActivityError as e:
+            _reraise_cancellation(e)
             error_type, message = _cause(e)
             self._fail(error_type, f"model call of turn {turn} failed: {message}")
 
@@ -234,6 +245,7 @@ class AgentWorkflow:
                 summary=f"tool {call.name}({_short_args(arguments)})",
             )
         except ActivityError as e:
+            _reraise_cancellation(e)
             error_type, message = _cause(e)
             if error_type == "ToolFailed":
                 self._fail("ToolFailed", message)
@@ -269,7 +281,7 @@ def _parse_call(spec: AgentSpec, call: ToolCall) -> tuple[dict[str, Any], str | 
         return {}, f"error: unknown tool {call.name!r}. Available tools: {names}."
     try:
         arguments = json.loads(call.arguments) if call.arguments.strip() else {}
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return {}, (
             f"error: the arguments of {call.name!r} are not valid JSON ({e}). "
             f"Send a JSON object matching this schema: {json.dumps(tool.parameters)}"
@@ -283,6 +295,12 @@ def _parse_call(spec: AgentSpec, call: ToolCall) -> tuple[dict[str, Any], str | 
             f"Expected schema: {json.dumps(tool.parameters)}"
         )
     return arguments, None
+
+
+def _reraise_cancellation(e: ActivityError) -> None:
+    """An activity that failed because the run is being cancelled cancels the run too."""
+    if is_cancelled_exception(e):
+        raise asyncio.CancelledError() from e
 
 
 def _cause(e: ActivityError) -> tuple[str, str]:

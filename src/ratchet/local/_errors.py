@@ -5,7 +5,10 @@ from __future__ import annotations
 __all__ = ["LocalServiceError"]
 
 
-class LocalServiceError(RuntimeError):
+from ..errors import RatchetError
+
+
+class LocalServiceError(RatchetError, RuntimeError):
     """An embedded service (Temporal dev server, local LLM) could not be found, built or run.
 
     The message always says what failed, which file/port/process was involved

@@ -69,9 +69,17 @@ def _detail(e: openai.APIStatusError) -> str:
 
 def _is_context_too_long(e: openai.APIStatusError) -> bool:
     code = getattr(e, "code", None)
-    text = f"{code} {_detail(e)}".lower()
-    return (
-        "context_length_exceeded" in text or "context length" in text or "too many tokens" in text
+    kind = getattr(e, "type", None)
+    text = f"{code} {kind} {_detail(e)}".lower()
+    return any(
+        marker in text
+        for marker in (
+            "context_length_exceeded",  # OpenAI
+            "context length",  # vLLM and many others
+            "context size",  # llama.cpp: "exceeds the available context size"
+            "exceed_context_size",
+            "too many tokens",
+        )
     )
 
 

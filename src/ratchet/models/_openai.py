@@ -307,8 +307,17 @@ def _loads_or_raw(text: str) -> Any:
 
 
 def _without_titles(schema: Any) -> Any:
+    """Drop pydantic's ``title`` annotations (noise for a small model), not properties so named."""
     if isinstance(schema, dict):
-        return {k: _without_titles(v) for k, v in schema.items() if k != "title"}
+        return {
+            k: (
+                {name: _without_titles(p) for name, p in v.items()}
+                if k in ("properties", "$defs") and isinstance(v, dict)
+                else _without_titles(v)
+            )
+            for k, v in schema.items()
+            if k != "title"
+        }
     if isinstance(schema, list):
         return [_without_titles(v) for v in schema]
     return schema
