@@ -55,6 +55,9 @@ def model_server() -> Iterator[ScriptedModelServer]:
     server = ScriptedModelServer(expected_api_key=API_KEY).start()
     yield server
     server.stop()
+    # Every test fails on an unexpected model call or an unconsumed step, even one
+    # that forgot to check.
+    server.verify()
 
 
 def decoded_history_text(history_json: Any) -> str:

@@ -30,7 +30,7 @@ def lookup(order_id: int) -> Any:
     return order_status.fn(order_id)
 
 
-@tool(side_effects=True, timeout=4, max_attempts=5)
+@tool(side_effects=True, timeout=30, max_attempts=5)
 def refund(order_id: int, ctx: ToolContext) -> str:
     """Refund an order, then wait for the payment provider's confirmation."""
     result: str = refund_order.fn(order_id, ctx)
@@ -47,5 +47,14 @@ agents = [
         model="openai:scripted",
         tools=[lookup, refund],
         limits=Limits(model_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
-    )
+    ),
+    # For scripts/recovery_time.py: ratchet's default limits, and a 10 s heartbeat baseline.
+    Agent("recovery", instructions="x", model="openai:scripted", tools=[lookup, refund]),
+    Agent(
+        "recovery_baseline",
+        instructions="x",
+        model="openai:scripted",
+        tools=[lookup, refund],
+        limits=Limits(model_heartbeat_seconds=10, tool_heartbeat_seconds=10),
+    ),
 ]

@@ -3,6 +3,7 @@ the side effect is applied exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -62,7 +63,8 @@ async def test_kill9_during_side_effecting_tool(
     handle = await client.start("crashy", "Please refund order 1043.")
 
     # The refund row is written; the worker dies before the activity completes.
-    wait_for(
+    await asyncio.to_thread(
+        wait_for,
         lambda: any(line.startswith("refund") for line in tool_log(tmp_path)),
         30,
         "the refund tool to run",

@@ -37,6 +37,7 @@ from ratchet.testing import (
     ScriptedModelServer,
     call,
     error,
+    hang,
     reply,
     tool_calls,
 )
@@ -346,3 +347,19 @@ async def test_cancel_during_a_long_tool_call(
     model_server.verify()
     assert [m.role for m in transcript] == ["system", "user", "assistant"]
     assert status.state == "cancelled"
+
+
+async def test_cancel_during_a_model_call(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(hang())
+    async with hosted(temporal_client, [agent_with()], model_server) as client:
+        handle = await client.start("matrix", "hi")
+        await model_server.wait_for_requests_async(1, timeout=30)
+        await handle.cancel()
+        with pytest.raises(RunCancelled):
+            await handle.result()
+        status = await handle.status()
+        assert await handle.temporal_status() == "canceled"
+    assert status.state == "cancelled"
+    assert len(model_server.requests) == 1

@@ -234,3 +234,16 @@ def test_json_mode_transcript_rendering() -> None:
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": 'find kb\n\n(search(query="kb") returned: ["kb"])'},
     ]
+
+
+def test_a_parameter_named_title_survives_json_schema_mode() -> None:
+    @tool
+    def create_ticket(title: str, body: str) -> str:
+        """Open a ticket."""
+        return title
+
+    spec = Agent("a", instructions="x", tools=[create_ticket]).spec()
+    option = envelope_schema(spec.tools)["anyOf"][0]["properties"]["arguments"]
+    assert set(option["properties"]) == {"title", "body"}
+    assert option["required"] == ["title", "body"]
+    assert "title" not in option["properties"]["title"]  # pydantic's annotation is dropped

@@ -95,7 +95,8 @@ class Tool:
 
     def _build_args_model(self, arg_docs: dict[str, str]) -> type[BaseModel]:
         try:
-            hints = get_type_hints(self.fn)
+            # include_extras keeps Annotated[int, Field(ge=1)] constraints.
+            hints = get_type_hints(self.fn, include_extras=True)
         except Exception as e:  # unresolvable forward references
             raise ConfigError(f"tool {self.name!r}: cannot resolve type hints: {e}") from e
         fields: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -61,7 +62,8 @@ def classify_openai_error(e: Exception) -> ApplicationError:
 def _detail(e: openai.APIStatusError) -> str:
     body = e.body
     if isinstance(body, dict):
-        msg = body.get("message") or (body.get("error") or {}).get("message")
+        inner = body.get("error")
+        msg = body.get("message") or (inner.get("message") if isinstance(inner, dict) else inner)
         if msg:
             return str(msg)
     return e.message
@@ -84,18 +86,20 @@ def _is_context_too_long(e: openai.APIStatusError) -> bool:
 
 
 def _retry_after(e: openai.APIStatusError) -> timedelta | None:
-    """Honour ``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date), capped."""
+    """Honour ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date), within 10 min."""
     headers = e.response.headers
     try:
         if ms := headers.get("retry-after-ms"):
-            return min(timedelta(milliseconds=float(ms)), _MAX_RETRY_AFTER)
-        value = headers.get("retry-after")
-        if not value:
+            seconds = float(ms) / 1000
+        elif value := headers.get("retry-after"):
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        else:
             return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        return min(timedelta(seconds=max(seconds, 0.0)), _MAX_RETRY_AFTER)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+    if math.isnan(seconds):
+        return None
+    return timedelta(seconds=min(max(seconds, 0.0), _MAX_RETRY_AFTER.total_seconds()))

@@ -271,7 +271,7 @@ def parse_envelope(content: str, turn: int) -> Message:
     """Turn a json_schema-mode reply back into a chat message (a tool call or an answer)."""
     try:
         obj = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         # Malformed JSON that names a tool (e.g. cut off by max_tokens) becomes a call with
         # broken arguments, so the workflow reports it to the model for repair.
         m = _TOOL_NAME_RE.search(content)
@@ -302,7 +302,7 @@ def _signature(t: ToolSpec) -> str:
 def _loads_or_raw(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
