@@ -35,11 +35,14 @@ async def main() -> int:
     client = await connect(services.temporal_address)
     queue = f"ratchet-demo-{uuid.uuid4().hex[:6]}"
     failures = 0
+    refund_runs: list[str] = []
     async with create_worker(client, [agent], task_queue=queue):
         agents = AgentClient(client, task_queue=queue)
         for prompt in TASKS:
             console.print(f"\n[bold]customer:[/] {prompt}")
             handle = await agents.start(agent.name, prompt)
+            if "refund" in prompt:
+                refund_runs.append(handle.id)
             await follow_run(handle, console)
             try:
                 result = await handle.result()
@@ -54,7 +57,11 @@ async def main() -> int:
                 )
             console.print(f"  run id:  {handle.id}")
             console.print(f"  history: {services.ui_url}/namespaces/default/workflows/{handle.id}")
-    console.print(f"\nrefund rows for order 1043 in {db.db_path()}: {db.refunds_for(1043)}")
+    for run_id in refund_runs:
+        console.print(
+            f"\nrefund rows written by {run_id} in {db.db_path()}: {db.refunds_by_run(run_id)}"
+            " (the refund tool is idempotent by key: a retried call never adds a second row)"
+        )
     console.print("The services keep running; `ratchet down` (or `make down`) stops them.")
     return 1 if failures else 0
 

@@ -20,8 +20,8 @@ from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMes
 from ratchet.testing import (
     RecordedRequest,
     ScriptedModelServer,
+    ScriptedUsage,
     Step,
-    Usage,
     call,
     content_filtered,
     context_too_long,
@@ -106,7 +106,9 @@ async def test_reply_async() -> None:
 
 
 def test_explicit_usage_is_reported() -> None:
-    usage = Usage(prompt_tokens=100, completion_tokens=7, cached_tokens=40, reasoning_tokens=3)
+    usage = ScriptedUsage(
+        prompt_tokens=100, completion_tokens=7, cached_tokens=40, reasoning_tokens=3
+    )
     with ScriptedModelServer([reply("x", usage=usage)]) as server, _client(server) as client:
         completion = client.chat.completions.create(model="m", messages=USER)
     assert completion.usage is not None

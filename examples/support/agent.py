@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ratchet import Agent, Limits, ToolContext, tool
@@ -16,7 +17,7 @@ def order_status(order_id: int) -> dict[str, Any]:
     Args:
         order_id: the order number, e.g. 1042.
     """
-    with db.connect() as conn:
+    with contextlib.closing(db.connect()) as conn, conn:
         row = conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
     if row is None:
         raise LookupError(f"there is no order {order_id}")
@@ -30,7 +31,7 @@ def refund_order(order_id: int, ctx: ToolContext) -> str:
     Args:
         order_id: the order number to refund.
     """
-    with db.connect() as conn:
+    with contextlib.closing(db.connect()) as conn, conn:
         order = conn.execute("SELECT total FROM orders WHERE id = ?", (order_id,)).fetchone()
         if order is None:
             raise LookupError(f"there is no order {order_id}")

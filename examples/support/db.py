@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -50,9 +51,18 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     return conn
 
 
+def refunds_by_run(run_id: str, path: Path | None = None) -> int:
+    """Refund rows written by one run (idempotency keys start with the run's id)."""
+    with contextlib.closing(connect(path)) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM refunds WHERE idempotency_key LIKE ?", (f"{run_id}/%",)
+        ).fetchone()
+    return int(row[0])
+
+
 def refunds_for(order_id: int, path: Path | None = None) -> int:
     """How many refund rows exist for an order (exactly-once checks use it)."""
-    with connect(path) as conn:
+    with contextlib.closing(connect(path)) as conn:
         row = conn.execute(
             "SELECT COUNT(*) FROM refunds WHERE order_id = ?", (order_id,)
         ).fetchone()

@@ -55,6 +55,15 @@ class Limits(BaseModel):
     """Cap on the delay between model call attempts."""
 
 
+def check_agent_name(name: str) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a valid agent name."""
+    if not _AGENT_NAME_RE.match(name):
+        raise ConfigError(
+            f"agent name {name!r} is invalid: start with a letter; use letters, digits, "
+            "'_', '-' or '.' (at most 64 characters)"
+        )
+
+
 class ModelRef(BaseModel):
     """A parsed model string: ``local`` or ``<provider>:<model>``."""
 
@@ -144,11 +153,7 @@ class Agent:
         max_tokens: int | None = None,
         model_task_queue: str | None = None,
     ) -> None:
-        if not _AGENT_NAME_RE.match(name):
-            raise ConfigError(
-                f"agent name {name!r} is invalid: start with a letter; use letters, digits, "
-                "'_', '-' or '.' (at most 64 characters)"
-            )
+        check_agent_name(name)
         parse_model(model)
         self.name = name
         self.instructions = instructions

@@ -37,7 +37,8 @@ from ._protocol import (
     ToolRequest,
     ToolResult,
 )
-from .agent import _AGENT_NAME_RE, parse_model
+from ._render import shorten
+from .agent import check_agent_name, parse_model
 from .errors import ConfigError, RunCancelled, RunFailed, RunNotFound
 from .messages import Message
 
@@ -237,8 +238,7 @@ class AgentClient:
         Raises:
             ConfigError: the agent name, prompt or model string is invalid.
         """
-        if not _AGENT_NAME_RE.match(agent):
-            raise ConfigError(f"agent name {agent!r} is invalid")
+        check_agent_name(agent)
         if not prompt.strip():
             raise ConfigError("the prompt is empty: tell the agent what to do")
         if model is not None:
@@ -257,7 +257,7 @@ class AgentClient:
                 # A worker that dies holding a workflow task (milliseconds of work) hands
                 # it to another after this, not after Temporal's 10 s default.
                 task_timeout=timedelta(seconds=5),
-                static_summary=f"{agent}: {_shorten(prompt, 200)}",
+                static_summary=f"{agent}: {shorten(prompt, 200)}",
             )
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
@@ -310,8 +310,3 @@ def _not_found(run_id: str, e: RPCError) -> Exception:
     if e.status == RPCStatusCode.NOT_FOUND:
         return RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`")
     return e
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,8 +12,6 @@ from ratchet.testing._scripted_server import (
     Step,
     StepHandler,
     StepKind,
-    ToolCall,
-    Usage,
     call,
     content_filtered,
     context_too_long,
@@ -23,16 +21,18 @@ from ratchet.testing._scripted_server import (
     reply_json,
     tool_calls,
 )
+from ratchet.testing._scripted_server import ToolCall as ScriptedToolCall
+from ratchet.testing._scripted_server import Usage as ScriptedUsage
 
 __all__ = [
     "Expectation",
     "RecordedRequest",
     "ScriptedModelServer",
+    "ScriptedToolCall",
+    "ScriptedUsage",
     "Step",
     "StepHandler",
     "StepKind",
-    "ToolCall",
-    "Usage",
     "call",
     "content_filtered",
     "context_too_long",
