@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck unit down histories clean
+.PHONY: install demo test lint typecheck llm unit down histories chaos recovery clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
@@ -29,16 +29,29 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# Build (once, cached under ~/.cache/ratchet) the local LLM server before the tests,
+# so its progress shows here instead of inside a captured test fixture.
+llm: install
+	$(PY) -c 'from ratchet.local import ensure_llama_server; print(ensure_llama_server(on_progress=print))'
+
 unit: install
 	$(PY) -m pytest -q
 
-test: lint typecheck unit
+test: lint typecheck llm unit
 
 down: install
 	$(VENV)/bin/ratchet down
 
 histories: install
 	$(PY) -m tests.record_histories
+
+# Not part of `make test`: 50 runs, 20 worker kills and a server restart.
+chaos: install
+	$(PY) -m scripts.chaos --runs 50 --kills 20
+
+# Kill-to-next-step latency after kill -9 of a worker.
+recovery: install
+	$(PY) -m scripts.recovery_time
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
