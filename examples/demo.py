@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from examples.support import agent, db
-from ratchet import AgentClient, RunFailed, connect, create_worker
+from ratchet import AgentClient, RunFailed, connect, create_worker, register_search_attributes
 from ratchet.cli import follow_run
 from ratchet.local import up
 
@@ -33,6 +33,7 @@ async def main() -> int:
     console.print(f"  Temporal {services.temporal_address} · Web UI {services.ui_url}")
     console.print(f"  local LLM {services.llm_base_url}")
     client = await connect(services.temporal_address)
+    await register_search_attributes(client)  # agent, status, tokens, cost in `ratchet ls`
     queue = f"ratchet-demo-{uuid.uuid4().hex[:6]}"
     failures = 0
     refund_runs: list[str] = []

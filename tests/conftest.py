@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ratchet import Agent, AgentClient, OpenAICompatible, create_worker
+from ratchet import _search as search
 from ratchet.testing import ScriptedModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         ui=False,
         dev_server_log_level="error",
+        search_attributes=search.ALL,
     )
     yield env
     await env.shutdown()

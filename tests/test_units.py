@@ -30,6 +30,7 @@ def test_public_api_is_pinned() -> None:
             "Limits",
             "Message",
             "OpenAICompatible",
+            "Price",
             "RatchetError",
             "RetryableToolError",
             "RunFailed",
@@ -45,6 +46,7 @@ def test_public_api_is_pinned() -> None:
             "Usage",
             "connect",
             "create_worker",
+            "register_search_attributes",
             "tool",
         ]
     )

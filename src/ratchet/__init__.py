@@ -5,6 +5,7 @@ The public API is what ``__all__`` lists; everything else is private.
 
 from ._connect import connect
 from ._protocol import RunResult, RunStatus
+from ._search import register_search_attributes
 from .agent import Agent, Limits
 from .client import AgentClient, RunHandle, RunInfo
 from .errors import (
@@ -18,6 +19,7 @@ from .errors import (
 )
 from .messages import Message, ToolCall, Usage
 from .models import OpenAICompatible
+from .pricing import Price
 from .tools import Tool, ToolContext, tool
 from .worker import create_worker
 from .workflow import AgentWorkflow
@@ -31,6 +33,7 @@ __all__ = [
     "Limits",
     "Message",
     "OpenAICompatible",
+    "Price",
     "RatchetError",
     "RetryableToolError",
     "RunCancelled",
@@ -46,5 +49,6 @@ __all__ = [
     "Usage",
     "connect",
     "create_worker",
+    "register_search_attributes",
     "tool",
 ]

@@ -37,6 +37,8 @@ class RunInput(BaseModel):
     prompt: str
     model: str | None = None
     """Overrides the agent's model for this run."""
+    search_attributes: bool = False
+    """Whether the namespace has ratchet's search attributes (the client checked)."""
 
 
 class RunResult(BaseModel):
@@ -48,6 +50,7 @@ class RunResult(BaseModel):
     turns: int
     usage: Usage
     tool_calls: int
+    cost_usd: float = 0.0
 
 
 class RunStatus(BaseModel):
@@ -59,6 +62,11 @@ class RunStatus(BaseModel):
     step: str = ""
     """Human-readable current step, e.g. ``"model call (turn 2)"``."""
     usage: Usage = Usage()
+    """Tokens of all model calls; ``requests`` counts every attempt, retries included."""
+    cost_usd: float = 0.0
+    """Total cost of the priced model calls."""
+    unpriced_calls: int = 0
+    """Model calls whose model has no price (their cost is not in ``cost_usd``)."""
     tool_calls: int = 0
     output: str | None = None
     error: str | None = None
@@ -101,6 +109,10 @@ class ModelResponse(BaseModel):
     model: str
     """The model name the provider reports."""
     finish_reason: str | None = None
+    attempt: int = 1
+    """Which attempt produced this response; earlier attempts failed (and may be billed)."""
+    cost_usd: float | None = None
+    """Cost of this call from the worker's price table; None if the model has no price."""
 
 
 class ToolRequest(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,12 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -38,6 +44,7 @@ from ._protocol import (
     ToolResult,
 )
 from ._render import shorten
+from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
 from .agent import check_agent_name, parse_model
 from .errors import ConfigError, RunCancelled, RunFailed, RunNotFound
 from .messages import Message
@@ -52,9 +59,13 @@ class RunInfo:
     id: str
     agent: str
     status: str
-    """running, completed, failed, canceled, terminated, timed_out, continued_as_new."""
+    """starting, running, completed, failed, cancelled; or terminated / timed_out."""
     started: datetime | None
     closed: datetime | None
+    turns: int | None = None
+    """From search attributes, when the namespace has them."""
+    tokens: int | None = None
+    cost_usd: float | None = None
 
 
 class RunHandle:
@@ -212,6 +223,12 @@ class AgentClient:
     def __init__(self, client: Client, *, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
         self.temporal = client
         self.task_queue = task_queue
+        self._search_attributes: bool | None = None
+
+    async def _has_search_attributes(self) -> bool:
+        if self._search_attributes is None:
+            self._search_attributes = await search_attributes_registered(self.temporal)
+        return self._search_attributes
 
     @classmethod
     async def connect(
@@ -244,16 +261,24 @@ class AgentClient:
         if model is not None:
             parse_model(model)
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
+        indexed = await self._has_search_attributes()
         try:
             handle = await self.temporal.start_workflow(
                 WORKFLOW_TYPE,
-                RunInput(agent=agent, prompt=prompt, model=model),
+                RunInput(agent=agent, prompt=prompt, model=model, search_attributes=indexed),
                 id=run_id,
                 task_queue=self.task_queue,
                 result_type=RunResult,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 memo={"agent": agent},
+                search_attributes=(
+                    TypedSearchAttributes(
+                        [SearchAttributePair(AGENT, agent), SearchAttributePair(STATUS, "starting")]
+                    )
+                    if indexed
+                    else None
+                ),
                 # A worker that dies holding a workflow task (milliseconds of work) hands
                 # it to another after this, not after Temporal's 10 s default.
                 task_timeout=timedelta(seconds=5),
@@ -279,27 +304,60 @@ class AgentClient:
             self.temporal.get_workflow_handle(run_id, result_type=RunResult), self.temporal
         )
 
-    async def list(self, *, limit: int = 20, agent: str | None = None) -> list[RunInfo]:
-        """The most recent runs, newest first."""
+    async def list(
+        self, *, limit: int = 20, agent: str | None = None, status: str | None = None
+    ) -> list[RunInfo]:
+        """The most recent runs, newest first.
+
+        Args:
+            limit: at most this many.
+            agent: only runs of this agent.
+            status: only runs in this state: starting, running, completed, failed,
+                cancelled (ratchet's status; Temporal's own states such as
+                terminated or timed_out also match when the run never reported one).
+        """
+        if agent is not None:
+            check_agent_name(agent)
+        if status is not None and not _STATUS_RE.match(status):
+            raise ConfigError(f"bad status {status!r}: e.g. running, completed, failed")
+        indexed = await self._has_search_attributes()
         query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        if indexed and agent:
+            query += f" AND {AGENT.name} = '{agent}'"
+        if indexed and status:
+            query += f" AND {STATUS.name} = '{status}'"
         runs: list[RunInfo] = []
-        async for wf in self.temporal.list_workflows(query, limit=limit * 4 if agent else limit):
-            memo = await wf.memo()
-            name = str(memo.get("agent", "?"))
-            if agent and name != agent:
+        async for wf in self.temporal.list_workflows(query):
+            attrs = wf.typed_search_attributes
+            name = attrs.get(AGENT) or str((await wf.memo()).get("agent", "?"))
+            temporal_state = _status_name(wf.status)
+            # A run closed by Temporal itself (terminated, timed out) never reported it.
+            state = (
+                temporal_state
+                if temporal_state in ("terminated", "timed_out", "continued_as_new")
+                else attrs.get(STATUS) or _RATCHET_STATE.get(temporal_state, temporal_state)
+            )
+            if (agent and name != agent) or (status and state != status):
                 continue
             runs.append(
                 RunInfo(
                     id=wf.id,
                     agent=name,
-                    status=_status_name(wf.status),
+                    status=state,
                     started=wf.start_time,
                     closed=wf.close_time,
+                    turns=attrs.get(TURNS),
+                    tokens=attrs.get(TOKENS),
+                    cost_usd=attrs.get(COST),
                 )
             )
             if len(runs) >= limit:
                 break
         return runs
+
+
+_STATUS_RE = re.compile(r"^[a-z_-]{1,32}$")
+_RATCHET_STATE = {"canceled": "cancelled"}
 
 
 def _status_name(status: WorkflowExecutionStatus | None) -> str:

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ToolResult,
     )
     from ._schema import check_arguments
+    from ._search import COST, STATUS, TOKENS, TURNS
     from .errors import MODEL_ERRORS
     from .messages import Message, ToolCall
 
@@ -61,6 +62,7 @@ class AgentWorkflow:
     """One generic workflow for every agent; the agent is chosen by ``RunInput.agent``."""
 
     def __init__(self) -> None:
+        self._search_attributes = False
         self._messages: list[Message] = []
         self._status = RunStatus(agent="", state="starting", step="starting")
 
@@ -81,10 +83,12 @@ class AgentWorkflow:
             # their heartbeats; the transcript stays queryable on the closed run.
             self._status.state = "cancelled"
             self._set_step("cancelled")
+            self._publish()
             raise
 
     async def _run(self, inp: RunInput) -> RunResult:
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
+        self._search_attributes = inp.search_attributes
         spec = await self._snapshot(inp)
         self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
         self._status.state = "running"
@@ -94,7 +98,8 @@ class AgentWorkflow:
             self._status.turn = turn
             self._set_step(f"model call (turn {turn})")
             response = await self._call_model(spec, turn)
-            self._status.usage = self._status.usage + response.usage
+            self._account(response)
+            self._publish()
             message = response.message
             self._messages.append(message)
             if not message.tool_calls:
@@ -252,19 +257,46 @@ class AgentWorkflow:
             return Message.tool(call, f"tool {call.name!r} failed: {message}", is_error=True)
         return Message.tool(call, result.content, is_error=result.is_error)
 
+    def _account(self, response: ModelResponse) -> None:
+        self._status.usage = self._status.usage + response.usage
+        if response.cost_usd is None:
+            self._status.unpriced_calls += 1
+        else:
+            self._status.cost_usd += response.cost_usd
+
     def _complete(self, output: str, turn: int) -> RunResult:
         self._status.state = "completed"
         self._status.output = output
         self._set_step("completed")
+        self._publish()
         return RunResult(
-            output=output, turns=turn, usage=self._status.usage, tool_calls=self._status.tool_calls
+            output=output,
+            turns=turn,
+            usage=self._status.usage,
+            tool_calls=self._status.tool_calls,
+            cost_usd=self._status.cost_usd,
         )
 
     def _fail(self, error_type: str, message: str) -> NoReturn:
         self._status.state = "failed"
         self._status.error = f"{error_type}: {message}"
         self._set_step("failed")
+        self._publish()
         raise ApplicationError(message, type=error_type, non_retryable=True)
+
+    def _publish(self) -> None:
+        """Mirror the status into search attributes (when the namespace has them)."""
+        if not self._search_attributes:
+            return
+        s = self._status
+        workflow.upsert_search_attributes(
+            [
+                STATUS.value_set(s.state),
+                TURNS.value_set(s.turn),
+                TOKENS.value_set(s.usage.total_tokens),
+                COST.value_set(round(s.cost_usd, 6)),
+            ]
+        )
 
     def _set_step(self, step: str) -> None:
         self._status.step = step

@@ -1,0 +1,116 @@
+"""Observability from the event history: summaries, search attributes, cost, trace."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from ratchet import Agent, Limits, Price, RunFailed, tool
+from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, error, reply, tool_calls
+
+from .conftest import hosted
+
+PRICES = {"openai:gpt-test": Price(input=2.0, output=10.0)}
+
+
+@tool
+def lookup_order(order_id: int) -> dict[str, object]:
+    """Look up an order."""
+    return {"id": order_id, "status": "shipped"}
+
+
+AGENT = Agent(
+    "observed",
+    instructions="You are a support agent.",
+    model="openai:gpt-test",
+    tools=[lookup_order],
+    limits=Limits(model_retry_initial_seconds=0.1),
+)
+
+
+async def test_activity_summaries_in_history(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(tool_calls(call("lookup_order", {"order_id": 1042})), reply("shipped"))
+    async with hosted(temporal_client, [AGENT], model_server) as client:
+        handle = await client.start("observed", "Where is 1042?")
+        await handle.result()
+    converter = temporal_client.data_converter.payload_converter
+    summaries = []
+    async for event in temporal_client.get_workflow_handle(handle.id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            summaries.append(converter.from_payload(event.user_metadata.summary, str))
+    assert summaries == [
+        "model openai:gpt-test · turn 1",
+        "tool lookup_order(order_id=1042)",
+        "model openai:gpt-test · turn 2",
+    ]
+    desc = await temporal_client.get_workflow_handle(handle.id).describe()
+    assert await desc.static_summary() == "observed: Where is 1042?"
+
+
+async def test_tokens_cost_and_attempts_are_accounted(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(
+        error(503),  # a failed attempt: counted as a request, no tokens
+        tool_calls(
+            call("lookup_order", {"order_id": 1}),
+            usage=ScriptedUsage(prompt_tokens=1000, completion_tokens=100),
+        ),
+        reply("done", usage=ScriptedUsage(prompt_tokens=2000, completion_tokens=50)),
+    )
+    async with hosted(temporal_client, [AGENT], model_server, prices=PRICES) as client:
+        handle = await client.start("observed", "order 1?")
+        result = await handle.result()
+        status = await handle.status()
+    expected_cost = (3000 * 2.0 + 150 * 10.0) / 1_000_000
+    assert result.usage.input_tokens == 3000 and result.usage.output_tokens == 150
+    assert result.usage.requests == 3  # two calls, one of them on its second attempt
+    assert result.cost_usd == pytest.approx(expected_cost)
+    assert status.cost_usd == pytest.approx(expected_cost) and status.unpriced_calls == 0
+    runs = [r for r in await client.list(agent="observed", limit=50) if r.id == handle.id]
+    assert runs and runs[0].tokens == 3150 and runs[0].turns == 2
+    assert runs[0].cost_usd == pytest.approx(expected_cost)
+
+
+async def test_unpriced_models_are_counted_not_guessed(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(reply("hi"))
+    async with hosted(temporal_client, [AGENT], model_server, prices={}) as client:
+        handle = await client.start("observed", "hi")
+        result = await handle.result()
+        status = await handle.status()
+    assert result.cost_usd == 0.0 and status.unpriced_calls == 1
+
+
+async def test_ls_filters_by_agent_and_status_through_visibility(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    other = Agent("observed-b", instructions="x", model="openai:gpt-test", tools=[lookup_order])
+    model_server.add(reply("ok"), tool_calls(call("nope", {})), tool_calls(call("nope", {})))
+    limits = Limits(max_repair_turns=1)
+    failing = Agent("observed-c", instructions="x", model="openai:gpt-test", limits=limits)
+    async with hosted(temporal_client, [other, failing], model_server) as client:
+        ok = await client.start("observed-b", "hi")
+        await ok.result()
+        bad = await client.start("observed-c", "hi")
+        with pytest.raises(RunFailed):
+            await bad.result()
+        # Visibility is eventually consistent: give it a moment.
+        for _ in range(50):
+            done = await client.list(agent="observed-b", status="completed")
+            failed = await client.list(agent="observed-c", status="failed")
+            if ok.id in [r.id for r in done] and bad.id in [r.id for r in failed]:
+                break
+            await asyncio.sleep(0.1)
+        assert ok.id in [r.id for r in done]
+        assert bad.id in [r.id for r in failed]
+        assert bad.id not in [
+            r.id for r in await client.list(agent="observed-c", status="completed")
+        ]
+        assert all(r.agent == "observed-b" for r in done)
