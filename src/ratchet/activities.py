@@ -30,6 +30,7 @@ from ._protocol import (
 from .agent import Agent, parse_model
 from .errors import ConfigError, RetryableToolError
 from .models import Provider
+from .pricing import DEFAULT_PRICES, Price, cost_of
 from .tools import ToolContext
 
 __all__ = ["AgentActivities"]
@@ -38,9 +39,15 @@ __all__ = ["AgentActivities"]
 class AgentActivities:
     """Activity implementations bound to the agents and providers a worker hosts."""
 
-    def __init__(self, agents: Mapping[str, Agent], providers: Mapping[str, Provider]) -> None:
+    def __init__(
+        self,
+        agents: Mapping[str, Agent],
+        providers: Mapping[str, Provider],
+        prices: Mapping[str, Price] | None = None,
+    ) -> None:
         self.agents = dict(agents)
         self.providers = dict(providers)
+        self.prices = dict(DEFAULT_PRICES if prices is None else prices)
 
     def _agent(self, name: str) -> Agent:
         agent = self.agents.get(name)
@@ -88,6 +95,15 @@ class AgentActivities:
         provider, model_name = self._provider(request.model)
         response = await _heartbeating(
             provider.complete(request, model_name), request.heartbeat_seconds
+        )
+        # Attempts before this one failed; the provider may still bill them, so they are
+        # counted as requests. The cost is fixed here and recorded with the call.
+        response = response.model_copy(
+            update={
+                "usage": response.usage.model_copy(update={"requests": activity.info().attempt}),
+                "attempt": activity.info().attempt,
+                "cost_usd": cost_of(request.model, response.usage, self.prices),
+            }
         )
         size = len(response.model_dump_json())
         if size > _MAX_RESPONSE_BYTES:

@@ -93,9 +93,18 @@ def up(
     except LocalServiceError as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(1) from None
+    if services.temporal_address:
+        asyncio.run(_register(services.temporal_address))
     out.print(f"Temporal  {services.temporal_address}   Web UI {services.ui_url}")
     if services.llm_base_url:
         out.print(f"local LLM {services.llm_base_url}")
+
+
+async def _register(address: str) -> None:
+    from ._connect import connect
+    from ._search import register_search_attributes
+
+    await register_search_attributes(await connect(address))
 
 
 @app.command()
@@ -257,18 +266,32 @@ async def cancel(
 @_run
 async def list_runs(
     agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only runs in this state: running, completed, failed, cancelled."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many runs to show.", min=1)] = 20,
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
     """List recent runs, newest first."""
     client = await AgentClient.connect(address, namespace=namespace)
-    runs = await client.list(limit=limit, agent=agent)
+    runs = await client.list(limit=limit, agent=agent, status=status)
     if not runs:
         out.print("no runs")
+        return
+    out.print(
+        f"{'RUN':<40} {'AGENT':<16} {'STATUS':<12} {'STARTED':<19} TURNS TOKENS COST", markup=False
+    )
     for r in runs:
         started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
-        out.print(f"{r.id:<40} {r.agent:<16} {r.status:<12} {started}", markup=False)
+        turns = "-" if r.turns is None else str(r.turns)
+        tokens = "-" if r.tokens is None else str(r.tokens)
+        cost = "-" if r.cost_usd is None else f"${r.cost_usd:.4f}"
+        out.print(
+            f"{r.id:<40} {r.agent:<16} {r.status:<12} {started:<19} {turns:>5} {tokens:>6} {cost}",
+            markup=False,
+        )
 
 
 @app.command()

@@ -15,6 +15,7 @@ from .activities import AgentActivities
 from .agent import Agent
 from .errors import ConfigError
 from .models import OpenAICompatible, Provider
+from .pricing import DEFAULT_PRICES, Price
 from .workflow import AgentWorkflow
 
 __all__ = ["create_worker", "default_providers", "workflow_runner"]
@@ -63,6 +64,7 @@ def create_worker(
     *,
     task_queue: str = DEFAULT_TASK_QUEUE,
     providers: Mapping[str, Provider] | None = None,
+    prices: Mapping[str, Price] | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A Temporal worker hosting ``agents``: the agent workflow and its activities.
@@ -73,6 +75,8 @@ def create_worker(
         task_queue: the queue to poll; clients must start runs on the same one.
         providers: model providers by prefix, added to (and overriding)
             :func:`default_providers`.
+        prices: model string → :class:`~ratchet.pricing.Price`, added to (and
+            overriding) :data:`~ratchet.pricing.DEFAULT_PRICES`.
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     hosted: dict[str, Agent] = {}
@@ -85,7 +89,7 @@ def create_worker(
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
     all_providers = {**default_providers(), **(providers or {})}
-    acts = AgentActivities(hosted, all_providers)
+    acts = AgentActivities(hosted, all_providers, {**DEFAULT_PRICES, **(prices or {})})
     options: dict[str, Any] = {
         # The sandbox re-imports the workflow's package; ratchet's package __init__ pulls in
         # the I/O libraries, which are passed through (loaded once, outside the sandbox).
