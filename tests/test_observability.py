@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from ratchet import Agent, Limits, Price, RunFailed, tool
-from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, error, reply, tool_calls
+from ratchet.testing import (
+    ScriptedModelServer,
+    ScriptedUsage,
+    call,
+    error,
+    hang,
+    reply,
+    tool_calls,
+)
+from ratchet.trace import ModelStep, ToolStep, build_trace
 
 from .conftest import hosted
 
@@ -114,3 +125,102 @@ async def test_ls_filters_by_agent_and_status_through_visibility(
             r.id for r in await client.list(agent="observed-c", status="completed")
         ]
         assert all(r.agent == "observed-b" for r in done)
+
+
+async def test_trace_from_history(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(
+        error(503, message="overloaded"),
+        tool_calls(
+            call("lookup_order", {"order_id": 7}),
+            call("lookup_ordr", {"order_id": 7}),
+            usage=ScriptedUsage(prompt_tokens=100, completion_tokens=10),
+        ),
+        reply("Order 7 shipped.", usage=ScriptedUsage(prompt_tokens=200, completion_tokens=5)),
+    )
+    async with hosted(temporal_client, [AGENT], model_server, prices=PRICES) as client:
+        handle = await client.start("observed", "Where is order 7?")
+        await handle.result()
+    t = await build_trace(temporal_client, handle.id)
+    assert (t.agent, t.prompt, t.status, t.output) == (
+        "observed",
+        "Where is order 7?",
+        "completed",
+        "Order 7 shipped.",
+    )
+    kinds = [(s.kind, s.turn, s.status) for s in t.steps]
+    assert kinds == [
+        ("model", 1, "completed"),
+        ("tool", 1, "completed"),
+        ("tool", 1, "rejected"),
+        ("model", 2, "completed"),
+    ]
+    first, tool_step, rejected, second = t.steps
+    assert isinstance(first, ModelStep) and isinstance(second, ModelStep)
+    assert isinstance(tool_step, ToolStep) and isinstance(rejected, ToolStep)
+    # The exact instructions and messages sent, and the retry as an attempt, not a step.
+    assert first.messages[0].content == "You are a support agent."
+    assert first.attempts == 2 and "overloaded" in (first.last_retry_error or "")
+    assert [c.name for c in first.tool_calls] == ["lookup_order", "lookup_ordr"]
+    assert tool_step.arguments == {"order_id": 7} and '"status": "shipped"' in (
+        tool_step.result or ""
+    )
+    assert "unknown tool 'lookup_ordr'" in (rejected.result or "")
+    assert second.messages[-1].role == "tool" and len(second.messages) == 5
+    assert first.duration_seconds is not None and first.duration_seconds > 0
+    totals = t.totals
+    assert (totals.input_tokens, totals.output_tokens) == (300, 15)
+    assert totals.cost_usd == pytest.approx((300 * 2.0 + 15 * 10.0) / 1_000_000)
+    assert (totals.model_calls, totals.tool_calls) == (2, 2)
+    assert totals.wall_seconds is not None and totals.slowest_step
+
+
+async def test_trace_of_a_running_run_and_the_cli(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(tool_calls(call("lookup_order", {"order_id": 8})), hang())
+    async with hosted(temporal_client, [AGENT], model_server) as client:
+        handle = await client.start("observed", "order 8?")
+        await model_server.wait_for_requests_async(2, timeout=30)
+        t = await build_trace(temporal_client, handle.id)
+        assert t.status == "running" and t.closed_at is None
+        assert [(s.kind, s.status) for s in t.steps] == [
+            ("model", "completed"),
+            ("tool", "completed"),
+            ("model", "running"),
+        ]
+        assert t.totals.wall_seconds is None
+        address = temporal_client.service_client.config.target_host
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ratchet.cli",
+            "trace",
+            handle.id,
+            "--json",
+            "--address",
+            address,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await proc.communicate()
+        assert proc.returncode == 0, stderr
+        data = json.loads(stdout)
+        assert data["run_id"] == handle.id and data["steps"][0]["kind"] == "model"
+        assert data["steps"][1]["arguments"] == {"order_id": 8}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ratchet.cli",
+            "trace",
+            handle.id,
+            "--address",
+            address,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, _ = await proc.communicate()
+        text = stdout.decode()
+        assert "tool lookup_order" in text and "[running]" in text and "wall running" in text
+        await handle.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import json
 import os
 import signal
 import sys
@@ -243,6 +244,93 @@ async def run(
     )
     if url := _ui_url(handle.id, address, namespace):
         out.print(f"history: {url}")
+
+
+@app.command()
+@_run
+async def trace(
+    run_id: Annotated[str, typer.Argument(help="The run's id (see `ratchet ls`).")],
+    full: Annotated[
+        bool, typer.Option("--full", help="Show whole messages, not shortened.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trace as JSON.")] = False,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Show a run's timeline from its event history: every prompt, call, result and retry."""
+    from ._connect import connect
+    from .trace import build_trace
+
+    if not run_id.strip():
+        raise ConfigError("the run id is empty")
+    t = await build_trace(await connect(address, namespace=namespace), run_id)
+    if as_json:
+        print(t.model_dump_json(indent=2))
+        return
+    for line in render_trace(t, full=full):
+        out.print(line, markup=False)
+
+
+def render_trace(t: Any, *, full: bool = False) -> list[str]:
+    """The human-readable timeline of a :class:`ratchet.trace.Trace`."""
+    from .trace import ModelStep
+
+    def text(s: str | None, limit: int = 200) -> str:
+        return (s or "") if full else shorten(s or "", limit)
+
+    lines = [f"run {t.run_id} · agent {t.agent} · {t.status}", f"prompt: {text(t.prompt)}"]
+    turn = 0
+    for step in t.steps:
+        if step.turn != turn:
+            turn = step.turn
+            lines.append(f"── turn {turn}")
+        took = "…" if step.duration_seconds is None else f"{step.duration_seconds:.2f} s"
+        retry = f", {step.attempts} attempts" if step.attempts > 1 else ""
+        if isinstance(step, ModelStep):
+            cost = "" if step.cost_usd is None else f", ${step.cost_usd:.6f}"
+            lines.append(
+                f"  model {step.model} [{step.status}] {took}{retry}, "
+                f"{step.input_tokens} in / {step.output_tokens} out tokens{cost}"
+            )
+            if step.last_retry_error:
+                lines.append(f"    last retry error: {text(step.last_retry_error)}")
+            for m in step.messages if full else step.messages[-2:]:
+                lines.append(f"    sent {m.role}: {text(m.content or _calls(m))}")
+            if not full and len(step.messages) > 2:
+                lines[-2:-2] = [
+                    f"    ({len(step.messages) - 2} earlier messages; --full shows all)"
+                ]
+            if step.response is not None:
+                lines.append(f"    reply: {text(step.response.content or _calls(step.response))}")
+        else:
+            args = step.arguments if isinstance(step.arguments, str) else json.dumps(step.arguments)
+            lines.append(f"  tool {step.tool}({text(args, 120)}) [{step.status}] {took}{retry}")
+            if step.last_retry_error:
+                lines.append(f"    last retry error: {text(step.last_retry_error)}")
+            marker = "error" if step.is_error else "result"
+            lines.append(f"    {marker}: {text(step.result)}")
+        if step.error:
+            lines.append(f"    failed: {text(step.error, 400)}")
+    tt = t.totals
+    wall = "running" if tt.wall_seconds is None else f"{tt.wall_seconds:.2f} s"
+    waiting = "" if tt.waiting_seconds is None else f", waiting {tt.waiting_seconds:.2f} s"
+    lines += [
+        "── totals",
+        f"  wall {wall}: model {tt.model_seconds:.2f} s, tools {tt.tool_seconds:.2f} s{waiting}",
+        f"  {tt.model_calls} model calls, {tt.tool_calls} tool calls, {tt.attempts} attempts",
+        f"  tokens {tt.input_tokens} in / {tt.output_tokens} out, cost ${tt.cost_usd:.6f}"
+        + (f" ({tt.unpriced_calls} unpriced calls)" if tt.unpriced_calls else ""),
+        f"  slowest: {tt.slowest_step or '-'}",
+    ]
+    if t.output is not None:
+        lines.append(f"answer: {text(t.output, 400)}")
+    if t.error is not None:
+        lines.append(f"error: {text(t.error, 400)}")
+    return lines
+
+
+def _calls(m: Any) -> str:
+    return ", ".join(f"{c.name}({c.arguments})" for c in (m.tool_calls or [])) or ""
 
 
 @app.command()

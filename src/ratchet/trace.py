@@ -1,0 +1,343 @@
+"""The timeline of a run, built from its event history.
+
+Everything here is read from Temporal's event history, not from worker logs, so it
+works for any run, running or closed, on any worker, after any crash: a retried
+call shows as one step with several attempts, never as extra steps.
+
+The JSON form (``ratchet trace RUN --json``, :meth:`Trace.model_dump_json`) is the
+schema of the pydantic models below; ``Trace.model_json_schema()`` prints it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+
+from ._protocol import (
+    MODEL_ACTIVITY,
+    TOOL_ACTIVITY,
+    ModelRequest,
+    ModelResponse,
+    RunInput,
+    RunResult,
+    ToolRequest,
+    ToolResult,
+)
+from .errors import RunNotFound
+from .messages import Message, ToolCall
+
+__all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace"]
+
+StepStatus = Literal[
+    "scheduled", "running", "completed", "failed", "timed_out", "cancelled", "rejected"
+]
+
+
+class _Step(BaseModel):
+    turn: int
+    activity_id: str | None = None
+    status: StepStatus
+    scheduled_at: datetime | None = None
+    closed_at: datetime | None = None
+    duration_seconds: float | None = None
+    """From scheduling to the end of the last attempt: includes retries and backoff."""
+    last_attempt_seconds: float | None = None
+    """The final attempt alone."""
+    attempts: int = 1
+    last_retry_error: str | None = None
+    """Why the attempt before the last one failed (Temporal keeps the latest)."""
+    error: str | None = None
+    """Why the step failed, when it did."""
+
+
+class ModelStep(_Step):
+    """One model call."""
+
+    kind: Literal["model"] = "model"
+    model: str
+    messages: list[Message] = Field(default_factory=list)
+    """Exactly what was sent, the system instructions included."""
+    response: Message | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+
+
+class ToolStep(_Step):
+    """One tool call (``rejected``: invalid, answered by the workflow without running)."""
+
+    kind: Literal["tool"] = "tool"
+    tool: str
+    call_id: str
+    arguments: dict[str, Any] | str
+    result: str | None = None
+    is_error: bool = False
+
+
+class Totals(BaseModel):
+    wall_seconds: float | None
+    model_seconds: float
+    tool_seconds: float
+    """Tool time per turn counts parallel calls once (first start to last end)."""
+    waiting_seconds: float | None
+    """The rest: scheduling, workflow tasks, waits."""
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced_calls: int
+    model_calls: int
+    tool_calls: int
+    attempts: int
+    slowest_step: str | None
+
+
+class Trace(BaseModel):
+    """A run's timeline."""
+
+    run_id: str
+    agent: str
+    prompt: str
+    status: str
+    """Temporal's status: running, completed, failed, canceled, terminated, timed_out."""
+    started_at: datetime | None
+    closed_at: datetime | None
+    steps: list[ModelStep | ToolStep]
+    output: str | None = None
+    error: str | None = None
+    totals: Totals
+
+
+async def build_trace(client: Client, run_id: str) -> Trace:
+    """Build the timeline of run ``run_id`` from its event history.
+
+    Raises:
+        RunNotFound: no run has that id.
+    """
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(run_id)
+    decode = client.data_converter.decode
+    steps: dict[int, ModelStep | ToolStep] = {}
+    inp: RunInput | None = None
+    started_at = closed_at = None
+    output = error = None
+    try:
+        async for event in handle.fetch_history_events():
+            t = event.event_time.ToDatetime().replace(tzinfo=None)
+            kind = event.event_type
+            if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+                started_at = t
+                [inp] = await decode(
+                    event.workflow_execution_started_event_attributes.input.payloads, [RunInput]
+                )
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                a = event.activity_task_scheduled_event_attributes
+                if a.activity_type.name == MODEL_ACTIVITY:
+                    [req] = await decode(a.input.payloads, [ModelRequest])
+                    steps[event.event_id] = ModelStep(
+                        turn=req.turn,
+                        activity_id=a.activity_id,
+                        status="scheduled",
+                        scheduled_at=t,
+                        model=req.model,
+                        messages=req.messages,
+                    )
+                elif a.activity_type.name == TOOL_ACTIVITY:
+                    [treq] = await decode(a.input.payloads, [ToolRequest])
+                    steps[event.event_id] = ToolStep(
+                        turn=_turn_of(a.activity_id),
+                        activity_id=a.activity_id,
+                        status="scheduled",
+                        scheduled_at=t,
+                        tool=treq.call.name,
+                        call_id=treq.call.id,
+                        arguments=treq.arguments,
+                    )
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                s = event.activity_task_started_event_attributes
+                if (step := steps.get(s.scheduled_event_id)) is not None:
+                    step.status = "running"
+                    step.attempts = s.attempt
+                    step.last_retry_error = s.last_failure.message or None
+                    step.last_attempt_seconds = -t.timestamp()  # completed below
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                c = event.activity_task_completed_event_attributes
+                if (step := steps.get(c.scheduled_event_id)) is not None:
+                    _close(step, t, "completed")
+                    if isinstance(step, ModelStep):
+                        [resp] = await decode(c.result.payloads, [ModelResponse])
+                        step.response = resp.message
+                        step.tool_calls = list(resp.message.tool_calls or [])
+                        step.input_tokens = resp.usage.input_tokens
+                        step.output_tokens = resp.usage.output_tokens
+                        step.cost_usd = resp.cost_usd
+                        step.finish_reason = resp.finish_reason
+                    else:
+                        [res] = await decode(c.result.payloads, [ToolResult])
+                        step.result = res.content
+                        step.is_error = res.is_error
+            elif kind in _ACTIVITY_END:
+                status, attrs = _ACTIVITY_END[kind]
+                a_end = getattr(event, attrs)
+                if (step := steps.get(a_end.scheduled_event_id)) is not None:
+                    _close(step, t, status)
+                    failure = getattr(a_end, "failure", None)
+                    if failure is not None and failure.message:
+                        cause = failure.cause.message if failure.HasField("cause") else ""
+                        step.error = f"{failure.message}{f': {cause}' if cause else ''}"
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+                closed_at = t
+                payloads = event.workflow_execution_completed_event_attributes.result.payloads
+                [result] = await decode(payloads, [RunResult])
+                output = result.output
+            elif kind in _WORKFLOW_END:
+                closed_at = t
+                failure = getattr(getattr(event, _WORKFLOW_END[kind]), "failure", None)
+                error = failure.message if failure is not None else _WORKFLOW_END[kind]
+        description = await handle.describe()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`") from e
+        raise
+    for pending in description.raw_description.pending_activities:
+        for step in steps.values():
+            if step.activity_id == pending.activity_id and step.closed_at is None:
+                step.attempts = pending.attempt
+                step.last_retry_error = pending.last_failure.message or step.last_retry_error
+                started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                step.status = "running" if started else "scheduled"
+    ordered = sorted(steps.values(), key=lambda s: (s.turn, s.kind != "model", s.activity_id or ""))
+    ordered = _with_rejected_calls(ordered)
+    if inp is None:
+        raise RunNotFound(f"run {run_id!r} has no start event")
+    run_status = description.status.name.lower() if description.status else "unknown"
+    return Trace(
+        run_id=run_id,
+        agent=inp.agent,
+        prompt=inp.prompt,
+        status=run_status,
+        started_at=started_at,
+        closed_at=closed_at,
+        steps=ordered,
+        output=output,
+        error=error,
+        totals=_totals(ordered, started_at, closed_at),
+    )
+
+
+_ACTIVITY_END: dict[EventType.ValueType, tuple[StepStatus, str]] = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
+        "timed_out",
+        "activity_task_timed_out_event_attributes",
+    ),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: (
+        "cancelled",
+        "activity_task_canceled_event_attributes",
+    ),
+}
+_WORKFLOW_END = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "workflow_execution_failed_event_attributes",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: (
+        "workflow_execution_canceled_event_attributes"
+    ),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: (
+        "workflow_execution_terminated_event_attributes"
+    ),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: (
+        "workflow_execution_timed_out_event_attributes"
+    ),
+}
+
+
+def _turn_of(activity_id: str) -> int:
+    # Activity ids are contracts: "turn{N}-model", "turn{N}-tool{I}".
+    head = activity_id.split("-", 1)[0]
+    return int(head[4:]) if head.startswith("turn") and head[4:].isdigit() else 0
+
+
+def _close(step: _Step, t: datetime, status: StepStatus) -> None:
+    step.status = status
+    step.closed_at = t
+    if step.scheduled_at is not None:
+        step.duration_seconds = (t - step.scheduled_at).total_seconds()
+    if step.last_attempt_seconds is not None and step.last_attempt_seconds < 0:
+        step.last_attempt_seconds = t.timestamp() + step.last_attempt_seconds
+
+
+def _with_rejected_calls(steps: list[ModelStep | ToolStep]) -> list[ModelStep | ToolStep]:
+    """Add the calls the workflow answered itself (bad JSON, unknown tool, bad arguments).
+
+    They ran no activity; the next model call's messages hold the error the model saw.
+    """
+    ran = {s.call_id for s in steps if isinstance(s, ToolStep)}
+    out: list[ModelStep | ToolStep] = []
+    models = [s for s in steps if isinstance(s, ModelStep)]
+    for step in steps:
+        out.append(step)
+        if not isinstance(step, ModelStep) or not step.tool_calls:
+            continue
+        later = next((m for m in models if m.turn == step.turn + 1), None)
+        answers = {m.tool_call_id: m for m in (later.messages if later else []) if m.role == "tool"}
+        for c in step.tool_calls:
+            if c.id in ran:
+                continue
+            answer = answers.get(c.id)
+            out.append(
+                ToolStep(
+                    turn=step.turn,
+                    status="rejected",
+                    tool=c.name,
+                    call_id=c.id,
+                    arguments=c.arguments,
+                    result=answer.content if answer else None,
+                    is_error=True,
+                )
+            )
+    # Per turn: the model call, the calls that ran, then the rejected ones.
+    return sorted(out, key=lambda s: (s.turn, s.kind != "model", s.status == "rejected"))
+
+
+def _totals(
+    steps: list[ModelStep | ToolStep], started: datetime | None, closed: datetime | None
+) -> Totals:
+    models = [s for s in steps if isinstance(s, ModelStep)]
+    tools = [s for s in steps if isinstance(s, ToolStep) and s.status != "rejected"]
+    model_seconds = sum(s.duration_seconds or 0.0 for s in models)
+    tool_seconds = 0.0
+    for turn in {s.turn for s in tools}:
+        spans = [s for s in tools if s.turn == turn and s.scheduled_at and s.closed_at]
+        if spans:
+            first = min(s.scheduled_at for s in spans if s.scheduled_at)
+            last = max(s.closed_at for s in spans if s.closed_at)
+            tool_seconds += (last - first).total_seconds()
+    wall = (closed - started).total_seconds() if started and closed else None
+    timed = [s for s in steps if s.duration_seconds is not None]
+    slowest = max(timed, key=lambda s: s.duration_seconds or 0.0, default=None)
+    return Totals(
+        wall_seconds=wall,
+        model_seconds=model_seconds,
+        tool_seconds=tool_seconds,
+        waiting_seconds=None if wall is None else max(wall - model_seconds - tool_seconds, 0.0),
+        input_tokens=sum(s.input_tokens for s in models),
+        output_tokens=sum(s.output_tokens for s in models),
+        cost_usd=sum(s.cost_usd or 0.0 for s in models),
+        unpriced_calls=sum(1 for s in models if s.cost_usd is None and s.status == "completed"),
+        model_calls=len(models),
+        tool_calls=len([s for s in steps if isinstance(s, ToolStep)]),
+        attempts=sum(s.attempts for s in steps if s.activity_id),
+        slowest_step=(
+            f"{_label(slowest)} ({slowest.duration_seconds:.2f} s)" if slowest is not None else None
+        ),
+    )
+
+
+def _label(step: ModelStep | ToolStep) -> str:
+    if isinstance(step, ModelStep):
+        return f"model {step.model} · turn {step.turn}"
+    return f"tool {step.tool} · turn {step.turn}"
