@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 
 import pytest
+from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from ratchet import Agent, Limits, Price, RunFailed, tool
+from ratchet.cli import follow_run
 from ratchet.testing import (
     ScriptedModelServer,
     ScriptedUsage,
@@ -224,3 +227,19 @@ async def test_trace_of_a_running_run_and_the_cli(
         text = stdout.decode()
         assert "tool lookup_order" in text and "[running]" in text and "wall running" in text
         await handle.cancel()
+
+
+async def test_progress_line_on_a_terminal_and_plain_lines_elsewhere(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(reply("slow answer", delay=1.5), reply("fast answer"))
+    async with hosted(temporal_client, [AGENT], model_server) as client:
+        tty = Console(file=io.StringIO(), force_terminal=True, width=120)
+        await follow_run(await client.start("observed", "first"), tty)
+        plain = Console(file=io.StringIO(), force_terminal=False, width=120)
+        await follow_run(await client.start("observed", "second"), plain)
+    shown = tty.file.getvalue()  # type: ignore[attr-defined]
+    assert "turn 1 · model call (turn 1)" in shown and "tokens" in shown
+    assert "answer slow answer" in shown
+    lines = plain.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines == ["user      second", "model     turn 1: answer fast answer"]
