@@ -11,9 +11,10 @@ import asyncio
 import itertools
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import Field
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -363,3 +364,26 @@ async def test_cancel_during_a_model_call(
         assert await handle.temporal_status() == "canceled"
     assert status.state == "cancelled"
     assert len(model_server.requests) == 1
+
+
+@tool
+def withdraw(amount_cents: Annotated[int, Field(ge=1)]) -> str:
+    """Withdraw money."""
+    return f"withdrew {amount_cents}"
+
+
+async def test_arguments_rejected_by_the_tool_count_as_repairs(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    # ge=1 is enforced by the tool's pydantic validation, not the in-workflow schema check.
+    model_server.add(
+        tool_calls(call("withdraw", {"amount_cents": 0})),
+        tool_calls(call("withdraw", {"amount_cents": -5})).expecting(
+            told("invalid arguments for 'withdraw'")
+        ),
+    )
+    limits = Limits(max_repair_turns=1, max_turns=10)
+    async with hosted(temporal_client, [agent_with(withdraw, limits=limits)], model_server) as c:
+        with pytest.raises(RunFailed) as info:
+            await c.run("matrix", "withdraw nothing")
+    assert info.value.error_type == "RepairLimitExceeded"

@@ -133,6 +133,8 @@ class ToolResult(BaseModel):
 
     content: str
     is_error: bool = False
+    invalid_arguments: bool = False
+    """The tool's own validation rejected the arguments (counts as a repair turn)."""
 
 
 __all__ = [

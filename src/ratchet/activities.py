@@ -31,6 +31,7 @@ from .agent import Agent, parse_model
 from .errors import ConfigError, RetryableToolError
 from .models import Provider
 from .pricing import DEFAULT_PRICES, Price, cost_of
+from .telemetry import instrument_model_call, instrument_tool_call
 from .tools import ToolContext
 
 __all__ = ["AgentActivities"]
@@ -90,6 +91,7 @@ class AgentActivities:
         return spec
 
     @activity.defn(name=MODEL_ACTIVITY)
+    @instrument_model_call
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
         provider, model_name = self._provider(request.model)
@@ -117,6 +119,7 @@ class AgentActivities:
         return response
 
     @activity.defn(name=TOOL_ACTIVITY)
+    @instrument_tool_call
     async def run_tool(self, request: ToolRequest) -> ToolResult:
         """Run one tool call. Ordinary exceptions become an error result for the model."""
         agent = self._agent(request.agent)
@@ -142,6 +145,7 @@ class AgentActivities:
             return ToolResult(
                 content=f"error: invalid arguments for {name!r}: {_validation_summary(e)}",
                 is_error=True,
+                invalid_arguments=True,
             )
         except RetryableToolError as e:
             raise ApplicationError(f"tool {name!r}: {e}", type="RetryableToolError") from e

@@ -63,6 +63,7 @@ class AgentWorkflow:
 
     def __init__(self) -> None:
         self._search_attributes = False
+        self._rejected_by_tool: set[str] = set()
         self._messages: list[Message] = []
         self._status = RunStatus(agent="", state="starting", step="starting")
 
@@ -225,6 +226,9 @@ class AgentWorkflow:
         )
         messages: list[Message] = list(await asyncio.gather(*pending))
         self._status.tool_calls += len(calls)
+        # Arguments the tool's own validation rejected (constraints the schema check in
+        # here does not cover, e.g. ranges) count as invalid calls too.
+        had_invalid = had_invalid or any(c.id in self._rejected_by_tool for c in calls)
         return messages, had_invalid
 
     async def _run_tool(
@@ -255,6 +259,8 @@ class AgentWorkflow:
             if error_type == "ToolFailed":
                 self._fail("ToolFailed", message)
             return Message.tool(call, f"tool {call.name!r} failed: {message}", is_error=True)
+        if result.invalid_arguments:
+            self._rejected_by_tool.add(call.id)
         return Message.tool(call, result.content, is_error=result.is_error)
 
     def _account(self, response: ModelResponse) -> None:
