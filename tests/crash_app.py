@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.support.agent import order_status, refund_order
-from ratchet import Agent, Limits, ToolContext, tool
+from ratchet import Agent, Limits, Policy, ToolContext, require_approval, tool
 
 
 def _log(line: str) -> None:
@@ -58,3 +58,15 @@ agents = [
         limits=Limits(model_heartbeat_seconds=10, tool_heartbeat_seconds=10),
     ),
 ]
+
+# For the approval-after-crash test: refunds over $100 wait for a person.
+agents.append(
+    Agent(
+        "guarded",
+        instructions="You are a support agent.",
+        model="openai:scripted",
+        tools=[lookup, refund],
+        policy=Policy(rules=[require_approval("refund", reason="refunds need a manager")]),
+        limits=Limits(model_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
+    )
+)

@@ -23,6 +23,13 @@ def test_public_api_is_pinned() -> None:
     assert sorted(ratchet.__all__) == sorted(
         [
             "Agent",
+            "ApprovalError",
+            "Policy",
+            "Rule",
+            "allow",
+            "arg",
+            "deny",
+            "require_approval",
             "AgentClient",
             "AgentWorkflow",
             "ConfigError",

@@ -9,6 +9,7 @@ from ._search import register_search_attributes
 from .agent import Agent, Limits
 from .client import AgentClient, RunHandle, RunInfo
 from .errors import (
+    ApprovalError,
     ConfigError,
     ConnectionFailed,
     RatchetError,
@@ -19,6 +20,7 @@ from .errors import (
 )
 from .messages import Message, ToolCall, Usage
 from .models import OpenAICompatible
+from .policy import Policy, Rule, allow, arg, deny, require_approval
 from .pricing import Price
 from .tools import Tool, ToolContext, tool
 from .worker import create_worker
@@ -28,14 +30,17 @@ __all__ = [
     "Agent",
     "AgentClient",
     "AgentWorkflow",
+    "ApprovalError",
     "ConfigError",
     "ConnectionFailed",
     "Limits",
     "Message",
     "OpenAICompatible",
+    "Policy",
     "Price",
     "RatchetError",
     "RetryableToolError",
+    "Rule",
     "RunCancelled",
     "RunFailed",
     "RunHandle",
@@ -47,8 +52,12 @@ __all__ = [
     "ToolCall",
     "ToolContext",
     "Usage",
+    "allow",
+    "arg",
     "connect",
     "create_worker",
+    "deny",
     "register_search_attributes",
+    "require_approval",
     "tool",
 ]

@@ -8,12 +8,14 @@ workflow type, activity, query or search attribute.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from .agent import AgentSpec, ToolMode
 from .messages import Message, ToolCall, Usage
+from .policy import PolicyDecision
 from .tools import ToolSpec
 
 WORKFLOW_TYPE = "ratchet.Agent"
@@ -24,7 +26,46 @@ STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
 
-RunState = Literal["starting", "running", "completed", "failed", "cancelled"]
+APPROVE_UPDATE = "ratchet.approve"
+PENDING_QUERY = "ratchet.pending"
+
+RunState = Literal["starting", "running", "waiting-approval", "completed", "failed", "cancelled"]
+
+
+class PendingApproval(BaseModel):
+    """A tool call waiting for a person's decision."""
+
+    call_id: str
+    """Stable approval id within the run, e.g. ``turn2-tool0``."""
+    tool: str
+    arguments: dict[str, Any]
+    rule: str
+    """The policy rule that asked for approval."""
+    reason: str = ""
+    requested_at: datetime
+    deadline: datetime
+    """Denied automatically when nobody answers by then."""
+
+
+class ApprovalAnswer(BaseModel):
+    """Input of the approve update."""
+
+    call_id: str
+    approve: bool
+    approver: str
+    reason: str = ""
+
+
+class ApprovalRecord(BaseModel):
+    """How an approval ended (kept for the audit trail)."""
+
+    call_id: str
+    tool: str
+    approved: bool
+    approver: str
+    reason: str = ""
+    at: datetime
+    timed_out: bool = False
 
 
 class RunInput(BaseModel):
@@ -61,6 +102,8 @@ class RunStatus(BaseModel):
     turn: int = 0
     step: str = ""
     """Human-readable current step, e.g. ``"model call (turn 2)"``."""
+    pending_approvals: list[PendingApproval] = []
+    approvals: list[ApprovalRecord] = []
     usage: Usage = Usage()
     """Tokens of all model calls; ``requests`` counts every attempt, retries included."""
     cost_usd: float = 0.0
@@ -126,6 +169,10 @@ class ToolRequest(BaseModel):
     arguments: dict[str, Any]
     """The parsed (schema-checked) arguments."""
     heartbeat_seconds: float = 2.0
+    policy: PolicyDecision | None = None
+    """The policy decision that let this call run (audit trail)."""
+    approval: ApprovalRecord | None = None
+    """Who approved it, when it needed approval."""
 
 
 class ToolResult(BaseModel):

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError
+from .policy import Policy
 from .tools import Tool, ToolSpec
 
 __all__ = ["Agent", "AgentSpec", "Limits", "ModelRef", "ToolMode", "parse_model"]
@@ -42,6 +43,8 @@ class Limits(BaseModel):
     like a crash and the call is retried)."""
     tool_heartbeat_seconds: float = Field(2.0, gt=0)
     """Like ``model_heartbeat_seconds``, for tool calls."""
+    approval_timeout_seconds: float = Field(86_400.0, gt=0)
+    """A call waiting for approval is denied when nobody answers within this long."""
     max_transcript_bytes: int = Field(1_500_000, gt=0)
     """The run fails with ``PayloadTooLarge`` before a model request would exceed this.
 
@@ -119,6 +122,7 @@ class AgentSpec(BaseModel):
     max_tokens: int | None = None
     model_task_queue: str | None = None
     """Task queue for model calls; None means the run's own queue."""
+    policy: Policy = Policy()
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -138,6 +142,7 @@ class Agent:
         max_tokens: output token cap per model call.
         model_task_queue: run model calls on this task queue (e.g. one per
             provider, to rate-limit it separately).
+        policy: which tool calls are allowed, denied or need approval.
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class Agent:
         temperature: float | None = None,
         max_tokens: int | None = None,
         model_task_queue: str | None = None,
+        policy: Policy | None = None,
     ) -> None:
         check_agent_name(name)
         parse_model(model)
@@ -172,6 +178,13 @@ class Agent:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.model_task_queue = model_task_queue
+        self.policy = policy or Policy()
+        for rule in self.policy.rules:
+            if rule.tool != "*" and rule.tool not in self.tools:
+                raise ConfigError(
+                    f"agent {name!r}: policy rule {rule.label()!r} names tool {rule.tool!r}, "
+                    f"which the agent does not have (tools: {', '.join(self.tools) or 'none'})"
+                )
 
     def spec(self, *, model: str | None = None) -> AgentSpec:
         """The snapshot a run records; ``model`` overrides the agent's model."""
@@ -187,6 +200,7 @@ class Agent:
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             model_task_queue=self.model_task_queue,
+            policy=self.policy,
         )
 
     def __repr__(self) -> str:

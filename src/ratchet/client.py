@@ -17,6 +17,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -29,14 +30,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
 from ._protocol import (
+    APPROVE_UPDATE,
     DEFAULT_TASK_QUEUE,
     MODEL_ACTIVITY,
+    PENDING_QUERY,
     STATUS_QUERY,
     TOOL_ACTIVITY,
     TRANSCRIPT_QUERY,
     WORKFLOW_TYPE,
+    ApprovalAnswer,
+    ApprovalRecord,
     ModelRequest,
     ModelResponse,
+    PendingApproval,
     RunInput,
     RunResult,
     RunStatus,
@@ -46,7 +52,7 @@ from ._protocol import (
 from ._render import shorten
 from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
 from .agent import check_agent_name, parse_model
-from .errors import ConfigError, RunCancelled, RunFailed, RunNotFound
+from .errors import ApprovalError, ConfigError, RunCancelled, RunFailed, RunNotFound
 from .messages import Message
 
 __all__ = ["AgentClient", "RunHandle", "RunInfo"]
@@ -192,6 +198,41 @@ class RunHandle:
                 return
             await asyncio.sleep(poll_seconds)
 
+    async def pending(self) -> list[PendingApproval]:
+        """Tool calls of this run waiting for approval."""
+        pending: list[PendingApproval] = await self._query(PENDING_QUERY, list[PendingApproval])
+        return pending
+
+    async def approve(self, call_id: str, *, approver: str, reason: str = "") -> ApprovalRecord:
+        """Approve a waiting tool call; it runs and the agent goes on.
+
+        Raises:
+            ApprovalError: the call was answered already, or is not waiting.
+        """
+        return await self._answer(call_id, True, approver, reason)
+
+    async def deny(self, call_id: str, *, approver: str, reason: str = "") -> ApprovalRecord:
+        """Deny a waiting tool call; the model is told who denied it and why."""
+        return await self._answer(call_id, False, approver, reason)
+
+    async def _answer(
+        self, call_id: str, approve: bool, approver: str, reason: str
+    ) -> ApprovalRecord:
+        answer = ApprovalAnswer(call_id=call_id, approve=approve, approver=approver, reason=reason)
+        try:
+            record: ApprovalRecord = await self._handle.execute_update(
+                APPROVE_UPDATE, answer, result_type=ApprovalRecord
+            )
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ApprovalError(f"run {self.id}: {message}") from e
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise _not_found(self.id, e) from e
+            raise ApprovalError(f"run {self.id} is not waiting for approvals ({e.message})") from e
+        return record
+
     async def cancel(self) -> None:
         """Ask the run to stop: in-flight model and tool calls are cancelled, the
         transcript is kept and :meth:`result` raises :class:`~ratchet.RunCancelled`."""
@@ -295,6 +336,20 @@ class AgentClient:
         """Start (or attach to) a run and wait for its result."""
         handle = await self.start(agent, prompt, id=id, model=model)
         return await handle.result()
+
+    async def pending(self, *, limit: int = 100) -> list[tuple[str, PendingApproval]]:
+        """Tool calls waiting for approval across runs, as (run id, call)."""
+        waiting = await self.list(limit=limit, status="waiting-approval")
+        if not await self._has_search_attributes():
+            waiting = await self.list(limit=limit, status="running")
+        out: list[tuple[str, PendingApproval]] = []
+        for run in waiting:
+            try:
+                calls = await self.get(run.id).pending()
+            except (WorkflowQueryFailedError, RPCError):
+                continue  # closed meanwhile, or no worker to answer
+            out.extend((run.id, c) for c in calls)
+        return out
 
     def get(self, run_id: str) -> RunHandle:
         """A handle to an existing run."""

@@ -6,6 +6,7 @@ Every error a user can meet is one of these. The tree::
     ├── ConfigError                 bad agent/tool/model definition or bad input (never retried)
     ├── ConnectionFailed            the Temporal server cannot be reached
     ├── RunNotFound                 no run with that id
+    ├── ApprovalError               an approval answer was refused (answered already, unknown call)
     ├── LocalServiceError           (ratchet.local) an embedded service cannot be built or run
     └── RunFailed                   a run ended in failure; ``.error_type`` says why:
           RunCancelled              (subclass) a client cancelled the run
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MODEL_ERRORS",
+    "ApprovalError",
     "ConfigError",
     "ConnectionFailed",
     "ModelErrorKind",
@@ -66,6 +68,10 @@ class ConnectionFailed(RatchetError):
 
 class RunNotFound(RatchetError):
     """No run exists with the given id."""
+
+
+class ApprovalError(RatchetError):
+    """An approve/deny answer was refused; the message says why."""
 
 
 class RunFailed(RatchetError):

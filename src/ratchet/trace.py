@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from ._protocol import (
     MODEL_ACTIVITY,
     TOOL_ACTIVITY,
+    ApprovalRecord,
     ModelRequest,
     ModelResponse,
     RunInput,
@@ -30,6 +31,7 @@ from ._protocol import (
 )
 from .errors import RunNotFound
 from .messages import Message, ToolCall
+from .policy import PolicyDecision
 
 __all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace"]
 
@@ -79,6 +81,10 @@ class ToolStep(_Step):
     arguments: dict[str, Any] | str
     result: str | None = None
     is_error: bool = False
+    policy: PolicyDecision | None = None
+    """The policy rule that decided this call, when one did."""
+    approval: ApprovalRecord | None = None
+    """Who approved the call, when, and why."""
 
 
 class Totals(BaseModel):
@@ -111,6 +117,8 @@ class Trace(BaseModel):
     steps: list[ModelStep | ToolStep]
     output: str | None = None
     error: str | None = None
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    """Answers given by people (approve/deny updates), in order."""
     totals: Totals
 
 
@@ -126,6 +134,7 @@ async def build_trace(client: Client, run_id: str) -> Trace:
     inp: RunInput | None = None
     started_at = closed_at = None
     output = error = None
+    approvals: list[ApprovalRecord] = []
     try:
         async for event in handle.fetch_history_events():
             t = event.event_time.ToDatetime().replace(tzinfo=None)
@@ -157,6 +166,8 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                         tool=treq.call.name,
                         call_id=treq.call.id,
                         arguments=treq.arguments,
+                        policy=treq.policy,
+                        approval=treq.approval,
                     )
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 s = event.activity_task_started_event_attributes
@@ -190,6 +201,11 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                     if failure is not None and failure.message:
                         cause = failure.cause.message if failure.HasField("cause") else ""
                         step.error = f"{failure.message}{f': {cause}' if cause else ''}"
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+                u = event.workflow_execution_update_completed_event_attributes
+                if u.outcome.HasField("success"):
+                    [record] = await decode(u.outcome.success.payloads, [ApprovalRecord])
+                    approvals.append(record)
             elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
                 closed_at = t
                 payloads = event.workflow_execution_completed_event_attributes.result.payloads
@@ -226,6 +242,7 @@ async def build_trace(client: Client, run_id: str) -> Trace:
         steps=ordered,
         output=output,
         error=error,
+        approvals=approvals,
         totals=_totals(ordered, started_at, closed_at),
     )
 

@@ -26,15 +26,20 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from ._protocol import (
+        APPROVE_UPDATE,
         MODEL_ACTIVITY,
+        PENDING_QUERY,
         SNAPSHOT_ACTIVITY,
         STATUS_QUERY,
         TOOL_ACTIVITY,
         TRANSCRIPT_QUERY,
         WORKFLOW_TYPE,
         AgentSpec,
+        ApprovalAnswer,
+        ApprovalRecord,
         ModelRequest,
         ModelResponse,
+        PendingApproval,
         RunInput,
         RunResult,
         RunStatus,
@@ -46,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from ._search import COST, STATUS, TOKENS, TURNS
     from .errors import MODEL_ERRORS
     from .messages import Message, ToolCall
+    from .policy import PolicyDecision
 
 __all__ = ["AgentWorkflow"]
 
@@ -64,6 +70,8 @@ class AgentWorkflow:
     def __init__(self) -> None:
         self._search_attributes = False
         self._rejected_by_tool: set[str] = set()
+        self._pending: dict[str, PendingApproval] = {}
+        self._answers: dict[str, ApprovalRecord] = {}
         self._messages: list[Message] = []
         self._status = RunStatus(agent="", state="starting", step="starting")
 
@@ -74,6 +82,44 @@ class AgentWorkflow:
     @workflow.query(name=TRANSCRIPT_QUERY)
     def transcript(self) -> list[Message]:
         return self._messages
+
+    @workflow.query(name=PENDING_QUERY)
+    def pending(self) -> list[PendingApproval]:
+        """Tool calls waiting for a person's decision."""
+        return list(self._pending.values())
+
+    @workflow.update(name=APPROVE_UPDATE)
+    def approve(self, answer: ApprovalAnswer) -> ApprovalRecord:
+        """Approve or deny one waiting tool call (the validator rejects bad answers)."""
+        pending = self._pending[answer.call_id]
+        record = ApprovalRecord(
+            call_id=answer.call_id,
+            tool=pending.tool,
+            approved=answer.approve,
+            approver=answer.approver,
+            reason=answer.reason,
+            at=workflow.now(),
+        )
+        self._answers[answer.call_id] = record
+        return record
+
+    @approve.validator
+    def _check_answer(self, answer: ApprovalAnswer) -> None:
+        # Rejected updates leave no trace in history: a second answer or a wrong id is
+        # refused without touching the run.
+        if answer.call_id in self._answers:
+            done = self._answers[answer.call_id]
+            verb = "approved" if done.approved else "denied"
+            by = "its timeout" if done.timed_out else done.approver
+            raise ApplicationError(f"call {answer.call_id!r} was already {verb} by {by}")
+        if answer.call_id not in self._pending:
+            waiting = ", ".join(self._pending) or "none"
+            raise ApplicationError(
+                f"no call {answer.call_id!r} is waiting for approval in this run "
+                f"(waiting: {waiting})"
+            )
+        if not answer.approver.strip():
+            raise ApplicationError("say who approves: the approver is empty")
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -220,7 +266,7 @@ class AgentWorkflow:
                 had_invalid = True
                 pending.append(_ready(Message.tool(call, problem, is_error=True)))
             else:
-                pending.append(self._run_tool(spec, turn, index, call, arguments))
+                pending.append(self._gated_tool(spec, turn, index, call, arguments))
         self._set_step(
             f"{len(calls)} tool call(s) (turn {turn}): " + ", ".join(c.name for c in calls)
         )
@@ -231,8 +277,93 @@ class AgentWorkflow:
         had_invalid = had_invalid or any(c.id in self._rejected_by_tool for c in calls)
         return messages, had_invalid
 
-    async def _run_tool(
+    async def _gated_tool(
         self, spec: AgentSpec, turn: int, index: int, call: ToolCall, arguments: dict[str, Any]
+    ) -> Message:
+        """Apply the agent's policy to one call, then run it if allowed (or approved)."""
+        tool = spec.tool(call.name)
+        assert tool is not None  # _parse_call checked it
+        decision = spec.policy.decide(call.name, arguments, side_effects=tool.side_effects)
+        if decision.decision == "deny":
+            why = f": {decision.reason}" if decision.reason else ""
+            return Message.tool(
+                call,
+                f"error: the policy denies this call (rule {decision.rule!r}){why}. "
+                "Do not retry it; tell the user it is not allowed.",
+                is_error=True,
+            )
+        approval = None
+        if decision.decision == "require_approval":
+            approval = await self._await_approval(
+                spec, f"turn{turn}-tool{index}", call, arguments, decision
+            )
+            if not approval.approved:
+                why = f": {approval.reason}" if approval.reason else ""
+                return Message.tool(
+                    call,
+                    f"error: {approval.approver} denied this call{why}. "
+                    "Do not retry it; tell the user.",
+                    is_error=True,
+                )
+        return await self._run_tool(spec, turn, index, call, arguments, decision, approval)
+
+    async def _await_approval(
+        self,
+        spec: AgentSpec,
+        approval_id: str,
+        call: ToolCall,
+        arguments: dict[str, Any],
+        decision: PolicyDecision,
+    ) -> ApprovalRecord:
+        timeout = timedelta(seconds=spec.limits.approval_timeout_seconds)
+        now = workflow.now()
+        self._pending[approval_id] = PendingApproval(
+            call_id=approval_id,
+            tool=call.name,
+            arguments=arguments,
+            rule=decision.rule,
+            reason=decision.reason,
+            requested_at=now,
+            deadline=now + timeout,
+        )
+        self._sync_approval_state()
+        try:
+            # A durable timer: the wait costs no worker memory and survives restarts.
+            await workflow.wait_condition(lambda: approval_id in self._answers, timeout=timeout)
+        except asyncio.TimeoutError:  # noqa: UP041 (TimeoutError here is temporalio's)
+            self._answers[approval_id] = ApprovalRecord(
+                call_id=approval_id,
+                tool=call.name,
+                approved=False,
+                approver="ratchet",
+                reason=f"nobody answered within {timeout} (Limits.approval_timeout_seconds)",
+                at=workflow.now(),
+                timed_out=True,
+            )
+        record = self._answers[approval_id]
+        del self._pending[approval_id]
+        self._status.approvals.append(record)
+        self._sync_approval_state()
+        return record
+
+    def _sync_approval_state(self) -> None:
+        self._status.pending_approvals = list(self._pending.values())
+        if self._pending:
+            self._status.state = "waiting-approval"
+            self._set_step(f"waiting for approval of {', '.join(self._pending)}")
+        elif self._status.state == "waiting-approval":
+            self._status.state = "running"
+        self._publish()
+
+    async def _run_tool(
+        self,
+        spec: AgentSpec,
+        turn: int,
+        index: int,
+        call: ToolCall,
+        arguments: dict[str, Any],
+        decision: PolicyDecision | None = None,
+        approval: ApprovalRecord | None = None,
     ) -> Message:
         tool = spec.tool(call.name)
         assert tool is not None  # _parse_call checked it
@@ -244,6 +375,9 @@ class AgentWorkflow:
                     call=call,
                     arguments=arguments,
                     heartbeat_seconds=spec.limits.tool_heartbeat_seconds,
+                    # Only a rule that decided something is worth recording.
+                    policy=decision if decision and decision.rule != "policy.default" else None,
+                    approval=approval,
                 ),
                 result_type=ToolResult,
                 # Explicit and unique per run, so the idempotency key derived from it is stable.
