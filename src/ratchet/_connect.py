@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from .errors import ConfigError, ConnectionFailed
 
@@ -16,7 +18,12 @@ DEFAULT_ADDRESS = "127.0.0.1:7233"
 
 
 async def connect(
-    address: str | None = None, *, namespace: str | None = None, profile: str | None = None
+    address: str | None = None,
+    *,
+    namespace: str | None = None,
+    profile: str | None = None,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect with ratchet's data converter.
 
@@ -24,6 +31,11 @@ async def connect(
     ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, TLS settings, ``temporal.toml``
     profiles), so the same code reaches the embedded dev server, a self-hosted
     cluster or Temporal Cloud. Explicit arguments win over the environment.
+
+    ``interceptors`` (e.g. :func:`ratchet.telemetry.tracing_interceptor`) apply to the
+    client and to every worker built on it; ``runtime`` (e.g.
+    :func:`ratchet.telemetry.metrics_runtime`) is the Temporal runtime, which carries
+    the metrics configuration.
 
     Raises:
         ConnectionFailed: the server is unreachable; the message says what to do.
@@ -40,7 +52,12 @@ async def connect(
         config["namespace"] = namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
     try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
+        return await Client.connect(
+            **config,
+            data_converter=pydantic_data_converter,
+            interceptors=interceptors,
+            runtime=runtime,
+        )
     except (RuntimeError, ValueError) as e:
         raise ConnectionFailed(
             f"cannot reach the Temporal server at {config['target_host']}: {_first_line(e)}. "

@@ -27,9 +27,27 @@ TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
 
 APPROVE_UPDATE = "ratchet.approve"
+SEND_UPDATE = "ratchet.send"
+END_CHAT_SIGNAL = "ratchet.end_chat"
 PENDING_QUERY = "ratchet.pending"
 
-RunState = Literal["starting", "running", "waiting-approval", "completed", "failed", "cancelled"]
+RunState = Literal[
+    "starting", "running", "waiting-approval", "waiting-input", "completed", "failed", "cancelled"
+]
+
+
+class ChatMessage(BaseModel):
+    """Input of the send update: a follow-up user message."""
+
+    text: str
+
+
+class ChatReply(BaseModel):
+    """The agent's answer to one chat message."""
+
+    output: str
+    turn: int
+    """The run's turn count after answering."""
 
 
 class PendingApproval(BaseModel):
@@ -80,6 +98,8 @@ class RunInput(BaseModel):
     """Overrides the agent's model for this run."""
     search_attributes: bool = False
     """Whether the namespace has ratchet's search attributes (the client checked)."""
+    chat: bool = False
+    """Stay open for follow-up messages (the send update) after answering."""
 
 
 class RunResult(BaseModel):

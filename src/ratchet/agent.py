@@ -43,6 +43,8 @@ class Limits(BaseModel):
     like a crash and the call is retried)."""
     tool_heartbeat_seconds: float = Field(2.0, gt=0)
     """Like ``model_heartbeat_seconds``, for tool calls."""
+    chat_idle_timeout_seconds: float = Field(86_400.0, gt=0)
+    """A chat with no new message for this long ends, with its last answer as result."""
     approval_timeout_seconds: float = Field(86_400.0, gt=0)
     """A call waiting for approval is denied when nobody answers within this long."""
     max_transcript_bytes: int = Field(1_500_000, gt=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import getpass
 import importlib
 import json
 import os
@@ -158,18 +159,43 @@ async def worker(
     task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
     address: Address = None,
     namespace: Namespace = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="RATCHET_METRICS_PORT",
+            help="Serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (default: off).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(envvar="RATCHET_METRICS_HOST", help="Address the metrics port binds.")
+    ] = "127.0.0.1",
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+            help="Export traces to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 "
+            "(default: off; needs the otel extra).",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker that hosts the agents of an app until Ctrl-C."""
     from ._connect import connect
+    from .telemetry import configure_tracing, metrics_runtime, tracing_interceptor
     from .worker import create_worker
 
     agents = load_agents(app_spec)
-    client = await connect(address, namespace=namespace)
+    runtime = None if metrics_port is None else metrics_runtime(metrics_port, host=metrics_host)
+    tracing = [tracing_interceptor(configure_tracing(otlp_endpoint))] if otlp_endpoint else []
+    client = await connect(address, namespace=namespace, interceptors=tracing, runtime=runtime)
     names = ", ".join(a.name for a in agents)
     worker = create_worker(client, agents, task_queue=task_queue)
     try:
         async with worker:
             err.print(f"worker hosting {names} on task queue {task_queue!r}; Ctrl-C to stop")
+            if runtime is not None:
+                err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+            if otlp_endpoint:
+                err.print(f"traces to {otlp_endpoint}")
             await _until_terminated()
     except RuntimeError as e:  # e.g. the namespace does not exist
         detail = str(e.__cause__ or e).split(": Status {")[0]
@@ -338,10 +364,22 @@ def render_trace(t: Any, *, full: bool = False) -> list[str]:
             lines.append(f"  tool {step.tool}({text(args, 120)}) [{step.status}] {took}{retry}")
             if step.last_retry_error:
                 lines.append(f"    last retry error: {text(step.last_retry_error)}")
+            if step.policy is not None:
+                lines.append(f"    policy: {step.policy.decision} by rule {step.policy.rule!r}")
+            if step.approval is not None:
+                a = step.approval
+                lines.append(
+                    f"    approved by {a.approver} at {a.at:%Y-%m-%d %H:%M:%S}"
+                    + (f": {text(a.reason)}" if a.reason else "")
+                )
             marker = "error" if step.is_error else "result"
             lines.append(f"    {marker}: {text(step.result)}")
         if step.error:
             lines.append(f"    failed: {text(step.error, 400)}")
+    for a in t.approvals:
+        verdict = "approved" if a.approved else "denied"
+        why = f": {text(a.reason)}" if a.reason else ""
+        lines.append(f"approval {a.call_id} ({a.tool}) {verdict} by {a.approver}{why}")
     tt = t.totals
     wall = "running" if tt.wall_seconds is None else f"{tt.wall_seconds:.2f} s"
     waiting = "" if tt.waiting_seconds is None else f", waiting {tt.waiting_seconds:.2f} s"
@@ -362,6 +400,130 @@ def render_trace(t: Any, *, full: bool = False) -> list[str]:
 
 def _calls(m: Any) -> str:
     return ", ".join(f"{c.name}({c.arguments})" for c in (m.tool_calls or [])) or ""
+
+
+@app.command()
+@_run
+async def chat(
+    agent: Annotated[str, typer.Argument(help="Name of the agent.")],
+    id: Annotated[str | None, typer.Option("--id", help="Run id of the conversation.")] = None,
+    model: Annotated[str | None, typer.Option(help="Override the model.")] = None,
+    task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Talk with an agent: each line you type is a message; Ctrl-D or /exit ends."""
+    client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
+    handle: RunHandle | None = None
+    while True:
+        try:
+            text = await asyncio.to_thread(input, "you> ")
+        except EOFError:
+            text = "/exit"
+        if text.strip() in ("/exit", "/quit"):
+            break
+        if not text.strip():
+            continue
+        if handle is None:
+            handle = await client.start(agent, text, id=id, model=model, chat=True)
+            out.print(f"(run {handle.id})", markup=False)
+            answer = await _first_answer(handle)
+        else:
+            answer = (await handle.send(text)).output
+        out.print(f"{agent}> {answer}", markup=False)
+    if handle is not None:
+        await handle.end_chat()
+        out.print(f"(chat ended; `ratchet trace {handle.id}` shows it)", markup=False)
+
+
+async def _first_answer(handle: RunHandle) -> str:
+    """The reply to the opening message: the first assistant answer in the transcript."""
+    while True:
+        for m in await handle.transcript():
+            if m.role == "assistant" and not m.tool_calls:
+                return m.content or ""
+        if await handle.temporal_status() != "running":
+            return (await handle.result()).output
+        await asyncio.sleep(0.2)
+
+
+@app.command()
+@_run
+async def send(
+    run_id: Annotated[str, typer.Argument(help="The chat run's id.")],
+    message: Annotated[str, typer.Argument(help="The message.")],
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Send one message to a chat run and print the agent's reply."""
+    if not message.strip():
+        raise ConfigError("the message is empty")
+    client = await AgentClient.connect(address, namespace=namespace)
+    reply = await client.get(run_id).send(message)
+    out.print(reply.output, markup=False)
+
+
+@app.command()
+@_run
+async def pending(
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """List the tool calls waiting for approval, across runs."""
+    client = await AgentClient.connect(address, namespace=namespace)
+    calls = await client.pending()
+    if not calls:
+        out.print("nothing is waiting for approval")
+    for run_id, call in calls:
+        args = json.dumps(call.arguments)
+        why = f" ({call.reason})" if call.reason else ""
+        out.print(
+            f"{run_id} {call.call_id}: {call.tool}({args}) · rule {call.rule}{why} · "
+            f"denied at {call.deadline:%Y-%m-%d %H:%M:%S} UTC without an answer",
+            markup=False,
+        )
+
+
+Approver = Annotated[
+    str | None, typer.Option("--as", help="Who answers (default: $RATCHET_APPROVER or $USER).")
+]
+Reason = Annotated[str, typer.Option(help="Why; shown to the model and in the audit trail.")]
+
+
+def _approver(name: str | None) -> str:
+    return name or os.environ.get("RATCHET_APPROVER") or getpass.getuser()
+
+
+@app.command()
+@_run
+async def approve(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    call_id: Annotated[str, typer.Argument(help="The waiting call's id (see `ratchet pending`).")],
+    reason: Reason = "",
+    approver: Approver = None,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Approve a tool call that waits for approval; the agent goes on."""
+    client = await AgentClient.connect(address, namespace=namespace)
+    record = await client.get(run_id).approve(call_id, approver=_approver(approver), reason=reason)
+    out.print(f"approved {record.call_id} ({record.tool}) of {run_id} as {record.approver}")
+
+
+@app.command()
+@_run
+async def deny(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    call_id: Annotated[str, typer.Argument(help="The waiting call's id (see `ratchet pending`).")],
+    reason: Reason = "",
+    approver: Approver = None,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Deny a tool call that waits for approval; the model is told why."""
+    client = await AgentClient.connect(address, namespace=namespace)
+    record = await client.get(run_id).deny(call_id, approver=_approver(approver), reason=reason)
+    out.print(f"denied {record.call_id} ({record.tool}) of {run_id} as {record.approver}")
 
 
 @app.command()

@@ -32,14 +32,18 @@ from ._connect import connect
 from ._protocol import (
     APPROVE_UPDATE,
     DEFAULT_TASK_QUEUE,
+    END_CHAT_SIGNAL,
     MODEL_ACTIVITY,
     PENDING_QUERY,
+    SEND_UPDATE,
     STATUS_QUERY,
     TOOL_ACTIVITY,
     TRANSCRIPT_QUERY,
     WORKFLOW_TYPE,
     ApprovalAnswer,
     ApprovalRecord,
+    ChatMessage,
+    ChatReply,
     ModelRequest,
     ModelResponse,
     PendingApproval,
@@ -233,6 +237,35 @@ class RunHandle:
             raise ApprovalError(f"run {self.id} is not waiting for approvals ({e.message})") from e
         return record
 
+    async def send(self, text: str) -> ChatReply:
+        """Send a follow-up message to a chat run and wait for the agent's reply.
+
+        Messages are answered in the order they arrive, one at a time.
+
+        Raises:
+            ConfigError: the run is not a chat, has ended, or the message is empty.
+        """
+        try:
+            reply: ChatReply = await self._handle.execute_update(
+                SEND_UPDATE, ChatMessage(text=text), result_type=ChatReply
+            )
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ConfigError(f"run {self.id}: {message}") from e
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise _not_found(self.id, e) from e
+            raise ConfigError(f"run {self.id} does not take messages ({e.message})") from e
+        return reply
+
+    async def end_chat(self) -> None:
+        """Close a chat run once the messages already sent are answered."""
+        try:
+            await self._handle.signal(END_CHAT_SIGNAL)
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
     async def cancel(self) -> None:
         """Ask the run to stop: in-flight model and tool calls are cancelled, the
         transcript is kept and :meth:`result` raises :class:`~ratchet.RunCancelled`."""
@@ -286,12 +319,19 @@ class AgentClient:
         )
 
     async def start(
-        self, agent: str, prompt: str, *, id: str | None = None, model: str | None = None
+        self,
+        agent: str,
+        prompt: str,
+        *,
+        id: str | None = None,
+        model: str | None = None,
+        chat: bool = False,
     ) -> RunHandle:
         """Start a run, or attach to the run that already has this ``id``.
 
         Starting twice with the same id never starts a second run, whether the
-        first is still running or has finished.
+        first is still running or has finished. With ``chat=True`` the run stays
+        open after answering; send follow-ups with :meth:`RunHandle.send`.
 
         Raises:
             ConfigError: the agent name, prompt or model string is invalid.
@@ -306,7 +346,13 @@ class AgentClient:
         try:
             handle = await self.temporal.start_workflow(
                 WORKFLOW_TYPE,
-                RunInput(agent=agent, prompt=prompt, model=model, search_attributes=indexed),
+                RunInput(
+                    agent=agent,
+                    prompt=prompt,
+                    model=model,
+                    search_attributes=indexed,
+                    chat=chat,
+                ),
                 id=run_id,
                 task_queue=self.task_queue,
                 result_type=RunResult,
@@ -420,6 +466,8 @@ def _status_name(status: WorkflowExecutionStatus | None) -> str:
 
 
 def _not_found(run_id: str, e: RPCError) -> Exception:
+    if e.status == RPCStatusCode.NOT_FOUND and "already completed" in e.message:
+        return ConfigError(f"run {run_id!r} has already ended")
     if e.status == RPCStatusCode.NOT_FOUND:
         return RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`")
     return e

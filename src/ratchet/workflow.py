@@ -27,8 +27,10 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from ._protocol import (
         APPROVE_UPDATE,
+        END_CHAT_SIGNAL,
         MODEL_ACTIVITY,
         PENDING_QUERY,
+        SEND_UPDATE,
         SNAPSHOT_ACTIVITY,
         STATUS_QUERY,
         TOOL_ACTIVITY,
@@ -37,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         AgentSpec,
         ApprovalAnswer,
         ApprovalRecord,
+        ChatMessage,
+        ChatReply,
         ModelRequest,
         ModelResponse,
         PendingApproval,
@@ -67,10 +71,21 @@ _NON_RETRYABLE_MODEL_ERRORS = [k.name for k in MODEL_ERRORS.values() if not k.re
 class AgentWorkflow:
     """One generic workflow for every agent; the agent is chosen by ``RunInput.agent``."""
 
-    def __init__(self) -> None:
-        self._search_attributes = False
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        # Set from the input here, before any handler runs: an update can arrive in the
+        # run's very first workflow task.
+        self._search_attributes = inp.search_attributes
         self._rejected_by_tool: set[str] = set()
         self._pending: dict[str, PendingApproval] = {}
+        self._chat = inp.chat
+        self._closed = False
+        self._ending = False
+        self._inbox: list[tuple[int, str]] = []
+        self._replies: dict[int, str] = {}
+        self._answering = 0
+        self._sent = 0
+        self._chat_lock = asyncio.Lock()
         self._answers: dict[str, ApprovalRecord] = {}
         self._messages: list[Message] = []
         self._status = RunStatus(agent="", state="starting", step="starting")
@@ -102,6 +117,30 @@ class AgentWorkflow:
         )
         self._answers[answer.call_id] = record
         return record
+
+    @workflow.update(name=SEND_UPDATE)
+    async def send(self, message: ChatMessage) -> ChatReply:
+        """A follow-up user message in a chat; returns the agent's reply to it."""
+        async with self._chat_lock:  # FIFO: one message at a time, in arrival order
+            self._sent += 1
+            index = self._sent
+            self._inbox.append((index, message.text))
+            await workflow.wait_condition(lambda: index in self._replies)
+            return ChatReply(output=self._replies.pop(index), turn=self._status.turn)
+
+    @send.validator
+    def _check_message(self, message: ChatMessage) -> None:
+        if not self._chat:
+            raise ApplicationError("this run is not a chat: start it with chat=True (ratchet chat)")
+        if self._closed or self._ending:
+            raise ApplicationError("this chat has ended")
+        if not message.text.strip():
+            raise ApplicationError("the message is empty")
+
+    @workflow.signal(name=END_CHAT_SIGNAL)
+    def end_chat(self) -> None:
+        """Close the chat after the messages already sent are answered."""
+        self._ending = True
 
     @approve.validator
     def _check_answer(self, answer: ApprovalAnswer) -> None:
@@ -135,14 +174,40 @@ class AgentWorkflow:
 
     async def _run(self, inp: RunInput) -> RunResult:
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
-        self._search_attributes = inp.search_attributes
         spec = await self._snapshot(inp)
         self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
         self._status.state = "running"
+        answer = await self._answer(spec)
+        while self._chat:
+            # A chat stays open for follow-up messages, handled in order, one at a time.
+            self._replies[self._answering] = answer
+            self._status.state = "waiting-input"
+            self._set_step("waiting for the next message")
+            self._publish()
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox) or self._ending,
+                    timeout=timedelta(seconds=spec.limits.chat_idle_timeout_seconds),
+                )
+            except asyncio.TimeoutError:  # noqa: UP041 (TimeoutError here is temporalio's)
+                break
+            if not self._inbox:
+                break  # ended by the client
+            self._answering, text = self._inbox.pop(0)
+            self._messages.append(Message.user(text))
+            self._status.state = "running"
+            answer = await self._answer(spec)
+        self._closed = True
+        return self._complete(answer, self._status.turn)
+
+    async def _answer(self, spec: AgentSpec) -> str:
+        """Model and tool turns until the model answers the latest user message."""
         limits = spec.limits
         repair_streak = 0
-        for turn in range(1, limits.max_turns + 1):
-            self._status.turn = turn
+        for _ in range(limits.max_turns):
+            # Turn numbers run on across a chat's messages: activity ids stay unique.
+            self._status.turn += 1
+            turn = self._status.turn
             self._set_step(f"model call (turn {turn})")
             response = await self._call_model(spec, turn)
             self._account(response)
@@ -150,7 +215,7 @@ class AgentWorkflow:
             message = response.message
             self._messages.append(message)
             if not message.tool_calls:
-                return self._complete(message.content or "", turn)
+                return message.content or ""
 
             results, had_invalid = await self._run_tool_calls(spec, turn, message.tool_calls)
             self._messages.extend(results)
