@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +17,7 @@ from .errors import ConfigError, ConnectionFailed
 __all__ = ["DEFAULT_ADDRESS", "connect"]
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
+_STARTING_GRACE_SECONDS = 15.0
 
 
 async def connect(
@@ -51,18 +54,26 @@ async def connect(
     if namespace:
         config["namespace"] = namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    try:
-        return await Client.connect(
-            **config,
-            data_converter=pydantic_data_converter,
-            interceptors=interceptors,
-            runtime=runtime,
-        )
-    except (RuntimeError, ValueError) as e:
-        raise ConnectionFailed(
-            f"cannot reach the Temporal server at {config['target_host']}: {_first_line(e)}. "
-            "Start the embedded one with `ratchet up`, or set TEMPORAL_ADDRESS."
-        ) from e
+    # A server that has just started accepts connections a moment before its frontend
+    # is healthy; wait for it briefly instead of failing.
+    deadline = time.monotonic() + _STARTING_GRACE_SECONDS
+    while True:
+        try:
+            return await Client.connect(
+                **config,
+                data_converter=pydantic_data_converter,
+                interceptors=interceptors,
+                runtime=runtime,
+            )
+        except (RuntimeError, ValueError) as e:
+            if "not healthy yet" in str(e) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            raise ConnectionFailed(
+                f"cannot reach the Temporal server at {config['target_host']}: "
+                f"{_first_line(e)}. Start the embedded one with `ratchet up`, "
+                "or set TEMPORAL_ADDRESS."
+            ) from e
 
 
 def _first_line(e: BaseException) -> str:
