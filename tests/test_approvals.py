@@ -20,6 +20,8 @@ from ratchet import (
     ApprovalError,
     Limits,
     Policy,
+    RunCancelled,
+    allow,
     arg,
     deny,
     require_approval,
@@ -250,3 +252,48 @@ async def test_approval_timeout_denies_after_days_without_worker_memory(
         assert (record.at - started).total_seconds() >= three_days
     finally:
         await env.shutdown()
+
+
+def test_deny_and_approval_rules_fail_closed() -> None:
+    policy = Policy(
+        rules=[
+            require_approval("refund", when=arg("amount") > 100),
+            deny("run_sql", when=arg("query").not_matches(r"^select")),
+        ]
+    )
+    # No amount, or an amount that does not compare with a number: ask a person.
+    assert policy.decide("refund", {}, side_effects=True).decision == "require_approval"
+    assert policy.decide("refund", {"amount": "lots"}, side_effects=True).decision == (
+        "require_approval"
+    )
+    assert policy.decide("run_sql", {"query": 42}, side_effects=False).decision == "deny"
+    allow_rule = Policy(rules=[allow("refund", when=arg("amount") < 10)], default="deny")
+    assert allow_rule.decide("refund", {}, side_effects=True).decision == "deny"
+
+
+async def test_trace_and_status_of_a_wait_then_a_cancel(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(tool_calls(call("refund", {"order_id": 9, "amount": 999})))
+    async with hosted(temporal_client, [agent()], model_server) as client:
+        handle = await client.start("guarded", "refund $999 on 9")
+        for _ in range(100):
+            if await handle.pending():
+                break
+            await asyncio.sleep(0.1)
+        waiting = await build_trace(temporal_client, handle.id)
+        assert [(s.kind, s.status) for s in waiting.steps] == [
+            ("model", "completed"),
+            ("tool", "waiting"),
+        ]
+        await handle.cancel()
+        with pytest.raises(RunCancelled):
+            await handle.result()
+        status = await handle.status()
+        done = await build_trace(temporal_client, handle.id)
+    assert status.state == "cancelled" and status.pending_approvals == []
+    assert done.error is not None and done.error.startswith("cancelled")
+    assert [(s.kind, s.status) for s in done.steps] == [
+        ("model", "completed"),
+        ("tool", "cancelled"),
+    ]

@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from ratchet import Agent, ConfigError, Limits, tool
 from ratchet.testing import RecordedRequest, ScriptedModelServer, call, reply, tool_calls
+from ratchet.trace import build_trace
 
 from .conftest import ROOT, hosted
 
@@ -60,6 +61,9 @@ async def test_a_chat_of_three_turns(
         await handle.end_chat()
         result = await handle.result()
         transcript = await handle.transcript()
+        trace = await build_trace(temporal_client, handle.id)
+    assert trace.output == "You're welcome." and trace.approvals == []
+    assert [s.kind for s in trace.steps] == ["model", "model", "tool", "model", "model"]
     assert result.output == "You're welcome." and result.turns == 4
     assert [m.role for m in transcript] == [
         "system",

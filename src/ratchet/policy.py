@@ -14,7 +14,9 @@ evaluated inside the workflow, deterministically, before any tool runs::
     )
 
 The first rule whose tool and condition match decides; otherwise a side-effecting
-tool gets ``side_effects`` (when set), and every other call gets ``default``.
+tool gets ``side_effects`` (when set), and every other call gets ``default``. Rules
+fail closed: a ``deny`` or ``require_approval`` rule whose condition cannot be
+evaluated (the argument is missing, or not comparable) applies.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class Condition(BaseModel):
     op: Op
     value: Any
 
-    def holds(self, arguments: dict[str, Any]) -> bool:
-        """Whether the condition holds; a missing or mistyped argument never matches."""
+    def holds(self, arguments: dict[str, Any]) -> bool | None:
+        """Whether the condition holds; None when it cannot tell (argument missing or of
+        a type the comparison does not fit)."""
         if self.arg not in arguments:
-            return False
+            return None
         v = arguments[self.arg]
         try:
             match self.op:
@@ -73,11 +76,11 @@ class Condition(BaseModel):
                 case "not_in":
                     return v not in self.value
                 case "matches":
-                    return isinstance(v, str) and re.search(self.value, v) is not None
+                    return re.search(self.value, v) is not None if isinstance(v, str) else None
                 case "not_matches":
-                    return isinstance(v, str) and re.search(self.value, v) is None
+                    return re.search(self.value, v) is None if isinstance(v, str) else None
         except TypeError:
-            return False
+            return None
 
     def describe(self) -> str:
         return f"{self.arg} {self.op} {self.value!r}"
@@ -183,7 +186,12 @@ class Policy(BaseModel):
     def decide(self, tool: str, arguments: dict[str, Any], *, side_effects: bool) -> PolicyDecision:
         """Evaluate the policy for one call (pure and deterministic)."""
         for rule in self.rules:
-            if rule.tool in (tool, "*") and (rule.when is None or rule.when.holds(arguments)):
+            if rule.tool not in (tool, "*"):
+                continue
+            holds = True if rule.when is None else rule.when.holds(arguments)
+            # Fail closed: a deny or approval rule that cannot tell (the argument is
+            # missing or of an unexpected type) applies; an allow rule does not.
+            if holds or (holds is None and rule.decision != "allow"):
                 return PolicyDecision(decision=rule.decision, rule=rule.label(), reason=rule.reason)
         if side_effects and self.side_effects is not None:
             return PolicyDecision(

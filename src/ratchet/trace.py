@@ -19,6 +19,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._protocol import (
+    APPROVE_UPDATE,
     MODEL_ACTIVITY,
     TOOL_ACTIVITY,
     ApprovalRecord,
@@ -36,7 +37,7 @@ from .policy import PolicyDecision
 __all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace"]
 
 StepStatus = Literal[
-    "scheduled", "running", "completed", "failed", "timed_out", "cancelled", "rejected"
+    "scheduled", "running", "waiting", "completed", "failed", "timed_out", "cancelled", "rejected"
 ]
 
 
@@ -135,6 +136,7 @@ async def build_trace(client: Client, run_id: str) -> Trace:
     started_at = closed_at = None
     output = error = None
     approvals: list[ApprovalRecord] = []
+    approve_updates: set[str] = set()
     try:
         async for event in handle.fetch_history_events():
             t = event.event_time.ToDatetime().replace(tzinfo=None)
@@ -201,9 +203,13 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                     if failure is not None and failure.message:
                         cause = failure.cause.message if failure.HasField("cause") else ""
                         step.error = f"{failure.message}{f': {cause}' if cause else ''}"
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                acc = event.workflow_execution_update_accepted_event_attributes
+                if acc.accepted_request.input.name == APPROVE_UPDATE:
+                    approve_updates.add(acc.accepted_request.meta.update_id)
             elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
                 u = event.workflow_execution_update_completed_event_attributes
-                if u.outcome.HasField("success"):
+                if u.meta.update_id in approve_updates and u.outcome.HasField("success"):
                     [record] = await decode(u.outcome.success.payloads, [ApprovalRecord])
                     approvals.append(record)
             elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
@@ -213,8 +219,11 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                 output = result.output
             elif kind in _WORKFLOW_END:
                 closed_at = t
-                failure = getattr(getattr(event, _WORKFLOW_END[kind]), "failure", None)
-                error = failure.message if failure is not None else _WORKFLOW_END[kind]
+                what, attrs_name = _WORKFLOW_END[kind]
+                end = getattr(event, attrs_name)
+                failure = getattr(end, "failure", None)
+                detail = failure.message if failure is not None else getattr(end, "reason", "")
+                error = f"{what}: {detail}" if detail else what
         description = await handle.describe()
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
@@ -227,8 +236,13 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                 step.last_retry_error = pending.last_failure.message or step.last_retry_error
                 started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
                 step.status = "running" if started else "scheduled"
+    closed = closed_at is not None
+    for step in steps.values():
+        if closed and step.closed_at is None:
+            # Cancelled runs do not wait for their activities to confirm.
+            step.status = "cancelled"
     ordered = sorted(steps.values(), key=lambda s: (s.turn, s.kind != "model", s.activity_id or ""))
-    ordered = _with_rejected_calls(ordered)
+    ordered = _with_rejected_calls(ordered, closed=closed)
     if inp is None:
         raise RunNotFound(f"run {run_id!r} has no start event")
     run_status = description.status.name.lower() if description.status else "unknown"
@@ -258,16 +272,22 @@ _ACTIVITY_END: dict[EventType.ValueType, tuple[StepStatus, str]] = {
         "activity_task_canceled_event_attributes",
     ),
 }
-_WORKFLOW_END = {
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "workflow_execution_failed_event_attributes",
+_WORKFLOW_END: dict[EventType.ValueType, tuple[str, str]] = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: (
+        "failed",
+        "workflow_execution_failed_event_attributes",
+    ),
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: (
-        "workflow_execution_canceled_event_attributes"
+        "cancelled",
+        "workflow_execution_canceled_event_attributes",
     ),
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: (
-        "workflow_execution_terminated_event_attributes"
+        "terminated",
+        "workflow_execution_terminated_event_attributes",
     ),
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: (
-        "workflow_execution_timed_out_event_attributes"
+        "timed out",
+        "workflow_execution_timed_out_event_attributes",
     ),
 }
 
@@ -287,7 +307,9 @@ def _close(step: _Step, t: datetime, status: StepStatus) -> None:
         step.last_attempt_seconds = t.timestamp() + step.last_attempt_seconds
 
 
-def _with_rejected_calls(steps: list[ModelStep | ToolStep]) -> list[ModelStep | ToolStep]:
+def _with_rejected_calls(
+    steps: list[ModelStep | ToolStep], *, closed: bool
+) -> list[ModelStep | ToolStep]:
     """Add the calls the workflow answered itself (bad JSON, unknown tool, bad arguments).
 
     They ran no activity; the next model call's messages hold the error the model saw.
@@ -305,19 +327,21 @@ def _with_rejected_calls(steps: list[ModelStep | ToolStep]) -> list[ModelStep | 
             if c.id in ran:
                 continue
             answer = answers.get(c.id)
+            # No answer yet: the call waits (for approval) or was cut off by the run's end.
+            unanswered: StepStatus = "cancelled" if closed else "waiting"
             out.append(
                 ToolStep(
                     turn=step.turn,
-                    status="rejected",
+                    status="rejected" if answer is not None else unanswered,
                     tool=c.name,
                     call_id=c.id,
                     arguments=c.arguments,
                     result=answer.content if answer else None,
-                    is_error=True,
+                    is_error=answer is not None,
                 )
             )
     # Per turn: the model call, the calls that ran, then the rejected ones.
-    return sorted(out, key=lambda s: (s.turn, s.kind != "model", s.status == "rejected"))
+    return sorted(out, key=lambda s: (s.turn, s.kind != "model", s.activity_id is None))
 
 
 def _totals(

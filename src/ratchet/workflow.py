@@ -11,6 +11,7 @@ repair turns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -168,6 +169,8 @@ class AgentWorkflow:
             # Cancelled by a client: in-flight activities get the cancellation through
             # their heartbeats; the transcript stays queryable on the closed run.
             self._status.state = "cancelled"
+            self._pending.clear()
+            self._status.pending_approvals = []
             self._set_step("cancelled")
             self._publish()
             raise
@@ -177,6 +180,7 @@ class AgentWorkflow:
         spec = await self._snapshot(inp)
         self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
         self._status.state = "running"
+        self._publish()
         answer = await self._answer(spec)
         while self._chat:
             # A chat stays open for follow-up messages, handled in order, one at a time.
@@ -184,20 +188,22 @@ class AgentWorkflow:
             self._status.state = "waiting-input"
             self._set_step("waiting for the next message")
             self._publish()
-            try:
+            # Idle for too long: end, unless a message arrived in the same workflow task.
+            with contextlib.suppress(asyncio.TimeoutError):
                 await workflow.wait_condition(
                     lambda: bool(self._inbox) or self._ending,
                     timeout=timedelta(seconds=spec.limits.chat_idle_timeout_seconds),
                 )
-            except asyncio.TimeoutError:  # noqa: UP041 (TimeoutError here is temporalio's)
-                break
             if not self._inbox:
-                break  # ended by the client
+                break  # ended by the client, or idle
             self._answering, text = self._inbox.pop(0)
             self._messages.append(Message.user(text))
             self._status.state = "running"
+            self._publish()
             answer = await self._answer(spec)
         self._closed = True
+        # Let every update handler reply before the run closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self._complete(answer, self._status.turn)
 
     async def _answer(self, spec: AgentSpec) -> str:
@@ -396,14 +402,19 @@ class AgentWorkflow:
             # A durable timer: the wait costs no worker memory and survives restarts.
             await workflow.wait_condition(lambda: approval_id in self._answers, timeout=timeout)
         except asyncio.TimeoutError:  # noqa: UP041 (TimeoutError here is temporalio's)
-            self._answers[approval_id] = ApprovalRecord(
-                call_id=approval_id,
-                tool=call.name,
-                approved=False,
-                approver="ratchet",
-                reason=f"nobody answered within {timeout} (Limits.approval_timeout_seconds)",
-                at=workflow.now(),
-                timed_out=True,
+            # An answer that landed in the same workflow task as the deadline wins: the
+            # approver was told it was accepted.
+            self._answers.setdefault(
+                approval_id,
+                ApprovalRecord(
+                    call_id=approval_id,
+                    tool=call.name,
+                    approved=False,
+                    approver="ratchet",
+                    reason=f"nobody answered within {timeout} (Limits.approval_timeout_seconds)",
+                    at=workflow.now(),
+                    timed_out=True,
+                ),
             )
         record = self._answers[approval_id]
         del self._pending[approval_id]
