@@ -18,6 +18,8 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -56,7 +58,14 @@ from ._protocol import (
 from ._render import shorten
 from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
 from .agent import check_agent_name, parse_model
-from .errors import ApprovalError, ConfigError, RunCancelled, RunFailed, RunNotFound
+from .errors import (
+    ApprovalError,
+    ConfigError,
+    RatchetError,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+)
 from .messages import Message
 
 __all__ = ["AgentClient", "RunHandle", "RunInfo"]
@@ -223,18 +232,9 @@ class RunHandle:
         self, call_id: str, approve: bool, approver: str, reason: str
     ) -> ApprovalRecord:
         answer = ApprovalAnswer(call_id=call_id, approve=approve, approver=approver, reason=reason)
-        try:
-            record: ApprovalRecord = await self._handle.execute_update(
-                APPROVE_UPDATE, answer, result_type=ApprovalRecord
-            )
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ApprovalError(f"run {self.id}: {message}") from e
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                raise _not_found(self.id, e) from e
-            raise ApprovalError(f"run {self.id} is not waiting for approvals ({e.message})") from e
+        record: ApprovalRecord = await self._update(
+            APPROVE_UPDATE, answer, ApprovalRecord, ApprovalError
+        )
         return record
 
     async def send(self, text: str) -> ChatReply:
@@ -245,24 +245,41 @@ class RunHandle:
         Raises:
             ConfigError: the run is not a chat, has ended, or the message is empty.
         """
-        try:
-            reply: ChatReply = await self._handle.execute_update(
-                SEND_UPDATE, ChatMessage(text=text), result_type=ChatReply
-            )
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ConfigError(f"run {self.id}: {message}") from e
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                raise _not_found(self.id, e) from e
-            raise ConfigError(f"run {self.id} does not take messages ({e.message})") from e
+        reply: ChatReply = await self._update(
+            SEND_UPDATE, ChatMessage(text=text), ChatReply, ConfigError
+        )
         return reply
 
     async def end_chat(self) -> None:
         """Close a chat run once the messages already sent are answered."""
         try:
             await self._handle.signal(END_CHAT_SIGNAL)
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def _update(
+        self, name: str, arg: Any, result_type: type[Any], refused: type[RatchetError]
+    ) -> Any:
+        """Run an update: refused ones raise ``refused``; a run no worker picks up fails
+        fast instead of hanging (the update needs a worker to be accepted)."""
+        try:
+            update = await self._handle.start_update(
+                name,
+                arg,
+                result_type=result_type,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                rpc_timeout=_ACCEPT_TIMEOUT,
+            )
+            return await update.result()
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise refused(f"run {self.id}: {message}") from e
+        except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+            raise RatchetError(
+                f"run {self.id}: no worker took the request within "
+                f"{_ACCEPT_TIMEOUT.total_seconds():.0f} s; is a worker running for its agent?"
+            ) from e
         except RPCError as e:
             raise _not_found(self.id, e) from e
 
@@ -385,9 +402,9 @@ class AgentClient:
 
     async def pending(self, *, limit: int = 100) -> list[tuple[str, PendingApproval]]:
         """Tool calls waiting for approval across runs, as (run id, call)."""
-        waiting = await self.list(limit=limit, status="waiting-approval")
-        if not await self._has_search_attributes():
-            waiting = await self.list(limit=limit, status="running")
+        indexed = await self._has_search_attributes()
+        # Without search attributes every running run must be asked.
+        waiting = await self.list(limit=limit, status="waiting-approval" if indexed else "running")
         out: list[tuple[str, PendingApproval]] = []
         for run in waiting:
             try:
@@ -425,7 +442,9 @@ class AgentClient:
         query = f"WorkflowType = '{WORKFLOW_TYPE}'"
         if indexed and agent:
             query += f" AND {AGENT.name} = '{agent}'"
-        if indexed and status:
+        if status in _TEMPORAL_ONLY_STATES:  # closed by Temporal: never reported by the run
+            query += f" AND ExecutionStatus = '{_TEMPORAL_ONLY_STATES[status]}'"
+        elif indexed and status:
             query += f" AND {STATUS.name} = '{status}'"
         runs: list[RunInfo] = []
         async for wf in self.temporal.list_workflows(query):
@@ -457,6 +476,8 @@ class AgentClient:
         return runs
 
 
+_ACCEPT_TIMEOUT = timedelta(seconds=30)
+_TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
 _STATUS_RE = re.compile(r"^[a-z_-]{1,32}$")
 _RATCHET_STATE = {"canceled": "cancelled"}
 
