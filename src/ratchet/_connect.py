@@ -9,6 +9,7 @@ from typing import Any
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
@@ -27,6 +28,7 @@ async def connect(
     profile: str | None = None,
     interceptors: Sequence[Interceptor] = (),
     runtime: Runtime | None = None,
+    codec: PayloadCodec | None = None,
 ) -> Client:
     """Connect with ratchet's data converter.
 
@@ -40,9 +42,16 @@ async def connect(
     :func:`ratchet.telemetry.metrics_runtime`) is the Temporal runtime, which carries
     the metrics configuration.
 
+    ``codec`` (e.g. :class:`ratchet.codec.AesGcmCodec`) encodes every payload; without
+    it, payloads are encrypted when ``RATCHET_ENCRYPTION_KEYS`` or
+    ``RATCHET_ENCRYPTION_KEYS_FILE`` holds keys (see :mod:`ratchet.codec`), so every
+    worker and client built here encrypts and decrypts alike.
+
     Raises:
         ConnectionFailed: the server is unreachable; the message says what to do.
+        ConfigError: the address or the encryption keys are malformed.
     """
+    converter = _data_converter(codec)
     if address and "://" in address:
         raise ConfigError(f"bad Temporal address {address!r}: use host:port, e.g. 127.0.0.1:7233")
     try:
@@ -61,7 +70,7 @@ async def connect(
         try:
             return await Client.connect(
                 **config,
-                data_converter=pydantic_data_converter,
+                data_converter=converter,
                 interceptors=interceptors,
                 runtime=runtime,
             )
@@ -74,6 +83,14 @@ async def connect(
                 f"{_first_line(e)}. Start the embedded one with `ratchet up`, "
                 "or set TEMPORAL_ADDRESS."
             ) from e
+
+
+def _data_converter(codec: PayloadCodec | None) -> DataConverter:
+    # Imported here: `cryptography` must stay out of the workflow sandbox's imports.
+    from .codec import codec_from_env, encrypted_converter
+
+    codec = codec if codec is not None else codec_from_env()
+    return pydantic_data_converter if codec is None else encrypted_converter(codec)
 
 
 def _first_line(e: BaseException) -> str:

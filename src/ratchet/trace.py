@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -131,6 +132,15 @@ async def build_trace(client: Client, run_id: str) -> Trace:
     """
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(run_id)
     decode = client.data_converter.decode
+
+    async def readable(failure: Failure) -> Failure:
+        # With payload encryption, failure messages are encrypted too.
+        if client.data_converter.payload_codec is None:
+            return failure
+        from .codec import decrypt_failure
+
+        return await decrypt_failure(client.data_converter, failure)
+
     steps: dict[int, ModelStep | ToolStep] = {}
     inp: RunInput | None = None
     started_at = closed_at = None
@@ -176,7 +186,8 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                 if (step := steps.get(s.scheduled_event_id)) is not None:
                     step.status = "running"
                     step.attempts = s.attempt
-                    step.last_retry_error = s.last_failure.message or None
+                    last = await readable(s.last_failure)
+                    step.last_retry_error = last.message or None
                     step.last_attempt_seconds = -t.timestamp()  # completed below
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 c = event.activity_task_completed_event_attributes
@@ -200,6 +211,8 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                 if (step := steps.get(a_end.scheduled_event_id)) is not None:
                     _close(step, t, status)
                     failure = getattr(a_end, "failure", None)
+                    if failure is not None:
+                        failure = await readable(failure)
                     if failure is not None and failure.message:
                         cause = failure.cause.message if failure.HasField("cause") else ""
                         step.error = f"{failure.message}{f': {cause}' if cause else ''}"
@@ -222,6 +235,8 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                 what, attrs_name = _WORKFLOW_END[kind]
                 end = getattr(event, attrs_name)
                 failure = getattr(end, "failure", None)
+                if failure is not None:
+                    failure = await readable(failure)
                 detail = failure.message if failure is not None else getattr(end, "reason", "")
                 error = f"{what}: {detail}" if detail else what
         description = await handle.describe()
@@ -233,7 +248,8 @@ async def build_trace(client: Client, run_id: str) -> Trace:
         for step in steps.values():
             if step.activity_id == pending.activity_id and step.closed_at is None:
                 step.attempts = pending.attempt
-                step.last_retry_error = pending.last_failure.message or step.last_retry_error
+                last = await readable(pending.last_failure)
+                step.last_retry_error = last.message or step.last_retry_error
                 started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
                 step.status = "running" if started else "scheduled"
     closed = closed_at is not None
