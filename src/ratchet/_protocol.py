@@ -84,6 +84,8 @@ class ApprovalRecord(BaseModel):
     reason: str = ""
     at: datetime
     timed_out: bool = False
+    rule: str = ""
+    """The policy rule that asked for the approval."""
 
 
 class RunInput(BaseModel):

@@ -111,6 +111,7 @@ class AgentWorkflow:
         record = ApprovalRecord(
             call_id=answer.call_id,
             tool=pending.tool,
+            rule=pending.rule,
             approved=answer.approve,
             approver=answer.approver,
             reason=answer.reason,
