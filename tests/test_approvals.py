@@ -165,6 +165,8 @@ async def test_approval_flow_with_double_and_unknown_answers(
     assert step.approval is not None and step.approval.approver == "alice"
     assert step.approval.reason == "customer is VIP"
     assert step.policy is not None and step.policy.decision == "require_approval"
+    [answer] = trace.approvals
+    assert (answer.approver, answer.rule) == ("alice", "require_approval refund when amount gt 100")
 
 
 async def test_a_person_denies_and_the_model_is_told_why(

@@ -379,7 +379,11 @@ def render_trace(t: Any, *, full: bool = False) -> list[str]:
     for a in t.approvals:
         verdict = "approved" if a.approved else "denied"
         why = f": {text(a.reason)}" if a.reason else ""
-        lines.append(f"approval {a.call_id} ({a.tool}) {verdict} by {a.approver}{why}")
+        rule = f" (rule {a.rule!r})" if a.rule else ""
+        lines.append(
+            f"approval {a.call_id} ({a.tool}){rule} {verdict} by {a.approver} "
+            f"at {a.at:%Y-%m-%d %H:%M:%S}{why}"
+        )
     tt = t.totals
     wall = "running" if tt.wall_seconds is None else f"{tt.wall_seconds:.2f} s"
     waiting = "" if tt.waiting_seconds is None else f", waiting {tt.waiting_seconds:.2f} s"

@@ -410,6 +410,7 @@ class AgentWorkflow:
                 ApprovalRecord(
                     call_id=approval_id,
                     tool=call.name,
+                    rule=decision.rule,
                     approved=False,
                     approver="ratchet",
                     reason=f"nobody answered within {timeout} (Limits.approval_timeout_seconds)",
