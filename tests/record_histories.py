@@ -16,17 +16,21 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import AgentClient, RunFailed, create_worker
+from ratchet import _search as search
 from ratchet.testing import ScriptedModelServer
 
 from .conftest import API_KEY, scripted_provider, temporal_binary
-from .scenarios import AGENT, SCENARIOS
+from .scenarios import AGENT, GUARDED, SCENARIOS
 
 HISTORIES = Path(__file__).parent / "histories"
 
 
 async def record() -> None:
+    # With ratchet's search attributes registered, so the histories carry their upserts.
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=search.ALL,
     )
     try:
         for scenario in SCENARIOS:
@@ -34,13 +38,17 @@ async def record() -> None:
                 queue = f"golden-{uuid.uuid4().hex[:6]}"
                 worker = create_worker(
                     env.client,
-                    [AGENT],
+                    [AGENT, GUARDED],
                     task_queue=queue,
                     providers={"openai": scripted_provider(server)},
                 )
                 async with worker:
                     client = AgentClient(env.client, task_queue=queue)
-                    handle = await client.start(AGENT.name, scenario.prompt, id=scenario.name)
+                    handle = await client.start(
+                        scenario.agent.name, scenario.prompt, id=scenario.name, chat=scenario.chat
+                    )
+                    if scenario.drive is not None:
+                        await scenario.drive(handle)
                     try:
                         await handle.result()
                         assert not scenario.fails, scenario.name

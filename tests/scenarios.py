@@ -7,9 +7,11 @@ change that breaks determinism for running agents fails the build.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ratchet import Agent, Limits, tool
+from ratchet import Agent, Limits, Policy, RunHandle, require_approval, tool
 from ratchet.testing import Step, call, error, reply, tool_calls
 
 
@@ -38,12 +40,57 @@ AGENT = Agent(
 )
 
 
+GUARDED = Agent(
+    "golden-guarded",
+    instructions="You are a support agent.",
+    model="openai:gpt-test",
+    tools=[lookup_order],
+    policy=Policy(rules=[require_approval("lookup_order", reason="golden")]),
+    limits=Limits(model_retry_initial_seconds=0.1, approval_timeout_seconds=1.0),
+)
+
+
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(300):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("scenario condition not reached")
+
+
+async def _approve(handle: RunHandle) -> None:
+    await _until(lambda: _has_pending(handle))
+    await handle.approve("turn1-tool0", approver="golden-approver", reason="fine")
+
+
+async def _cancel_while_waiting(handle: RunHandle) -> None:
+    await _until(lambda: _has_pending(handle))
+    await handle.cancel()
+
+
+async def _chat(handle: RunHandle) -> None:
+    async def waiting() -> bool:
+        return (await handle.status()).state == "waiting-input"
+
+    await _until(waiting)
+    await handle.send("and one more thing")
+    await handle.end_chat()
+
+
+async def _has_pending(handle: RunHandle) -> bool:
+    return bool(await handle.pending())
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     prompt: str
     steps: tuple[Step, ...]
     fails: bool = False
+    agent: Agent = AGENT
+    chat: bool = False
+    drive: Callable[[RunHandle], Awaitable[None]] | None = None
+    """Steers the run while it is live (approvals, chat messages, cancellation)."""
 
 
 SCENARIOS = [
@@ -78,4 +125,40 @@ SCENARIOS = [
         (tool_calls(call("nope", {})), tool_calls(call("nope", {}))),
         fails=True,
     ),
+    Scenario(
+        "approval_approved",
+        "Look up order 1",
+        (tool_calls(call("lookup_order", {"order_id": 1})), reply("Order 1 shipped.")),
+        agent=GUARDED,
+        drive=_approve,
+    ),
+    Scenario(
+        "approval_timed_out",
+        "Look up order 2",
+        (tool_calls(call("lookup_order", {"order_id": 2})), reply("Nobody approved.")),
+        agent=GUARDED,
+    ),
+    Scenario(
+        "cancelled_while_waiting",
+        "Look up order 3",
+        (tool_calls(call("lookup_order", {"order_id": 3})),),
+        agent=GUARDED,
+        drive=_cancel_while_waiting,
+        fails=True,
+    ),
+    Scenario(
+        "chat_two_messages",
+        "hello",
+        (reply("Hi!"), reply("Sure.")),
+        chat=True,
+        drive=_chat,
+    ),
 ]
+
+PRE_PATCH_SCENARIOS = {
+    "tool_then_answer",
+    "parallel_tools_and_retry",
+    "repair_and_tool_error",
+    "repair_limit",
+}
+"""The scenarios recorded before the local-snapshot patch (tests/histories/pre-patch)."""

@@ -15,7 +15,7 @@ from ratchet.testing import ScriptedModelServer
 from ratchet.worker import workflow_runner
 
 from .conftest import decoded_history_text, hosted
-from .scenarios import AGENT, SCENARIOS
+from .scenarios import AGENT, PRE_PATCH_SCENARIOS, SCENARIOS
 from .unpatched_workflow import UnpatchedAgentWorkflow
 
 ROOT = Path(__file__).parent / "histories"
@@ -39,9 +39,8 @@ async def replay(history: WorkflowHistory, workflow: type = AgentWorkflow) -> Ex
 
 
 def test_every_scenario_has_committed_histories() -> None:
-    names = {s.name for s in SCENARIOS}
-    assert {p.stem for p in CURRENT} == names
-    assert {p.stem for p in PRE_PATCH} == names
+    assert {p.stem for p in CURRENT} == {s.name for s in SCENARIOS}
+    assert {p.stem for p in PRE_PATCH} == PRE_PATCH_SCENARIOS
 
 
 @pytest.mark.parametrize("path", CURRENT + PRE_PATCH, ids=lambda p: f"{p.parent.name}/{p.stem}")
