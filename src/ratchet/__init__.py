@@ -10,6 +10,7 @@ from .agent import Agent, Limits
 from .client import AgentClient, RunHandle, RunInfo
 from .errors import (
     ApprovalError,
+    BudgetExceeded,
     ConfigError,
     ConnectionFailed,
     RatchetError,
@@ -31,6 +32,7 @@ __all__ = [
     "AgentClient",
     "AgentWorkflow",
     "ApprovalError",
+    "BudgetExceeded",
     "ConfigError",
     "ConnectionFailed",
     "Limits",

@@ -29,7 +29,13 @@ class Limits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_turns: int = Field(10, ge=1)
-    """Model calls allowed before the run fails with ``MaxTurnsExceeded``."""
+    """Model calls allowed per user message before the run fails with ``MaxTurnsExceeded``."""
+    max_total_tokens: int | None = Field(None, gt=0)
+    """Budget: the run ends with ``BudgetExceeded`` once its model calls used this many tokens."""
+    max_cost_usd: float | None = Field(None, gt=0)
+    """Budget: the run ends with ``BudgetExceeded`` once its priced calls cost this much."""
+    max_wall_seconds: float | None = Field(None, gt=0)
+    """Budget: no new model call starts after the run has lasted this long."""
     max_repair_turns: int = Field(3, ge=0)
     """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
     model_timeout_seconds: float = Field(120.0, gt=0)

@@ -60,6 +60,7 @@ from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_regis
 from .agent import check_agent_name, parse_model
 from .errors import (
     ApprovalError,
+    BudgetExceeded,
     ConfigError,
     RatchetError,
     RunCancelled,
@@ -114,6 +115,11 @@ class RunHandle:
             while cause.__cause__ is not None and not isinstance(cause, ApplicationError):
                 cause = cause.__cause__
             if isinstance(cause, ApplicationError):
+                if cause.type == "BudgetExceeded" and cause.details:
+                    d = cause.details[0]
+                    raise BudgetExceeded(
+                        self.id, cause.message, d["budget"], d["used"], d["limit"]
+                    ) from e
                 raise RunFailed(self.id, cause.type or "ApplicationError", cause.message) from e
             raise RunFailed(self.id, type(cause).__name__, str(cause)) from e
         except RPCError as e:

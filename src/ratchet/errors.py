@@ -19,6 +19,7 @@ Every error a user can meet is one of these. The tree::
                 ModelNotFound (404), ContextTooLong, ContentFiltered
           run outcomes (raised by the workflow)
           ├── MaxTurnsExceeded      the agent did not answer within ``Limits.max_turns``
+          ├── BudgetExceeded        (subclass) a token, cost or wall-time budget was spent
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
           ├── ToolFailed            a tool declared ``fatal=True`` raised
           ├── PayloadTooLarge       the transcript or a response would exceed Temporal's 2 MB
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 __all__ = [
     "MODEL_ERRORS",
     "ApprovalError",
+    "BudgetExceeded",
     "ConfigError",
     "ConnectionFailed",
     "ModelErrorKind",
@@ -94,6 +96,22 @@ class RunCancelled(RunFailed):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(run_id, "Cancelled", "the run was cancelled")
+
+
+class BudgetExceeded(RunFailed):
+    """A run reached one of its budgets; its transcript is kept.
+
+    Attributes:
+        budget: which one: ``max_total_tokens``, ``max_cost_usd`` or ``max_wall_seconds``.
+        used: how much the run had used.
+        limit: the budget.
+    """
+
+    def __init__(self, run_id: str, message: str, budget: str, used: float, limit: float) -> None:
+        super().__init__(run_id, "BudgetExceeded", message)
+        self.budget = budget
+        self.used = used
+        self.limit = limit
 
 
 class RetryableToolError(RatchetError):

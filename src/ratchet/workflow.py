@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ._schema import check_arguments
     from ._search import COST, STATUS, TOKENS, TURNS
+    from .agent import Limits
     from .errors import MODEL_ERRORS
     from .messages import Message, ToolCall
     from .policy import PolicyDecision
@@ -178,6 +179,7 @@ class AgentWorkflow:
 
     async def _run(self, inp: RunInput) -> RunResult:
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
+        self._started = workflow.now()
         spec = await self._snapshot(inp)
         self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
         self._status.state = "running"
@@ -212,6 +214,7 @@ class AgentWorkflow:
         limits = spec.limits
         repair_streak = 0
         for _ in range(limits.max_turns):
+            self._check_budgets(limits)
             # Turn numbers run on across a chat's messages: activity ids stay unique.
             self._status.turn += 1
             turn = self._status.turn
@@ -475,6 +478,28 @@ class AgentWorkflow:
             self._rejected_by_tool.add(call.id)
         return Message.tool(call, result.content, is_error=result.is_error)
 
+    def _check_budgets(self, limits: Limits) -> None:
+        """End the run, transcript kept, when a budget is spent (checked before each call)."""
+        s = self._status
+        spent: list[tuple[str, float, float, str]] = []
+        if limits.max_total_tokens is not None:
+            spent.append(
+                ("max_total_tokens", s.usage.total_tokens, limits.max_total_tokens, "tokens")
+            )
+        if limits.max_cost_usd is not None:
+            spent.append(("max_cost_usd", s.cost_usd, limits.max_cost_usd, "USD"))
+        if limits.max_wall_seconds is not None:
+            elapsed = (workflow.now() - self._started).total_seconds()
+            spent.append(("max_wall_seconds", elapsed, limits.max_wall_seconds, "seconds"))
+        for name, used, limit, unit in spent:
+            if used >= limit:
+                self._fail(
+                    "BudgetExceeded",
+                    f"the run used {used:g} {unit}, reaching its budget Limits.{name}={limit:g}; "
+                    "its transcript is kept (raise the budget to allow more)",
+                    details={"budget": name, "used": used, "limit": limit},
+                )
+
     def _account(self, response: ModelResponse) -> None:
         self._status.usage = self._status.usage + response.usage
         if response.cost_usd is None:
@@ -495,12 +520,16 @@ class AgentWorkflow:
             cost_usd=self._status.cost_usd,
         )
 
-    def _fail(self, error_type: str, message: str) -> NoReturn:
+    def _fail(
+        self, error_type: str, message: str, *, details: dict[str, Any] | None = None
+    ) -> NoReturn:
         self._status.state = "failed"
         self._status.error = f"{error_type}: {message}"
         self._set_step("failed")
         self._publish()
-        raise ApplicationError(message, type=error_type, non_retryable=True)
+        raise ApplicationError(
+            message, *([details] if details else []), type=error_type, non_retryable=True
+        )
 
     def _publish(self) -> None:
         """Mirror the status into search attributes (when the namespace has them)."""
