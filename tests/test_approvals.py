@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import uuid
@@ -30,7 +31,7 @@ from ratchet import (
 from ratchet.testing import RecordedRequest, ScriptedModelServer, call, reply, tool_calls
 from ratchet.trace import ToolStep, build_trace
 
-from .conftest import hosted
+from .conftest import ROOT, hosted
 from .workers import WorkerProcess
 
 refunds: list[tuple[int, int]] = []
@@ -299,3 +300,48 @@ async def test_trace_and_status_of_a_wait_then_a_cancel(
         ("model", "completed"),
         ("tool", "cancelled"),
     ]
+
+
+async def test_pending_approve_and_deny_commands(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(
+        tool_calls(call("refund", {"order_id": 11, "amount": 300})),
+        reply("Done."),
+    )
+    address = temporal_client.service_client.config.target_host
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+
+    async def ratchet(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ratchet.cli",
+            *args,
+            "--address",
+            address,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    async with hosted(temporal_client, [agent()], model_server) as client:
+        handle = await client.start("guarded", "refund $300 on 11")
+        listed = ""
+        for _ in range(100):
+            _, listed, _ = await ratchet("pending")
+            if handle.id in listed:
+                break
+            await asyncio.sleep(0.1)
+        assert f"{handle.id} turn1-tool0: refund" in listed and '"amount": 300' in listed
+        code, out, err = await ratchet("deny", handle.id, "turn9-tool0", "--as", "dave")
+        assert code == 1 and "no call 'turn9-tool0' is waiting" in err and "Traceback" not in err
+        code, out, err = await ratchet(
+            "approve", handle.id, "turn1-tool0", "--as", "dave", "--reason", "ok"
+        )
+        assert code == 0, err
+        assert out.strip() == f"approved turn1-tool0 (refund) of {handle.id} as dave"
+        assert (await handle.result()).output == "Done."

@@ -494,40 +494,62 @@ Approver = Annotated[
 Reason = Annotated[str, typer.Option(help="Why; shown to the model and in the audit trail.")]
 
 
+RunArg = Annotated[str, typer.Argument(help="The run's id.")]
+CallArg = Annotated[str, typer.Argument(help="The waiting call's id (see `ratchet pending`).")]
+
+
 def _approver(name: str | None) -> str:
-    return name or os.environ.get("RATCHET_APPROVER") or getpass.getuser()
+    if name:
+        return name
+    try:
+        return os.environ.get("RATCHET_APPROVER") or getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment
+        raise ConfigError("say who answers: --as NAME (or set RATCHET_APPROVER)") from None
+
+
+async def _answer(
+    approve: bool,
+    run_id: str,
+    call_id: str,
+    reason: str,
+    approver: str | None,
+    address: str | None,
+    namespace: str | None,
+) -> None:
+    client = await AgentClient.connect(address, namespace=namespace)
+    handle = client.get(run_id)
+    answer = handle.approve if approve else handle.deny
+    record = await answer(call_id, approver=_approver(approver), reason=reason)
+    verb = "approved" if approve else "denied"
+    out.print(f"{verb} {record.call_id} ({record.tool}) of {run_id} as {record.approver}")
 
 
 @app.command()
 @_run
 async def approve(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    call_id: Annotated[str, typer.Argument(help="The waiting call's id (see `ratchet pending`).")],
+    run_id: RunArg,
+    call_id: CallArg,
     reason: Reason = "",
     approver: Approver = None,
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
     """Approve a tool call that waits for approval; the agent goes on."""
-    client = await AgentClient.connect(address, namespace=namespace)
-    record = await client.get(run_id).approve(call_id, approver=_approver(approver), reason=reason)
-    out.print(f"approved {record.call_id} ({record.tool}) of {run_id} as {record.approver}")
+    await _answer(True, run_id, call_id, reason, approver, address, namespace)
 
 
 @app.command()
 @_run
 async def deny(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    call_id: Annotated[str, typer.Argument(help="The waiting call's id (see `ratchet pending`).")],
+    run_id: RunArg,
+    call_id: CallArg,
     reason: Reason = "",
     approver: Approver = None,
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
     """Deny a tool call that waits for approval; the model is told why."""
-    client = await AgentClient.connect(address, namespace=namespace)
-    record = await client.get(run_id).deny(call_id, approver=_approver(approver), reason=reason)
-    out.print(f"denied {record.call_id} ({record.tool}) of {run_id} as {record.approver}")
+    await _answer(False, run_id, call_id, reason, approver, address, namespace)
 
 
 @app.command()
