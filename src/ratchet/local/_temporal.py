@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from ._errors import LocalServiceError
@@ -152,4 +154,25 @@ class TemporalDevServer(ManagedProcess):
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
 
     def _is_ready(self) -> bool:
-        return port_open(self.port)
+        # The port opens a moment before the frontend serves; clients connecting in
+        # between fail with "Frontend is not healthy yet".
+        if not port_open(self.port):
+            return False
+        try:
+            check = subprocess.run(
+                [
+                    str(self.binary if self.binary is not None else temporal_binary()),
+                    "operator",
+                    "cluster",
+                    "health",
+                    "--address",
+                    self.address,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                env={**os.environ, "TEMPORAL_VERSION_CHECK_DISABLED": "1"},
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return check.returncode == 0 and "SERVING" in check.stdout
