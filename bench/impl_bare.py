@@ -42,14 +42,7 @@ async def run_tool(name: str, arguments: str) -> str:
 
 
 @workflow.defn(name=WORKFLOW)
-class BareWorkflow:
-    def __init__(self) -> None:
-        self.approved = False
-
-    @workflow.signal(name="approve")
-    def approve(self) -> None:
-        self.approved = True
-
+class BareWorkflow(workload.ParkableWorkflow):
     @workflow.run
     async def run(self, inp: dict[str, Any]) -> str:
         messages = workload.first_messages()

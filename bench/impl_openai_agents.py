@@ -52,14 +52,7 @@ async def shipping_eta(order_id: int) -> str:
 
 
 @workflow.defn(name=WORKFLOW)
-class OpenAIAgentsWorkflow:
-    def __init__(self) -> None:
-        self.approved = False
-
-    @workflow.signal(name="approve")
-    def approve(self) -> None:
-        self.approved = True
-
+class OpenAIAgentsWorkflow(workload.ParkableWorkflow):
     @workflow.run
     async def run(self, inp: dict[str, Any]) -> str:
         eta = agents_workflow.activity_as_tool(shipping_eta, start_to_close_timeout=_TIMEOUT)

@@ -23,14 +23,7 @@ WORKFLOW = "bench.PydanticAI"
 
 
 @workflow.defn(name=WORKFLOW)
-class PydanticAIWorkflow:
-    def __init__(self) -> None:
-        self.approved = False
-
-    @workflow.signal(name="approve")
-    def approve(self) -> None:
-        self.approved = True
-
+class PydanticAIWorkflow(workload.ParkableWorkflow):
     @workflow.run
     async def run(self, inp: dict[str, Any]) -> str:
         agent = temporal_hitl if inp.get("park") else temporal_agent

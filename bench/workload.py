@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from temporalio import workflow
+
 MODEL = "bench-model"
 """The model name every implementation sends (the scripted server echoes it)."""
 API_KEY = "sk-bench-loopback"
@@ -106,3 +108,18 @@ WORKER_OPTIONS: dict[str, Any] = {
     "max_cached_workflows": 2000,
 }
 """Worker settings shared by every Temporal implementation (the frameworks add their own)."""
+
+
+class ParkableWorkflow:
+    """Base of the workflow implementations: the ``approve`` signal releases a parked run.
+
+    A parked run (the memory-per-parked-run figure) waits in its first tool call until
+    this signal arrives.
+    """
+
+    def __init__(self) -> None:
+        self.approved = False
+
+    @workflow.signal(name="approve")
+    def approve(self) -> None:
+        self.approved = True
