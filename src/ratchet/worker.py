@@ -16,6 +16,7 @@ from .agent import Agent
 from .errors import ConfigError
 from .models import OpenAICompatible, Provider
 from .pricing import DEFAULT_PRICES, Price
+from .transcripts import TranscriptStore
 from .workflow import AgentWorkflow
 
 __all__ = ["create_worker", "default_providers", "workflow_runner"]
@@ -65,6 +66,7 @@ def create_worker(
     task_queue: str = DEFAULT_TASK_QUEUE,
     providers: Mapping[str, Provider] | None = None,
     prices: Mapping[str, Price] | None = None,
+    transcript_store: TranscriptStore | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A Temporal worker hosting ``agents``: the agent workflow and its activities.
@@ -77,6 +79,9 @@ def create_worker(
             :func:`default_providers`.
         prices: model string → :class:`~ratchet.pricing.Price`, added to (and
             overriding) :data:`~ratchet.pricing.DEFAULT_PRICES`.
+        transcript_store: where model calls rebuild prompts from (see
+            :mod:`ratchet.transcripts`); every worker of a run must share it. Default:
+            a SQLite file in ratchet's data directory (one machine).
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     hosted: dict[str, Agent] = {}
@@ -89,7 +94,9 @@ def create_worker(
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
     all_providers = {**default_providers(), **(providers or {})}
-    acts = AgentActivities(hosted, all_providers, {**DEFAULT_PRICES, **(prices or {})})
+    acts = AgentActivities(
+        hosted, all_providers, {**DEFAULT_PRICES, **(prices or {})}, store=transcript_store
+    )
     options: dict[str, Any] = {
         # The sandbox re-imports the workflow's package; ratchet's package __init__ pulls in
         # the I/O libraries, which are passed through (loaded once, outside the sandbox).
@@ -105,6 +112,11 @@ def create_worker(
         client,
         task_queue=task_queue,
         workflows=[AgentWorkflow],
-        activities=[acts.snapshot_agent, acts.call_model, acts.run_tool],
+        activities=[
+            acts.snapshot_agent,
+            acts.call_model,
+            acts.run_tool,
+            acts.compact_transcript,
+        ],
         **options,
     )
