@@ -322,11 +322,11 @@ def _split_for_compaction(
 
 
 def _merge(prompt: list[Message], keep: list[int], summary: Message | None) -> list[Message]:
-    """The kept messages in order, with the summary after the leading system messages."""
+    """The kept messages in order, with the summary where the dropped ones were."""
     out = [prompt[i] for i in keep]
     if summary is not None:
-        lead = next((n for n, m in enumerate(out) if m.role != "system"), len(out))
-        out.insert(lead, summary)
+        first_dropped = next((n for n, i in enumerate(keep) if i != n), len(keep))
+        out.insert(first_dropped, summary)
     return out
 
 

@@ -1,0 +1,276 @@
+"""Long runs: linear history, continue-as-new, context-window management, big payloads.
+
+All against a real Temporal dev server, real workers and real SQLite files; the model
+is the scripted OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from ratchet import Agent, Limits, Policy, RunFailed, require_approval, tool
+from ratchet._history import executions
+from ratchet.messages import Message, message_hash
+from ratchet.testing import (
+    RecordedRequest,
+    ScriptedModelServer,
+    call,
+    context_too_long,
+    reply,
+    tool_calls,
+)
+from ratchet.trace import ModelStep, build_trace
+from ratchet.transcripts import SQLiteTranscriptStore
+
+from .conftest import decoded_history_text, hosted
+
+FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=1.0, max_turns=50)
+
+
+@tool
+def fetch(page: int) -> str:
+    """Fetch one page of a report.
+
+    Args:
+        page: the page number.
+    """
+    return f"page-{page}-content " + "x" * 40
+
+
+@tool
+def refund(order_id: int) -> str:
+    """Refund an order.
+
+    Args:
+        order_id: the order number.
+    """
+    return f"refunded {order_id}"
+
+
+def agent(limits: Limits = FAST, **kw: Any) -> Agent:
+    return Agent(
+        "longrun",
+        instructions="You read reports.",
+        model="openai:m",
+        tools=[fetch, refund],
+        limits=limits,
+        **kw,
+    )
+
+
+def pages(n: int, start: int = 1) -> list[Any]:
+    return [tool_calls(call("fetch", {"page": p})) for p in range(start, start + n)]
+
+
+async def test_each_message_is_written_to_history_once(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    model_server.add(*pages(4), reply("Read four pages."))
+    store = SQLiteTranscriptStore(tmp_path / "t.sqlite")
+    async with hosted(temporal_client, [agent()], model_server, transcript_store=store) as client:
+        handle = await client.start("longrun", "Read the report")
+        result = await handle.result()
+        transcript = await handle.transcript()
+    assert result.output == "Read four pages."
+    # The model saw the whole conversation each time, rebuilt from the store.
+    last = model_server.requests[-1].messages
+    assert [m["role"] for m in last] == ["system", "user"] + ["assistant", "tool"] * 4
+    history = decoded_history_text(
+        (await temporal_client.get_workflow_handle(handle.id).fetch_history()).to_json_dict()
+    )
+    for p in range(1, 5):
+        # Once as the tool's result; model calls refer to it by hash.
+        assert history.count(f"page-{p}-content") == 1, p
+    assert [m.role for m in transcript] == ["system", "user"] + ["assistant", "tool"] * 4 + [
+        "assistant"
+    ]
+    assert (await store.stats()).messages >= 10
+    # `ratchet trace` resolves every reference: each call shows its exact prompt.
+    trace = await build_trace(temporal_client, handle.id)
+    models = [s for s in trace.steps if isinstance(s, ModelStep)]
+    assert [len(s.messages) for s in models] == [2, 4, 6, 8, 10]
+    assert [m.to_openai() for m in models[-1].messages] == last
+    await store.close()
+
+
+async def test_a_lost_store_entry_fails_the_run_with_a_clear_error(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.sqlite"
+    lost = message_hash(Message.system("You read reports."))
+
+    @tool
+    def purge(page: int) -> str:
+        """Fetch a page (and, for this test, lose the system prompt from the store).
+
+        Args:
+            page: the page number.
+        """
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM ratchet_messages WHERE hash = ?", (lost,))
+        return "done"
+
+    purging = Agent("purging", instructions="You read reports.", model="openai:m", tools=[purge])
+    model_server.add(tool_calls(call("purge", {"page": 1})))
+    store = SQLiteTranscriptStore(path)
+    async with hosted(temporal_client, [purging], model_server, transcript_store=store) as client:
+        handle = await client.start("purging", "Read the report")
+        with pytest.raises(RunFailed) as info:
+            await handle.result()
+    model_server.verify()  # no second model call went out with a wrong prompt
+    assert info.value.error_type == "TranscriptEntryMissing"
+    assert handle.id in info.value.message
+    assert f"no message {lost}" in info.value.message
+    await store.close()
+
+
+@pytest.mark.parametrize("strategy", ["drop_oldest", "summarize"])
+async def test_provider_context_too_long_is_recovered(
+    temporal_client: Client, model_server: ScriptedModelServer, strategy: str
+) -> None:
+    limits = FAST.model_copy(update={"context_strategy": strategy})
+    summary_steps = (
+        [reply("They fetched pages 1 to 3.", expect=lambda r: "page-1-content" in str(r.messages))]
+        if strategy == "summarize"
+        else []
+    )
+
+    def shrunk(r: RecordedRequest) -> None:
+        roles = [m["role"] for m in r.messages]
+        text = json.dumps(r.messages)
+        assert roles[0] == "system" and r.messages[1]["content"] == "Read the report"
+        assert "page-1-content" not in text  # the oldest turn is gone...
+        assert "page-4-content" in text  # ...the latest is kept
+        for i, m in enumerate(r.messages):  # no tool result without its call
+            if m["role"] == "tool":
+                assert r.messages[i - 1]["role"] in ("assistant", "tool")
+        if strategy == "summarize":
+            assert "They fetched pages 1 to 3." in text
+
+    model_server.add(
+        *pages(4),
+        context_too_long(max_tokens=1000),
+        *summary_steps,
+        reply("Done.", expect=shrunk),
+    )
+    async with hosted(temporal_client, [agent(limits)], model_server) as client:
+        handle = await client.start("longrun", "Read the report")
+        result = await handle.result()
+    assert result.output == "Done."
+    trace = await build_trace(temporal_client, handle.id)
+    models = [s for s in trace.steps if isinstance(s, ModelStep)]
+    assert models[-2].status == "failed" and "context length" in (models[-2].error or "")
+    assert models[-1].status == "completed"
+
+
+async def test_configured_context_window_drops_oldest_turns_before_sending(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    # Each turn adds ~30 tokens; a 100-token window forces drops before calls go out.
+    limits = FAST.model_copy(update={"context_window_tokens": 100})
+
+    def fits(r: RecordedRequest) -> None:
+        assert sum(len(m.get("content") or "") for m in r.messages) // 4 < 150
+
+    model_server.add(*[s.expecting(fits) for s in pages(8)], reply("Done.").expecting(fits))
+    async with hosted(temporal_client, [agent(limits)], model_server) as client:
+        result = await client.run("longrun", "Read the report")
+    assert result.output == "Done."
+    assert len(model_server.requests) == 9  # no call was refused by the "provider"
+
+
+async def test_context_that_cannot_shrink_fails_clearly_instead_of_looping(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(context_too_long(max_tokens=10))
+    async with hosted(temporal_client, [agent()], model_server) as client:
+        with pytest.raises(RunFailed) as info:
+            await client.run("longrun", "Read the report")
+    assert info.value.error_type == "ContextTooLong"
+    assert "nothing is left to drop" in info.value.message
+
+
+async def test_three_continue_as_new_cycles_with_an_approval_pending_across_one(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    limits = FAST.model_copy(update={"continue_as_new_after_events": 20})
+    guarded = agent(limits, policy=Policy(rules=[require_approval("refund", reason="money")]))
+    model_server.add(
+        *pages(4),
+        tool_calls(call("refund", {"order_id": 7})),
+        *pages(4, start=5),
+        reply("Refunded and read.", expect=lambda r: "refunded 7" in json.dumps(r.messages)),
+    )
+    async with hosted(temporal_client, [guarded], model_server) as client:
+        handle = await client.start("longrun", "Read and refund")
+        for _ in range(400):
+            if await _pending(handle):
+                break
+            await asyncio.sleep(0.05)
+        [waiting] = await handle.pending()
+        # The approval was handed to a new execution (the history was long by then).
+        await asyncio.sleep(0.5)
+        runs_while_waiting = len(await executions(temporal_client, handle.id))
+        assert runs_while_waiting >= 2
+        assert (await handle.status()).state == "waiting-approval"
+        await handle.approve(waiting.call_id, approver="ana", reason="ok")
+        result = await handle.result()
+        status = await handle.status()
+        transcript = await handle.transcript()
+    model_server.verify()
+    assert result.output == "Refunded and read."
+    assert result.turns == 10 and result.tool_calls == 9
+    histories = await executions(temporal_client, handle.id)
+    assert len(histories) >= 4  # at least three continue-as-new cycles
+    # One run: its totals and approvals carried over every execution.
+    assert status.execution == len(histories)
+    assert [a.approver for a in status.approvals] == ["ana"]
+    assert result.usage.requests == 10
+    # The transcript and the trace are stitched across all executions.
+    assert [m.role for m in transcript].count("assistant") == 10
+    assert [m.role for m in transcript].count("tool") == 9
+    assert transcript[0].role == "system" and transcript[1].content == "Read and refund"
+    trace = await build_trace(temporal_client, handle.id)
+    models = [s for s in trace.steps if isinstance(s, ModelStep)]
+    assert [s.turn for s in models] == list(range(1, 11))
+    assert len(models[-1].messages) == 20
+    assert trace.output == "Refunded and read."
+
+
+async def test_a_chat_continues_as_new_between_messages(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    limits = FAST.model_copy(update={"continue_as_new_after_events": 20})
+    model_server.add(*[reply(f"answer {i}") for i in range(8)])
+    async with hosted(temporal_client, [agent(limits)], model_server) as client:
+        handle = await client.start("longrun", "hello", chat=True)
+        for _ in range(200):
+            if (await handle.status()).state == "waiting-input":
+                break
+            await asyncio.sleep(0.05)
+        for i in range(1, 8):
+            assert (await handle.send(f"message {i}")).output == f"answer {i}"
+        await handle.end_chat()
+        result = await handle.result()
+        transcript = await handle.transcript()
+    assert result.output == "answer 7"
+    assert len(await executions(temporal_client, handle.id)) >= 3
+    assert [m.content for m in transcript if m.role == "user"] == ["hello"] + [
+        f"message {i}" for i in range(1, 8)
+    ]
+    # The last call still saw the whole conversation.
+    assert len(model_server.requests[-1].messages) == 16
+
+
+async def _pending(handle: Any) -> bool:
+    try:
+        return bool(await handle.pending())
+    except Exception:
+        return False
