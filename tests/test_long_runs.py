@@ -7,6 +7,7 @@ is the scripted OpenAI-compatible server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -14,10 +15,13 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from ratchet import Agent, Limits, Policy, RunFailed, require_approval, tool
 from ratchet._history import executions
 from ratchet.messages import Message, message_hash
+from ratchet.payloads import local_payload_storage
 from ratchet.testing import (
     RecordedRequest,
     ScriptedModelServer,
@@ -274,3 +278,54 @@ async def _pending(handle: Any) -> bool:
         return bool(await handle.pending())
     except Exception:
         return False
+
+
+@tool(max_result_chars=6_000_000)
+def export_everything(part: int) -> str:
+    """Export everything (5 MB).
+
+    Args:
+        part: which part.
+    """
+    return "y" * 5_000_000
+
+
+async def test_a_5mb_tool_result_goes_to_external_storage(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    converter = dataclasses.replace(
+        pydantic_data_converter, external_storage=local_payload_storage(tmp_path / "payloads")
+    )
+    client = await Client.connect(
+        temporal_env.client.service_client.config.target_host, data_converter=converter
+    )
+    exporter = Agent("exporter", instructions="x", model="openai:m", tools=[export_everything])
+    model_server.add(
+        tool_calls(call("export_everything", {"part": 1})),
+        reply("Exported.").expecting(
+            lambda r: len(r.messages[-1]["content"]) == 5_000_000  # the whole result, uncut
+        ),
+    )
+    async with hosted(client, [exporter], model_server) as agents:
+        handle = await agents.start("exporter", "export")
+        result = await handle.result()
+        transcript = await handle.transcript()
+    assert result.output == "Exported."
+    assert len(transcript[-2].content or "") == 5_000_000
+    history = await temporal_env.client.get_workflow_handle(handle.id).fetch_history()
+    assert max(e.ByteSize() for e in history.events) < 100_000  # a reference, not 5 MB
+    assert sum(p.stat().st_size for p in (tmp_path / "payloads").iterdir()) > 5_000_000
+
+
+async def test_a_payload_that_cannot_be_stored_fails_fast_naming_tool_size_and_limit(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    exporter = Agent("exporter", instructions="x", model="openai:m", tools=[export_everything])
+    model_server.add(tool_calls(call("export_everything", {"part": 1})))
+    async with hosted(temporal_client, [exporter], model_server) as client:
+        with pytest.raises(RunFailed) as info:
+            await client.run("exporter", "export")
+    assert info.value.error_type == "PayloadTooLarge"
+    message = info.value.message
+    assert "'export_everything'" in message
+    assert "5,000,000 bytes" in message and "1,500,000" in message

@@ -51,11 +51,13 @@ class AgentActivities:
         providers: Mapping[str, Provider],
         prices: Mapping[str, Price] | None = None,
         store: TranscriptStore | None = None,
+        payload_limit: int | None = None,
     ) -> None:
         self.agents = dict(agents)
         self.providers = dict(providers)
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self._store = store
+        self.payload_limit = payload_limit
 
     @property
     def store(self) -> TranscriptStore:
@@ -179,14 +181,6 @@ class AgentActivities:
             content = await _heartbeating(
                 tool.invoke(request.arguments, ctx), request.heartbeat_seconds
             )
-            result = ToolResult(content=_truncate(content, tool.max_result_chars, name))
-            if request.store:
-                # Stored by hash now, so the next model call refers to it instead of
-                # carrying it through the history a second time.
-                message = Message.tool(request.call, result.content, is_error=result.is_error)
-                await save_messages(self.store, None, [message])
-                result = result.model_copy(update={"message_ref": message_hash(message)})
-            return result
         except pydantic.ValidationError as e:
             return ToolResult(
                 content=f"error: invalid arguments for {name!r}: {_validation_summary(e)}",
@@ -204,6 +198,25 @@ class AgentActivities:
                 ) from e
             activity.logger.info("tool %s raised %s: %s", name, type(e).__name__, e)
             return ToolResult(content=f"error: {type(e).__name__}: {e}", is_error=True)
+        result = ToolResult(content=_truncate(content, tool.max_result_chars, name))
+        size = len(result.content.encode())
+        if self.payload_limit is not None and size > self.payload_limit:
+            # Fail now with the facts, instead of a completion Temporal refuses.
+            raise ApplicationError(
+                f"the result of tool {name!r} is {size:,} bytes, over the payload limit "
+                f"of {self.payload_limit:,} bytes. Configure external payload storage "
+                "(ratchet.payloads; RATCHET_PAYLOAD_STORE) or lower the tool's "
+                "max_result_chars.",
+                type="PayloadTooLarge",
+                non_retryable=True,
+            )
+        if request.store:
+            # Stored by hash now, so the next model call refers to it instead of
+            # carrying it through the history a second time.
+            message = Message.tool(request.call, result.content, is_error=result.is_error)
+            await save_messages(self.store, None, [message])
+            result = result.model_copy(update={"message_ref": message_hash(message)})
+        return result
 
     @activity.defn(name=COMPACT_ACTIVITY)
     async def compact_transcript(self, request: CompactRequest) -> CompactResult:

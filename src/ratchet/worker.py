@@ -15,6 +15,7 @@ from .activities import AgentActivities
 from .agent import Agent
 from .errors import ConfigError
 from .models import OpenAICompatible, Provider
+from .payloads import payload_limit
 from .pricing import DEFAULT_PRICES, Price
 from .transcripts import TranscriptStore
 from .workflow import AgentWorkflow
@@ -95,7 +96,11 @@ def create_worker(
         raise ConfigError("a worker needs at least one agent to host")
     all_providers = {**default_providers(), **(providers or {})}
     acts = AgentActivities(
-        hosted, all_providers, {**DEFAULT_PRICES, **(prices or {})}, store=transcript_store
+        hosted,
+        all_providers,
+        {**DEFAULT_PRICES, **(prices or {})},
+        store=transcript_store,
+        payload_limit=payload_limit(client.data_converter.external_storage),
     )
     options: dict[str, Any] = {
         # The sandbox re-imports the workflow's package; ratchet's package __init__ pulls in

@@ -752,8 +752,8 @@ class AgentWorkflow:
         except ActivityError as e:
             _reraise_cancellation(e)
             error_type, message = _cause(e)
-            if error_type == "ToolFailed":
-                self._fail("ToolFailed", message)
+            if error_type in ("ToolFailed", "PayloadTooLarge"):
+                self._fail(error_type, message)
             return Message.tool(call, f"tool {call.name!r} failed: {message}", is_error=True)
         if result.invalid_arguments:
             self._rejected_by_tool.add(call.id)
