@@ -209,7 +209,7 @@ class AgentWorkflow:
             return await self._resume(inp, inp.carried)
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
         self._started = workflow.now()
-        self._linear = workflow.patched(LINEAR_HISTORY_PATCH)
+        self._linear = self._use_linear_history()
         spec = await self._snapshot(inp)
         self._add(Message.system(spec.instructions))
         # The run's prompt is pinned: dropping it to fit the context would lose the task.
@@ -218,6 +218,10 @@ class AgentWorkflow:
         self._publish()
         answer = await self._answer(spec)
         return await self._chat_loop(inp, spec, answer)
+
+    def _use_linear_history(self) -> bool:
+        """Whether this run takes the linear-history path (every run since the patch)."""
+        return workflow.patched(LINEAR_HISTORY_PATCH)
 
     async def _resume(self, inp: RunInput, carried: Carried) -> RunResult:
         """Go on where the previous execution of this run stopped."""
