@@ -434,6 +434,8 @@ class AgentClient:
             attrs = wf.typed_search_attributes
             name = attrs.get(AGENT) or str((await wf.memo()).get("agent", "?"))
             temporal_state = _status_name(wf.status)
+            if temporal_state == "continued_as_new":
+                continue  # an earlier execution of a long run: its latest one is listed
             # A run closed by Temporal itself (terminated, timed out) never reported it.
             state = (
                 temporal_state
