@@ -34,6 +34,7 @@ from ratchet.trace import ModelStep, build_trace
 from ratchet.transcripts import SQLiteTranscriptStore
 
 from .conftest import decoded_history_text, hosted
+from .test_cli import address, ratchet
 
 FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=1.0, max_turns=50)
 
@@ -249,7 +250,7 @@ async def test_three_continue_as_new_cycles_with_an_approval_pending_across_one(
 
 
 async def test_a_chat_continues_as_new_between_messages(
-    temporal_client: Client, model_server: ScriptedModelServer
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
 ) -> None:
     limits = FAST.model_copy(update={"continue_as_new_after_events": 20})
     model_server.add(*[reply(f"answer {i}") for i in range(8)])
@@ -271,6 +272,20 @@ async def test_a_chat_continues_as_new_between_messages(
     ]
     # The last call still saw the whole conversation.
     assert len(model_server.requests[-1].messages) == 16
+    # The CLI shows the run as one, across its executions.
+    env = {
+        "RATCHET_TRANSCRIPT_STORE": f"sqlite:///{tmp_path / 't.sqlite'}",
+        "RATCHET_PAYLOAD_STORE": "off",
+    }
+    where = ["--address", address(temporal_client)]
+    shown = await ratchet("show", handle.id, *where, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "completed" in shown.stdout and "answer 7" in shown.stdout
+    assert "message 1" in shown.stdout and "message 7" in shown.stdout
+    traced = await ratchet("trace", handle.id, "--full", *where, env=env)
+    assert traced.returncode == 0, traced.stderr
+    assert [f"── turn {i}" in traced.stdout for i in range(1, 9)] == [True] * 8
+    assert "sent user: hello" in traced.stdout.split("── turn 8")[1]  # the whole prompt
 
 
 async def _pending(handle: Any) -> bool:
