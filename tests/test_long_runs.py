@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import Agent, Limits, Policy, RunFailed, require_approval, tool
 from ratchet._history import executions
-from ratchet.messages import Message, message_hash
+from ratchet.activities import _split_for_compaction
+from ratchet.messages import Message, ToolCall, message_hash
 from ratchet.payloads import local_payload_storage
 from ratchet.testing import (
     RecordedRequest,
@@ -344,3 +347,47 @@ async def test_a_payload_that_cannot_be_stored_fails_fast_naming_tool_size_and_l
     message = info.value.message
     assert "'export_everything'" in message
     assert "5,000,000 bytes" in message and "1,500,000" in message
+
+
+# --- the compaction rule itself (pure) -------------------------------------------------
+
+
+@st.composite
+def transcripts(draw: st.DrawFn) -> list[Message]:
+    messages = [Message.system("sys"), Message.user("task", pinned=True)]
+    for n in range(draw(st.integers(0, 12))):
+        kind = draw(st.sampled_from(["user", "answer", "calls"]))
+        if kind == "user":
+            messages.append(Message.user(f"u{n}", pinned=draw(st.booleans())))
+        elif kind == "answer":
+            messages.append(Message.assistant(f"a{n}" * draw(st.integers(1, 50))))
+        else:
+            calls = [
+                ToolCall(id=f"c{n}-{i}", name="t", arguments="{}")
+                for i in range(draw(st.integers(1, 3)))
+            ]
+            messages.append(Message.assistant(None, calls))
+            messages += [Message.tool(c, "r" * draw(st.integers(1, 200))) for c in calls]
+    return messages
+
+
+@given(transcripts(), st.one_of(st.none(), st.integers(10, 400)))
+def test_compaction_keeps_what_must_stay_and_never_splits_calls(
+    prompt: list[Message], window: int | None
+) -> None:
+    keep, dropped = _split_for_compaction(prompt, window)
+    kept = [prompt[i] for i in keep]
+    assert len(kept) + len(dropped) == len(prompt)
+    assert all(m in kept for m in prompt if m.role == "system" or m.pinned)
+    # Every kept tool result still follows the assistant message that called it.
+    for i, m in enumerate(kept):
+        if m.role == "tool":
+            caller = next(k for k in reversed(kept[:i]) if k.role != "tool")
+            assert caller.tool_calls and m.tool_call_id in {c.id for c in caller.tool_calls}
+    # The latest turn (from the last unpinned user message, or the last unit) stays.
+    assert prompt[-1] in kept
+    last_user = max(
+        (i for i, m in enumerate(prompt) if m.role == "user" and not m.pinned), default=None
+    )
+    if last_user is not None:
+        assert all(m in kept for m in prompt[last_user:])
