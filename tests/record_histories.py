@@ -21,7 +21,7 @@ from ratchet import _search as search
 from ratchet._history import executions
 from ratchet.testing import ScriptedModelServer
 
-from .conftest import API_KEY, scripted_provider, temporal_binary
+from .conftest import API_KEY, _test_store, scripted_provider, temporal_binary
 from .scenarios import AGENT, GUARDED, LONG, SCENARIOS, SUMMARIZING
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -43,6 +43,7 @@ async def record() -> None:
                     [AGENT, GUARDED, LONG, SUMMARIZING],
                     task_queue=queue,
                     providers={"openai": scripted_provider(server)},
+                    transcript_store=_test_store(),
                 )
                 async with worker:
                     client = AgentClient(env.client, task_queue=queue)

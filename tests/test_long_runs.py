@@ -96,6 +96,11 @@ async def test_each_message_is_written_to_history_once(
     for p in range(1, 5):
         # Once as the tool's result; model calls refer to it by hash.
         assert history.count(f"page-{p}-content") == 1, p
+    # The prompt once in the run's input (and in the start summary the UI shows), the
+    # instructions once (the agent snapshot): model calls refer to them by hash.
+    assert history.count("Read the report") == 2
+    assert history.count("longrun: Read the report") == 1
+    assert history.count("You read reports.") == 1
     assert [m.role for m in transcript] == ["system", "user"] + ["assistant", "tool"] * 4 + [
         "assistant"
     ]

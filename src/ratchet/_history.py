@@ -8,11 +8,20 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-from ._protocol import MODEL_ACTIVITY, TOOL_ACTIVITY, ModelRequest, ModelResponse, ToolRequest
+from ._protocol import (
+    MODEL_ACTIVITY,
+    SNAPSHOT_ACTIVITY,
+    TOOL_ACTIVITY,
+    AgentSpec,
+    ModelRequest,
+    ModelResponse,
+    RunInput,
+    ToolRequest,
+)
 from ._protocol import ToolResult as ToolResultModel
 from .messages import Message, message_hash
 
-__all__ = ["executions", "transcript_of"]
+__all__ = ["executions", "opening_messages", "transcript_of"]
 
 
 async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
@@ -38,6 +47,29 @@ async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
     return out
 
 
+async def opening_messages(client: Client, events: list[HistoryEvent]) -> list[Message]:
+    """The messages a linear-history run opens with (instructions and prompt), which its
+    model calls refer to by hash: rebuilt from the run's input and its agent snapshot."""
+    decode = client.data_converter.decode
+    inp: RunInput | None = None
+    spec: AgentSpec | None = None
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [inp] = await decode(payloads, [RunInput])
+            spec = inp.carried.spec if inp.carried else None
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and spec is None:
+            details = event.marker_recorded_event_attributes.details
+            if (
+                "result" in details
+                and SNAPSHOT_ACTIVITY.encode() in details["data"].SerializeToString()
+            ):
+                [spec] = await decode(details["result"].payloads, [AgentSpec])
+        if inp is not None and spec is not None:
+            return [Message.system(spec.instructions), Message.user(inp.prompt, pinned=True)]
+    return []
+
+
 async def transcript_of(client: Client, histories: list[list[HistoryEvent]]) -> list[Message]:
     """The run's transcript as recorded: every message once, in order.
 
@@ -50,6 +82,8 @@ async def transcript_of(client: Client, histories: list[list[HistoryEvent]]) -> 
     by_hash: dict[str, Message] = {}
     legacy: list[Message] = []
     tail: list[Message] = []
+    for opening in await opening_messages(client, histories[0]) if histories else []:
+        by_hash[message_hash(opening)] = opening
     for events in histories:
         scheduled: dict[int, tuple[str, Any]] = {}
         for event in events:

@@ -188,6 +188,11 @@ class SnapshotRequest(BaseModel):
     version: int = 1
     agent: str
     model: str | None = None
+    prompt: str | None = None
+    """With linear history: store the opening messages (the snapshot's instructions and
+    this prompt) in the transcript store, so model calls refer to them by hash. A local
+    activity's input is not recorded, so the prompt stays once in history (in the
+    run's input)."""
 
 
 class ModelRequest(BaseModel):

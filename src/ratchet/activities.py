@@ -114,6 +114,10 @@ class AgentActivities:
         except ConfigError as e:
             raise ApplicationError(str(e), type="ConfigError", non_retryable=True) from e
         self._provider(spec.model)
+        if request.prompt is not None:
+            # The same messages the workflow opens the transcript with (same hashes).
+            opening = [Message.system(spec.instructions), Message.user(request.prompt, pinned=True)]
+            await save_messages(self.store, None, opening)
         return spec
 
     @activity.defn(name=MODEL_ACTIVITY)

@@ -19,7 +19,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from ._history import executions
+from ._history import executions, opening_messages
 from ._protocol import (
     APPROVE_UPDATE,
     COMPACT_ACTIVITY,
@@ -163,11 +163,9 @@ async def build_trace(
     compactions: dict[tuple[int, int], str] = {}
     steps_calls: dict[tuple[int, int], ToolCall] = {}
     try:
-        stitched = [
-            (n, event)
-            for n, events in enumerate(await executions(client, run_id))
-            for event in events
-        ]
+        histories = await executions(client, run_id)
+        stitched = [(n, event) for n, events in enumerate(histories) for event in events]
+        prompts.learn(await opening_messages(client, histories[0]))
         for n, event in stitched:
             t = event.event_time.ToDatetime().replace(tzinfo=None)
             kind = event.event_type
@@ -353,7 +351,7 @@ class _Prompts:
         self.by_hash: dict[str, Message] = {}
         self.heads: dict[str, list[Message]] = {}
 
-    def _learn(self, messages: list[Message]) -> None:
+    def learn(self, messages: list[Message]) -> None:
         for m in messages:
             self.by_hash.setdefault(message_hash(m), m)
 
@@ -383,7 +381,7 @@ class _Prompts:
             else:
                 new.append(Message.system(f"[ratchet: message {entry} not in the history]"))
         prompt = base + new
-        self._learn(prompt)
+        self.learn(prompt)
         head = req.transcript_ref
         for m in new:
             head = chain_hash(head, message_hash(m))
@@ -392,16 +390,16 @@ class _Prompts:
         return prompt
 
     def responded(self, prompt: list[Message], resp: ModelResponse) -> None:
-        self._learn([resp.message])
+        self.learn([resp.message])
         if resp.transcript_ref is not None:
             self.heads[resp.transcript_ref] = [*prompt, resp.message]
 
     def tool_result(self, call: ToolCall, res: ToolResult) -> None:
-        self._learn([Message.tool(call, res.content, is_error=res.is_error)])
+        self.learn([Message.tool(call, res.content, is_error=res.is_error)])
 
     def compacted(self, result: CompactResult) -> None:
         if result.summary is not None:
-            self._learn([result.summary])
+            self.learn([result.summary])
         if all(h in self.by_hash for h in result.kept):
             self.heads[result.head] = [self.by_hash[h] for h in result.kept]
 

@@ -211,9 +211,12 @@ class AgentWorkflow:
         self._started = workflow.now()
         self._linear = self._use_linear_history()
         spec = await self._snapshot(inp)
-        self._add(Message.system(spec.instructions))
         # The run's prompt is pinned: dropping it to fit the context would lose the task.
-        self._add(Message.user(inp.prompt, pinned=self._linear))
+        opening = [Message.system(spec.instructions), Message.user(inp.prompt, pinned=self._linear)]
+        self._add_all(opening)
+        if self._linear:
+            # The snapshot activity stored them: model calls refer to them by hash.
+            self._stored.update(message_hash(m) for m in opening)
         self._status.state = "running"
         self._publish()
         answer = await self._answer(spec)
@@ -406,7 +409,9 @@ class AgentWorkflow:
         )
 
     async def _snapshot(self, inp: RunInput) -> AgentSpec:
-        request = SnapshotRequest(agent=inp.agent, model=inp.model)
+        request = SnapshotRequest(
+            agent=inp.agent, model=inp.model, prompt=inp.prompt if self._linear else None
+        )
         retry = RetryPolicy(
             maximum_attempts=5, non_retryable_error_types=["UnknownAgent", "ConfigError"]
         )
