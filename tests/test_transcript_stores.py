@@ -118,7 +118,9 @@ async def test_a_run_on_a_worker_with_the_postgres_store(
     await store.close()
 
 
-def test_store_urls() -> None:
-    assert isinstance(store_from_url("sqlite:///tmp/x/t.sqlite"), SQLiteTranscriptStore)
+def test_store_urls(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path / 'x' / 't.sqlite'}")  # sqlite:////abs/path
+    assert isinstance(store, SQLiteTranscriptStore)
+    assert store.path == tmp_path / "x" / "t.sqlite" and store.path.exists()
     with pytest.raises(ConfigError, match="bad transcript store URL"):
         store_from_url("redis://x")

@@ -330,7 +330,8 @@ def default_transcript_store() -> SQLiteTranscriptStore:
 
 
 def store_from_url(url: str | None) -> TranscriptStore:
-    """A store from a URL: ``sqlite:///path/file.sqlite`` or ``postgresql://...``.
+    """A store from a URL: ``sqlite:///relative.sqlite``, ``sqlite:////absolute/path.sqlite``
+    (as SQLAlchemy spells them) or ``postgresql://...``.
 
     None or empty: :func:`default_transcript_store`.
 
@@ -344,6 +345,6 @@ def store_from_url(url: str | None) -> TranscriptStore:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresTranscriptStore(url)
     raise ConfigError(
-        f"bad transcript store URL {url!r}: use sqlite:///path/to/file.sqlite "
+        f"bad transcript store URL {url!r}: use sqlite:////absolute/path.sqlite "
         "or postgresql://user:password@host/db"
     )
