@@ -54,10 +54,12 @@ class Limits(BaseModel):
     approval_timeout_seconds: float = Field(86_400.0, gt=0)
     """A call waiting for approval is denied when nobody answers within this long."""
     max_transcript_bytes: int = Field(1_500_000, gt=0)
-    """The run fails with ``PayloadTooLarge`` before a model request would exceed this.
+    """Runs recorded before linear history only: such a run fails with ``PayloadTooLarge``
+    before a model request (the whole transcript) would exceed this.
 
     Temporal rejects payloads over 2 MB; failing early with a clear error beats an
-    activity that can never be scheduled."""
+    activity that can never be scheduled. With linear history a model request carries
+    only a reference and the new messages, so the transcript has no such limit."""
     continue_as_new_after_events: int = Field(8_000, ge=20, le=10_240)
     """Continue as new at the next safe turn boundary once the execution's history has
     this many events (Temporal warns at 10,240 and stops a run at 51,200). It also
