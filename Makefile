@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck llm unit down histories chaos recovery bench clean
+.PHONY: install demo test lint typecheck llm unit down histories chaos recovery bench history-bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
@@ -58,6 +58,10 @@ recovery: install
 # peers; writes bench/RESULTS.md. About 20 minutes on 2 cores; `BENCH_ARGS=--quick` for 7.
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+
+# History bytes and events per turn of a 300-turn conversation, linear vs full transcript.
+history-bench: install
+	$(PY) -m scripts.history_growth --turns 300
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

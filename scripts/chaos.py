@@ -467,6 +467,9 @@ class Chaos:
             "OPENAI_API_KEY": API_KEY,
             "SUPPORT_DB": str(shop_db),
             "CHAOS_TOOL_LOG": str(self.tmp / f"tools-{queue}.log"),
+            # All workers of the chaos run share one transcript store (and payload store).
+            "RATCHET_TRANSCRIPT_STORE": f"sqlite:///{self.tmp / 'transcripts.sqlite'}",
+            "RATCHET_PAYLOAD_STORE": str(self.tmp / "payloads"),
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),

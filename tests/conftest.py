@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -21,6 +22,7 @@ from temporalio.worker import Worker
 from ratchet import Agent, AgentClient, OpenAICompatible, create_worker
 from ratchet import _search as search
 from ratchet.testing import ScriptedModelServer
+from ratchet.transcripts import SQLiteTranscriptStore
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-test-never-in-history"
@@ -83,12 +85,24 @@ def scripted_provider(server: ScriptedModelServer) -> OpenAICompatible:
     return OpenAICompatible(base_url=server.base_url, api_key=API_KEY)
 
 
+_STORE: list[SQLiteTranscriptStore] = []
+
+
+def _test_store() -> SQLiteTranscriptStore:
+    """One SQLite transcript store per test session, in a temporary directory."""
+    if not _STORE:
+        _STORE.append(SQLiteTranscriptStore(Path(tempfile.mkdtemp()) / "transcripts.sqlite"))
+    return _STORE[0]
+
+
 @asynccontextmanager
 async def hosted(
     client: Client, agents: list[Agent], server: ScriptedModelServer, **worker_options: object
 ) -> AsyncIterator[AgentClient]:
     """Run a worker for ``agents`` on a fresh task queue; yield a client bound to it."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
+    # Tests keep their transcripts out of the user's data directory.
+    worker_options.setdefault("transcript_store", _test_store())
     worker: Worker = create_worker(
         client,
         agents,

@@ -12,15 +12,17 @@ import json
 import uuid
 from pathlib import Path
 
+from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import AgentClient, RunFailed, create_worker
 from ratchet import _search as search
+from ratchet._history import executions
 from ratchet.testing import ScriptedModelServer
 
-from .conftest import API_KEY, scripted_provider, temporal_binary
-from .scenarios import AGENT, GUARDED, SCENARIOS
+from .conftest import API_KEY, _test_store, scripted_provider, temporal_binary
+from .scenarios import AGENT, GUARDED, LONG, SCENARIOS, SUMMARIZING
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -38,9 +40,10 @@ async def record() -> None:
                 queue = f"golden-{uuid.uuid4().hex[:6]}"
                 worker = create_worker(
                     env.client,
-                    [AGENT, GUARDED],
+                    [AGENT, GUARDED, LONG, SUMMARIZING],
                     task_queue=queue,
                     providers={"openai": scripted_provider(server)},
+                    transcript_store=_test_store(),
                 )
                 async with worker:
                     client = AgentClient(env.client, task_queue=queue)
@@ -55,10 +58,15 @@ async def record() -> None:
                     except RunFailed:
                         assert scenario.fails, scenario.name
                 server.verify()
-            history = await env.client.get_workflow_handle(scenario.name).fetch_history()
-            path = HISTORIES / f"{scenario.name}.json"
-            path.write_text(json.dumps(history.to_json_dict(), indent=1) + "\n")
-            print(f"recorded {path}")
+            # A run that continued as new has one history per execution: NAME.json for
+            # the first, NAME.2.json for the second, and so on.
+            histories = await executions(env.client, scenario.name)
+            for n, events in enumerate(histories, start=1):
+                history = WorkflowHistory(scenario.name, events)
+                suffix = "" if n == 1 else f".{n}"
+                path = HISTORIES / f"{scenario.name}{suffix}.json"
+                path.write_text(json.dumps(history.to_json_dict(), indent=1) + "\n")
+                print(f"recorded {path}")
     finally:
         await env.shutdown()
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ratchet import Agent, Limits, Policy, RunHandle, require_approval, tool
-from ratchet.testing import Step, call, error, reply, tool_calls
+from ratchet.testing import Step, call, context_too_long, error, reply, tool_calls
 
 
 @tool
@@ -50,6 +50,35 @@ GUARDED = Agent(
 )
 
 
+@tool
+def cancel_order(order_id: int) -> str:
+    """Cancel an order.
+
+    Args:
+        order_id: the order number.
+    """
+    return f"order {order_id} cancelled"
+
+
+# Continues as new every ~20 events, so short scenarios cross several executions.
+LONG = Agent(
+    "golden-long",
+    instructions="You are a support agent.",
+    model="openai:gpt-test",
+    tools=[lookup_order, cancel_order],
+    policy=Policy(rules=[require_approval("cancel_order", reason="golden")]),
+    limits=Limits(model_retry_initial_seconds=0.1, continue_as_new_after_events=20, max_turns=12),
+)
+
+SUMMARIZING = Agent(
+    "golden-summarizing",
+    instructions="You are a support agent.",
+    model="openai:gpt-test",
+    tools=[lookup_order],
+    limits=Limits(model_retry_initial_seconds=0.1, context_strategy="summarize"),
+)
+
+
 async def _until(check: Callable[[], Awaitable[bool]]) -> None:
     for _ in range(300):
         if await check():
@@ -77,8 +106,17 @@ async def _chat(handle: RunHandle) -> None:
     await handle.end_chat()
 
 
+async def _approve_any(handle: RunHandle) -> None:
+    await _until(lambda: _has_pending(handle))
+    [waiting] = await handle.pending()
+    await handle.approve(waiting.call_id, approver="golden-approver", reason="fine")
+
+
 async def _has_pending(handle: RunHandle) -> bool:
-    return bool(await handle.pending())
+    try:
+        return bool(await handle.pending())
+    except Exception:  # between two executions of a run that continues as new
+        return False
 
 
 @dataclass(frozen=True)
@@ -153,6 +191,43 @@ SCENARIOS = [
         chat=True,
         drive=_chat,
     ),
+    Scenario(
+        "continued_as_new_with_approval",
+        "Check orders, then cancel order 9",
+        (
+            tool_calls(call("lookup_order", {"order_id": 1})),
+            tool_calls(call("lookup_order", {"order_id": 2})),
+            tool_calls(call("cancel_order", {"order_id": 9})),
+            tool_calls(call("lookup_order", {"order_id": 3})),
+            reply("Checked and cancelled."),
+        ),
+        agent=LONG,
+        drive=_approve_any,
+    ),
+    Scenario(
+        "context_drop_oldest",
+        "Orders 1 to 3?",
+        (
+            tool_calls(call("lookup_order", {"order_id": 1})),
+            tool_calls(call("lookup_order", {"order_id": 2})),
+            tool_calls(call("lookup_order", {"order_id": 3})),
+            context_too_long(max_tokens=100),
+            reply("All shipped."),
+        ),
+    ),
+    Scenario(
+        "context_summarize",
+        "Orders 1 to 3?",
+        (
+            tool_calls(call("lookup_order", {"order_id": 1})),
+            tool_calls(call("lookup_order", {"order_id": 2})),
+            tool_calls(call("lookup_order", {"order_id": 3})),
+            context_too_long(max_tokens=100),
+            reply("Orders 1 and 2 shipped."),
+            reply("All shipped."),
+        ),
+        agent=SUMMARIZING,
+    ),
 ]
 
 PRE_PATCH_SCENARIOS = {
@@ -162,3 +237,16 @@ PRE_PATCH_SCENARIOS = {
     "repair_limit",
 }
 """The scenarios recorded before the local-snapshot patch (tests/histories/pre-patch)."""
+
+PRE_LINEAR_SCENARIOS = {
+    "tool_then_answer",
+    "parallel_tools_and_retry",
+    "repair_and_tool_error",
+    "repair_limit",
+    "approval_approved",
+    "approval_timed_out",
+    "cancelled_while_waiting",
+    "chat_two_messages",
+}
+"""The scenarios recorded before linear history (tests/histories/pre-linear): each model
+call carried the whole transcript."""

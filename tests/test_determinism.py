@@ -15,17 +15,25 @@ from ratchet.testing import ScriptedModelServer
 from ratchet.worker import workflow_runner
 
 from .conftest import decoded_history_text, hosted
-from .scenarios import AGENT, PRE_PATCH_SCENARIOS, SCENARIOS
+from .scenarios import AGENT, PRE_LINEAR_SCENARIOS, PRE_PATCH_SCENARIOS, SCENARIOS
 from .unpatched_workflow import UnpatchedAgentWorkflow
 
 ROOT = Path(__file__).parent / "histories"
 CURRENT = sorted(ROOT.glob("*.json"))
 # Recorded before the `ratchet.local-snapshot` patch; they must keep replaying.
 PRE_PATCH = sorted((ROOT / "pre-patch").glob("*.json"))
+# Recorded before the `ratchet.linear-history` patch (whole transcripts in every model
+# call); they must keep replaying too.
+PRE_LINEAR = sorted((ROOT / "pre-linear").glob("*.json"))
+
+
+def scenario_of(path: Path) -> str:
+    """`NAME.json`, and `NAME.2.json`... for the later executions of a run."""
+    return path.stem.split(".")[0]
 
 
 def load(path: Path, text: str | None = None) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, json.loads(text or path.read_text()))
+    return WorkflowHistory.from_json(scenario_of(path), json.loads(text or path.read_text()))
 
 
 async def replay(history: WorkflowHistory, workflow: type = AgentWorkflow) -> Exception | None:
@@ -39,11 +47,19 @@ async def replay(history: WorkflowHistory, workflow: type = AgentWorkflow) -> Ex
 
 
 def test_every_scenario_has_committed_histories() -> None:
-    assert {p.stem for p in CURRENT} == {s.name for s in SCENARIOS}
+    assert {scenario_of(p) for p in CURRENT} == {s.name for s in SCENARIOS}
     assert {p.stem for p in PRE_PATCH} == PRE_PATCH_SCENARIOS
+    assert {p.stem for p in PRE_LINEAR} == PRE_LINEAR_SCENARIOS
 
 
-@pytest.mark.parametrize("path", CURRENT + PRE_PATCH, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_linear_histories_continue_as_new() -> None:
+    """The continue-as-new scenario really crossed executions (replayed one by one)."""
+    assert len([p for p in CURRENT if scenario_of(p) == "continued_as_new_with_approval"]) >= 3
+
+
+@pytest.mark.parametrize(
+    "path", CURRENT + PRE_PATCH + PRE_LINEAR, ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
 async def test_golden_history_replays(path: Path) -> None:
     failure = await replay(load(path))
     assert failure is None, f"{path} no longer replays: {failure}"

@@ -278,19 +278,26 @@ async def test_a_3mb_tool_result_is_truncated_with_a_notice(
     assert len(model_server.requests[1].messages[-1]["content"]) < 100_300
 
 
-async def test_a_transcript_past_the_payload_limit_fails_fast(
+async def test_a_transcript_past_the_payload_limit_is_no_longer_a_payload(
     temporal_client: Client, model_server: ScriptedModelServer
 ) -> None:
+    """With linear history a 1.8 MB transcript never travels as one payload: model calls
+    carry a reference, so the run goes on (before, it failed fast with PayloadTooLarge,
+    which runs recorded without linear history still do)."""
     model_server.add(
         tool_calls(call("big_report", {"part": 1})),
         tool_calls(call("big_report", {"part": 2})),
+        reply("Both parts read.").expecting(
+            lambda r: sum(len(m.get("content") or "") for m in r.messages) > 1_800_000
+        ),
     )
     async with hosted(temporal_client, [agent_with(big_report)], model_server) as client:
-        with pytest.raises(RunFailed) as info:
-            await client.run("matrix", "report")
-    model_server.verify()  # no third model call was attempted
-    assert info.value.error_type == "PayloadTooLarge"
-    assert "1,800" in info.value.message and "max_transcript_bytes=1,500,000" in info.value.message
+        handle = await client.start("matrix", "report")
+        result = await handle.result()
+    assert result.output == "Both parts read."
+    history = await temporal_client.get_workflow_handle(handle.id).fetch_history()
+    largest = max(e.ByteSize() for e in history.events)
+    assert largest < 1_000_000, largest  # each 900 KB part once, never the whole transcript
 
 
 # --- 8. a poison run is bounded and parked as failed ------------------------------------------

@@ -51,6 +51,7 @@ def test_public_api_is_pinned() -> None:
             "Tool",
             "ToolCall",
             "ToolContext",
+            "TranscriptEntryMissing",
             "Usage",
             "connect",
             "create_worker",

@@ -34,6 +34,8 @@ class WorkerProcess:
             "SUPPORT_DB": str(tmp / "shop.sqlite"),
             "CRASH_LOG": str(tmp / "tools.log"),
             "PYTHONPATH": str(ROOT),
+            "RATCHET_TRANSCRIPT_STORE": f"sqlite:///{tmp / 'transcripts.sqlite'}",
+            "RATCHET_PAYLOAD_STORE": str(tmp / "payloads"),
         }
         env.pop("CRASH_PAUSE_IN_REFUND", None)
         if pause_in_refund:

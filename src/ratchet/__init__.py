@@ -18,6 +18,7 @@ from .errors import (
     RunCancelled,
     RunFailed,
     RunNotFound,
+    TranscriptEntryMissing,
 )
 from .messages import Message, ToolCall, Usage
 from .models import OpenAICompatible
@@ -53,6 +54,7 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolContext",
+    "TranscriptEntryMissing",
     "Usage",
     "allow",
     "arg",

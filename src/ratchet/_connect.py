@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import DataConverter, ExternalStorage, PayloadCodec
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
@@ -29,6 +30,7 @@ async def connect(
     interceptors: Sequence[Interceptor] = (),
     runtime: Runtime | None = None,
     codec: PayloadCodec | None = None,
+    external_storage: ExternalStorage | Literal["env"] | None = "env",
 ) -> Client:
     """Connect with ratchet's data converter.
 
@@ -47,11 +49,22 @@ async def connect(
     ``RATCHET_ENCRYPTION_KEYS_FILE`` holds keys (see :mod:`ratchet.codec`), so every
     worker and client built here encrypts and decrypts alike.
 
+    ``external_storage`` keeps payloads above a threshold out of the event history
+    (see :mod:`ratchet.payloads`); by default ``RATCHET_PAYLOAD_STORE`` decides, and
+    unset means local files in ratchet's data directory. Pass the SDK's S3 driver in
+    production; None turns it off.
+
     Raises:
         ConnectionFailed: the server is unreachable; the message says what to do.
         ConfigError: the address or the encryption keys are malformed.
     """
     converter = _data_converter(codec)
+    if external_storage == "env":
+        from .payloads import external_storage_from_env
+
+        external_storage = external_storage_from_env()
+    if external_storage is not None:
+        converter = dataclasses.replace(converter, external_storage=external_storage)
     if address and "://" in address:
         raise ConfigError(f"bad Temporal address {address!r}: use host:port, e.g. 127.0.0.1:7233")
     try:

@@ -22,6 +22,7 @@ WORKFLOW_TYPE = "ratchet.Agent"
 SNAPSHOT_ACTIVITY = "ratchet.snapshot_agent"
 MODEL_ACTIVITY = "ratchet.call_model"
 TOOL_ACTIVITY = "ratchet.run_tool"
+COMPACT_ACTIVITY = "ratchet.compact_transcript"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -102,6 +103,8 @@ class RunInput(BaseModel):
     """Whether the namespace has ratchet's search attributes (the client checked)."""
     chat: bool = False
     """Stay open for follow-up messages (the send update) after answering."""
+    carried: Carried | None = None
+    """Set when the run continued as new: the state the previous execution handed over."""
 
 
 class RunResult(BaseModel):
@@ -135,6 +138,48 @@ class RunStatus(BaseModel):
     tool_calls: int = 0
     output: str | None = None
     error: str | None = None
+    execution: int = 1
+    """Which execution of the run this is (each continue-as-new starts the next one)."""
+    transcript_offset: int = 0
+    """How many messages of the transcript earlier executions recorded (the transcript
+    query of this execution starts after them)."""
+    compactions: int = 0
+    """How often older turns were dropped or summarized to fit the context window."""
+
+
+class Carried(BaseModel):
+    """What one execution of a run hands to the next when it continues as new.
+
+    Only references and totals: the transcript itself stays in the transcript store,
+    so a long run's next execution starts small.
+    """
+
+    spec: AgentSpec
+    """The agent snapshot taken when the run started (never retaken)."""
+    status: RunStatus
+    """Turns, usage and cost totals, tool call count, approvals so far."""
+    started: datetime
+    """When the run started (the wall-time budget counts from here)."""
+    head: str | None
+    """The transcript chain head the model saw last."""
+    pending: list[Message] = []
+    """Messages since ``head`` (not yet sent to the model)."""
+    stored: list[str] = []
+    """Hashes of ``pending`` messages an activity already wrote to the store."""
+    resume: Literal["answer", "chat"] = "chat"
+    """``answer``: the agent was answering (go on with the next turn); ``chat``: waiting
+    for the next chat message."""
+    answer: str = ""
+    """The last answer (the run's result if the chat ends without another message)."""
+    turns_used: int = 0
+    """Turns spent on the current user message (``Limits.max_turns`` counts them)."""
+    repair_streak: int = 0
+    calls: list[ToolCall] = []
+    """The tool calls of an unfinished turn (waiting for approval), in call order."""
+    results: dict[str, Message] = {}
+    """Results of ``calls`` that are done, by call id."""
+    waiting: list[PendingApproval] = []
+    """Calls of ``calls`` waiting for a person's decision (deadlines unchanged)."""
 
 
 class SnapshotRequest(BaseModel):
@@ -143,6 +188,11 @@ class SnapshotRequest(BaseModel):
     version: int = 1
     agent: str
     model: str | None = None
+    prompt: str | None = None
+    """With linear history: store the opening messages (the snapshot's instructions and
+    this prompt) in the transcript store, so model calls refer to them by hash. A local
+    activity's input is not recorded, so the prompt stays once in history (in the
+    run's input)."""
 
 
 class ModelRequest(BaseModel):
@@ -155,9 +205,19 @@ class ModelRequest(BaseModel):
     model: str
     turn: int
     messages: list[Message]
-    """The full transcript for now; later a transcript reference plus new messages."""
+    """The full transcript (runs recorded before linear history); empty with
+    ``transcript_ref``/``appended``, until the activity fills it in for the provider."""
     transcript_ref: str | None = None
-    """Reserved for content-addressed transcripts (linear history growth)."""
+    """Head of the content-addressed transcript chain the prompt continues (None: empty)."""
+    appended: list[Message | str] = []
+    """Messages new since ``transcript_ref``: inline, or the hash of a message an
+    activity already stored (a tool result)."""
+    offset: int = 0
+    """Index of ``appended[0]`` in the run's transcript (for stitching)."""
+    linear: bool = False
+    """Set by runs with linear history (the prompt is rebuilt from the transcript store)."""
+    context_window_tokens: int | None = None
+    """Fail with ``ContextTooLong`` before calling the provider past this many tokens."""
     tools: list[ToolSpec] = []
     tool_mode: ToolMode | None = None
     temperature: float | None = None
@@ -178,6 +238,8 @@ class ModelResponse(BaseModel):
     """Which attempt produced this response; earlier attempts failed (and may be billed)."""
     cost_usd: float | None = None
     """Cost of this call from the worker's price table; None if the model has no price."""
+    transcript_ref: str | None = None
+    """With linear history: the chain head after the prompt and this response."""
 
 
 class ToolRequest(BaseModel):
@@ -195,6 +257,8 @@ class ToolRequest(BaseModel):
     """The policy decision that let this call run (audit trail)."""
     approval: ApprovalRecord | None = None
     """Who approved it, when it needed approval."""
+    store: bool = False
+    """Write the tool message to the transcript store (linear history)."""
 
 
 class ToolResult(BaseModel):
@@ -204,9 +268,46 @@ class ToolResult(BaseModel):
     is_error: bool = False
     invalid_arguments: bool = False
     """The tool's own validation rejected the arguments (counts as a repair turn)."""
+    message_ref: str | None = None
+    """The hash under which the tool message was stored (``ToolRequest.store``)."""
+
+
+ContextStrategy = Literal["drop_oldest", "summarize"]
+
+
+class CompactRequest(BaseModel):
+    """Input of the compaction activity: shrink a prompt that overflows the context."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    model: str
+    turn: int
+    head: str
+    """The chain head of the prompt that overflowed."""
+    strategy: ContextStrategy
+    context_window_tokens: int | None = None
+    timeout_seconds: float = 120.0
+    heartbeat_seconds: float = 2.0
+
+
+class CompactResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    head: str
+    """The chain head of the smaller prompt."""
+    kept: list[str]
+    """Hashes of the smaller prompt's messages, in order (the summary's included)."""
+    dropped: int
+    """How many messages were dropped (or summarized)."""
+    summary: Message | None = None
+    usage: Usage = Usage()
+    cost_usd: float | None = None
 
 
 __all__ = [
+    "COMPACT_ACTIVITY",
     "DEFAULT_TASK_QUEUE",
     "MODEL_ACTIVITY",
     "SNAPSHOT_ACTIVITY",
@@ -215,6 +316,9 @@ __all__ = [
     "TRANSCRIPT_QUERY",
     "WORKFLOW_TYPE",
     "AgentSpec",
+    "Carried",
+    "CompactRequest",
+    "CompactResult",
     "ModelRequest",
     "ModelResponse",
     "RunInput",
@@ -225,3 +329,5 @@ __all__ = [
     "ToolRequest",
     "ToolResult",
 ]
+
+RunInput.model_rebuild()

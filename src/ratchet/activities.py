@@ -17,10 +17,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ._protocol import (
+    COMPACT_ACTIVITY,
     MODEL_ACTIVITY,
     SNAPSHOT_ACTIVITY,
     TOOL_ACTIVITY,
     AgentSpec,
+    CompactRequest,
+    CompactResult,
     ModelRequest,
     ModelResponse,
     SnapshotRequest,
@@ -28,11 +31,13 @@ from ._protocol import (
     ToolResult,
 )
 from .agent import Agent, parse_model
-from .errors import ConfigError, RetryableToolError
+from .errors import ConfigError, RetryableToolError, TranscriptEntryMissing
+from .messages import Message, Usage, message_hash
 from .models import Provider
 from .pricing import DEFAULT_PRICES, Price, cost_of
 from .telemetry import instrument_model_call, instrument_tool_call
 from .tools import ToolContext
+from .transcripts import TranscriptStore, load_prompt, save_messages
 
 __all__ = ["AgentActivities"]
 
@@ -45,10 +50,31 @@ class AgentActivities:
         agents: Mapping[str, Agent],
         providers: Mapping[str, Provider],
         prices: Mapping[str, Price] | None = None,
+        store: TranscriptStore | None = None,
+        payload_limit: int | None = None,
     ) -> None:
         self.agents = dict(agents)
         self.providers = dict(providers)
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
+        self._store = store
+        self.payload_limit = payload_limit
+
+    @property
+    def store(self) -> TranscriptStore:
+        if self._store is None:
+            # Opened on first use: runs recorded before linear history never need it.
+            from .transcripts import default_transcript_store
+
+            self._store = default_transcript_store()
+        return self._store
+
+    async def _prompt(self, head: str | None, appended: list[Message | str]) -> list[Message]:
+        try:
+            return await load_prompt(
+                self.store, head, appended, run_id=activity.info().workflow_id or "?"
+            )
+        except TranscriptEntryMissing as e:
+            raise ApplicationError(str(e), type="TranscriptEntryMissing", non_retryable=True) from e
 
     def _agent(self, name: str) -> Agent:
         agent = self.agents.get(name)
@@ -88,6 +114,10 @@ class AgentActivities:
         except ConfigError as e:
             raise ApplicationError(str(e), type="ConfigError", non_retryable=True) from e
         self._provider(spec.model)
+        if request.prompt is not None:
+            # The same messages the workflow opens the transcript with (same hashes).
+            opening = [Message.system(spec.instructions), Message.user(request.prompt, pinned=True)]
+            await save_messages(self.store, None, opening)
         return spec
 
     @activity.defn(name=MODEL_ACTIVITY)
@@ -95,9 +125,24 @@ class AgentActivities:
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
         provider, model_name = self._provider(request.model)
+        head: str | None = None
+        prompt: list[Message] = []
+        if request.linear:
+            # Rebuild the exact prompt from the store, and store the new messages first:
+            # a compaction after "context too long" starts from this prompt's head.
+            prompt = await self._prompt(request.transcript_ref, request.appended)
+            new = request.appended
+            head = await save_messages(
+                self.store, request.transcript_ref, prompt[len(prompt) - len(new) :]
+            )
+            _check_window(prompt, request.context_window_tokens)
+            request = request.model_copy(update={"messages": prompt})
         response = await _heartbeating(
             provider.complete(request, model_name), request.heartbeat_seconds
         )
+        if request.linear:
+            head = await save_messages(self.store, head, [response.message])
+            response = response.model_copy(update={"transcript_ref": head})
         # Attempts before this one failed; the provider may still bill them, so they are
         # counted as requests. The cost is fixed here and recorded with the call.
         response = response.model_copy(
@@ -140,7 +185,6 @@ class AgentActivities:
             content = await _heartbeating(
                 tool.invoke(request.arguments, ctx), request.heartbeat_seconds
             )
-            return ToolResult(content=_truncate(content, tool.max_result_chars, name))
         except pydantic.ValidationError as e:
             return ToolResult(
                 content=f"error: invalid arguments for {name!r}: {_validation_summary(e)}",
@@ -158,6 +202,154 @@ class AgentActivities:
                 ) from e
             activity.logger.info("tool %s raised %s: %s", name, type(e).__name__, e)
             return ToolResult(content=f"error: {type(e).__name__}: {e}", is_error=True)
+        result = ToolResult(content=_truncate(content, tool.max_result_chars, name))
+        size = len(result.content.encode())
+        if self.payload_limit is not None and size > self.payload_limit:
+            # Fail now with the facts, instead of a completion Temporal refuses.
+            raise ApplicationError(
+                f"the result of tool {name!r} is {size:,} bytes, over the payload limit "
+                f"of {self.payload_limit:,} bytes. Configure external payload storage "
+                "(ratchet.payloads; RATCHET_PAYLOAD_STORE) or lower the tool's "
+                "max_result_chars.",
+                type="PayloadTooLarge",
+                non_retryable=True,
+            )
+        if request.store:
+            # Stored by hash now, so the next model call refers to it instead of
+            # carrying it through the history a second time.
+            message = Message.tool(request.call, result.content, is_error=result.is_error)
+            await save_messages(self.store, None, [message])
+            result = result.model_copy(update={"message_ref": message_hash(message)})
+        return result
+
+    @activity.defn(name=COMPACT_ACTIVITY)
+    async def compact_transcript(self, request: CompactRequest) -> CompactResult:
+        """Shrink a prompt that does not fit the context: drop or summarize older turns."""
+        prompt = await self._prompt(request.head, [])
+        keep, old = _split_for_compaction(prompt, request.context_window_tokens)
+        if not old:
+            raise ApplicationError(
+                f"the prompt of turn {request.turn} (about {_tokens(prompt):,} tokens) does not "
+                "fit the model's context window and nothing is left to drop: the system "
+                "prompt, pinned messages and the latest turn alone are too long. Use a model "
+                "with a larger window, or lower the tools' max_result_chars.",
+                type="ContextTooLong",
+                non_retryable=True,
+            )
+        summary: Message | None = None
+        usage = Usage()
+        cost: float | None = None
+        if request.strategy == "summarize":
+            provider, model_name = self._provider(request.model)
+            ask = ModelRequest(
+                agent=request.agent,
+                model=request.model,
+                turn=request.turn,
+                messages=[
+                    Message.system(_SUMMARY_INSTRUCTIONS),
+                    Message.user("\n\n".join(_render_for_summary(m) for m in old)),
+                ],
+                timeout_seconds=request.timeout_seconds,
+                heartbeat_seconds=request.heartbeat_seconds,
+            )
+            reply = await _heartbeating(
+                provider.complete(ask, model_name), request.heartbeat_seconds
+            )
+            usage = reply.usage.model_copy(update={"requests": activity.info().attempt})
+            cost = cost_of(request.model, reply.usage, self.prices)
+            summary = Message.system(
+                f"Summary of {len(old)} earlier messages: {reply.message.content or ''}"
+            )
+        kept = _merge(prompt, keep, summary)
+        head = await save_messages(self.store, None, kept)
+        assert head is not None
+        return CompactResult(
+            head=head,
+            kept=[message_hash(m) for m in kept],
+            dropped=len(old),
+            summary=summary,
+            usage=usage,
+            cost_usd=cost,
+        )
+
+
+_SUMMARY_INSTRUCTIONS = (
+    "Summarize the conversation below for the assistant who continues it: keep facts, "
+    "decisions, open questions and tool results that matter. Be brief."
+)
+
+
+def _tokens(messages: list[Message]) -> int:
+    """A rough token estimate (4 characters a token): no tokenizer for every model."""
+    chars = 0
+    for m in messages:
+        chars += len(m.content or "") + 8
+        for c in m.tool_calls or []:
+            chars += len(c.arguments) + len(c.name)
+    return chars // 4
+
+
+def _check_window(prompt: list[Message], window: int | None) -> None:
+    if window is not None and (tokens := _tokens(prompt)) > window:
+        raise ApplicationError(
+            f"the prompt is about {tokens:,} tokens, over the model's context window of "
+            f"{window:,} (Limits.context_window_tokens)",
+            type="ContextTooLong",
+            non_retryable=True,
+        )
+
+
+def _split_for_compaction(
+    prompt: list[Message], window: int | None
+) -> tuple[list[int], list[Message]]:
+    """Which messages to keep (indices) and which older ones to drop or summarize.
+
+    Kept always: system messages, pinned messages and the latest turn. The rest is cut
+    in units (an assistant message with its tool results is one unit, never split),
+    oldest first: until the estimate fits in 3/4 of the window, or half of the units
+    when no window is configured (the provider said "too long" without a number).
+    """
+    units: list[list[int]] = []
+    for i, m in enumerate(prompt):
+        if m.role == "system" or m.pinned:
+            continue
+        if m.role == "tool" and units and prompt[units[-1][0]].tool_calls:
+            units[-1].append(i)
+        else:
+            units.append([i])
+    # The latest turn stays: from the last user message on (or the last unit).
+    last_user = max((n for n, u in enumerate(units) if prompt[u[0]].role == "user"), default=-1)
+    droppable = units[: max(last_user, len(units) - 1) if last_user < 0 else last_user]
+    if window is None:
+        cut = droppable[: max(1, len(droppable) // 2)] if droppable else []
+    else:
+        cut = []
+        total = _tokens(prompt)
+        target = window * 3 // 4
+        for unit in droppable:
+            if total <= target:
+                break
+            cut.append(unit)
+            total -= _tokens([prompt[i] for i in unit])
+        if not cut and droppable:
+            cut = droppable[:1]
+    dropped = {i for u in cut for i in u}
+    keep = [i for i in range(len(prompt)) if i not in dropped]
+    return keep, [prompt[i] for i in sorted(dropped)]
+
+
+def _merge(prompt: list[Message], keep: list[int], summary: Message | None) -> list[Message]:
+    """The kept messages in order, with the summary where the dropped ones were."""
+    out = [prompt[i] for i in keep]
+    if summary is not None:
+        first_dropped = next((n for n, i in enumerate(keep) if i != n), len(keep))
+        out.insert(first_dropped, summary)
+    return out
+
+
+def _render_for_summary(m: Message) -> str:
+    calls = "".join(f" [calls {c.name}({c.arguments})]" for c in m.tool_calls or [])
+    return f"{m.role}{f' ({m.name})' if m.name else ''}: {m.content or ''}{calls}"
 
 
 _MAX_RESPONSE_BYTES = 1_000_000

@@ -54,10 +54,27 @@ class Limits(BaseModel):
     approval_timeout_seconds: float = Field(86_400.0, gt=0)
     """A call waiting for approval is denied when nobody answers within this long."""
     max_transcript_bytes: int = Field(1_500_000, gt=0)
-    """The run fails with ``PayloadTooLarge`` before a model request would exceed this.
+    """Runs recorded before linear history only: such a run fails with ``PayloadTooLarge``
+    before a model request (the whole transcript) would exceed this.
 
     Temporal rejects payloads over 2 MB; failing early with a clear error beats an
-    activity that can never be scheduled."""
+    activity that can never be scheduled. With linear history a model request carries
+    only a reference and the new messages, so the transcript has no such limit."""
+    continue_as_new_after_events: int = Field(8_000, ge=20, le=10_240)
+    """Continue as new at the next safe turn boundary once the execution's history has
+    this many events (Temporal warns at 10,240 and stops a run at 51,200). It also
+    continues as new whenever Temporal suggests it."""
+    continue_as_new_after_bytes: int = Field(8_000_000, ge=10_000, le=10_000_000)
+    """Continue as new once the execution's history is this large (Temporal warns at 10 MB)."""
+    context_window_tokens: int | None = Field(None, gt=0)
+    """The model's context window. A prompt estimated (4 characters a token) above it is
+    shrunk with ``context_strategy`` before it is sent; a provider's "context too long"
+    answer is handled the same way, with or without this."""
+    context_strategy: Literal["drop_oldest", "summarize"] = "drop_oldest"
+    """How to shrink a prompt that does not fit: drop the oldest turns, or have the model
+    summarize them (a model call of its own). The system prompt, pinned messages (the
+    run's prompt is pinned) and the latest turn are always kept, and a tool call is never
+    separated from its results."""
     model_max_attempts: int = Field(6, ge=1)
     """Attempts per model call for retryable errors (timeouts, 429, 5xx)."""
     model_retry_initial_seconds: float = Field(1.0, gt=0)

@@ -45,6 +45,14 @@ Address = Annotated[
 ]
 Namespace = Annotated[str | None, typer.Option(help="Temporal namespace (default: 'default').")]
 TaskQueue = Annotated[str, typer.Option(help="Task queue the agent's workers poll.")]
+TranscriptStoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RATCHET_TRANSCRIPT_STORE",
+        help="Transcript store: sqlite:///path.sqlite or postgresql://... "
+        "(default: transcripts.sqlite in ratchet's data directory).",
+    ),
+]
 
 
 def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
@@ -177,10 +185,12 @@ async def worker(
             "(default: off; needs the otel extra).",
         ),
     ] = None,
+    transcript_store: TranscriptStoreUrl = None,
 ) -> None:
     """Run a worker that hosts the agents of an app until Ctrl-C."""
     from ._connect import connect
     from .telemetry import configure_tracing, metrics_runtime, tracing_interceptor
+    from .transcripts import store_from_url
     from .worker import create_worker
 
     agents = load_agents(app_spec)
@@ -188,7 +198,8 @@ async def worker(
     tracing = [tracing_interceptor(configure_tracing(otlp_endpoint))] if otlp_endpoint else []
     client = await connect(address, namespace=namespace, interceptors=tracing, runtime=runtime)
     names = ", ".join(a.name for a in agents)
-    worker = create_worker(client, agents, task_queue=task_queue)
+    store = store_from_url(transcript_store)
+    worker = create_worker(client, agents, task_queue=task_queue, transcript_store=store)
     try:
         async with worker:
             err.print(f"worker hosting {names} on task queue {task_queue!r}; Ctrl-C to stop")
@@ -313,14 +324,20 @@ async def trace(
     as_json: Annotated[bool, typer.Option("--json", help="Print the trace as JSON.")] = False,
     address: Address = None,
     namespace: Namespace = None,
+    transcript_store: TranscriptStoreUrl = None,
 ) -> None:
     """Show a run's timeline from its event history: every prompt, call, result and retry."""
     from ._connect import connect
     from .trace import build_trace
+    from .transcripts import store_from_url
 
     if not run_id.strip():
         raise ConfigError("the run id is empty")
-    t = await build_trace(await connect(address, namespace=namespace), run_id)
+    store = store_from_url(transcript_store)
+    try:
+        t = await build_trace(await connect(address, namespace=namespace), run_id, store=store)
+    finally:
+        await store.close()
     if as_json:
         print(t.model_dump_json(indent=2))
         return

@@ -31,29 +31,24 @@ from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlre
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
+from ._history import executions, transcript_of
 from ._protocol import (
     APPROVE_UPDATE,
     DEFAULT_TASK_QUEUE,
     END_CHAT_SIGNAL,
-    MODEL_ACTIVITY,
     PENDING_QUERY,
     SEND_UPDATE,
     STATUS_QUERY,
-    TOOL_ACTIVITY,
     TRANSCRIPT_QUERY,
     WORKFLOW_TYPE,
     ApprovalAnswer,
     ApprovalRecord,
     ChatMessage,
     ChatReply,
-    ModelRequest,
-    ModelResponse,
     PendingApproval,
     RunInput,
     RunResult,
     RunStatus,
-    ToolRequest,
-    ToolResult,
 )
 from ._render import shorten
 from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
@@ -133,52 +128,34 @@ class RunHandle:
     async def transcript(self) -> list[Message]:
         """Every message so far, the system instructions included.
 
-        A completed run's transcript is read from the event history. Other runs are
-        asked through a query (a worker answers it); a closed run that no worker can
-        answer for falls back to the history: the messages of the last model call,
-        its reply and the tool results recorded after it.
+        A closed run's transcript is read from the event history of all its executions
+        (a long run continues as new under the same id). A running run's current
+        execution is asked through a query (a worker answers it); the messages of its
+        earlier executions come from their histories.
         """
-        if await self.temporal_status() == "completed":
-            # Exact from history (the last model call carries the whole transcript), and
-            # needs no worker.
+        if await self.temporal_status() != "running":
             return await self.transcript_from_history()
         try:
+            status = await self.status()
             messages: list[Message] = await self._query(TRANSCRIPT_QUERY, list[Message])
-            return messages
         except (WorkflowQueryFailedError, RPCError) as e:
             if isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND:
                 raise _not_found(self.id, e) from e
             if await self.temporal_status() == "running":
                 raise
             return await self.transcript_from_history()
+        if status.transcript_offset == 0:
+            return messages
+        earlier = await self.transcript_from_history()
+        return earlier[: status.transcript_offset] + messages
 
     async def transcript_from_history(self) -> list[Message]:
         """The transcript as recorded in the event history (no worker needed)."""
-        converter = self._client.data_converter
-        scheduled: dict[int, tuple[str, Any]] = {}
-        transcript: list[Message] = []
-        async for event in self._handle.fetch_history_events():
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                attrs = event.activity_task_scheduled_event_attributes
-                kind = attrs.activity_type.name
-                if kind in (MODEL_ACTIVITY, TOOL_ACTIVITY):
-                    request_type = ModelRequest if kind == MODEL_ACTIVITY else ToolRequest
-                    [request] = await converter.decode(attrs.input.payloads, [request_type])
-                    scheduled[event.event_id] = (kind, request)
-            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-                attrs_c = event.activity_task_completed_event_attributes
-                if attrs_c.scheduled_event_id not in scheduled:
-                    continue
-                kind, request = scheduled[attrs_c.scheduled_event_id]
-                if kind == MODEL_ACTIVITY:
-                    [response] = await converter.decode(attrs_c.result.payloads, [ModelResponse])
-                    transcript = [*request.messages, response.message]
-                else:
-                    [result] = await converter.decode(attrs_c.result.payloads, [ToolResult])
-                    transcript.append(
-                        Message.tool(request.call, result.content, is_error=result.is_error)
-                    )
-        return transcript
+        try:
+            histories = await executions(self._client, self.id)
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+        return await transcript_of(self._client, histories)
 
     async def _query(self, name: str, result_type: Any) -> Any:
         try:
@@ -457,6 +434,8 @@ class AgentClient:
             attrs = wf.typed_search_attributes
             name = attrs.get(AGENT) or str((await wf.memo()).get("agent", "?"))
             temporal_state = _status_name(wf.status)
+            if temporal_state == "continued_as_new":
+                continue  # an earlier execution of a long run: its latest one is listed
             # A run closed by Temporal itself (terminated, timed out) never reported it.
             state = (
                 temporal_state

@@ -7,6 +7,7 @@ Every error a user can meet is one of these. The tree::
     ├── ConnectionFailed            the Temporal server cannot be reached
     ├── RunNotFound                 no run with that id
     ├── ApprovalError               an approval answer was refused (answered already, unknown call)
+    ├── TranscriptEntryMissing      the transcript store lost a message a run needs
     ├── LocalServiceError           (ratchet.local) an embedded service cannot be built or run
     └── RunFailed                   a run ended in failure; ``.error_type`` says why:
           RunCancelled              (subclass) a client cancelled the run
@@ -22,7 +23,8 @@ Every error a user can meet is one of these. The tree::
           ├── BudgetExceeded        (subclass) a token, cost or wall-time budget was spent
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
           ├── ToolFailed            a tool declared ``fatal=True`` raised
-          ├── PayloadTooLarge       the transcript or a response would exceed Temporal's 2 MB
+          ├── PayloadTooLarge       a payload would exceed Temporal's 2 MB and cannot be stored
+          ├── TranscriptEntryMissing  the transcript store lost a message of the prompt
           └── UnknownAgent          no worker hosts the requested agent
 
 Inside activities the model and tool errors travel as Temporal
@@ -50,6 +52,7 @@ __all__ = [
     "RunCancelled",
     "RunFailed",
     "RunNotFound",
+    "TranscriptEntryMissing",
 ]
 
 
@@ -74,6 +77,30 @@ class RunNotFound(RatchetError):
 
 class ApprovalError(RatchetError):
     """An approve/deny answer was refused; the message says why."""
+
+
+class TranscriptEntryMissing(RatchetError):
+    """The transcript store has no entry a run's prompt refers to.
+
+    A model call never goes ahead with a silently different prompt: it fails with
+    this error (as a run failure of type ``TranscriptEntryMissing``).
+
+    Attributes:
+        run_id: the workflow id of the run.
+        entry: the hash of the missing message or chain node.
+        kind: ``"message"`` or ``"chain node"``.
+    """
+
+    def __init__(self, run_id: str, entry: str, kind: str) -> None:
+        super().__init__(
+            f"run {run_id}: the transcript store has no {kind} {entry}; the prompt cannot be "
+            "rebuilt exactly. Check that every worker uses the same transcript store "
+            "(create_worker(transcript_store=...), ratchet worker --transcript-store) and "
+            "that it was not cleaned up while the run was live."
+        )
+        self.run_id = run_id
+        self.entry = entry
+        self.kind = kind
 
 
 class RunFailed(RatchetError):

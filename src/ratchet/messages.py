@@ -9,11 +9,12 @@ default never breaks replay of recorded histories.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Message", "Role", "ToolCall", "Usage"]
+__all__ = ["Message", "Role", "ToolCall", "Usage", "chain_hash", "message_hash"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -46,14 +47,16 @@ class Message(BaseModel):
     """Set on tool messages: the tool's name (for readability in histories)."""
     is_error: bool = False
     """Set on tool messages that report an error to the model instead of a result."""
+    pinned: bool = False
+    """Kept in the prompt when older turns are dropped or summarized to fit the context."""
 
     @classmethod
     def system(cls, content: str) -> Message:
         return cls(role="system", content=content)
 
     @classmethod
-    def user(cls, content: str) -> Message:
-        return cls(role="user", content=content)
+    def user(cls, content: str, *, pinned: bool = False) -> Message:
+        return cls(role="user", content=content, pinned=pinned)
 
     @classmethod
     def assistant(cls, content: str | None, tool_calls: list[ToolCall] | None = None) -> Message:
@@ -101,3 +104,13 @@ class Usage(BaseModel):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+def message_hash(message: Message) -> str:
+    """The content address of a message: SHA-256 of its JSON (pure, deterministic)."""
+    return hashlib.sha256(message.model_dump_json().encode()).hexdigest()
+
+
+def chain_hash(parent: str | None, message: str) -> str:
+    """The hash of a transcript chain node: its parent node and its message hash."""
+    return hashlib.sha256(f"{parent or ''}/{message}".encode()).hexdigest()

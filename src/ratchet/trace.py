@@ -19,11 +19,14 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from ._history import executions, opening_messages
 from ._protocol import (
     APPROVE_UPDATE,
+    COMPACT_ACTIVITY,
     MODEL_ACTIVITY,
     TOOL_ACTIVITY,
     ApprovalRecord,
+    CompactResult,
     ModelRequest,
     ModelResponse,
     RunInput,
@@ -31,9 +34,10 @@ from ._protocol import (
     ToolRequest,
     ToolResult,
 )
-from .errors import RunNotFound
-from .messages import Message, ToolCall
+from .errors import RunNotFound, TranscriptEntryMissing
+from .messages import Message, ToolCall, chain_hash, message_hash
 from .policy import PolicyDecision
+from .transcripts import TranscriptStore, load_prompt
 
 __all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace"]
 
@@ -124,13 +128,22 @@ class Trace(BaseModel):
     totals: Totals
 
 
-async def build_trace(client: Client, run_id: str) -> Trace:
+async def build_trace(
+    client: Client, run_id: str, *, store: TranscriptStore | None = None
+) -> Trace:
     """Build the timeline of run ``run_id`` from its event history.
+
+    A run that continued as new is one timeline: the histories of all its executions
+    are read in order. Model calls with linear history carry a transcript reference
+    and the new messages; the exact prompt of each call is rebuilt from the messages
+    recorded earlier in the history (by their content hashes) and, for a reference the
+    history cannot resolve, from ``store`` when one is given.
 
     Raises:
         RunNotFound: no run has that id.
     """
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(run_id)
+    prompts = _Prompts(store, run_id)
     decode = client.data_converter.decode
 
     async def readable(failure: Failure) -> Failure:
@@ -141,36 +154,46 @@ async def build_trace(client: Client, run_id: str) -> Trace:
 
         return await decrypt_failure(client.data_converter, failure)
 
-    steps: dict[int, ModelStep | ToolStep] = {}
+    steps: dict[tuple[int, int], ModelStep | ToolStep] = {}
     inp: RunInput | None = None
     started_at = closed_at = None
     output = error = None
     approvals: list[ApprovalRecord] = []
     approve_updates: set[str] = set()
+    compactions: dict[tuple[int, int], str] = {}
+    steps_calls: dict[tuple[int, int], ToolCall] = {}
     try:
-        async for event in handle.fetch_history_events():
+        histories = await executions(client, run_id)
+        stitched = [(n, event) for n, events in enumerate(histories) for event in events]
+        prompts.learn(await opening_messages(client, histories[0]))
+        for n, event in stitched:
             t = event.event_time.ToDatetime().replace(tzinfo=None)
             kind = event.event_type
+            key = (n, event.event_id)
             if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-                started_at = t
-                [inp] = await decode(
-                    event.workflow_execution_started_event_attributes.input.payloads, [RunInput]
-                )
+                if inp is None:
+                    started_at = t
+                    [inp] = await decode(
+                        event.workflow_execution_started_event_attributes.input.payloads,
+                        [RunInput],
+                    )
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 a = event.activity_task_scheduled_event_attributes
                 if a.activity_type.name == MODEL_ACTIVITY:
                     [req] = await decode(a.input.payloads, [ModelRequest])
-                    steps[event.event_id] = ModelStep(
+                    steps[key] = ModelStep(
                         turn=req.turn,
                         activity_id=a.activity_id,
                         status="scheduled",
                         scheduled_at=t,
                         model=req.model,
-                        messages=req.messages,
+                        messages=await prompts.of(req) if req.linear else req.messages,
                     )
+                elif a.activity_type.name == COMPACT_ACTIVITY:
+                    compactions[key] = a.activity_id
                 elif a.activity_type.name == TOOL_ACTIVITY:
                     [treq] = await decode(a.input.payloads, [ToolRequest])
-                    steps[event.event_id] = ToolStep(
+                    steps[key] = ToolStep(
                         turn=_turn_of(a.activity_id),
                         activity_id=a.activity_id,
                         status="scheduled",
@@ -181,9 +204,10 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                         policy=treq.policy,
                         approval=treq.approval,
                     )
+                    steps_calls[key] = treq.call
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 s = event.activity_task_started_event_attributes
-                if (step := steps.get(s.scheduled_event_id)) is not None:
+                if (step := steps.get((n, s.scheduled_event_id))) is not None:
                     step.status = "running"
                     step.attempts = s.attempt
                     last = await readable(s.last_failure)
@@ -191,10 +215,14 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                     step.last_attempt_seconds = -t.timestamp()  # completed below
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 c = event.activity_task_completed_event_attributes
-                if (step := steps.get(c.scheduled_event_id)) is not None:
+                if (n, c.scheduled_event_id) in compactions:
+                    [compacted] = await decode(c.result.payloads, [CompactResult])
+                    prompts.compacted(compacted)
+                if (step := steps.get((n, c.scheduled_event_id))) is not None:
                     _close(step, t, "completed")
                     if isinstance(step, ModelStep):
                         [resp] = await decode(c.result.payloads, [ModelResponse])
+                        prompts.responded(step.messages, resp)
                         step.response = resp.message
                         step.tool_calls = list(resp.message.tool_calls or [])
                         step.input_tokens = resp.usage.input_tokens
@@ -203,12 +231,13 @@ async def build_trace(client: Client, run_id: str) -> Trace:
                         step.finish_reason = resp.finish_reason
                     else:
                         [res] = await decode(c.result.payloads, [ToolResult])
+                        prompts.tool_result(steps_calls[(n, c.scheduled_event_id)], res)
                         step.result = res.content
                         step.is_error = res.is_error
             elif kind in _ACTIVITY_END:
                 status, attrs = _ACTIVITY_END[kind]
                 a_end = getattr(event, attrs)
-                if (step := steps.get(a_end.scheduled_event_id)) is not None:
+                if (step := steps.get((n, a_end.scheduled_event_id))) is not None:
                     _close(step, t, status)
                     failure = getattr(a_end, "failure", None)
                     if failure is not None:
@@ -306,6 +335,73 @@ _WORKFLOW_END: dict[EventType.ValueType, tuple[str, str]] = {
         "workflow_execution_timed_out_event_attributes",
     ),
 }
+
+
+class _Prompts:
+    """Rebuilds the exact prompt of each linear-history model call.
+
+    Every message the history records is indexed by its content hash, and every chain
+    head by the prompt it names, so a reference resolves without the store unless the
+    history cannot name it (then ``store`` is asked, when given).
+    """
+
+    def __init__(self, store: TranscriptStore | None, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.by_hash: dict[str, Message] = {}
+        self.heads: dict[str, list[Message]] = {}
+
+    def learn(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.by_hash.setdefault(message_hash(m), m)
+
+    async def of(self, req: ModelRequest) -> list[Message]:
+        base: list[Message] = []
+        if req.transcript_ref is not None:
+            known = self.heads.get(req.transcript_ref)
+            if known is None and self.store is not None:
+                try:
+                    known = await load_prompt(
+                        self.store, req.transcript_ref, [], run_id=self.run_id
+                    )
+                except TranscriptEntryMissing as e:
+                    known = [Message.system(f"[ratchet: earlier messages unavailable: {e}]")]
+            base = known or [
+                Message.system(
+                    f"[ratchet: earlier messages are in the transcript store under "
+                    f"{req.transcript_ref}; pass a store to build_trace to show them]"
+                )
+            ]
+        new: list[Message] = []
+        for entry in req.appended:
+            if isinstance(entry, Message):
+                new.append(entry)
+            elif entry in self.by_hash:
+                new.append(self.by_hash[entry])
+            else:
+                new.append(Message.system(f"[ratchet: message {entry} not in the history]"))
+        prompt = base + new
+        self.learn(prompt)
+        head = req.transcript_ref
+        for m in new:
+            head = chain_hash(head, message_hash(m))
+        if head is not None:
+            self.heads[head] = prompt
+        return prompt
+
+    def responded(self, prompt: list[Message], resp: ModelResponse) -> None:
+        self.learn([resp.message])
+        if resp.transcript_ref is not None:
+            self.heads[resp.transcript_ref] = [*prompt, resp.message]
+
+    def tool_result(self, call: ToolCall, res: ToolResult) -> None:
+        self.learn([Message.tool(call, res.content, is_error=res.is_error)])
+
+    def compacted(self, result: CompactResult) -> None:
+        if result.summary is not None:
+            self.learn([result.summary])
+        if all(h in self.by_hash for h in result.kept):
+            self.heads[result.head] = [self.by_hash[h] for h in result.kept]
 
 
 def _turn_of(activity_id: str) -> int:

@@ -16,7 +16,9 @@ from .activities import AgentActivities
 from .agent import Agent
 from .errors import ConfigError
 from .models import OpenAICompatible, Provider
+from .payloads import payload_limit
 from .pricing import DEFAULT_PRICES, Price
+from .transcripts import TranscriptStore
 from .workflow import AgentWorkflow
 
 __all__ = ["create_worker", "default_providers", "workflow_runner"]
@@ -84,6 +86,7 @@ def create_worker(
     task_queue: str = DEFAULT_TASK_QUEUE,
     providers: Mapping[str, Provider] | None = None,
     prices: Mapping[str, Price] | None = None,
+    transcript_store: TranscriptStore | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A Temporal worker hosting ``agents``: the agent workflow and its activities.
@@ -96,6 +99,9 @@ def create_worker(
             :func:`default_providers`.
         prices: model string → :class:`~ratchet.pricing.Price`, added to (and
             overriding) :data:`~ratchet.pricing.DEFAULT_PRICES`.
+        transcript_store: where model calls rebuild prompts from (see
+            :mod:`ratchet.transcripts`); every worker of a run must share it. Default:
+            a SQLite file in ratchet's data directory (one machine).
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     hosted: dict[str, Agent] = {}
@@ -108,7 +114,13 @@ def create_worker(
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
     all_providers = {**default_providers(), **(providers or {})}
-    acts = AgentActivities(hosted, all_providers, {**DEFAULT_PRICES, **(prices or {})})
+    acts = AgentActivities(
+        hosted,
+        all_providers,
+        {**DEFAULT_PRICES, **(prices or {})},
+        store=transcript_store,
+        payload_limit=payload_limit(client.data_converter.external_storage),
+    )
     options: dict[str, Any] = {
         # Passes ratchet's own modules and the I/O libraries through the sandbox (loaded
         # once, outside it); the workflow module itself stays sandboxed.
@@ -123,6 +135,11 @@ def create_worker(
         client,
         task_queue=task_queue,
         workflows=[AgentWorkflow],
-        activities=[acts.snapshot_agent, acts.call_model, acts.run_tool],
+        activities=[
+            acts.snapshot_agent,
+            acts.call_model,
+            acts.run_tool,
+            acts.compact_transcript,
+        ],
         **options,
     )

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,6 +28,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from ._protocol import (
         APPROVE_UPDATE,
+        COMPACT_ACTIVITY,
         END_CHAT_SIGNAL,
         MODEL_ACTIVITY,
         PENDING_QUERY,
@@ -40,8 +41,11 @@ with workflow.unsafe.imports_passed_through():
         AgentSpec,
         ApprovalAnswer,
         ApprovalRecord,
+        Carried,
         ChatMessage,
         ChatReply,
+        CompactRequest,
+        CompactResult,
         ModelRequest,
         ModelResponse,
         PendingApproval,
@@ -56,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from ._search import COST, STATUS, TOKENS, TURNS
     from .agent import Limits
     from .errors import MODEL_ERRORS
-    from .messages import Message, ToolCall
+    from .messages import Message, ToolCall, chain_hash, message_hash
     from .policy import PolicyDecision
 
 __all__ = ["AgentWorkflow"]
@@ -65,6 +69,12 @@ LOCAL_SNAPSHOT_PATCH = "ratchet.local-snapshot"
 """Runs started before this patch took the agent snapshot in a regular activity."""
 
 TRANSCRIPT_LIMIT_PATCH = "ratchet.transcript-limit"
+
+LINEAR_HISTORY_PATCH = "ratchet.linear-history"
+"""Runs started before this patch sent the whole transcript to every model call, never
+continued as new and had no context-window handling; they replay that way."""
+
+_MAX_COMPACTIONS_PER_TURN = 3
 
 _NON_RETRYABLE_MODEL_ERRORS = [k.name for k in MODEL_ERRORS.values() if not k.retryable]
 
@@ -91,6 +101,22 @@ class AgentWorkflow:
         self._answers: dict[str, ApprovalRecord] = {}
         self._messages: list[Message] = []
         self._status = RunStatus(agent="", state="starting", step="starting")
+        # Linear history: the chain head the model saw last, the messages since, and the
+        # hashes an activity already stored (sent as references, not again inline).
+        self._linear = False
+        self._head: str | None = None
+        self._pending_msgs: list[Message] = []
+        self._stored: set[str] = set()
+        self._turns_used = 0
+        self._repair_streak = 0
+        self._deferred: dict[str, PendingApproval] = {}
+        carried = inp.carried
+        if carried is not None:
+            # Restored here, before any handler runs: an approval answer may arrive in the
+            # first workflow task of the new execution.
+            self._status = carried.status.model_copy()
+            for p in carried.waiting:
+                self._pending[p.call_id] = p
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
@@ -165,6 +191,7 @@ class AgentWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
+        self._input = inp.model_copy(update={"carried": None})
         try:
             return await self._run(inp)
         except asyncio.CancelledError:
@@ -178,13 +205,131 @@ class AgentWorkflow:
             raise
 
     async def _run(self, inp: RunInput) -> RunResult:
+        if inp.carried is not None:
+            return await self._resume(inp, inp.carried)
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
         self._started = workflow.now()
+        self._linear = self._use_linear_history()
         spec = await self._snapshot(inp)
-        self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
+        # The run's prompt is pinned: dropping it to fit the context would lose the task.
+        opening = [Message.system(spec.instructions), Message.user(inp.prompt, pinned=self._linear)]
+        self._add_all(opening)
+        if self._linear:
+            # The snapshot activity stored them: model calls refer to them by hash.
+            self._stored.update(message_hash(m) for m in opening)
         self._status.state = "running"
         self._publish()
         answer = await self._answer(spec)
+        return await self._chat_loop(inp, spec, answer)
+
+    def _use_linear_history(self) -> bool:
+        """Whether this run takes the linear-history path (every run since the patch)."""
+        return workflow.patched(LINEAR_HISTORY_PATCH)
+
+    async def _resume(self, inp: RunInput, carried: Carried) -> RunResult:
+        """Go on where the previous execution of this run stopped."""
+        self._linear = True
+        self._started = carried.started
+        spec = carried.spec
+        self._head = carried.head
+        self._pending_msgs = list(carried.pending)
+        self._stored = set(carried.stored)
+        self._messages = list(carried.pending)
+        self._turns_used = carried.turns_used
+        self._repair_streak = carried.repair_streak
+        s = self._status
+        s.execution += 1
+        s.state = "running" if carried.resume == "answer" else "waiting-input"
+        self._set_step(f"continued as new (execution {s.execution})")
+        self._sync_approval_state()
+        answer = carried.answer
+        if carried.calls:
+            # An unfinished turn: finish the tool calls still waiting for approval (their
+            # approval ids and deadlines are unchanged), then go on with the next turn.
+            results: dict[str, Message | None] = dict(carried.results)
+            await self._finish_calls(spec, s.turn, carried.calls, results)
+        if carried.resume == "answer":
+            answer = await self._answer(spec)
+        return await self._chat_loop(inp, spec, answer)
+
+    async def _finish_calls(
+        self, spec: AgentSpec, turn: int, calls: list[ToolCall], results: dict[str, Message | None]
+    ) -> None:
+        """Run the calls of ``calls`` that have no result yet; add all results in call order.
+
+        Continues as new (again) when approvals are still open and the history is long.
+        """
+        todo = [(i, c) for i, c in enumerate(calls) if results.get(c.id) is None]
+        done = await asyncio.gather(
+            *(self._gated_tool(spec, turn, i, c, _parse_call(spec, c)[0]) for i, c in todo)
+        )
+        for (_, c), message in zip(todo, done, strict=True):
+            results[c.id] = message
+        if self._deferred:
+            self._continue_as_new(self._input, spec, resume="answer", calls=calls, results=results)
+        self._add_all([m for c in calls if (m := results[c.id]) is not None])
+
+    def _add(self, message: Message) -> None:
+        self._messages.append(message)
+        if self._linear:
+            self._pending_msgs.append(message)
+
+    def _add_all(self, messages: list[Message]) -> None:
+        for m in messages:
+            self._add(m)
+
+    def _can_continue(self, spec: AgentSpec) -> bool:
+        """Whether to continue as new at this boundary (history long, nothing in flight)."""
+        if not self._linear or not workflow.all_handlers_finished():
+            return False
+        info = workflow.info()
+        limits = spec.limits
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= limits.continue_as_new_after_events
+            or info.get_current_history_size() >= limits.continue_as_new_after_bytes
+        )
+
+    def _continue_as_new(
+        self,
+        inp: RunInput,
+        spec: AgentSpec,
+        *,
+        resume: Literal["answer", "chat"],
+        answer: str = "",
+        calls: list[ToolCall] | None = None,
+        results: dict[str, Message | None] | None = None,
+    ) -> NoReturn:
+        """Hand the run to a new execution with the same id: references and totals only."""
+        status = self._status.model_copy(
+            update={
+                "transcript_offset": self._status.transcript_offset
+                + len(self._messages)
+                - len(self._pending_msgs),
+                "pending_approvals": [],
+            }
+        )
+        done = {k: m for k, m in (results or {}).items() if m is not None}
+        carried = Carried(
+            spec=spec,
+            status=status,
+            started=self._started,
+            head=self._head,
+            pending=self._pending_msgs,
+            stored=[h for m in self._pending_msgs if (h := message_hash(m)) in self._stored]
+            + [h for m in done.values() if (h := message_hash(m)) in self._stored],
+            resume=resume,
+            answer=answer,
+            turns_used=self._turns_used,
+            repair_streak=self._repair_streak,
+            calls=calls or [],
+            results=done,
+            waiting=list(self._deferred.values()),
+        )
+        self._set_step(f"continuing as new (execution {status.execution + 1})")
+        workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
+
+    async def _chat_loop(self, inp: RunInput, spec: AgentSpec, answer: str) -> RunResult:
         while self._chat:
             # A chat stays open for follow-up messages, handled in order, one at a time.
             self._replies[self._answering] = answer
@@ -194,13 +339,15 @@ class AgentWorkflow:
             # Idle for too long: end, unless a message arrived in the same workflow task.
             with contextlib.suppress(asyncio.TimeoutError):
                 await workflow.wait_condition(
-                    lambda: bool(self._inbox) or self._ending,
+                    lambda: bool(self._inbox) or self._ending or self._can_continue(spec),
                     timeout=timedelta(seconds=spec.limits.chat_idle_timeout_seconds),
                 )
+            if not self._inbox and not self._ending and self._can_continue(spec):
+                self._continue_as_new(inp, spec, resume="chat", answer=answer)
             if not self._inbox:
                 break  # ended by the client, or idle
             self._answering, text = self._inbox.pop(0)
-            self._messages.append(Message.user(text))
+            self._add(Message.user(text))
             self._status.state = "running"
             self._publish()
             answer = await self._answer(spec)
@@ -212,8 +359,11 @@ class AgentWorkflow:
     async def _answer(self, spec: AgentSpec) -> str:
         """Model and tool turns until the model answers the latest user message."""
         limits = spec.limits
-        repair_streak = 0
-        for _ in range(limits.max_turns):
+        while self._turns_used < limits.max_turns:
+            if self._can_continue(spec):
+                # A safe turn boundary: nothing in flight, the next model call not started.
+                self._continue_as_new(self._input, spec, resume="answer")
+            self._turns_used += 1
             self._check_budgets(limits)
             # Turn numbers run on across a chat's messages: activity ids stay unique.
             self._status.turn += 1
@@ -224,18 +374,33 @@ class AgentWorkflow:
             self._publish()
             message = response.message
             self._messages.append(message)
+            if self._linear:
+                self._head = response.transcript_ref
+                self._pending_msgs = []
             if not message.tool_calls:
+                self._turns_used = 0
+                self._repair_streak = 0
                 return message.content or ""
 
             results, had_invalid = await self._run_tool_calls(spec, turn, message.tool_calls)
-            self._messages.extend(results)
-            repair_streak = repair_streak + 1 if had_invalid else 0
-            if repair_streak > limits.max_repair_turns:
+            self._repair_streak = self._repair_streak + 1 if had_invalid else 0
+            if self._deferred:
+                # Approvals still open and the history is long: hand them to a new execution.
+                self._continue_as_new(
+                    self._input,
+                    spec,
+                    resume="answer",
+                    calls=message.tool_calls,
+                    results={c.id: m for c, m in zip(message.tool_calls, results, strict=True)},
+                )
+            done = [m for m in results if m is not None]
+            self._add_all(done)
+            if self._repair_streak > limits.max_repair_turns:
                 self._fail(
                     "RepairLimitExceeded",
-                    f"the model made invalid tool calls {repair_streak} turns in a row "
+                    f"the model made invalid tool calls {self._repair_streak} turns in a row "
                     f"(Limits.max_repair_turns={limits.max_repair_turns}); last problem: "
-                    f"{next(m.content for m in reversed(results) if m.is_error)}",
+                    f"{next(m.content for m in reversed(done) if m.is_error)}",
                 )
         self._fail(
             "MaxTurnsExceeded",
@@ -244,7 +409,9 @@ class AgentWorkflow:
         )
 
     async def _snapshot(self, inp: RunInput) -> AgentSpec:
-        request = SnapshotRequest(agent=inp.agent, model=inp.model)
+        request = SnapshotRequest(
+            agent=inp.agent, model=inp.model, prompt=inp.prompt if self._linear else None
+        )
         retry = RetryPolicy(
             maximum_attempts=5, non_retryable_error_types=["UnknownAgent", "ConfigError"]
         )
@@ -277,6 +444,8 @@ class AgentWorkflow:
             self._fail(error_type, message)
 
     async def _call_model(self, spec: AgentSpec, turn: int) -> ModelResponse:
+        if self._linear:
+            return await self._call_model_linear(spec, turn)
         limits = spec.limits
         size = _transcript_bytes(self._messages)
         # `patched` is consulted only when the guard fires, so ordinary runs carry no
@@ -302,36 +471,141 @@ class AgentWorkflow:
             heartbeat_seconds=limits.model_heartbeat_seconds,
         )
         try:
-            response: ModelResponse = await workflow.execute_activity(
-                MODEL_ACTIVITY,
-                request,
-                result_type=ModelResponse,
-                task_queue=spec.model_task_queue,
-                activity_id=f"turn{turn}-model",
-                # The attempt's own HTTP timeout fires first; this is the backstop.
-                start_to_close_timeout=timedelta(seconds=limits.model_timeout_seconds + 10),
-                heartbeat_timeout=timedelta(seconds=limits.model_heartbeat_seconds),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=limits.model_retry_initial_seconds),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=limits.model_retry_max_seconds),
-                    maximum_attempts=limits.model_max_attempts,
-                    non_retryable_error_types=_NON_RETRYABLE_MODEL_ERRORS,
-                ),
-                summary=f"model {spec.model} · turn {turn}",
-            )
-            return response
+            return await self._model_activity(spec, request, f"turn{turn}-model")
         except ActivityError as e:
             _reraise_cancellation(e)
             error_type, message = _cause(e)
             self._fail(error_type, f"model call of turn {turn} failed: {message}")
 
+    async def _call_model_linear(self, spec: AgentSpec, turn: int) -> ModelResponse:
+        """A model call that sends a transcript reference and the new messages only.
+
+        A prompt over the context window is shrunk with the agent's strategy (an
+        activity) and the call retried, a bounded number of times.
+        """
+        limits = spec.limits
+        for attempt in range(_MAX_COMPACTIONS_PER_TURN + 1):
+            appended: list[Message | str] = [
+                h if (h := message_hash(m)) in self._stored else m for m in self._pending_msgs
+            ]
+            request = ModelRequest(
+                agent=spec.name,
+                model=spec.model,
+                turn=turn,
+                messages=[],
+                transcript_ref=self._head,
+                appended=appended,
+                offset=self._status.transcript_offset
+                + len(self._messages)
+                - len(self._pending_msgs),
+                linear=True,
+                context_window_tokens=limits.context_window_tokens,
+                tools=spec.tools,
+                tool_mode=spec.tool_mode,
+                temperature=spec.temperature,
+                max_tokens=spec.max_tokens,
+                timeout_seconds=limits.model_timeout_seconds,
+                heartbeat_seconds=limits.model_heartbeat_seconds,
+            )
+            activity_id = f"turn{turn}-model" + (f"-{attempt + 1}" if attempt else "")
+            try:
+                return await self._model_activity(spec, request, activity_id)
+            except ActivityError as e:
+                _reraise_cancellation(e)
+                error_type, message = _cause(e)
+                if error_type != "ContextTooLong" or attempt == _MAX_COMPACTIONS_PER_TURN:
+                    self._fail(error_type, f"model call of turn {turn} failed: {message}")
+            # The activity stored the prompt before calling the provider: its chain head
+            # names it, so the compaction request carries no messages.
+            head = self._head
+            for m in self._pending_msgs:
+                head = chain_hash(head, message_hash(m))
+                self._stored.add(message_hash(m))
+            assert head is not None  # a prompt always has the system message
+            await self._compact(spec, turn, head, attempt)
+        raise AssertionError("unreachable")  # the loop returns or fails
+
+    async def _compact(self, spec: AgentSpec, turn: int, head: str, attempt: int) -> None:
+        limits = spec.limits
+        self._set_step(f"shrinking the prompt to fit the context ({limits.context_strategy})")
+        try:
+            result: CompactResult = await workflow.execute_activity(
+                COMPACT_ACTIVITY,
+                CompactRequest(
+                    agent=spec.name,
+                    model=spec.model,
+                    turn=turn,
+                    head=head,
+                    strategy=limits.context_strategy,
+                    context_window_tokens=limits.context_window_tokens,
+                    timeout_seconds=limits.model_timeout_seconds,
+                    heartbeat_seconds=limits.model_heartbeat_seconds,
+                ),
+                result_type=CompactResult,
+                task_queue=spec.model_task_queue,
+                activity_id=f"turn{turn}-compact" + (f"-{attempt + 1}" if attempt else ""),
+                start_to_close_timeout=timedelta(seconds=limits.model_timeout_seconds + 10),
+                heartbeat_timeout=timedelta(seconds=limits.model_heartbeat_seconds),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=limits.model_retry_initial_seconds),
+                    maximum_interval=timedelta(seconds=limits.model_retry_max_seconds),
+                    maximum_attempts=limits.model_max_attempts,
+                    non_retryable_error_types=[
+                        *_NON_RETRYABLE_MODEL_ERRORS,
+                        "TranscriptEntryMissing",
+                    ],
+                ),
+                summary=f"{limits.context_strategy} · turn {turn}",
+            )
+        except ActivityError as e:
+            _reraise_cancellation(e)
+            error_type, message = _cause(e)
+            self._fail(error_type, f"shrinking the prompt of turn {turn} failed: {message}")
+        self._head = result.head
+        self._pending_msgs = []
+        self._status.compactions += 1
+        if result.usage.requests:
+            self._account(
+                ModelResponse(
+                    message=Message.assistant(""),
+                    usage=result.usage,
+                    model=spec.model,
+                    cost_usd=result.cost_usd,
+                )
+            )
+
+    async def _model_activity(
+        self, spec: AgentSpec, request: ModelRequest, activity_id: str
+    ) -> ModelResponse:
+        limits = spec.limits
+        response: ModelResponse = await workflow.execute_activity(
+            MODEL_ACTIVITY,
+            request,
+            result_type=ModelResponse,
+            task_queue=spec.model_task_queue,
+            activity_id=activity_id,
+            # The attempt's own HTTP timeout fires first; this is the backstop.
+            start_to_close_timeout=timedelta(seconds=limits.model_timeout_seconds + 10),
+            heartbeat_timeout=timedelta(seconds=limits.model_heartbeat_seconds),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=limits.model_retry_initial_seconds),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=limits.model_retry_max_seconds),
+                maximum_attempts=limits.model_max_attempts,
+                non_retryable_error_types=_NON_RETRYABLE_MODEL_ERRORS
+                + (["TranscriptEntryMissing", "PayloadTooLarge"] if request.linear else []),
+            ),
+            summary=f"model {spec.model} · turn {request.turn}",
+        )
+        return response
+
     async def _run_tool_calls(
         self, spec: AgentSpec, turn: int, calls: list[ToolCall]
-    ) -> tuple[list[Message], bool]:
+    ) -> tuple[list[Message | None], bool]:
         """Run the valid calls in parallel; answer invalid ones with an error message.
 
-        Returns the tool messages in the order of the calls, and whether any call was invalid.
+        Returns the tool messages in the order of the calls (None for a call whose
+        approval is handed to the next execution), and whether any call was invalid.
         """
         pending: list[Any] = []
         had_invalid = False
@@ -345,7 +619,7 @@ class AgentWorkflow:
         self._set_step(
             f"{len(calls)} tool call(s) (turn {turn}): " + ", ".join(c.name for c in calls)
         )
-        messages: list[Message] = list(await asyncio.gather(*pending))
+        messages: list[Message | None] = list(await asyncio.gather(*pending))
         self._status.tool_calls += len(calls)
         # Arguments the tool's own validation rejected (constraints the schema check in
         # here does not cover, e.g. ranges) count as invalid calls too.
@@ -354,7 +628,7 @@ class AgentWorkflow:
 
     async def _gated_tool(
         self, spec: AgentSpec, turn: int, index: int, call: ToolCall, arguments: dict[str, Any]
-    ) -> Message:
+    ) -> Message | None:
         """Apply the agent's policy to one call, then run it if allowed (or approved)."""
         tool = spec.tool(call.name)
         assert tool is not None  # _parse_call checked it
@@ -372,6 +646,8 @@ class AgentWorkflow:
             approval = await self._await_approval(
                 spec, f"turn{turn}-tool{index}", call, arguments, decision
             )
+            if approval is None:
+                return None  # still waiting: the next execution asks again
             if not approval.approved:
                 why = f": {approval.reason}" if approval.reason else ""
                 return Message.tool(
@@ -389,22 +665,35 @@ class AgentWorkflow:
         call: ToolCall,
         arguments: dict[str, Any],
         decision: PolicyDecision,
-    ) -> ApprovalRecord:
+    ) -> ApprovalRecord | None:
+        """Wait for a person's answer; None when the run continues as new meanwhile."""
         timeout = timedelta(seconds=spec.limits.approval_timeout_seconds)
         now = workflow.now()
-        self._pending[approval_id] = PendingApproval(
-            call_id=approval_id,
-            tool=call.name,
-            arguments=arguments,
-            rule=decision.rule,
-            reason=decision.reason,
-            requested_at=now,
-            deadline=now + timeout,
-        )
+        if approval_id in self._pending:
+            # Carried over from the previous execution: the same request, the same deadline.
+            timeout = max(self._pending[approval_id].deadline - now, timedelta(0))
+        else:
+            self._pending[approval_id] = PendingApproval(
+                call_id=approval_id,
+                tool=call.name,
+                arguments=arguments,
+                rule=decision.rule,
+                reason=decision.reason,
+                requested_at=now,
+                deadline=now + timeout,
+            )
         self._sync_approval_state()
         try:
-            # A durable timer: the wait costs no worker memory and survives restarts.
-            await workflow.wait_condition(lambda: approval_id in self._answers, timeout=timeout)
+            # A durable timer: the wait costs no worker memory and survives restarts. A
+            # long history hands the wait to a new execution (a safe boundary: nothing
+            # runs for this call yet).
+            await workflow.wait_condition(
+                lambda: approval_id in self._answers or self._can_continue(spec),
+                timeout=timeout,
+            )
+            if approval_id not in self._answers:
+                self._deferred[approval_id] = self._pending[approval_id]
+                return None
         except asyncio.TimeoutError:  # noqa: UP041 (TimeoutError here is temporalio's)
             # An answer that landed in the same workflow task as the deadline wins: the
             # approver was told it was accepted.
@@ -459,6 +748,7 @@ class AgentWorkflow:
                     # Only a rule that decided something is worth recording.
                     policy=decision if decision and decision.rule != "policy.default" else None,
                     approval=approval,
+                    store=self._linear,
                 ),
                 result_type=ToolResult,
                 # Explicit and unique per run, so the idempotency key derived from it is stable.
@@ -471,11 +761,13 @@ class AgentWorkflow:
         except ActivityError as e:
             _reraise_cancellation(e)
             error_type, message = _cause(e)
-            if error_type == "ToolFailed":
-                self._fail("ToolFailed", message)
+            if error_type in ("ToolFailed", "PayloadTooLarge"):
+                self._fail(error_type, message)
             return Message.tool(call, f"tool {call.name!r} failed: {message}", is_error=True)
         if result.invalid_arguments:
             self._rejected_by_tool.add(call.id)
+        if result.message_ref is not None:
+            self._stored.add(result.message_ref)
         return Message.tool(call, result.content, is_error=result.is_error)
 
     def _check_budgets(self, limits: Limits) -> None:
