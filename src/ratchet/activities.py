@@ -16,6 +16,7 @@ import pydantic
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from ._limiter import RateLimit
 from ._protocol import (
     MODEL_ACTIVITY,
     SNAPSHOT_ACTIVITY,
@@ -27,6 +28,7 @@ from ._protocol import (
     ToolRequest,
     ToolResult,
 )
+from ._ratelimit import limited_call
 from .agent import Agent, parse_model
 from .errors import ConfigError, RetryableToolError
 from .models import Provider
@@ -45,10 +47,12 @@ class AgentActivities:
         agents: Mapping[str, Agent],
         providers: Mapping[str, Provider],
         prices: Mapping[str, Price] | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         self.agents = dict(agents)
         self.providers = dict(providers)
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
+        self.rate_limits = dict(rate_limits or {})
 
     def _agent(self, name: str) -> Agent:
         agent = self.agents.get(name)
@@ -64,6 +68,11 @@ class AgentActivities:
         return agent
 
     def _provider(self, model: str) -> tuple[Provider, str]:
+        provider, name, _ = self._provider_ref(model)
+        return provider, name
+
+    def _provider_ref(self, model: str) -> tuple[Provider, str, str]:
+        """The provider, the model name it knows, and the provider's registered name."""
         try:
             ref = parse_model(model)
         except ConfigError as e:
@@ -77,7 +86,7 @@ class AgentActivities:
                 type="ConfigError",
                 non_retryable=True,
             )
-        return provider, ref.name
+        return provider, ref.name, ref.provider
 
     @activity.defn(name=SNAPSHOT_ACTIVITY)
     async def snapshot_agent(self, request: SnapshotRequest) -> AgentSpec:
@@ -94,10 +103,14 @@ class AgentActivities:
     @instrument_model_call
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
-        provider, model_name = self._provider(request.model)
-        response = await _heartbeating(
-            provider.complete(request, model_name), request.heartbeat_seconds
-        )
+        provider, model_name, key = self._provider_ref(request.model)
+        limit = self.rate_limits.get(key)
+        if limit is None:
+            work = provider.complete(request, model_name)
+        else:
+            # Shared limits: wait for capacity (heartbeating), then settle the usage.
+            work = limited_call(key, limit, request, lambda: provider.complete(request, model_name))
+        response = await _heartbeating(work, request.heartbeat_seconds)
         # Attempts before this one failed; the provider may still bill them, so they are
         # counted as requests. The cost is fixed here and recorded with the call.
         response = response.model_copy(

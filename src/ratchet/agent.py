@@ -20,7 +20,7 @@ JSON envelope enforced through ``response_format`` (``json_schema``), for small
 local models whose chat template has no tool support."""
 
 _AGENT_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$")
-_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class Limits(BaseModel):
@@ -101,7 +101,7 @@ def parse_model(model: str) -> ModelRef:
     if model == "local":
         return ModelRef(provider="local", name="local")
     provider, sep, name = model.partition(":")
-    if not sep or not name.strip() or not _PROVIDER_RE.match(provider):
+    if not sep or not name.strip() or not PROVIDER_RE.match(provider):
         raise ConfigError(
             f"bad model string {model!r}: expected 'local' or '<provider>:<model>', "
             "e.g. 'openai:gpt-4o-mini'"

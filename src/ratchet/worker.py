@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from ._limiter import LimiterWorkflow, RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
 from .activities import AgentActivities
 from .agent import Agent
@@ -18,7 +19,13 @@ from .models import OpenAICompatible, Provider
 from .pricing import DEFAULT_PRICES, Price
 from .workflow import AgentWorkflow
 
-__all__ = ["create_worker", "default_providers", "workflow_runner"]
+__all__ = [
+    "create_model_worker",
+    "create_worker",
+    "default_providers",
+    "model_queue",
+    "workflow_runner",
+]
 
 
 def default_providers() -> dict[str, Provider]:
@@ -65,6 +72,7 @@ def create_worker(
     task_queue: str = DEFAULT_TASK_QUEUE,
     providers: Mapping[str, Provider] | None = None,
     prices: Mapping[str, Price] | None = None,
+    rate_limits: Mapping[str, RateLimit] | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A Temporal worker hosting ``agents``: the agent workflow and its activities.
@@ -77,6 +85,9 @@ def create_worker(
             :func:`default_providers`.
         prices: model string → :class:`~ratchet.pricing.Price`, added to (and
             overriding) :data:`~ratchet.pricing.DEFAULT_PRICES`.
+        rate_limits: provider name → :class:`~ratchet.RateLimit`: model calls to these
+            providers wait for capacity from the provider's limiter workflow, shared by
+            every worker (give all workers the same limits).
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     hosted: dict[str, Agent] = {}
@@ -88,8 +99,84 @@ def create_worker(
         hosted[agent.name] = agent
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
+    acts = _activities(hosted, providers, prices, rate_limits)
+    options = _options(worker_options)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow, LimiterWorkflow],
+        activities=[acts.snapshot_agent, acts.call_model, acts.run_tool],
+        **options,
+    )
+
+
+def model_queue(provider: str) -> str:
+    """The conventional task queue of a provider's model calls: ``ratchet.model.<provider>``.
+
+    Give agents ``Agent(model_task_queue=model_queue("openai"))`` and run
+    :func:`create_model_worker` workers for it.
+    """
+    return f"ratchet.model.{provider}"
+
+
+def create_model_worker(
+    client: Client,
+    provider: str,
+    *,
+    task_queue: str | None = None,
+    rate_limit: RateLimit | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    prices: Mapping[str, Price] | None = None,
+    **worker_options: Any,
+) -> Worker:
+    """A worker for one provider's model calls, on that provider's own task queue.
+
+    With ``rate_limit.rpm`` set, the Temporal server itself caps how fast activities
+    are handed out on the queue, across all its workers
+    (``max_task_queue_activities_per_second = rpm / window_seconds``), and the
+    provider's limiter enforces the exact sliding-window request and token limits.
+
+    Args:
+        client: a client from :func:`ratchet.connect`.
+        provider: the provider's registered name (``openai``, ``local``, or one of
+            ``providers``).
+        task_queue: the queue to poll; default :func:`model_queue` of ``provider``.
+        rate_limit: the provider's limits; None: unlimited.
+        providers: extra providers, as in :func:`create_worker`.
+        prices: extra prices, as in :func:`create_worker`.
+        worker_options: passed to :class:`temporalio.worker.Worker`.
+    """
+    acts = _activities({}, providers, prices, {provider: rate_limit} if rate_limit else None)
+    if provider not in acts.providers:
+        known = ", ".join(sorted(acts.providers))
+        raise ConfigError(f"no provider named {provider!r} (known: {known}); pass providers=")
+    options = _options(worker_options)
+    if rate_limit is not None and rate_limit.requests_per_second is not None:
+        options.setdefault("max_task_queue_activities_per_second", rate_limit.requests_per_second)
+    return Worker(
+        client,
+        task_queue=task_queue or model_queue(provider),
+        workflows=[LimiterWorkflow],
+        activities=[acts.call_model],
+        **options,
+    )
+
+
+def _activities(
+    agents: Mapping[str, Agent],
+    providers: Mapping[str, Provider] | None,
+    prices: Mapping[str, Price] | None,
+    rate_limits: Mapping[str, RateLimit] | None,
+) -> AgentActivities:
     all_providers = {**default_providers(), **(providers or {})}
-    acts = AgentActivities(hosted, all_providers, {**DEFAULT_PRICES, **(prices or {})})
+    for name in rate_limits or {}:
+        if name not in all_providers:
+            known = ", ".join(sorted(all_providers))
+            raise ConfigError(f"rate_limits names provider {name!r}, which is unknown ({known})")
+    return AgentActivities(agents, all_providers, {**DEFAULT_PRICES, **(prices or {})}, rate_limits)
+
+
+def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {
         # The sandbox re-imports the workflow's package; ratchet's package __init__ pulls in
         # the I/O libraries, which are passed through (loaded once, outside the sandbox).
@@ -101,10 +188,4 @@ def create_worker(
         "sticky_queue_schedule_to_start_timeout": timedelta(seconds=1),
     }
     options.update(worker_options)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=[acts.snapshot_agent, acts.call_model, acts.run_tool],
-        **options,
-    )
+    return options
