@@ -111,7 +111,9 @@ class AcquireRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     ticket: str
-    """Unique per attempt of a model call: workflow id / activity id / attempt."""
+    """The model call (workflow id / activity id): its place in the queue."""
+    attempt: int = 1
+    """The grant is this attempt's: a retry after a crash needs a grant of its own."""
     tokens: int = Field(ge=0)
     """The estimate: prompt tokens plus the completion tokens it may use."""
     agent: str = ""
@@ -131,6 +133,7 @@ class SettleRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     ticket: str
+    """The grant: ``<call ticket>#<attempt>``."""
     tokens: int = Field(ge=0)
     """What the call really used (0 when the provider refused it)."""
 
@@ -220,7 +223,8 @@ class LimiterWorkflow:
     def acquire(self, request: AcquireRequest) -> AcquireReply:
         now = workflow.now()
         self._trim(now)
-        if any(r.ticket == request.ticket for r in self._s.reservations):
+        grant = f"{request.ticket}#{request.attempt}"
+        if any(r.ticket == grant for r in self._s.reservations):
             return AcquireReply(granted=True)  # asked twice (an RPC retry): already granted
         queue = self._s.queue
         mine = next((t for t in queue if t.ticket == request.ticket), None)
@@ -237,9 +241,7 @@ class LimiterWorkflow:
         start = starts[mine.ticket]
         if start <= now:
             queue.remove(mine)
-            self._s.reservations.append(
-                _Reservation(ticket=mine.ticket, at=now, tokens=mine.tokens)
-            )
+            self._s.reservations.append(_Reservation(ticket=grant, at=now, tokens=mine.tokens))
             self._s.granted_total += 1
             return AcquireReply(granted=True)
         wait = (start - now).total_seconds()

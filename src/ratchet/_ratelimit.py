@@ -158,14 +158,17 @@ async def limited_call(
     """
     info = activity.info()
     limiter = _Limiter(activity.client(), provider, limit, info.task_queue)
-    ticket = f"{info.workflow_id}/{info.activity_id}/{info.attempt}"
+    # One place in the queue per model call, kept across its attempts.
+    ticket = f"{info.workflow_id}/{info.activity_id}"
     estimate = estimate_tokens(request, limit)
     # Keep the call's own timeout (plus slack) out of the time spent waiting.
     budget = (info.start_to_close_timeout or timedelta(hours=1)).total_seconds()
     deadline = time.monotonic() + budget - request.timeout_seconds - 5
     await limiter.acquire(
-        AcquireRequest(ticket=ticket, tokens=estimate, agent=request.agent), deadline
+        AcquireRequest(ticket=ticket, attempt=info.attempt, tokens=estimate, agent=request.agent),
+        deadline,
     )
+    ticket = f"{ticket}#{info.attempt}"  # the reservation is the attempt's
     try:
         response = await call()
     except ApplicationError as e:

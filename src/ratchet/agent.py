@@ -40,6 +40,12 @@ class Limits(BaseModel):
     """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
     model_timeout_seconds: float = Field(120.0, gt=0)
     """One model call attempt may take this long."""
+    model_queue_seconds: float = Field(300.0, ge=0)
+    """How long one model call attempt may wait for its provider's rate limiter.
+
+    Only providers given rate limits (``create_worker(rate_limits=...)``) make calls
+    wait; a call still waiting after this long is retried (an attempt is used) and
+    keeps its place in the queue."""
     model_heartbeat_seconds: float = Field(2.0, gt=0)
     """A model call whose worker stops heartbeating for this long is retried elsewhere.
 

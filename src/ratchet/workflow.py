@@ -308,8 +308,11 @@ class AgentWorkflow:
                 result_type=ModelResponse,
                 task_queue=spec.model_task_queue,
                 activity_id=f"turn{turn}-model",
-                # The attempt's own HTTP timeout fires first; this is the backstop.
-                start_to_close_timeout=timedelta(seconds=limits.model_timeout_seconds + 10),
+                # The attempt's own HTTP timeout fires first; this is the backstop. A call
+                # may first wait for its provider's rate limiter, heartbeating.
+                start_to_close_timeout=timedelta(
+                    seconds=limits.model_timeout_seconds + limits.model_queue_seconds + 10
+                ),
                 heartbeat_timeout=timedelta(seconds=limits.model_heartbeat_seconds),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=limits.model_retry_initial_seconds),

@@ -870,16 +870,21 @@ class ScriptedModelServer:
         with self._cond:
             return list(self._requests)
 
-    def peak_in_window(self, seconds: float) -> tuple[int, int]:
+    def peak_in_window(self, seconds: float, *, since: float = 0.0) -> tuple[int, int]:
         """The most successful requests, and the most tokens, any sliding window held.
 
         Windows of ``seconds`` are anchored at every request's arrival (where a
-        sliding window's count can peak), over requests answered with HTTP 200.
+        sliding window's count can peak), over requests answered with HTTP 200
+        that arrived at ``since`` (a ``time.time()``) or later.
 
         Returns:
             ``(requests, tokens)``: the peak of each (each from its own window).
         """
-        ok = [(r.received_at, r.tokens) for r in self.requests if r.status == 200]
+        ok = [
+            (r.received_at, r.tokens)
+            for r in self.requests
+            if r.status == 200 and r.received_at >= since
+        ]
         peak_requests = peak_tokens = 0
         for i, (start, _) in enumerate(ok):
             inside = [tokens for at, tokens in ok[i:] if at < start + seconds]

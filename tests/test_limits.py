@@ -1,0 +1,240 @@
+"""Provider limits that hold across worker processes: RPM, TPM, a shared Retry-After pause.
+
+Real `ratchet worker` subprocesses share one dev server and one scripted
+OpenAI-compatible server, which records the arrival time and tokens of every
+request. Windows are scaled down from 60 s to 2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from ratchet import AgentClient, RateLimit, create_model_worker
+from ratchet._limiter import (
+    LIMITER_ACQUIRE_UPDATE,
+    LIMITER_WORKFLOW_TYPE,
+    AcquireReply,
+    AcquireRequest,
+    LimiterInput,
+    limiter_id,
+)
+from ratchet._protocol import MODEL_ACTIVITY
+from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, error, reply
+from ratchet.testing import tool_calls as tool_calls_step
+
+from .conftest import API_KEY
+from .workers import WorkerProcess, wait_for
+
+WINDOW = 2.0
+PROMPT = "Which of these products are in stock? " + "x" * 360
+
+
+def new_provider() -> str:
+    return f"p{uuid.uuid4().hex[:8]}"
+
+
+def address(client: Client) -> str:
+    return client.service_client.config.target_host
+
+
+def start_workers(
+    client: Client,
+    server: ScriptedModelServer,
+    tmp: Path,
+    provider: str,
+    rate_limit: str,
+    *,
+    count: int = 2,
+    model_queue: str | None = None,
+) -> tuple[str, list[WorkerProcess]]:
+    """``count`` worker processes hosting tests.limits_app, ready to work."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    args = ["--provider", f"{provider}={server.base_url}", "--rate-limit", rate_limit]
+    env = {"LIMITS_PROVIDER": provider, f"{provider.upper()}_API_KEY": API_KEY}
+    if model_queue is not None:
+        args += ["--model-queue", f"{provider}={model_queue}"]
+        env["LIMITS_MODEL_QUEUE"] = model_queue
+    started = [
+        WorkerProcess(
+            address(client), queue, server, tmp, app="tests.limits_app:agents", args=args, env=env
+        )
+        for _ in range(count)
+    ]
+    for w in started:
+        wait_for(lambda w=w: "Ctrl-C to stop" in Path(w.log.name).read_text(), 60, "a worker")
+    return queue, started
+
+
+async def model_workers(client: Client, run_ids: list[str]) -> set[str]:
+    """The identities of the workers that ran the runs' model calls."""
+    identities: set[str] = set()
+    for run_id in run_ids:
+        scheduled: set[int] = set()
+        async for e in client.get_workflow_handle(run_id).fetch_history_events():
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                if e.activity_task_scheduled_event_attributes.activity_type.name == MODEL_ACTIVITY:
+                    scheduled.add(e.event_id)
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                attrs = e.activity_task_started_event_attributes
+                if attrs.scheduled_event_id in scheduled:
+                    identities.add(attrs.identity)
+    return identities
+
+
+async def run_all(client: AgentClient, prompts: list[str]) -> list[str]:
+    handles = [await client.start("limited", p) for p in prompts]
+    await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 180)
+    return [h.id for h in handles]
+
+
+async def test_rpm_and_tpm_hold_across_worker_processes_and_change_live(
+    temporal_client: Client, workers: list[Any], tmp_path: Path
+) -> None:
+    provider = new_provider()
+    # Each call uses ~122 tokens and reserves ~140 (prompt estimate + max_tokens=20):
+    # 3 calls fill the 450-token budget; rpm=6 (also 3/s handed out by the server on
+    # the model queue) is not what binds at first.
+    server = ScriptedModelServer(expected_api_key=API_KEY, handler=lambda r: reply("ok")).start()
+    try:
+        queue, started = start_workers(
+            temporal_client,
+            server,
+            tmp_path,
+            provider,
+            f"{provider}:rpm=6,tpm=450,window={WINDOW},margin=0.5",
+            model_queue=f"model-{uuid.uuid4().hex[:8]}",
+        )
+        workers.extend(started)
+        client = AgentClient(temporal_client, task_queue=queue)
+        first = await run_all(client, [f"{PROMPT} {i}" for i in range(12)])
+
+        status = await client.limits_of(provider)
+        assert (status.limit.rpm, status.limit.tpm, status.granted_total) == (6, 450, 12)
+        assert [s.provider for s in await client.limits() if s.provider == provider] == [provider]
+        # Live: one request per window from now on, tokens unchanged.
+        changed = await client.set_limits(provider, rpm=1)
+        assert (changed.limit.rpm, changed.limit.tpm) == (1, 450)
+        since = time.time()
+        second = await run_all(client, [f"{PROMPT} again {i}" for i in range(4)])
+    finally:
+        server.stop()
+
+    requests = server.requests
+    assert len(requests) == 16 and all(r.status == 200 for r in requests)
+    peak_requests, peak_tokens = server.peak_in_window(WINDOW)
+    assert peak_requests <= 6 and peak_tokens <= 450, (peak_requests, peak_tokens)
+    # The token budget was what bounded the first batch: windows did fill up.
+    assert peak_tokens > 300, [(round(r.received_at - requests[0].received_at, 2), r.tokens) for r in requests]
+    assert server.peak_in_window(WINDOW, since=since)[0] == 1
+    assert len(await model_workers(temporal_client, first + second)) == 2
+
+
+async def test_a_429_with_retry_after_pauses_every_worker(
+    temporal_client: Client, workers: list[Any], tmp_path: Path
+) -> None:
+    provider = new_provider()
+    counter = {"n": 0}
+
+    def script(r: RecordedRequest) -> Step:
+        counter["n"] += 1
+        if counter["n"] == 10:
+            return error(429, headers={"Retry-After": "2"})
+        # Three searches, then the answer: a steady flow of calls from every run.
+        if len(r.messages) < 2 + 2 * 3:
+            return tool_calls_step(call("search", {"q": "shoes"}), delay=0.05)
+        return reply("done", delay=0.05)
+
+    server = ScriptedModelServer(expected_api_key=API_KEY, handler=script).start()
+    try:
+        queue, started = start_workers(
+            temporal_client, server, tmp_path, provider, f"{provider}:rpm=1000,window={WINDOW}"
+        )
+        workers.extend(started)
+        client = AgentClient(temporal_client, task_queue=queue)
+        runs = await run_all(client, [f"find shoes {i}" for i in range(8)])
+        status = await client.limits_of(provider)
+    finally:
+        server.stop()
+
+    requests = server.requests
+    [limited] = [r for r in requests if r.status == 429]
+    t = limited.received_at
+    others = [r.received_at - t for r in requests if r is not limited]
+    # Calls already granted may land just after the 429; then nobody calls until the
+    # pause is over, although every run still had calls to make.
+    assert not [d for d in others if 0.8 < d < 1.7], sorted(others)
+    assert len([d for d in others if d >= 1.7]) >= 5, sorted(others)
+    assert len(requests) == 8 * 4 + 1
+    assert status.pauses_total == 1
+    assert len(await model_workers(temporal_client, runs)) == 2
+
+
+async def test_limiter_is_fifo_expires_abandoned_tickets_and_continues_as_new(
+    temporal_client: Client,
+) -> None:
+    provider = new_provider()
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    limit = RateLimit(rpm=1, window_seconds=1.0, margin_seconds=0.1)
+    async with create_model_worker(temporal_client, "openai", task_queue=queue):
+        handle = await temporal_client.start_workflow(
+            LIMITER_WORKFLOW_TYPE,
+            LimiterInput(
+                provider=provider, limit=limit, max_history_events=60, ticket_grace_seconds=0.3
+            ),
+            id=limiter_id(provider),
+            task_queue=queue,
+        )
+        first_run = handle.result_run_id
+
+        async def acquire(ticket: str) -> AcquireReply:
+            reply_: AcquireReply = await handle.execute_update(
+                LIMITER_ACQUIRE_UPDATE,
+                AcquireRequest(ticket=ticket, tokens=10),
+                result_type=AcquireReply,
+            )
+            return reply_
+
+        assert (await acquire("a")).granted
+        b = await acquire("b")
+        c = await acquire("c")
+        assert not b.granted and not c.granted and (b.position, c.position) == (0, 1)
+        assert c.wait_seconds > b.wait_seconds
+        # C asks when B's turn has come, before B does: B's place is kept (FIFO).
+        await asyncio.sleep(b.wait_seconds + 0.05)
+        assert not (await acquire("c")).granted
+        assert (await acquire("b")).granted
+        # D queues, then its caller dies. After its grace D no longer holds up E.
+        d = await acquire("d")
+        assert not d.granted
+        await asyncio.sleep(d.wait_seconds + 0.3 + 0.2)
+        e = await acquire("e")
+        assert e.granted, e
+        # Granted capacity of a holder that never settles frees once its window passed;
+        # dozens of grants later the limiter has continued as new with its state.
+        granted = 2 + int(e.granted)
+        for i in range(12):
+            r = await until_granted(acquire, f"t{i}")
+            granted += 1
+            assert r.granted
+        status = await AgentClient(temporal_client).limits_of(provider)
+        assert status.granted_total == granted
+        assert (await handle.describe()).run_id != first_run
+        assert status.limit == limit
+        await handle.terminate()
+
+
+async def until_granted(acquire: Callable[[str], Any], ticket: str) -> AcquireReply:
+    deadline = time.monotonic() + 30
+    while True:
+        r: AcquireReply = await acquire(ticket)
+        if r.granted or time.monotonic() > deadline:
+            return r
+        await asyncio.sleep(r.wait_seconds)
