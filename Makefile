@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck llm unit down histories chaos recovery clean
+.PHONY: install demo test lint typecheck llm unit down histories chaos recovery limits-bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
@@ -52,6 +52,10 @@ chaos: install
 # Kill-to-next-step latency after kill -9 of a worker.
 recovery: install
 	$(PY) -m scripts.recovery_time
+
+# Not part of `make test`: 50 agents, 3 workers, a provider with a TPM limit.
+limits-bench: install
+	$(PY) -m scripts.limits_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

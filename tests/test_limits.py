@@ -10,20 +10,23 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from ratchet import AgentClient, RateLimit, create_model_worker
 from ratchet._limiter import (
-    LIMITER_ACQUIRE_UPDATE,
+    LIMITER_REQUEST_SIGNAL,
+    LIMITER_SETTLE_SIGNAL,
+    LIMITER_TICKET_QUERY,
     LIMITER_WORKFLOW_TYPE,
-    AcquireReply,
-    AcquireRequest,
+    CapacityRequest,
     LimiterInput,
+    SettleRequest,
+    TicketState,
     limiter_id,
 )
 from ratchet._protocol import MODEL_ACTIVITY
@@ -31,6 +34,7 @@ from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, er
 from ratchet.testing import tool_calls as tool_calls_step
 
 from .conftest import API_KEY
+from .test_cli import address, assert_clean_error, ratchet
 from .workers import WorkerProcess, wait_for
 
 WINDOW = 2.0
@@ -39,10 +43,6 @@ PROMPT = "Which of these products are in stock? " + "x" * 360
 
 def new_provider() -> str:
     return f"p{uuid.uuid4().hex[:8]}"
-
-
-def address(client: Client) -> str:
-    return client.service_client.config.target_host
 
 
 def start_workers(
@@ -132,7 +132,9 @@ async def test_rpm_and_tpm_hold_across_worker_processes_and_change_live(
     peak_requests, peak_tokens = server.peak_in_window(WINDOW)
     assert peak_requests <= 6 and peak_tokens <= 450, (peak_requests, peak_tokens)
     # The token budget was what bounded the first batch: windows did fill up.
-    assert peak_tokens > 300, [(round(r.received_at - requests[0].received_at, 2), r.tokens) for r in requests]
+    assert peak_tokens > 300, [
+        (round(r.received_at - requests[0].received_at, 2), r.tokens) for r in requests
+    ]
     assert server.peak_in_window(WINDOW, since=since)[0] == 1
     assert len(await model_workers(temporal_client, first + second)) == 2
 
@@ -177,7 +179,21 @@ async def test_a_429_with_retry_after_pauses_every_worker(
     assert len(await model_workers(temporal_client, runs)) == 2
 
 
-async def test_limiter_is_fifo_expires_abandoned_tickets_and_continues_as_new(
+async def ticket_state(handle: WorkflowHandle[Any, Any], grant: str) -> TicketState:
+    state: TicketState = await handle.query(LIMITER_TICKET_QUERY, grant, result_type=TicketState)
+    return state
+
+
+async def wait_granted(handle: WorkflowHandle[Any, Any], grant: str) -> float:
+    """Seconds until ``grant`` is granted (at most 10)."""
+    started = time.monotonic()
+    while not (await ticket_state(handle, grant)).granted:
+        assert time.monotonic() - started < 10, f"{grant} not granted within 10 s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_limiter_is_fifo_frees_dead_holders_and_continues_as_new(
     temporal_client: Client,
 ) -> None:
     provider = new_provider()
@@ -186,55 +202,95 @@ async def test_limiter_is_fifo_expires_abandoned_tickets_and_continues_as_new(
     async with create_model_worker(temporal_client, "openai", task_queue=queue):
         handle = await temporal_client.start_workflow(
             LIMITER_WORKFLOW_TYPE,
-            LimiterInput(
-                provider=provider, limit=limit, max_history_events=60, ticket_grace_seconds=0.3
-            ),
+            LimiterInput(provider=provider, limit=limit, max_history_events=40),
             id=limiter_id(provider),
             task_queue=queue,
         )
         first_run = handle.result_run_id
 
-        async def acquire(ticket: str) -> AcquireReply:
-            reply_: AcquireReply = await handle.execute_update(
-                LIMITER_ACQUIRE_UPDATE,
-                AcquireRequest(ticket=ticket, tokens=10),
-                result_type=AcquireReply,
+        async def request(ticket: str, *, attempt: int = 1, lease: float = 30.0) -> None:
+            capacity = CapacityRequest(
+                ticket=ticket, attempt=attempt, tokens=10, lease_seconds=lease
             )
-            return reply_
+            await handle.signal(LIMITER_REQUEST_SIGNAL, capacity)
 
-        assert (await acquire("a")).granted
-        b = await acquire("b")
-        c = await acquire("c")
-        assert not b.granted and not c.granted and (b.position, c.position) == (0, 1)
-        assert c.wait_seconds > b.wait_seconds
-        # C asks when B's turn has come, before B does: B's place is kept (FIFO).
-        await asyncio.sleep(b.wait_seconds + 0.05)
-        assert not (await acquire("c")).granted
-        assert (await acquire("b")).granted
-        # D queues, then its caller dies. After its grace D no longer holds up E.
-        d = await acquire("d")
-        assert not d.granted
-        await asyncio.sleep(d.wait_seconds + 0.3 + 0.2)
-        e = await acquire("e")
-        assert e.granted, e
-        # Granted capacity of a holder that never settles frees once its window passed;
-        # dozens of grants later the limiter has continued as new with its state.
-        granted = 2 + int(e.granted)
-        for i in range(12):
-            r = await until_granted(acquire, f"t{i}")
-            granted += 1
-            assert r.granted
+        async def state(grant: str) -> TicketState:
+            return await ticket_state(handle, grant)
+
+        async def granted(grant: str) -> float:
+            return await wait_granted(handle, grant)
+
+        async def settle(grant: str) -> None:
+            now = datetime.now(UTC)
+            await handle.signal(
+                LIMITER_SETTLE_SIGNAL, SettleRequest(grant=grant, tokens=10, sent_at=now)
+            )
+
+        for ticket in "abc":
+            await request(ticket)
+        await granted("a#1")
+        b, c = await state("b#1"), await state("c#1")
+        assert (b.granted, c.granted, b.position, c.position) == (False, False, 0, 1)
+        assert b.eta is not None and c.eta is not None and c.eta > b.eta
+        await settle("a#1")
+        # One request per 1.1 s, served in order: C never overtakes B.
+        await granted("b#1")
+        assert not (await state("c#1")).granted
+        await settle("b#1")
+        await granted("c#1")
+        await settle("c#1")
+
+        # D dies holding its grant: E waits for D's lease (1.5 s) plus a window, not forever.
+        await request("d", lease=1.5)
+        await request("e")
+        await granted("d#1")
+        await asyncio.sleep(1.0)
+        assert not (await state("e#1")).granted
+        await granted("e#1")
+        await settle("e#1")
+
+        # F's first attempt dies holding its grant; the retry settles it at once, so
+        # the retry waits one window, not the 30 s lease.
+        await request("f")
+        await granted("f#1")
+        await request("f", attempt=2)
+        assert await granted("f#2") < 5
+
         status = await AgentClient(temporal_client).limits_of(provider)
-        assert status.granted_total == granted
-        assert (await handle.describe()).run_id != first_run
-        assert status.limit == limit
+        assert status.granted_total == 7 and status.limit == limit
+        assert (await handle.describe()).run_id != first_run, "no continue-as-new"
         await handle.terminate()
 
 
-async def until_granted(acquire: Callable[[str], Any], ticket: str) -> AcquireReply:
-    deadline = time.monotonic() + 30
-    while True:
-        r: AcquireReply = await acquire(ticket)
-        if r.granted or time.monotonic() > deadline:
-            return r
-        await asyncio.sleep(r.wait_seconds)
+async def test_cli_shows_and_changes_limits(temporal_client: Client) -> None:
+    provider = new_provider()
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    limit = RateLimit(rpm=60, tpm=1000, window_seconds=60)
+    async with create_model_worker(temporal_client, "openai", task_queue=queue):
+        handle = await temporal_client.start_workflow(
+            LIMITER_WORKFLOW_TYPE,
+            LimiterInput(provider=provider, limit=limit),
+            id=limiter_id(provider),
+            task_queue=queue,
+        )
+        await handle.signal(LIMITER_REQUEST_SIGNAL, CapacityRequest(ticket="r1", tokens=120))
+        await wait_granted(handle, "r1#1")
+        where = ("--address", address(temporal_client))
+        shown = await ratchet("limits", *where)
+        assert shown.returncode == 0, shown.stderr
+        [line] = [x for x in shown.stdout.splitlines() if x.startswith(provider)]
+        # window, requests and tokens in the window, in flight, queued, granted
+        assert line.split()[1:7] == ["60s", "1/60", "120/1000", "1", "0", "1"], line
+
+        changed = await ratchet("limits", "set", provider, "--rpm", "30", "--tpm", "500", *where)
+        assert changed.returncode == 0, changed.stderr
+        assert f"limits of {provider}: 30 requests/min, 500 tokens/min" in changed.stdout
+        status = await AgentClient(temporal_client).limits_of(provider)
+        assert (status.limit.rpm, status.limit.tpm) == (30, 500)
+
+        assert_clean_error(
+            await ratchet("limits", "set", "nosuchprovider", "--rpm", "5", *where),
+            "provider 'nosuchprovider' has no limiter",
+        )
+        assert_clean_error(await ratchet("limits", "set", provider, *where), "nothing to change")
+        await handle.terminate()

@@ -6,26 +6,38 @@ current window, the FIFO queue, a 429 pause) is workflow state, so it needs no
 extra service, survives worker and server restarts, and is carried over
 continue-as-new before its history grows large.
 
-Protocol (all handlers are synchronous, so continue-as-new never waits on one and
-the server's cap of in-flight updates per workflow is never approached):
+Protocol. Requests travel as signals and answers as queries: neither has a cap on
+how many may be in flight (updates have: 10 per workflow, which 50 waiting calls
+exceed at once), and a query adds nothing to the history.
 
-- ``acquire`` (update): a model activity asks for ``tokens`` (its estimate). The
-  ticket joins a FIFO queue; it is granted once every ticket ahead of it is served
-  and the request and token counts of the sliding window leave room, else the
-  reply says how long to wait before asking again. Asking again keeps the place.
-- ``settle`` (signal): the actual usage replaces the estimate once the call is done.
+- ``request`` (signal, with start): a model call asks for ``tokens`` (its
+  estimate). It joins a FIFO queue. The workflow grants queued calls in order,
+  at the moment the sliding window has room for them (a timer wakes it then).
+- ``ticket`` (query): the caller polls for its grant; the answer says when the
+  grant is expected, so callers poll rarely while far back in the queue.
+- ``settle`` (signal): the call reports when it really reached the provider and
+  what it used; the reservation counts from then, for one window, with that usage.
 - ``pause`` (signal): a provider's 429 with ``Retry-After``; nothing is granted to
   anybody until it has passed.
 - ``configure`` (update): new limits, effective at once.
 - ``status`` (query): limits, usage of the current window, queue depth.
 
-Dead holders cannot leak capacity: a reservation only counts inside its window, so
-an activity that dies holding one costs at most its estimate for one window, and a
-queued ticket that is not asked for again within its grace period is dropped.
+Accounting is conservative: a granted call that has not settled may reach the
+provider at any moment, so it counts in every window until it settles. A grant is
+only given while the window holds room for it, so no window the provider sees can
+exceed the limit (up to ``margin_seconds`` of clock and network slack).
+
+Dead holders cannot leak capacity for long: each request carries a lease (the
+time its activity attempt may still live). A grant whose caller never settles is
+assumed to have been sent when its lease ends and counts one window after that;
+the next attempt of the same call settles its predecessor's grant at once. A
+queued request whose lease ends leaves the queue.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -35,25 +47,27 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
-    "LIMITER_ACQUIRE_UPDATE",
     "LIMITER_CONFIGURE_UPDATE",
     "LIMITER_PAUSE_SIGNAL",
+    "LIMITER_REQUEST_SIGNAL",
     "LIMITER_SETTLE_SIGNAL",
     "LIMITER_STATUS_QUERY",
+    "LIMITER_TICKET_QUERY",
     "LIMITER_WORKFLOW_TYPE",
-    "AcquireReply",
-    "AcquireRequest",
+    "CapacityRequest",
     "LimiterInput",
     "LimiterStatus",
     "LimiterWorkflow",
     "PauseRequest",
     "RateLimit",
     "SettleRequest",
+    "TicketState",
     "limiter_id",
 ]
 
 LIMITER_WORKFLOW_TYPE = "ratchet.Limiter"
-LIMITER_ACQUIRE_UPDATE = "ratchet.limiter.acquire"
+LIMITER_REQUEST_SIGNAL = "ratchet.limiter.request"
+LIMITER_TICKET_QUERY = "ratchet.limiter.ticket"
 LIMITER_CONFIGURE_UPDATE = "ratchet.limiter.configure"
 LIMITER_SETTLE_SIGNAL = "ratchet.limiter.settle"
 LIMITER_PAUSE_SIGNAL = "ratchet.limiter.pause"
@@ -107,7 +121,9 @@ class RateLimit(BaseModel):
         return None if self.rpm is None else self.rpm / self.window_seconds
 
 
-class AcquireRequest(BaseModel):
+class CapacityRequest(BaseModel):
+    """A model call asks for capacity (the request signal)."""
+
     model_config = ConfigDict(frozen=True)
 
     ticket: str
@@ -116,26 +132,39 @@ class AcquireRequest(BaseModel):
     """The grant is this attempt's: a retry after a crash needs a grant of its own."""
     tokens: int = Field(ge=0)
     """The estimate: prompt tokens plus the completion tokens it may use."""
+    lease_seconds: float = Field(600.0, gt=0)
+    """How long the attempt may still live: after that it is surely over."""
     agent: str = ""
 
+    @property
+    def grant(self) -> str:
+        """The id of this attempt's grant: ``<ticket>#<attempt>``."""
+        return f"{self.ticket}#{self.attempt}"
 
-class AcquireReply(BaseModel):
+
+class TicketState(BaseModel):
+    """The answer to the ticket query."""
+
     model_config = ConfigDict(frozen=True)
 
-    granted: bool
-    wait_seconds: float = 0.0
-    """Not granted: ask again after this long (the estimated time of the grant)."""
+    known: bool
+    """False: the request has not arrived yet (or its lease ended)."""
+    granted: bool = False
+    eta: datetime | None = None
+    """Queued: when the grant is expected, if nothing changes."""
     position: int = 0
-    """Not granted: tickets ahead of this one in the queue."""
+    """Queued: requests ahead of this one."""
 
 
 class SettleRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    ticket: str
-    """The grant: ``<call ticket>#<attempt>``."""
+    grant: str
+    """``<ticket>#<attempt>``."""
     tokens: int = Field(ge=0)
     """What the call really used (0 when the provider refused it)."""
+    sent_at: datetime | None = None
+    """When the request left for the provider (None: it never did)."""
 
 
 class PauseRequest(BaseModel):
@@ -147,16 +176,17 @@ class PauseRequest(BaseModel):
 
 
 class _Reservation(BaseModel):
-    ticket: str
-    at: datetime
+    grant: str
     tokens: int
+    granted_at: datetime
+    expires_at: datetime
+    """The lease's end: unsettled by then, it is assumed sent then."""
+    sent_at: datetime | None = None
     settled: bool = False
 
 
-class _Ticket(BaseModel):
-    ticket: str
-    tokens: int
-    agent: str = ""
+class _Queued(BaseModel):
+    request: CapacityRequest
     enqueued_at: datetime
     expires_at: datetime
 
@@ -167,9 +197,11 @@ class LimiterStatus(BaseModel):
     provider: str
     limit: RateLimit
     requests_in_window: int = 0
-    """Requests granted within the current window (``rpm`` allows that many)."""
+    """Requests in the current window, calls in flight included (``rpm`` allows that many)."""
     tokens_in_window: int = 0
-    """Tokens reserved or used within the current window."""
+    """Tokens used or reserved in the current window, calls in flight included."""
+    in_flight: int = 0
+    """Granted calls that have not reported back yet."""
     queued: int = 0
     """Model calls waiting for capacity."""
     paused_until: datetime | None = None
@@ -177,7 +209,7 @@ class LimiterStatus(BaseModel):
     granted_total: int = 0
     pauses_total: int = 0
     as_of: datetime | None = None
-    """The limiter's clock when it last handled a request."""
+    """The limiter's clock when it last acted."""
 
 
 class LimiterInput(BaseModel):
@@ -186,14 +218,12 @@ class LimiterInput(BaseModel):
     provider: str
     limit: RateLimit
     reservations: list[_Reservation] = []
-    queue: list[_Ticket] = []
+    queue: list[_Queued] = []
     paused_until: datetime | None = None
     granted_total: int = 0
     pauses_total: int = 0
     max_history_events: int = 2_000
     """Continue-as-new once the history has this many events."""
-    ticket_grace_seconds: float = 10.0
-    """A queued ticket not asked for again this long after its wait is dropped."""
 
 
 @workflow.defn(name=LIMITER_WORKFLOW_TYPE)
@@ -203,67 +233,81 @@ class LimiterWorkflow:
     @workflow.init
     def __init__(self, inp: LimiterInput) -> None:
         self._s = inp.model_copy(deep=True)
+        self._changed = False
 
     @workflow.run
     async def run(self, inp: LimiterInput) -> None:
-        workflow.set_current_details(f"limiter of provider **{inp.provider}**")
-        await workflow.wait_condition(
-            lambda: (
-                workflow.info().get_current_history_length() >= self._s.max_history_events
-                or workflow.info().is_continue_as_new_suggested()
-            )
-        )
+        workflow.set_current_details(f"rate limiter of provider **{inp.provider}**")
+        while not self._history_full():
+            now = workflow.now()
+            self._trim(now)
+            self._grant(now)
+            wake = self._next_event(now)
+            self._changed = False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._changed or self._history_full(),
+                    timeout=None if wake is None else max(wake - now, _TICK),
+                )
+        # Handlers are synchronous: none is ever left waiting.
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._trim(workflow.now())
         workflow.continue_as_new(self._s)
 
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= self._s.max_history_events
+            or info.is_continue_as_new_suggested()
+        )
+
     # -- handlers -------------------------------------------------------------------
 
-    @workflow.update(name=LIMITER_ACQUIRE_UPDATE)
-    def acquire(self, request: AcquireRequest) -> AcquireReply:
+    @workflow.signal(name=LIMITER_REQUEST_SIGNAL)
+    def request(self, request: CapacityRequest) -> None:
         now = workflow.now()
-        self._trim(now)
-        grant = f"{request.ticket}#{request.attempt}"
-        if any(r.ticket == grant for r in self._s.reservations):
-            return AcquireReply(granted=True)  # asked twice (an RPC retry): already granted
-        queue = self._s.queue
-        mine = next((t for t in queue if t.ticket == request.ticket), None)
-        if mine is None:
-            mine = _Ticket(
-                ticket=request.ticket,
-                tokens=request.tokens,
-                agent=request.agent,
+        self._changed = True
+        for r in self._s.reservations:
+            if r.grant == request.grant:
+                return  # sent twice: already granted
+            if r.grant.startswith(request.ticket + "#") and not r.settled:
+                # An earlier attempt of this call died holding a grant: it may have
+                # reached the provider just before; count it as sent now.
+                r.sent_at, r.settled = now, True
+        for q in self._s.queue:
+            if q.request.ticket == request.ticket:
+                # A retry keeps the call's place in the queue.
+                q.request = request
+                q.expires_at = now + timedelta(seconds=request.lease_seconds)
+                return
+        self._s.queue.append(
+            _Queued(
+                request=request,
                 enqueued_at=now,
-                expires_at=now,
+                expires_at=now + timedelta(seconds=request.lease_seconds),
             )
-            queue.append(mine)
-        starts = self._schedule(now)
-        start = starts[mine.ticket]
-        if start <= now:
-            queue.remove(mine)
-            self._s.reservations.append(_Reservation(ticket=grant, at=now, tokens=mine.tokens))
-            self._s.granted_total += 1
-            return AcquireReply(granted=True)
-        wait = (start - now).total_seconds()
-        mine.expires_at = start + timedelta(seconds=self._s.ticket_grace_seconds)
-        return AcquireReply(granted=False, wait_seconds=wait, position=queue.index(mine))
+        )
 
     @workflow.signal(name=LIMITER_SETTLE_SIGNAL)
     def settle(self, request: SettleRequest) -> None:
+        self._changed = True
         for r in self._s.reservations:
-            if r.ticket == request.ticket:
+            if r.grant == request.grant:
                 r.tokens = request.tokens
+                # Never sent: it takes no room in any window.
+                r.sent_at = request.sent_at or r.granted_at - self._span()
                 r.settled = True
                 return
 
     @workflow.signal(name=LIMITER_PAUSE_SIGNAL)
     def pause(self, request: PauseRequest) -> None:
+        self._changed = True
         until = workflow.now() + timedelta(seconds=request.seconds)
         if self._s.paused_until is None or until > self._s.paused_until:
             self._s.paused_until = until
             self._s.pauses_total += 1
             workflow.logger.info(
-                "provider %s paused for %.1f s (429 from %s)",
+                "provider %s paused for %.1f s (429 to %s)",
                 self._s.provider,
                 request.seconds,
                 request.reporter,
@@ -271,6 +315,7 @@ class LimiterWorkflow:
 
     @workflow.update(name=LIMITER_CONFIGURE_UPDATE)
     def configure(self, limit: RateLimit) -> LimiterStatus:
+        self._changed = True
         self._s.limit = limit
         return self.status()
 
@@ -279,64 +324,129 @@ class LimiterWorkflow:
         if limit.rpm is None and limit.tpm is None:
             raise ApplicationError("set at least one of rpm and tpm")
 
+    @workflow.query(name=LIMITER_TICKET_QUERY)
+    def ticket(self, grant: str) -> TicketState:
+        if any(r.grant == grant for r in self._s.reservations):
+            return TicketState(known=True, granted=True)
+        for position, q in enumerate(self._s.queue):
+            if q.request.grant == grant:
+                eta = self._schedule(workflow.now()).get(grant)
+                return TicketState(known=True, eta=eta, position=position)
+        return TicketState(known=False)
+
     @workflow.query(name=LIMITER_STATUS_QUERY)
     def status(self) -> LimiterStatus:
         now = workflow.now()
-        live = [r for r in self._s.reservations if r.at > now - self._span()]
+        inside = self._inside(now)
+        paused = self._s.paused_until
         return LimiterStatus(
             provider=self._s.provider,
             limit=self._s.limit,
-            requests_in_window=len(live),
-            tokens_in_window=sum(r.tokens for r in live),
-            queued=len([t for t in self._s.queue if t.expires_at >= now]),
-            paused_until=self._s.paused_until
-            if self._s.paused_until and self._s.paused_until > now
-            else None,
+            requests_in_window=len(inside),
+            tokens_in_window=sum(tokens for _, tokens in inside),
+            in_flight=sum(1 for r in self._s.reservations if not r.settled),
+            queued=len(self._s.queue),
+            paused_until=paused if paused is not None and paused > now else None,
             granted_total=self._s.granted_total,
             pauses_total=self._s.pauses_total,
             as_of=now,
         )
 
-    # -- scheduling -----------------------------------------------------------------
+    # -- granting -------------------------------------------------------------------
 
     def _span(self) -> timedelta:
         limit = self._s.limit
         return timedelta(seconds=limit.window_seconds + limit.margin_seconds)
 
     def _trim(self, now: datetime) -> None:
-        """Forget reservations outside every window, and tickets nobody came back for."""
+        """Settle dead holders, forget what left every window, drop expired requests."""
         span = self._span()
-        self._s.reservations = [r for r in self._s.reservations if r.at > now - span]
-        self._s.queue = [t for t in self._s.queue if t.expires_at >= now]
+        for r in self._s.reservations:
+            if not r.settled and r.expires_at <= now:
+                r.sent_at, r.settled = r.expires_at, True
+        self._s.reservations = [
+            r
+            for r in self._s.reservations
+            if not r.settled or (r.sent_at is not None and r.sent_at > now - span)
+        ]
+        self._s.queue = [q for q in self._s.queue if q.expires_at > now]
         if self._s.paused_until is not None and self._s.paused_until <= now:
             self._s.paused_until = None
 
-    def _schedule(self, now: datetime) -> dict[str, datetime]:
-        """When each queued ticket would be granted, serving the queue in order (FIFO).
+    def _inside(self, at: datetime) -> list[tuple[datetime, int]]:
+        """(until, tokens) of what counts in the window ending at ``at``.
 
-        Each ticket starts no earlier than the one ahead of it, at the first moment
-        the window ending there has room for it. Because later windows only lose
-        reservations, checking the window that ends at the start time is enough.
+        Unsettled grants count in every window until they settle (``until`` is then
+        unknown: taken as their lease's end plus a window).
         """
-        limit = self._s.limit
         span = self._span()
-        booked = [(r.at, r.tokens) for r in self._s.reservations]
-        earliest = now if self._s.paused_until is None else max(now, self._s.paused_until)
-        starts: dict[str, datetime] = {}
-        for ticket in self._s.queue:
-            t = earliest
-            while True:
-                inside = [(at, tokens) for at, tokens in booked if at > t - span]
-                requests_ok = limit.rpm is None or len(inside) + 1 <= limit.rpm
-                used = sum(tokens for _, tokens in inside)
-                # A call larger than the whole budget goes alone into an empty window
-                # rather than never.
-                tokens_ok = limit.tpm is None or used + ticket.tokens <= limit.tpm or not inside
-                if requests_ok and tokens_ok:
-                    break
-                # Next moment the window loses a reservation.
-                t = min(at for at, _ in inside) + span
-            starts[ticket.ticket] = t
-            booked.append((t, ticket.tokens))
-            earliest = t
-        return starts
+        out: list[tuple[datetime, int]] = []
+        for r in self._s.reservations:
+            if r.settled and r.sent_at is not None:
+                if r.sent_at > at - span:
+                    out.append((r.sent_at + span, r.tokens))
+            else:
+                out.append((r.expires_at + span, r.tokens))
+        return out
+
+    def _fits(self, booked: list[tuple[datetime, int]], at: datetime, tokens: int) -> bool:
+        limit = self._s.limit
+        inside = [(until, t) for until, t in booked if until > at]
+        if limit.rpm is not None and len(inside) + 1 > limit.rpm:
+            return False
+        used = sum(t for _, t in inside)
+        # A call larger than the whole budget goes alone into an empty window rather
+        # than never.
+        return limit.tpm is None or used + tokens <= limit.tpm or not inside
+
+    def _grant(self, now: datetime) -> None:
+        """Grant queued requests in order while the window has room (FIFO: no overtaking)."""
+        if self._s.paused_until is not None and self._s.paused_until > now:
+            return
+        while self._s.queue:
+            head = self._s.queue[0].request
+            if not self._fits(self._inside(now), now, head.tokens):
+                return
+            self._s.queue.pop(0)
+            self._s.reservations.append(
+                _Reservation(
+                    grant=head.grant,
+                    tokens=head.tokens,
+                    granted_at=now,
+                    expires_at=now + timedelta(seconds=head.lease_seconds),
+                )
+            )
+            self._s.granted_total += 1
+
+    def _schedule(self, now: datetime) -> dict[str, datetime]:
+        """When each queued request would be granted if every call in flight settled now.
+
+        An estimate for the callers' polling; the grant itself is decided by ``_grant``.
+        """
+        span = self._span()
+        booked = [
+            (now + span if until > now + span else until, tokens)
+            for until, tokens in self._inside(now)
+        ]
+        t = now if self._s.paused_until is None else max(now, self._s.paused_until)
+        etas: dict[str, datetime] = {}
+        for q in self._s.queue:
+            while not self._fits(booked, t, q.request.tokens):
+                t = min(until for until, _ in booked if until > t)
+            etas[q.request.grant] = t
+            booked.append((t + span, q.request.tokens))
+        return etas
+
+    def _next_event(self, now: datetime) -> datetime | None:
+        """When the head of the queue may fit, a pause ends or a lease runs out."""
+        times: list[datetime] = []
+        if self._s.queue:
+            if self._s.paused_until is not None and self._s.paused_until > now:
+                times.append(self._s.paused_until)
+            times += [until for until, _ in self._inside(now) if until > now]
+            times += [q.expires_at for q in self._s.queue]
+        times += [r.expires_at for r in self._s.reservations if not r.settled]
+        return min(times) if times else None
+
+
+_TICK = timedelta(milliseconds=10)

@@ -1,4 +1,4 @@
-"""The model activity's side of the provider limiter: reserve, wait, settle, report 429s.
+"""The model activity's side of the provider limiter: request, wait, settle, report 429s.
 
 The agent workflow never sees any of this: a model call that must wait for
 capacity waits inside its activity, heartbeating, so the agent's history and
@@ -13,30 +13,26 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from ._limiter import (
-    LIMITER_ACQUIRE_UPDATE,
     LIMITER_PAUSE_SIGNAL,
+    LIMITER_REQUEST_SIGNAL,
     LIMITER_SETTLE_SIGNAL,
+    LIMITER_TICKET_QUERY,
     LIMITER_WORKFLOW_TYPE,
-    AcquireReply,
-    AcquireRequest,
+    CapacityRequest,
     LimiterInput,
     PauseRequest,
     RateLimit,
     SettleRequest,
+    TicketState,
     limiter_id,
 )
 from ._protocol import ModelRequest, ModelResponse
@@ -44,12 +40,13 @@ from ._protocol import ModelRequest, ModelResponse
 __all__ = ["estimate_tokens", "limited_call"]
 
 _log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _CHARS_PER_TOKEN = 4
 """The usual rule of thumb; the estimate only has to be close, settling corrects it."""
-_MIN_POLL_SECONDS = 0.5
-_RPC_RETRY_SECONDS = 0.5
+_MIN_POLL_SECONDS = 0.05
+_MAX_POLL_SECONDS = 2.0
+_RESEND_SECONDS = 5.0
+"""Ask again when the limiter has not seen the request after this long."""
 
 
 def estimate_tokens(request: ModelRequest, limit: RateLimit) -> int:
@@ -72,75 +69,64 @@ class _Limiter:
     limit: RateLimit
     task_queue: str
 
-    async def _acquire_once(self, request: AcquireRequest) -> AcquireReply:
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+    async def send(self, request: CapacityRequest) -> None:
+        # Signal-with-start: the first call that needs the limiter starts it; every
+        # later one finds it running. Signals have no in-flight cap, unlike updates.
+        await self.client.start_workflow(
             LIMITER_WORKFLOW_TYPE,
             LimiterInput(provider=self.provider, limit=self.limit),
             id=limiter_id(self.provider),
             task_queue=self.task_queue,
-            # Started by the first call that needs it; every later call finds it running.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=LIMITER_REQUEST_SIGNAL,
+            start_signal_args=[request],
             static_summary=f"rate limiter of provider {self.provider}",
         )
-        reply: AcquireReply = await self.client.execute_update_with_start_workflow(
-            LIMITER_ACQUIRE_UPDATE,
-            request,
-            start_workflow_operation=start,
-            result_type=AcquireReply,
-            rpc_timeout=timedelta(seconds=10),
-        )
-        return reply
 
-    async def acquire(self, request: AcquireRequest, deadline: float) -> None:
-        """Wait (heartbeating) until the limiter grants ``request``.
+    async def acquire(self, request: CapacityRequest, deadline: float) -> None:
+        """Wait until the limiter grants ``request`` (the caller heartbeats).
 
         Raises:
             ApplicationError: ``ModelRateLimited`` (retryable) when the wait would not
                 leave the call its own timeout before the activity's deadline.
         """
-        waited = 0
+        await self.send(request)
+        handle = self.client.get_workflow_handle(limiter_id(self.provider))
+        sent = time.monotonic()
         while True:
             try:
-                reply = await self._acquire_once(request)
-            except (RPCError, WorkflowUpdateFailedError) as e:
-                # The limiter is between runs (continue-as-new) or the server is busy:
-                # ask again shortly, the ticket keeps its place.
+                state: TicketState = await handle.query(
+                    LIMITER_TICKET_QUERY, request.grant, result_type=TicketState
+                )
+            except (RPCError, WorkflowQueryFailedError) as e:
+                # Between runs (continue-as-new) or a busy server: ask again shortly.
                 _log.info("limiter %s: %s; asking again", self.provider, e)
-                reply = AcquireReply(granted=False, wait_seconds=_RPC_RETRY_SECONDS)
-            if reply.granted:
+                state = TicketState(known=True)
+            if state.granted:
                 return
-            # Ask again at the estimated grant time, sooner when it is far off: settled
-            # calls that used less than their estimate bring it forward.
-            sleep = reply.wait_seconds
-            if sleep > _MIN_POLL_SECONDS:
-                sleep = max(_MIN_POLL_SECONDS, sleep * 0.6)
+            if not state.known and time.monotonic() - sent > _RESEND_SECONDS:
+                await self.send(request)
+                sent = time.monotonic()
+            wait = (state.eta - datetime.now(UTC)).total_seconds() if state.eta else 0.0
+            # Poll often near the expected grant, rarely far back in the queue: grants
+            # often come sooner, as calls settle with less than they reserved.
+            sleep = min(max(wait * 0.5, _MIN_POLL_SECONDS), _MAX_POLL_SECONDS)
             if time.monotonic() + sleep > deadline:
                 raise ApplicationError(
-                    f"waited {waited} times for capacity of provider {self.provider!r} "
-                    f"(position {reply.position} in its queue); the call is retried. Raise "
-                    "Limits.model_timeout_seconds to let calls wait longer.",
+                    f"no capacity of provider {self.provider!r} in time (position "
+                    f"{state.position} in its queue); the call is retried and keeps its "
+                    "place. Raise Limits.model_queue_seconds to let calls wait longer.",
                     type="ModelRateLimited",
-                    next_retry_delay=timedelta(seconds=_MIN_POLL_SECONDS),
+                    next_retry_delay=timedelta(seconds=0.1),
                 )
-            waited += 1
-            activity.heartbeat(f"waiting for {self.provider} capacity, position {reply.position}")
+            activity.heartbeat(f"waiting for {self.provider} capacity, position {state.position}")
             await asyncio.sleep(sleep)
 
-    async def settle(self, ticket: str, tokens: int) -> None:
+    async def signal(self, name: str, arg: SettleRequest | PauseRequest) -> None:
         try:
-            handle = self.client.get_workflow_handle(limiter_id(self.provider))
-            await handle.signal(LIMITER_SETTLE_SIGNAL, SettleRequest(ticket=ticket, tokens=tokens))
-        except RPCError as e:  # the reservation then counts its estimate for one window
-            _log.warning("limiter %s: could not settle %s: %s", self.provider, ticket, e)
-
-    async def pause(self, seconds: float, reporter: str) -> None:
-        try:
-            handle = self.client.get_workflow_handle(limiter_id(self.provider))
-            await handle.signal(
-                LIMITER_PAUSE_SIGNAL, PauseRequest(seconds=seconds, reporter=reporter)
-            )
-        except RPCError as e:
-            _log.warning("limiter %s: could not report a 429: %s", self.provider, e)
+            await self.client.get_workflow_handle(limiter_id(self.provider)).signal(name, arg)
+        except RPCError as e:  # a grant not settled counts until its lease ends
+            _log.warning("limiter %s: could not send %s: %s", self.provider, name, e)
 
 
 async def limited_call(
@@ -158,25 +144,32 @@ async def limited_call(
     """
     info = activity.info()
     limiter = _Limiter(activity.client(), provider, limit, info.task_queue)
-    # One place in the queue per model call, kept across its attempts.
-    ticket = f"{info.workflow_id}/{info.activity_id}"
-    estimate = estimate_tokens(request, limit)
     # Keep the call's own timeout (plus slack) out of the time spent waiting.
-    budget = (info.start_to_close_timeout or timedelta(hours=1)).total_seconds()
-    deadline = time.monotonic() + budget - request.timeout_seconds - 5
-    await limiter.acquire(
-        AcquireRequest(ticket=ticket, attempt=info.attempt, tokens=estimate, agent=request.agent),
-        deadline,
+    lease = (info.start_to_close_timeout or timedelta(hours=1)).total_seconds()
+    deadline = time.monotonic() + lease - request.timeout_seconds - 5
+    capacity = CapacityRequest(
+        # One place in the queue per model call, kept across its attempts.
+        ticket=f"{info.workflow_id}/{info.activity_id}",
+        attempt=info.attempt,
+        tokens=estimate_tokens(request, limit),
+        lease_seconds=lease,
+        agent=request.agent,
     )
-    ticket = f"{ticket}#{info.attempt}"  # the reservation is the attempt's
+    await limiter.acquire(capacity, deadline)
+    sent_at = datetime.now(UTC)
+    tokens = capacity.tokens  # usage unknown (a timeout, a cancellation): the estimate
     try:
         response = await call()
+        tokens = response.usage.total_tokens
+        return response
     except ApplicationError as e:
         if e.type == "ModelRateLimited" and e.next_retry_delay is not None:
-            await limiter.pause(e.next_retry_delay.total_seconds(), ticket)
+            seconds = e.next_retry_delay.total_seconds()
+            pause = PauseRequest(seconds=seconds, reporter=capacity.grant)
+            await limiter.signal(LIMITER_PAUSE_SIGNAL, pause)
         if e.type is not None and e.type.startswith("Model") and e.type != "ModelTimeout":
-            # The provider answered with an error: no tokens were used.
-            await limiter.settle(ticket, 0)
+            tokens = 0  # the provider refused the call, or was never reached
         raise
-    await limiter.settle(ticket, response.usage.total_tokens)
-    return response
+    finally:
+        settle = SettleRequest(grant=capacity.grant, tokens=tokens, sent_at=sent_at)
+        await asyncio.shield(limiter.signal(LIMITER_SETTLE_SIGNAL, settle))

@@ -781,7 +781,7 @@ def print_limits(statuses: list[LimiterStatus]) -> None:
         )
         return
     out.print(
-        f"{'PROVIDER':<16} {'WINDOW':>7} {'RPM':>13} {'TPM':>19} {'QUEUED':>6} "
+        f"{'PROVIDER':<16} {'WINDOW':>7} {'RPM':>13} {'TPM':>19} {'IN-FLIGHT':>9} {'QUEUED':>6} "
         f"{'GRANTED':>7} {'429s':>5}  PAUSED",
         markup=False,
     )
@@ -791,7 +791,8 @@ def print_limits(statuses: list[LimiterStatus]) -> None:
         tpm = f"{s.tokens_in_window}/{lim.tpm if lim.tpm is not None else '-'}"
         paused = f"until {s.paused_until:%H:%M:%S}" if s.paused_until else "-"
         out.print(
-            f"{s.provider:<16} {lim.window_seconds:>6g}s {rpm:>13} {tpm:>19} {s.queued:>6} "
+            f"{s.provider:<16} {lim.window_seconds:>6g}s {rpm:>13} {tpm:>19} {s.in_flight:>9} "
+            f"{s.queued:>6} "
             f"{s.granted_total:>7} {s.pauses_total:>5}  {paused}",
             markup=False,
         )
