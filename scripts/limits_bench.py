@@ -2,7 +2,8 @@
 
 Usage (from the repository root, with the venv)::
 
-    .venv/bin/python -m scripts.limits_bench [--seconds 60] [--window 10] [--workers 3]
+    .venv/bin/python -m scripts.limits_bench [--seconds 90] [--window 20] [--tpm 16000]
+                                             [--margin 1] [--workers 3]
 
 All on 127.0.0.1: a Temporal dev server (in memory, free port), a
 ``ScriptedModelServer`` that answers every call with a ~41-token reply after a short
@@ -154,7 +155,7 @@ async def bench(args: argparse.Namespace, temporal: TemporalDevServer, tmp: Path
         started = time.time()
         until = time.monotonic() + args.seconds
         loops = [asyncio.create_task(agent_loop(client, name, until, done)) for name in done]
-        progress = asyncio.create_task(report_progress(server, started))
+        progress = asyncio.create_task(report_progress(server, client, provider, started))
         await asyncio.gather(*loops)
         progress.cancel()
         ended = started + args.seconds
@@ -197,23 +198,27 @@ async def bench(args: argparse.Namespace, temporal: TemporalDevServer, tmp: Path
     return 0
 
 
-async def report_progress(server: ScriptedModelServer, started: float) -> None:
+async def report_progress(
+    server: ScriptedModelServer, client: AgentClient, provider: str, started: float
+) -> None:
     while True:
         await asyncio.sleep(10)
         requests = server.requests
         tokens = sum(r.tokens for r in requests)
+        s = await client.limits_of(provider)
         log(
             f"{time.time() - started:.0f} s: {len(requests)} requests, {tokens:,} tokens, "
-            f"{server.rate_limited} 429s"
+            f"{server.rate_limited} 429s; limiter: {s.tokens_in_window} tokens in window, "
+            f"{s.in_flight} in flight, {s.queued} queued"
         )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long the agents run")
-    parser.add_argument("--window", type=float, default=10.0, help="the limit's window (s)")
-    parser.add_argument("--tpm", type=int, default=8000, help="tokens per window")
-    parser.add_argument("--margin", type=float, default=0.3, help="limiter margin (s)")
+    parser.add_argument("--seconds", type=float, default=90.0, help="how long the agents run")
+    parser.add_argument("--window", type=float, default=20.0, help="the limit's window (s)")
+    parser.add_argument("--tpm", type=int, default=16000, help="tokens per window")
+    parser.add_argument("--margin", type=float, default=1.0, help="limiter margin (s)")
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="ratchet-limits-bench-"))

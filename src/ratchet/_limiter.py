@@ -6,15 +6,18 @@ current window, the FIFO queue, a 429 pause) is workflow state, so it needs no
 extra service, survives worker and server restarts, and is carried over
 continue-as-new before its history grows large.
 
-Protocol. Requests travel as signals and answers as queries: neither has a cap on
-how many may be in flight (updates have: 10 per workflow, which 50 waiting calls
-exceed at once), and a query adds nothing to the history.
+Protocol. Requests travel as signals and answers through the workflow's memo:
+neither has a cap on how many may be in flight. (Updates are capped at 10 in flight
+per workflow, which 50 waiting calls exceed at once; queries are buffered one at a
+time while a workflow task runs.)
 
 - ``request`` (signal, with start): a model call asks for ``tokens`` (its
   estimate). It joins a FIFO queue. The workflow grants queued calls in order,
   at the moment the sliding window has room for them (a timer wakes it then).
-- ``ticket`` (query): the caller polls for its grant; the answer says when the
-  grant is expected, so callers poll rarely while far back in the queue.
+- the grant board (memo): the caller polls for its grant with a describe call,
+  which the server answers alone; it also says when each queued grant is
+  expected, so callers poll rarely while far back in the queue. (The ``ticket``
+  query answers the same for one grant, for tools and tests.)
 - ``settle`` (signal): the call reports when it really reached the provider and
   what it used; the reservation counts from then, for one window, with that usage.
 - ``pause`` (signal): a provider's 429 with ``Retry-After``; nothing is granted to
@@ -39,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -48,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = [
     "LIMITER_CONFIGURE_UPDATE",
+    "LIMITER_MEMO",
     "LIMITER_PAUSE_SIGNAL",
     "LIMITER_REQUEST_SIGNAL",
     "LIMITER_SETTLE_SIGNAL",
@@ -72,6 +77,9 @@ LIMITER_CONFIGURE_UPDATE = "ratchet.limiter.configure"
 LIMITER_SETTLE_SIGNAL = "ratchet.limiter.settle"
 LIMITER_PAUSE_SIGNAL = "ratchet.limiter.pause"
 LIMITER_STATUS_QUERY = "ratchet.limiter.status"
+
+LIMITER_MEMO = "ratchet.limiter"
+"""Memo key of the grant board: ``{"granted": [...], "queued": {grant: eta_s}, "at": iso}``."""
 
 _LIMITER_ID_PREFIX = "ratchet-limiter-"
 
@@ -234,6 +242,9 @@ class LimiterWorkflow:
     def __init__(self, inp: LimiterInput) -> None:
         self._s = inp.model_copy(deep=True)
         self._changed = False
+        # Computed once per workflow task, not per query: callers poll often.
+        self._etas: dict[str, datetime] = {}
+        self._published: dict[str, Any] = {}
 
     @workflow.run
     async def run(self, inp: LimiterInput) -> None:
@@ -242,6 +253,8 @@ class LimiterWorkflow:
             now = workflow.now()
             self._trim(now)
             self._grant(now)
+            self._etas = self._schedule(now)
+            self._publish(now)
             wake = self._next_event(now)
             self._changed = False
             with contextlib.suppress(asyncio.TimeoutError):
@@ -253,6 +266,25 @@ class LimiterWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._trim(workflow.now())
         workflow.continue_as_new(self._s)
+
+    def _publish(self, now: datetime) -> None:
+        """Mirror grants and expected grant times into the memo, where callers poll them.
+
+        Callers read it with DescribeWorkflowExecution, which the server answers
+        alone: no worker, no workflow task, no cap on how many poll at once (queries
+        are buffered one at a time while a workflow task runs, and this workflow
+        nearly always has one).
+        """
+        board = {
+            "granted": sorted(r.grant for r in self._s.reservations if not r.settled),
+            "queued": {
+                grant: round(max((eta - now).total_seconds(), 0.0), 3)
+                for grant, eta in self._etas.items()
+            },
+        }
+        if board != self._published:
+            self._published = board
+            workflow.upsert_memo({LIMITER_MEMO: {**board, "at": now.isoformat()}})
 
     def _history_full(self) -> bool:
         info = workflow.info()
@@ -330,8 +362,7 @@ class LimiterWorkflow:
             return TicketState(known=True, granted=True)
         for position, q in enumerate(self._s.queue):
             if q.request.grant == grant:
-                eta = self._schedule(workflow.now()).get(grant)
-                return TicketState(known=True, eta=eta, position=position)
+                return TicketState(known=True, eta=self._etas.get(grant), position=position)
         return TicketState(known=False)
 
     @workflow.query(name=LIMITER_STATUS_QUERY)

@@ -32,7 +32,14 @@ END_CHAT_SIGNAL = "ratchet.end_chat"
 PENDING_QUERY = "ratchet.pending"
 
 RunState = Literal[
-    "starting", "running", "waiting-approval", "waiting-input", "completed", "failed", "cancelled"
+    "starting",
+    "queued",
+    "running",
+    "waiting-approval",
+    "waiting-input",
+    "completed",
+    "failed",
+    "cancelled",
 ]
 
 
@@ -102,6 +109,8 @@ class RunInput(BaseModel):
     """Whether the namespace has ratchet's search attributes (the client checked)."""
     chat: bool = False
     """Stay open for follow-up messages (the send update) after answering."""
+    tenant: str | None = None
+    """Whose run this is: the key of the agent's per-tenant concurrency cap."""
 
 
 class RunResult(BaseModel):

@@ -14,18 +14,19 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from ._limiter import (
+    LIMITER_MEMO,
     LIMITER_PAUSE_SIGNAL,
     LIMITER_REQUEST_SIGNAL,
     LIMITER_SETTLE_SIGNAL,
-    LIMITER_TICKET_QUERY,
     LIMITER_WORKFLOW_TYPE,
     CapacityRequest,
     LimiterInput,
@@ -43,8 +44,8 @@ _log = logging.getLogger(__name__)
 
 _CHARS_PER_TOKEN = 4
 """The usual rule of thumb; the estimate only has to be close, settling corrects it."""
-_MIN_POLL_SECONDS = 0.05
-_MAX_POLL_SECONDS = 2.0
+_MIN_POLL_SECONDS = 0.1
+_MAX_POLL_SECONDS = 1.0
 _RESEND_SECONDS = 5.0
 """Ask again when the limiter has not seen the request after this long."""
 
@@ -95,11 +96,8 @@ class _Limiter:
         sent = time.monotonic()
         while True:
             try:
-                state: TicketState = await handle.query(
-                    LIMITER_TICKET_QUERY, request.grant, result_type=TicketState
-                )
-            except (RPCError, WorkflowQueryFailedError) as e:
-                # Between runs (continue-as-new) or a busy server: ask again shortly.
+                state = await _board_state(handle, request.grant)
+            except RPCError as e:  # a busy server: ask again shortly
                 _log.info("limiter %s: %s; asking again", self.provider, e)
                 state = TicketState(known=True)
             if state.granted:
@@ -107,7 +105,8 @@ class _Limiter:
             if not state.known and time.monotonic() - sent > _RESEND_SECONDS:
                 await self.send(request)
                 sent = time.monotonic()
-            wait = (state.eta - datetime.now(UTC)).total_seconds() if state.eta else 0.0
+            # Not on the board yet: the request signal is on its way.
+            wait = (state.eta - datetime.now(UTC)).total_seconds() if state.eta else 0.5
             # Poll often near the expected grant, rarely far back in the queue: grants
             # often come sooner, as calls settle with less than they reserved.
             sleep = min(max(wait * 0.5, _MIN_POLL_SECONDS), _MAX_POLL_SECONDS)
@@ -127,6 +126,22 @@ class _Limiter:
             await self.client.get_workflow_handle(limiter_id(self.provider)).signal(name, arg)
         except RPCError as e:  # a grant not settled counts until its lease ends
             _log.warning("limiter %s: could not send %s: %s", self.provider, name, e)
+
+
+async def _board_state(handle: WorkflowHandle[Any, Any], grant: str) -> TicketState:
+    """``grant``'s state from the limiter's grant board (its memo)."""
+    desc = await handle.describe()
+    board = (await desc.memo()).get(LIMITER_MEMO)
+    if not isinstance(board, dict):
+        return TicketState(known=False)
+    if grant in board.get("granted", []):
+        return TicketState(known=True, granted=True)
+    queued = board.get("queued", {})
+    if grant not in queued:
+        return TicketState(known=False)
+    at = datetime.fromisoformat(board["at"])
+    position = list(queued).index(grant)
+    return TicketState(known=True, eta=at + timedelta(seconds=queued[grant]), position=position)
 
 
 async def limited_call(

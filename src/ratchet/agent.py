@@ -137,6 +137,10 @@ class AgentSpec(BaseModel):
     model_task_queue: str | None = None
     """Task queue for model calls; None means the run's own queue."""
     policy: Policy = Policy()
+    max_concurrent_runs: int | None = None
+    """At most this many runs of the agent work at once; the others wait, queued."""
+    max_concurrent_runs_per_tenant: int | None = None
+    """Like ``max_concurrent_runs``, per tenant (``AgentClient.start(tenant=...)``)."""
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -157,6 +161,10 @@ class Agent:
         model_task_queue: run model calls on this task queue (e.g. one per
             provider, to rate-limit it separately).
         policy: which tool calls are allowed, denied or need approval.
+        max_concurrent_runs: at most this many runs of the agent work at once;
+            runs beyond it wait in arrival order, with status ``queued``.
+        max_concurrent_runs_per_tenant: the same cap per tenant, for runs started
+            with ``AgentClient.start(tenant=...)``.
     """
 
     def __init__(
@@ -172,8 +180,18 @@ class Agent:
         max_tokens: int | None = None,
         model_task_queue: str | None = None,
         policy: Policy | None = None,
+        max_concurrent_runs: int | None = None,
+        max_concurrent_runs_per_tenant: int | None = None,
     ) -> None:
         check_agent_name(name)
+        for label, cap in (
+            ("max_concurrent_runs", max_concurrent_runs),
+            ("max_concurrent_runs_per_tenant", max_concurrent_runs_per_tenant),
+        ):
+            if cap is not None and cap < 1:
+                raise ConfigError(f"agent {name!r}: {label} must be at least 1, got {cap}")
+        self.max_concurrent_runs = max_concurrent_runs
+        self.max_concurrent_runs_per_tenant = max_concurrent_runs_per_tenant
         parse_model(model)
         self.name = name
         self.instructions = instructions
@@ -215,6 +233,8 @@ class Agent:
             max_tokens=self.max_tokens,
             model_task_queue=self.model_task_queue,
             policy=self.policy,
+            max_concurrent_runs=self.max_concurrent_runs,
+            max_concurrent_runs_per_tenant=self.max_concurrent_runs_per_tenant,
         )
 
     def __repr__(self) -> str:

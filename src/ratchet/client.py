@@ -23,6 +23,7 @@ from temporalio.client import (
     WorkflowUpdateStage,
 )
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -358,12 +359,18 @@ class AgentClient:
         id: str | None = None,
         model: str | None = None,
         chat: bool = False,
+        tenant: str | None = None,
     ) -> RunHandle:
         """Start a run, or attach to the run that already has this ``id``.
 
         Starting twice with the same id never starts a second run, whether the
         first is still running or has finished. With ``chat=True`` the run stays
         open after answering; send follow-ups with :meth:`RunHandle.send`.
+
+        ``tenant`` names whose run it is: the agent's
+        ``max_concurrent_runs_per_tenant`` counts runs per tenant, and the run's tasks
+        carry it as Temporal's fairness key (servers with task queue fairness
+        enabled then share workers fairly between tenants).
 
         Raises:
             ConfigError: the agent name, prompt or model string is invalid.
@@ -373,6 +380,10 @@ class AgentClient:
             raise ConfigError("the prompt is empty: tell the agent what to do")
         if model is not None:
             parse_model(model)
+        if tenant is not None and not _TENANT_RE.match(tenant):
+            raise ConfigError(
+                f"bad tenant {tenant!r}: 1-64 letters, digits, '_', '-' or '.', e.g. acme"
+            )
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
         indexed = await self._has_search_attributes()
         try:
@@ -384,6 +395,7 @@ class AgentClient:
                     model=model,
                     search_attributes=indexed,
                     chat=chat,
+                    tenant=tenant,
                 ),
                 id=run_id,
                 task_queue=self.task_queue,
@@ -402,6 +414,7 @@ class AgentClient:
                 # it to another after this, not after Temporal's 10 s default.
                 task_timeout=timedelta(seconds=5),
                 static_summary=f"{agent}: {shorten(prompt, 200)}",
+                priority=Priority(fairness_key=tenant) if tenant else Priority.default,
             )
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
@@ -590,6 +603,7 @@ def _no_limiter(provider: str, e: RPCError) -> Exception:
 _ACCEPT_TIMEOUT = timedelta(seconds=30)
 _TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
 _STATUS_RE = re.compile(r"^[a-z_-]{1,32}$")
+_TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _RATCHET_STATE = {"canceled": "cancelled"}
 
 

@@ -12,6 +12,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from ._limiter import LimiterWorkflow, RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
+from ._slots import SlotsWorkflow, check_runs, request_slot
 from .activities import AgentActivities
 from .agent import Agent
 from .errors import ConfigError
@@ -104,8 +105,8 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[AgentWorkflow, LimiterWorkflow],
-        activities=[acts.snapshot_agent, acts.call_model, acts.run_tool],
+        workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow],
+        activities=[acts.snapshot_agent, acts.call_model, acts.run_tool, request_slot, check_runs],
         **options,
     )
 

@@ -54,6 +54,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from ._schema import check_arguments
     from ._search import COST, STATUS, TOKENS, TURNS
+    from ._slots import (
+        REQUEST_SLOT_ACTIVITY,
+        SLOT_GRANTED_SIGNAL,
+        SLOTS_RELEASE_SIGNAL,
+        SlotRequest,
+        slots_id,
+    )
     from .agent import Limits
     from .errors import MODEL_ERRORS
     from .messages import Message, ToolCall
@@ -65,6 +72,8 @@ LOCAL_SNAPSHOT_PATCH = "ratchet.local-snapshot"
 """Runs started before this patch took the agent snapshot in a regular activity."""
 
 TRANSCRIPT_LIMIT_PATCH = "ratchet.transcript-limit"
+CONCURRENCY_CAP_PATCH = "ratchet.concurrency-cap"
+"""Only runs of capped agents take this path, so other histories carry no marker."""
 
 _NON_RETRYABLE_MODEL_ERRORS = [k.name for k in MODEL_ERRORS.values() if not k.retryable]
 
@@ -91,6 +100,8 @@ class AgentWorkflow:
         self._answers: dict[str, ApprovalRecord] = {}
         self._messages: list[Message] = []
         self._status = RunStatus(agent="", state="starting", step="starting")
+        self._slots_granted: set[str] = set()
+        self._slots_held: list[str] = []
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
@@ -140,6 +151,11 @@ class AgentWorkflow:
         if not message.text.strip():
             raise ApplicationError("the message is empty")
 
+    @workflow.signal(name=SLOT_GRANTED_SIGNAL)
+    def slot_granted(self, key: str) -> None:
+        """A concurrency cap let this run start."""
+        self._slots_granted.add(key)
+
     @workflow.signal(name=END_CHAT_SIGNAL)
     def end_chat(self) -> None:
         """Close the chat after the messages already sent are answered."""
@@ -176,12 +192,23 @@ class AgentWorkflow:
             self._set_step("cancelled")
             self._publish()
             raise
+        finally:
+            # However the run ends, its concurrency slots go to the next runs.
+            me = workflow.info().workflow_id
+            for key in self._slots_held:
+                with contextlib.suppress(Exception):
+                    await workflow.get_external_workflow_handle(key).signal(
+                        SLOTS_RELEASE_SIGNAL, me
+                    )
 
     async def _run(self, inp: RunInput) -> RunResult:
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
         self._started = workflow.now()
         spec = await self._snapshot(inp)
         self._messages = [Message.system(spec.instructions), Message.user(inp.prompt)]
+        caps = _caps(spec, inp.tenant)
+        if caps and workflow.patched(CONCURRENCY_CAP_PATCH):
+            await self._take_slots(caps)
         self._status.state = "running"
         self._publish()
         answer = await self._answer(spec)
@@ -242,6 +269,27 @@ class AgentWorkflow:
             f"agent {spec.name!r} gave no final answer within Limits.max_turns={limits.max_turns}; "
             "raise the limit or give it a simpler task",
         )
+
+    async def _take_slots(self, caps: list[tuple[str, int]]) -> None:
+        """Wait, queued, until every concurrency cap of the run grants it a slot."""
+        info = workflow.info()
+        self._status.state = "queued"
+        for key, limit in caps:
+            self._set_step(f"queued: waiting for a slot of {key} (at most {limit} at once)")
+            self._publish()
+            self._slots_held.append(key)  # released at the end even if never granted
+            await workflow.execute_local_activity(
+                REQUEST_SLOT_ACTIVITY,
+                SlotRequest(
+                    key=key, run_id=info.workflow_id, limit=limit, task_queue=info.task_queue
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                summary=f"request a slot of {key}",
+            )
+            await self._slot(key)
+
+    async def _slot(self, key: str) -> None:
+        await workflow.wait_condition(lambda: key in self._slots_granted)
 
     async def _snapshot(self, inp: RunInput) -> AgentSpec:
         request = SnapshotRequest(agent=inp.agent, model=inp.model)
@@ -577,6 +625,16 @@ def _parse_call(spec: AgentSpec, call: ToolCall) -> tuple[dict[str, Any], str | 
             f"Expected schema: {json.dumps(tool.parameters)}"
         )
     return arguments, None
+
+
+def _caps(spec: AgentSpec, tenant: str | None) -> list[tuple[str, int]]:
+    """The concurrency caps (slots workflow id, limit) a run of ``spec`` must pass."""
+    caps = []
+    if spec.max_concurrent_runs is not None:
+        caps.append((slots_id(spec.name), spec.max_concurrent_runs))
+    if tenant and spec.max_concurrent_runs_per_tenant is not None:
+        caps.append((slots_id(spec.name, tenant), spec.max_concurrent_runs_per_tenant))
+    return caps
 
 
 def _reraise_cancellation(e: ActivityError) -> None:
