@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-from ratchet import AgentClient, RateLimit, create_model_worker
+from ratchet import AgentClient, ConfigError, RateLimit, create_model_worker
 from ratchet._limiter import (
     LIMITER_REQUEST_SIGNAL,
     LIMITER_SETTLE_SIGNAL,
@@ -294,3 +295,20 @@ async def test_cli_shows_and_changes_limits(temporal_client: Client) -> None:
         )
         assert_clean_error(await ratchet("limits", "set", provider, *where), "nothing to change")
         await handle.terminate()
+
+
+async def test_model_worker_gets_the_server_side_rate_and_validates(
+    temporal_client: Client,
+) -> None:
+    limit = RateLimit(rpm=120, tpm=10_000)
+    worker = create_model_worker(temporal_client, "openai", rate_limit=limit)
+    config = worker.config()
+    assert config["task_queue"] == "ratchet.model.openai"
+    assert config["max_task_queue_activities_per_second"] == 2.0  # 120 per 60 s
+    assert [a.__name__ for a in config["activities"]] == ["call_model"]
+    unlimited = create_model_worker(temporal_client, "openai", task_queue="q")
+    assert unlimited.config().get("max_task_queue_activities_per_second") is None
+    with pytest.raises(ConfigError, match="no provider named 'nope'"):
+        create_model_worker(temporal_client, "nope")
+    with pytest.raises(ValueError, match="margin_seconds"):
+        RateLimit(tpm=1, window_seconds=1, margin_seconds=1)
