@@ -18,7 +18,15 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-from ratchet import AgentClient, ConfigError, RateLimit, create_model_worker
+from ratchet import (
+    Agent,
+    AgentClient,
+    ConfigError,
+    RateLimit,
+    RunCancelled,
+    create_model_worker,
+    create_worker,
+)
 from ratchet._limiter import (
     LIMITER_REQUEST_SIGNAL,
     LIMITER_SETTLE_SIGNAL,
@@ -34,7 +42,7 @@ from ratchet._protocol import MODEL_ACTIVITY
 from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, error, reply
 from ratchet.testing import tool_calls as tool_calls_step
 
-from .conftest import API_KEY
+from .conftest import API_KEY, scripted_provider
 from .test_cli import address, assert_clean_error, ratchet
 from .workers import WorkerProcess, wait_for
 
@@ -312,3 +320,35 @@ async def test_model_worker_gets_the_server_side_rate_and_validates(
         create_model_worker(temporal_client, "nope")
     with pytest.raises(ValueError, match="margin_seconds"):
         RateLimit(tpm=1, window_seconds=1, margin_seconds=1)
+
+
+async def test_a_call_cancelled_while_waiting_leaves_the_queue(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    provider = new_provider()
+    agent = Agent("waiting", instructions="x", model=f"{provider}:m", max_tokens=10)
+    model_server.add(reply("first"))
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    worker = create_worker(
+        temporal_client,
+        [agent],
+        task_queue=queue,
+        providers={provider: scripted_provider(model_server)},
+        rate_limits={provider: RateLimit(rpm=1, window_seconds=60)},
+    )
+    async with worker:
+        client = AgentClient(temporal_client, task_queue=queue)
+        assert (await (await client.start("waiting", "one")).result()).output == "first"
+        second = await client.start("waiting", "two")
+        deadline = time.monotonic() + 20
+        while (await client.limits_of(provider)).queued != 1:
+            assert time.monotonic() < deadline, "the second call never queued"
+            await asyncio.sleep(0.1)
+        await second.cancel()
+        with pytest.raises(RunCancelled):
+            await second.result()
+        while (status := await client.limits_of(provider)).queued != 0:
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.1)
+    assert (status.in_flight, status.granted_total) == (0, 1)
+    assert len(model_server.requests) == 1

@@ -330,6 +330,8 @@ class LimiterWorkflow:
                 r.sent_at = request.sent_at or r.granted_at - self._span()
                 r.settled = True
                 return
+        # Not granted yet: the caller gave up waiting (cancelled), so it leaves the queue.
+        self._s.queue = [q for q in self._s.queue if q.request.grant != request.grant]
 
     @workflow.signal(name=LIMITER_PAUSE_SIGNAL)
     def pause(self, request: PauseRequest) -> None:

@@ -170,7 +170,14 @@ async def limited_call(
         lease_seconds=lease,
         agent=request.agent,
     )
-    await limiter.acquire(capacity, deadline)
+    try:
+        await limiter.acquire(capacity, deadline)
+    except asyncio.CancelledError:
+        # The run was cancelled (or the worker is shutting down) while waiting: leave
+        # the queue, or the grant would count against everyone until its lease ends.
+        withdraw = SettleRequest(grant=capacity.grant, tokens=0, sent_at=None)
+        await asyncio.shield(limiter.signal(LIMITER_SETTLE_SIGNAL, withdraw))
+        raise
     sent_at = datetime.now(UTC)
     tokens = capacity.tokens  # usage unknown (a timeout, a cancellation): the estimate
     try:
