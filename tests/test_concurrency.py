@@ -103,3 +103,20 @@ async def test_start_rejects_a_bad_tenant(temporal_client: Client) -> None:
         assert "bad tenant 'no spaces'" in str(e)
     else:
         raise AssertionError("a bad tenant was accepted")
+
+
+async def test_a_cancelled_run_gives_its_slot_back(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    name = f"cancelled-{uuid.uuid4().hex[:6]}"
+    agent = Agent(name, instructions="x", model="openai:m", max_concurrent_runs=1)
+    model_server.handler = slow_replies
+    async with hosted(temporal_client, [agent], model_server) as client:
+        first = await client.start(name, "first")
+        await model_server.wait_for_requests_async(1)
+        second = await client.start(name, "second")
+        await wait_queued([second], 1)
+        await first.cancel()
+        # Well before the 30 s sweep: the cancelled run released its slot itself.
+        result = await asyncio.wait_for(second.result(), 20)
+    assert result.output == "done: second"

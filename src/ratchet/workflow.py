@@ -182,7 +182,7 @@ class AgentWorkflow:
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
         try:
-            return await self._run(inp)
+            result = await self._run(inp)
         except asyncio.CancelledError:
             # Cancelled by a client: in-flight activities get the cancellation through
             # their heartbeats; the transcript stays queryable on the closed run.
@@ -191,15 +191,24 @@ class AgentWorkflow:
             self._status.pending_approvals = []
             self._set_step("cancelled")
             self._publish()
+            await self._release_slots()
             raise
-        finally:
-            # However the run ends, its concurrency slots go to the next runs.
-            me = workflow.info().workflow_id
-            for key in self._slots_held:
-                with contextlib.suppress(Exception):
-                    await workflow.get_external_workflow_handle(key).signal(
-                        SLOTS_RELEASE_SIGNAL, me
-                    )
+        except ApplicationError:
+            await self._release_slots()
+            raise
+        await self._release_slots()
+        return result
+
+    async def _release_slots(self) -> None:
+        """However the run ends, its concurrency slots go to the next runs.
+
+        Not in a ``finally``: that would also run when the worker evicts the workflow
+        from its cache, where it must not issue commands.
+        """
+        me = workflow.info().workflow_id
+        for key in self._slots_held:
+            with contextlib.suppress(ActivityError, ApplicationError):
+                await workflow.get_external_workflow_handle(key).signal(SLOTS_RELEASE_SIGNAL, me)
 
     async def _run(self, inp: RunInput) -> RunResult:
         self._status = RunStatus(agent=inp.agent, state="starting", step="loading agent")
