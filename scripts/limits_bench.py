@@ -191,9 +191,10 @@ async def bench(args: argparse.Namespace, temporal: TemporalDevServer, tmp: Path
         f"ratio={per_minute / limit_per_minute:.2f}"
     )
     print(f"429s: {server.rate_limited}")
+    histogram = " ".join(f"{n}:{counts.count(n)}" for n in sorted(set(counts)))
     print(
         f"fairness: completed runs per agent min={counts[0]} max={counts[-1]} "
-        f"spread={spread:.2f} (total {sum(counts)} runs)"
+        f"spread={spread:.2f} (total {sum(counts)} runs; runs:agents {histogram})"
     )
     return 0
 
