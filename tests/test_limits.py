@@ -39,7 +39,15 @@ from ratchet._limiter import (
     limiter_id,
 )
 from ratchet._protocol import MODEL_ACTIVITY
-from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, error, reply
+from ratchet.testing import (
+    RecordedRequest,
+    ScriptedModelServer,
+    Step,
+    call,
+    error,
+    hang,
+    reply,
+)
 from ratchet.testing import tool_calls as tool_calls_step
 
 from .conftest import API_KEY, scripted_provider
@@ -63,9 +71,10 @@ def start_workers(
     *,
     count: int = 2,
     model_queue: str | None = None,
+    queue: str | None = None,
 ) -> tuple[str, list[WorkerProcess]]:
     """``count`` worker processes hosting tests.limits_app, ready to work."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+    queue = queue or f"test-{uuid.uuid4().hex[:8]}"
     args = ["--provider", f"{provider}={server.base_url}", "--rate-limit", rate_limit]
     env = {"LIMITS_PROVIDER": provider, f"{provider.upper()}_API_KEY": API_KEY}
     if model_queue is not None:
@@ -352,3 +361,37 @@ async def test_a_call_cancelled_while_waiting_leaves_the_queue(
             await asyncio.sleep(0.1)
     assert (status.in_flight, status.granted_total) == (0, 1)
     assert len(model_server.requests) == 1
+
+
+async def test_a_worker_killed_holding_a_grant_does_not_leak_it(
+    temporal_client: Client, workers: list[Any], tmp_path: Path
+) -> None:
+    provider = new_provider()
+    # A grant leaked by the dead worker would stay in flight, counting in every window,
+    # until its lease ends (12 minutes here); the retry settles it instead.
+    server = ScriptedModelServer(
+        [hang(), reply("after the crash")], expected_api_key=API_KEY
+    ).start()
+    try:
+        rate_limit = f"{provider}:rpm=2,window=60,margin=0.5"
+        queue, [first] = start_workers(
+            temporal_client, server, tmp_path, provider, rate_limit, count=1
+        )
+        workers.append(first)
+        client = AgentClient(temporal_client, task_queue=queue)
+        handle = await client.start("limited", "hello")
+        await server.wait_for_requests_async(1, timeout=60)
+        first.kill9()
+        _, second = start_workers(
+            temporal_client, server, tmp_path, provider, rate_limit, count=1, queue=queue
+        )
+        workers.extend(second)
+        result = await asyncio.wait_for(handle.result(), 60)
+        status = await client.limits_of(provider)
+    finally:
+        server.stop()
+    assert result.output == "after the crash"
+    # Both attempts count in the window (the first may have reached the provider);
+    # nothing is left in flight or queued.
+    assert (status.granted_total, status.requests_in_window) == (2, 2)
+    assert (status.in_flight, status.queued) == (0, 0)
