@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck llm unit down histories chaos recovery bench history-bench clean
+.PHONY: install demo test lint typecheck llm unit down histories chaos recovery bench history-bench limits-bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
@@ -62,6 +62,9 @@ bench: install
 # History bytes and events per turn of a 300-turn conversation, linear vs full transcript.
 history-bench: install
 	$(PY) -m scripts.history_growth --turns 300
+# Not part of `make test`: 50 agents, 3 workers, a provider with a TPM limit.
+limits-bench: install
+	$(PY) -m scripts.limits_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

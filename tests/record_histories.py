@@ -1,4 +1,6 @@
-"""Regenerate the golden histories: `python -m tests.record_histories`.
+"""Regenerate the golden histories: `python -m tests.record_histories [NAME ...]`.
+
+With names, only those scenarios are recorded (a new scenario, without touching the rest).
 
 Only do this on purpose (a deliberate change of workflow behaviour); say so in
 the commit. Running agents recorded with the old code must still replay, so
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from pathlib import Path
 
@@ -22,12 +25,12 @@ from ratchet._history import executions
 from ratchet.testing import ScriptedModelServer
 
 from .conftest import API_KEY, _test_store, scripted_provider, temporal_binary
-from .scenarios import AGENT, GUARDED, LONG, SCENARIOS, SUMMARIZING
+from .scenarios import AGENT, CAPPED, GUARDED, LONG, SCENARIOS, SUMMARIZING
 
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def record() -> None:
+async def record(names: set[str]) -> None:
     # With ratchet's search attributes registered, so the histories carry their upserts.
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
@@ -36,11 +39,13 @@ async def record() -> None:
     )
     try:
         for scenario in SCENARIOS:
+            if names and scenario.name not in names:
+                continue
             with ScriptedModelServer(scenario.steps, expected_api_key=API_KEY) as server:
                 queue = f"golden-{uuid.uuid4().hex[:6]}"
                 worker = create_worker(
                     env.client,
-                    [AGENT, GUARDED, LONG, SUMMARIZING],
+                    [AGENT, GUARDED, LONG, SUMMARIZING, CAPPED],
                     task_queue=queue,
                     providers={"openai": scripted_provider(server)},
                     transcript_store=_test_store(),
@@ -72,4 +77,4 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(set(sys.argv[1:])))

@@ -70,6 +70,16 @@ LONG = Agent(
     limits=Limits(model_retry_initial_seconds=0.1, continue_as_new_after_events=20, max_turns=12),
 )
 
+# One run at a time, and continues as new: the slot is carried across executions.
+CAPPED = Agent(
+    "golden-capped",
+    instructions="You are a support agent.",
+    model="openai:gpt-test",
+    tools=[lookup_order],
+    max_concurrent_runs=1,
+    limits=Limits(model_retry_initial_seconds=0.1, continue_as_new_after_events=20, max_turns=12),
+)
+
 SUMMARIZING = Agent(
     "golden-summarizing",
     instructions="You are a support agent.",
@@ -227,6 +237,15 @@ SCENARIOS = [
             reply("All shipped."),
         ),
         agent=SUMMARIZING,
+    ),
+    Scenario(
+        "capped_continued_as_new",
+        "Check orders 1 to 4",
+        (
+            *(tool_calls(call("lookup_order", {"order_id": n})) for n in range(1, 5)),
+            reply("All four shipped."),
+        ),
+        agent=CAPPED,
     ),
 ]
 

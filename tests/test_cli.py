@@ -48,7 +48,9 @@ def address(client: Client) -> str:
     return client.service_client.config.target_host
 
 
-@pytest.mark.parametrize("command", ["up", "down", "worker", "run", "ls", "show", "cancel"])
+@pytest.mark.parametrize(
+    "command", ["up", "down", "worker", "run", "ls", "show", "cancel", "limits"]
+)
 async def test_every_command_has_help(command: str) -> None:
     result = await ratchet(command, "--help")
     assert result.returncode == 0, result.stderr

@@ -94,3 +94,17 @@ async def test_run_with_no_workflow_cache(
     model_server.verify()
     assert result.output == "Both shipped."
     assert result.tool_calls == 2
+
+
+def test_a_capped_run_releases_its_slot_in_its_last_execution() -> None:
+    """The slot granted in the first execution is carried, then released at the very end."""
+    name = "capped_continued_as_new"
+    count = len([p for p in CURRENT if scenario_of(p) == name])
+    assert count >= 2
+    texts = [
+        (ROOT / f"{name}{'' if n == 1 else f'.{n}'}.json").read_text() for n in range(1, count + 1)
+    ]
+    assert "ratchet.slot_granted" in texts[0]
+    assert all("ratchet.slot_granted" not in t for t in texts[1:])  # asked once, never again
+    assert "ratchet.slots.release" in texts[-1]
+    assert all("ratchet.slots.release" not in t for t in texts[:-1])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ratchet.testing import ScriptedModelServer
@@ -26,7 +27,11 @@ class WorkerProcess:
         tmp: Path,
         *,
         pause_in_refund: bool = False,
+        app: str = "tests.crash_app:agents",
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        extra_env = dict(env or {})
         env = {
             **os.environ,
             "OPENAI_BASE_URL": server.base_url,
@@ -37,6 +42,7 @@ class WorkerProcess:
             "RATCHET_TRANSCRIPT_STORE": f"sqlite:///{tmp / 'transcripts.sqlite'}",
             "RATCHET_PAYLOAD_STORE": str(tmp / "payloads"),
         }
+        env.update(extra_env)
         env.pop("CRASH_PAUSE_IN_REFUND", None)
         if pause_in_refund:
             env["CRASH_PAUSE_IN_REFUND"] = "1"
@@ -48,11 +54,12 @@ class WorkerProcess:
                 "ratchet.cli",
                 "worker",
                 "--app",
-                "tests.crash_app:agents",
+                app,
                 "--task-queue",
                 queue,
                 "--address",
                 address,
+                *args,
             ],
             env=env,
             cwd=ROOT,

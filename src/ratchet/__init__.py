@@ -4,6 +4,7 @@ The public API is what ``__all__`` lists; everything else is private.
 """
 
 from ._connect import connect
+from ._limiter import LimiterStatus, RateLimit
 from ._protocol import RunResult, RunStatus
 from ._search import register_search_attributes
 from .agent import Agent, Limits
@@ -25,7 +26,7 @@ from .models import OpenAICompatible
 from .policy import Policy, Rule, allow, arg, deny, require_approval
 from .pricing import Price
 from .tools import Tool, ToolContext, tool
-from .worker import create_worker
+from .worker import create_model_worker, create_worker, model_queue
 from .workflow import AgentWorkflow
 
 __all__ = [
@@ -36,12 +37,14 @@ __all__ = [
     "BudgetExceeded",
     "ConfigError",
     "ConnectionFailed",
+    "LimiterStatus",
     "Limits",
     "Message",
     "OpenAICompatible",
     "Policy",
     "Price",
     "RatchetError",
+    "RateLimit",
     "RetryableToolError",
     "Rule",
     "RunCancelled",
@@ -59,8 +62,10 @@ __all__ = [
     "allow",
     "arg",
     "connect",
+    "create_model_worker",
     "create_worker",
     "deny",
+    "model_queue",
     "register_search_attributes",
     "require_approval",
     "tool",

@@ -33,7 +33,14 @@ END_CHAT_SIGNAL = "ratchet.end_chat"
 PENDING_QUERY = "ratchet.pending"
 
 RunState = Literal[
-    "starting", "running", "waiting-approval", "waiting-input", "completed", "failed", "cancelled"
+    "starting",
+    "queued",
+    "running",
+    "waiting-approval",
+    "waiting-input",
+    "completed",
+    "failed",
+    "cancelled",
 ]
 
 
@@ -105,6 +112,8 @@ class RunInput(BaseModel):
     """Stay open for follow-up messages (the send update) after answering."""
     carried: Carried | None = None
     """Set when the run continued as new: the state the previous execution handed over."""
+    tenant: str | None = None
+    """Whose run this is: the key of the agent's per-tenant concurrency cap."""
 
 
 class RunResult(BaseModel):
@@ -180,6 +189,8 @@ class Carried(BaseModel):
     """Results of ``calls`` that are done, by call id."""
     waiting: list[PendingApproval] = []
     """Calls of ``calls`` waiting for a person's decision (deadlines unchanged)."""
+    slots: list[str] = []
+    """Concurrency slots the run holds (granted before continue-as-new; not re-requested)."""
 
 
 class SnapshotRequest(BaseModel):

@@ -16,6 +16,7 @@ import pydantic
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from ._limiter import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
     MODEL_ACTIVITY,
@@ -30,6 +31,7 @@ from ._protocol import (
     ToolRequest,
     ToolResult,
 )
+from ._ratelimit import limited_call
 from .agent import Agent, parse_model
 from .errors import ConfigError, RetryableToolError, TranscriptEntryMissing
 from .messages import Message, Usage, message_hash
@@ -52,12 +54,14 @@ class AgentActivities:
         prices: Mapping[str, Price] | None = None,
         store: TranscriptStore | None = None,
         payload_limit: int | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         self.agents = dict(agents)
         self.providers = dict(providers)
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self._store = store
         self.payload_limit = payload_limit
+        self.rate_limits = dict(rate_limits or {})
 
     @property
     def store(self) -> TranscriptStore:
@@ -90,6 +94,11 @@ class AgentActivities:
         return agent
 
     def _provider(self, model: str) -> tuple[Provider, str]:
+        provider, name, _ = self._provider_ref(model)
+        return provider, name
+
+    def _provider_ref(self, model: str) -> tuple[Provider, str, str]:
+        """The provider, the model name it knows, and the provider's registered name."""
         try:
             ref = parse_model(model)
         except ConfigError as e:
@@ -103,7 +112,7 @@ class AgentActivities:
                 type="ConfigError",
                 non_retryable=True,
             )
-        return provider, ref.name
+        return provider, ref.name, ref.provider
 
     @activity.defn(name=SNAPSHOT_ACTIVITY)
     async def snapshot_agent(self, request: SnapshotRequest) -> AgentSpec:
@@ -124,7 +133,7 @@ class AgentActivities:
     @instrument_model_call
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
-        provider, model_name = self._provider(request.model)
+        provider, model_name, key = self._provider_ref(request.model)
         head: str | None = None
         prompt: list[Message] = []
         if request.linear:
@@ -137,9 +146,15 @@ class AgentActivities:
             )
             _check_window(prompt, request.context_window_tokens)
             request = request.model_copy(update={"messages": prompt})
-        response = await _heartbeating(
-            provider.complete(request, model_name), request.heartbeat_seconds
-        )
+        limit = self.rate_limits.get(key)
+        if limit is None:
+            work = provider.complete(request, model_name)
+        else:
+            # Shared limits: wait for capacity (heartbeating), then settle the usage. The
+            # reservation is estimated from the full prompt (rebuilt above for linear runs).
+            limited = request
+            work = limited_call(key, limit, limited, lambda: provider.complete(limited, model_name))
+        response = await _heartbeating(work, request.heartbeat_seconds)
         if request.linear:
             head = await save_messages(self.store, head, [response.message])
             response = response.model_copy(update={"transcript_ref": head})

@@ -20,7 +20,7 @@ JSON envelope enforced through ``response_format`` (``json_schema``), for small
 local models whose chat template has no tool support."""
 
 _AGENT_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$")
-_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class Limits(BaseModel):
@@ -40,6 +40,12 @@ class Limits(BaseModel):
     """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
     model_timeout_seconds: float = Field(120.0, gt=0)
     """One model call attempt may take this long."""
+    model_queue_seconds: float = Field(300.0, ge=0)
+    """How long one model call attempt may wait for its provider's rate limiter.
+
+    Only providers given rate limits (``create_worker(rate_limits=...)``) make calls
+    wait; a call still waiting after this long is retried (an attempt is used) and
+    keeps its place in the queue."""
     model_heartbeat_seconds: float = Field(2.0, gt=0)
     """A model call whose worker stops heartbeating for this long is retried elsewhere.
 
@@ -118,7 +124,7 @@ def parse_model(model: str) -> ModelRef:
     if model == "local":
         return ModelRef(provider="local", name="local")
     provider, sep, name = model.partition(":")
-    if not sep or not name.strip() or not _PROVIDER_RE.match(provider):
+    if not sep or not name.strip() or not PROVIDER_RE.match(provider):
         raise ConfigError(
             f"bad model string {model!r}: expected 'local' or '<provider>:<model>', "
             "e.g. 'openai:gpt-4o-mini'"
@@ -148,6 +154,10 @@ class AgentSpec(BaseModel):
     model_task_queue: str | None = None
     """Task queue for model calls; None means the run's own queue."""
     policy: Policy = Policy()
+    max_concurrent_runs: int | None = None
+    """At most this many runs of the agent work at once; the others wait, queued."""
+    max_concurrent_runs_per_tenant: int | None = None
+    """Like ``max_concurrent_runs``, per tenant (``AgentClient.start(tenant=...)``)."""
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -168,6 +178,10 @@ class Agent:
         model_task_queue: run model calls on this task queue (e.g. one per
             provider, to rate-limit it separately).
         policy: which tool calls are allowed, denied or need approval.
+        max_concurrent_runs: at most this many runs of the agent work at once;
+            runs beyond it wait in arrival order, with status ``queued``.
+        max_concurrent_runs_per_tenant: the same cap per tenant, for runs started
+            with ``AgentClient.start(tenant=...)``.
     """
 
     def __init__(
@@ -183,8 +197,18 @@ class Agent:
         max_tokens: int | None = None,
         model_task_queue: str | None = None,
         policy: Policy | None = None,
+        max_concurrent_runs: int | None = None,
+        max_concurrent_runs_per_tenant: int | None = None,
     ) -> None:
         check_agent_name(name)
+        for label, cap in (
+            ("max_concurrent_runs", max_concurrent_runs),
+            ("max_concurrent_runs_per_tenant", max_concurrent_runs_per_tenant),
+        ):
+            if cap is not None and cap < 1:
+                raise ConfigError(f"agent {name!r}: {label} must be at least 1, got {cap}")
+        self.max_concurrent_runs = max_concurrent_runs
+        self.max_concurrent_runs_per_tenant = max_concurrent_runs_per_tenant
         parse_model(model)
         self.name = name
         self.instructions = instructions
@@ -226,6 +250,8 @@ class Agent:
             max_tokens=self.max_tokens,
             model_task_queue=self.model_task_queue,
             policy=self.policy,
+            max_concurrent_runs=self.max_concurrent_runs,
+            max_concurrent_runs_per_tenant=self.max_concurrent_runs_per_tenant,
         )
 
     def __repr__(self) -> str:

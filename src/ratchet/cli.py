@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import getpass
 import importlib
@@ -21,11 +22,13 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from ._connect import DEFAULT_ADDRESS
+from ._limiter import LimiterStatus, RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
 from ._render import describe_message, shorten
-from .agent import Agent, parse_model
+from .agent import PROVIDER_RE, Agent, parse_model
 from .client import AgentClient, RunHandle
 from .errors import ConfigError, RatchetError, RunFailed
+from .models import OpenAICompatible, Provider
 
 app = typer.Typer(
     help="Durable AI agents on Temporal.",
@@ -160,11 +163,76 @@ def load_agents(spec: str) -> list[Agent]:
     return agents
 
 
+def parse_rate_limit(text: str) -> tuple[str, RateLimit]:
+    """``openai:rpm=500,tpm=200000[,window=60,margin=1,max_tokens=1024]`` → (provider, limit)."""
+    provider, sep, rest = text.partition(":")
+    names = {
+        "rpm": "rpm",
+        "tpm": "tpm",
+        "window": "window_seconds",
+        "margin": "margin_seconds",
+        "max_tokens": "default_max_tokens",
+    }
+    fields: dict[str, str] = {}
+    for part in rest.split(",") if sep else []:
+        key, eq, value = part.partition("=")
+        if not eq or key.strip() not in names:
+            fields = {}
+            break
+        fields[names[key.strip()]] = value.strip()
+    if not fields or not PROVIDER_RE.match(provider):
+        raise ConfigError(
+            f"bad --rate-limit {text!r}: expected PROVIDER:rpm=N,tpm=N (optional window=S, "
+            "margin=S, max_tokens=N), e.g. openai:rpm=500,tpm=200000"
+        )
+    try:
+        return provider, RateLimit.model_validate(fields)
+    except ValueError as e:
+        raise ConfigError(f"bad --rate-limit {text!r}: {e}") from e
+
+
+def parse_provider(text: str) -> tuple[str, Provider]:
+    """``NAME=BASE_URL`` → an OpenAI-compatible provider whose key is in ``$NAME_API_KEY``."""
+    name, eq, url = text.partition("=")
+    if not eq or not PROVIDER_RE.match(name) or "://" not in url:
+        raise ConfigError(
+            f"bad --provider {text!r}: expected NAME=BASE_URL, e.g. vllm=http://gpu:8000/v1"
+        )
+    key_env = f"{name.upper().replace('-', '_')}_API_KEY"
+    return name, OpenAICompatible(base_url=url, api_key_env=key_env)
+
+
 @app.command()
 @_run
 async def worker(
-    app_spec: Annotated[str, typer.Option("--app", help="Agents to host, as module:attribute.")],
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app", help="Agents to host, as module:attribute (omit for a model-only worker)."
+        ),
+    ] = None,
     task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
+    rate_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Limits shared by every worker: PROVIDER:rpm=N,tpm=N (optional window=S, "
+            "margin=S, max_tokens=N). Repeat for several providers.",
+        ),
+    ] = None,
+    model_queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also serve PROVIDER's model calls on its own task queue "
+            "(ratchet.model.PROVIDER, or PROVIDER=QUEUE), rate-limited by the server. Repeatable.",
+        ),
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Register an OpenAI-compatible provider: NAME=BASE_URL (key from "
+            "$NAME_API_KEY). Repeatable.",
+        ),
+    ] = None,
     address: Address = None,
     namespace: Namespace = None,
     metrics_port: Annotated[
@@ -191,18 +259,57 @@ async def worker(
     from ._connect import connect
     from .telemetry import configure_tracing, metrics_runtime, tracing_interceptor
     from .transcripts import store_from_url
-    from .worker import create_worker
+    from .worker import create_model_worker, create_worker
+    from .worker import model_queue as default_model_queue
 
-    agents = load_agents(app_spec)
+    if app_spec is None and not model_queue:
+        raise ConfigError("nothing to host: give --app module:attribute and/or --model-queue")
+    agents = load_agents(app_spec) if app_spec is not None else []
+    limits = dict(parse_rate_limit(r) for r in rate_limit or [])
+    providers = dict(parse_provider(p) for p in provider or [])
+    queues: dict[str, str] = {}
+    for q in model_queue or []:
+        name, eq, queue = q.partition("=")
+        if not PROVIDER_RE.match(name) or (eq and not queue):
+            raise ConfigError(f"bad --model-queue {q!r}: expected PROVIDER or PROVIDER=QUEUE")
+        queues[name] = queue or default_model_queue(name)
     runtime = None if metrics_port is None else metrics_runtime(metrics_port, host=metrics_host)
     tracing = [tracing_interceptor(configure_tracing(otlp_endpoint))] if otlp_endpoint else []
     client = await connect(address, namespace=namespace, interceptors=tracing, runtime=runtime)
-    names = ", ".join(a.name for a in agents)
     store = store_from_url(transcript_store)
-    worker = create_worker(client, agents, task_queue=task_queue, transcript_store=store)
+    workers = []
+    lines = []
+    if agents:
+        workers.append(
+            create_worker(
+                client,
+                agents,
+                task_queue=task_queue,
+                providers=providers,
+                rate_limits=limits,
+                transcript_store=store,
+            )
+        )
+        lines.append(f"hosting {', '.join(a.name for a in agents)} on task queue {task_queue!r}")
+    for name, queue in queues.items():
+        workers.append(
+            create_model_worker(
+                client,
+                name,
+                task_queue=queue,
+                rate_limit=limits.get(name),
+                providers=providers,
+                transcript_store=store,
+            )
+        )
+        lines.append(f"serving {name} model calls on task queue {queue!r}")
+    for name, limit in limits.items():
+        lines.append(f"limits of {name}: {_describe_limit(limit)} (shared by every worker)")
     try:
-        async with worker:
-            err.print(f"worker hosting {names} on task queue {task_queue!r}; Ctrl-C to stop")
+        async with contextlib.AsyncExitStack() as stack:
+            for w in workers:
+                await stack.enter_async_context(w)
+            err.print("worker " + "; ".join(lines) + "; Ctrl-C to stop", markup=False)
             if runtime is not None:
                 err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
             if otlp_endpoint:
@@ -211,6 +318,13 @@ async def worker(
     except RuntimeError as e:  # e.g. the namespace does not exist
         detail = str(e.__cause__ or e).split(": Status {")[0]
         raise ConfigError(f"the worker could not start: {detail}") from e
+
+
+def _describe_limit(limit: RateLimit) -> str:
+    per = "min" if limit.window_seconds == 60 else f"{limit.window_seconds:g} s"
+    rpm = "-" if limit.rpm is None else f"{limit.rpm}"
+    tpm = "-" if limit.tpm is None else f"{limit.tpm}"
+    return f"{rpm} requests/{per}, {tpm} tokens/{per}"
 
 
 async def _until_terminated() -> None:
@@ -656,6 +770,76 @@ async def show(
             out.print(f"error:   {e.error_type}: {shorten(e.message, 400)}", markup=False)
     if url := _ui_url(run_id, address, namespace):
         out.print(f"history: {url}")
+
+
+limits_app = typer.Typer(
+    help="Provider rate limits shared by every worker: show them, change them live.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(limits_app, name="limits")
+
+
+@limits_app.callback()
+def limits_show(
+    ctx: typer.Context,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Show each provider's limits, the usage of its current window and its queue depth."""
+    if ctx.invoked_subcommand is None:
+        _run(_limits_show)(address, namespace)
+
+
+async def _limits_show(address: str | None, namespace: str | None) -> None:
+    client = await AgentClient.connect(address, namespace=namespace)
+    print_limits(await client.limits())
+
+
+def print_limits(statuses: list[LimiterStatus]) -> None:
+    if not statuses:
+        out.print(
+            "no provider limiter is running (one starts with the first model call of a worker "
+            "given --rate-limit)"
+        )
+        return
+    out.print(
+        f"{'PROVIDER':<16} {'WINDOW':>7} {'RPM':>13} {'TPM':>19} {'IN-FLIGHT':>9} {'QUEUED':>6} "
+        f"{'GRANTED':>7} {'429s':>5}  PAUSED",
+        markup=False,
+    )
+    for s in statuses:
+        lim = s.limit
+        rpm = f"{s.requests_in_window}/{lim.rpm if lim.rpm is not None else '-'}"
+        tpm = f"{s.tokens_in_window}/{lim.tpm if lim.tpm is not None else '-'}"
+        paused = f"until {s.paused_until:%H:%M:%S}" if s.paused_until else "-"
+        out.print(
+            f"{s.provider:<16} {lim.window_seconds:>6g}s {rpm:>13} {tpm:>19} {s.in_flight:>9} "
+            f"{s.queued:>6} "
+            f"{s.granted_total:>7} {s.pauses_total:>5}  {paused}",
+            markup=False,
+        )
+
+
+@limits_app.command("set")
+@_run
+async def limits_set(
+    provider: Annotated[str, typer.Argument(help="The provider, e.g. openai.")],
+    rpm: Annotated[
+        int | None, typer.Option(help="Requests per window (per minute); 0 removes the limit.")
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option(help="Tokens per window (per minute); 0 removes the limit.")
+    ] = None,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Change a provider's limits live; every worker's next call uses them."""
+    if rpm is None and tpm is None:
+        raise ConfigError("nothing to change: give --rpm and/or --tpm")
+    client = await AgentClient.connect(address, namespace=namespace)
+    status = await client.set_limits(provider, rpm=rpm, tpm=tpm)
+    out.print(f"limits of {provider}: {_describe_limit(status.limit)}", markup=False)
 
 
 @app.command("codec-server")

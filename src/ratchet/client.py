@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from temporalio.client import (
     WorkflowUpdateStage,
 )
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -32,6 +34,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
 from ._history import executions, transcript_of
+from ._limiter import (
+    LIMITER_CONFIGURE_UPDATE,
+    LIMITER_STATUS_QUERY,
+    LIMITER_WORKFLOW_TYPE,
+    LimiterStatus,
+    RateLimit,
+    limiter_id,
+)
 from ._protocol import (
     APPROVE_UPDATE,
     DEFAULT_TASK_QUEUE,
@@ -52,7 +62,7 @@ from ._protocol import (
 )
 from ._render import shorten
 from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
-from .agent import check_agent_name, parse_model
+from .agent import PROVIDER_RE, check_agent_name, parse_model
 from .errors import (
     ApprovalError,
     BudgetExceeded,
@@ -326,12 +336,18 @@ class AgentClient:
         id: str | None = None,
         model: str | None = None,
         chat: bool = False,
+        tenant: str | None = None,
     ) -> RunHandle:
         """Start a run, or attach to the run that already has this ``id``.
 
         Starting twice with the same id never starts a second run, whether the
         first is still running or has finished. With ``chat=True`` the run stays
         open after answering; send follow-ups with :meth:`RunHandle.send`.
+
+        ``tenant`` names whose run it is: the agent's
+        ``max_concurrent_runs_per_tenant`` counts runs per tenant, and the run's tasks
+        carry it as Temporal's fairness key (servers with task queue fairness
+        enabled then share workers fairly between tenants).
 
         Raises:
             ConfigError: the agent name, prompt or model string is invalid.
@@ -341,6 +357,10 @@ class AgentClient:
             raise ConfigError("the prompt is empty: tell the agent what to do")
         if model is not None:
             parse_model(model)
+        if tenant is not None and not _TENANT_RE.match(tenant):
+            raise ConfigError(
+                f"bad tenant {tenant!r}: 1-64 letters, digits, '_', '-' or '.', e.g. acme"
+            )
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
         indexed = await self._has_search_attributes()
         try:
@@ -352,6 +372,7 @@ class AgentClient:
                     model=model,
                     search_attributes=indexed,
                     chat=chat,
+                    tenant=tenant,
                 ),
                 id=run_id,
                 task_queue=self.task_queue,
@@ -370,6 +391,7 @@ class AgentClient:
                 # it to another after this, not after Temporal's 10 s default.
                 task_timeout=timedelta(seconds=5),
                 static_summary=f"{agent}: {shorten(prompt, 200)}",
+                priority=Priority(fairness_key=tenant) if tenant else Priority.default,
             )
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
@@ -460,10 +482,107 @@ class AgentClient:
                 break
         return runs
 
+    async def limits(self) -> builtins.list[LimiterStatus]:
+        """Every provider limiter: its limits, the usage of its current window, its queue."""
+        query = f"WorkflowType = '{LIMITER_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
+        out: builtins.list[LimiterStatus] = []
+        async for wf in self.temporal.list_workflows(query):
+            try:
+                out.append(await self._limiter_status(wf.id))
+            except (WorkflowQueryFailedError, RPCError):
+                continue  # between runs (continue-as-new) or no worker to answer
+        return sorted(out, key=lambda s: s.provider)
+
+    async def limits_of(self, provider: str) -> LimiterStatus:
+        """One provider's limiter status.
+
+        Raises:
+            ConfigError: the provider has no limiter (yet).
+        """
+        _check_provider(provider)
+        try:
+            return await self._limiter_status(limiter_id(provider))
+        except RPCError as e:
+            raise _no_limiter(provider, e) from e
+
+    async def set_limits(
+        self,
+        provider: str,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        window_seconds: float | None = None,
+    ) -> LimiterStatus:
+        """Change a provider's limits while it runs; the next grant uses them.
+
+        Args:
+            provider: the provider's registered name, e.g. ``openai``.
+            rpm: requests per window; 0 removes the limit; None keeps it.
+            tpm: tokens per window; 0 removes the limit; None keeps it.
+            window_seconds: the window; None keeps it.
+
+        Raises:
+            ConfigError: bad values, or the provider has no limiter (it starts with the
+                first model call of a worker configured with ``rate_limits`` for it).
+        """
+        current = (await self.limits_of(provider)).limit
+        changes: dict[str, Any] = {}
+        for name, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None:
+                if value < 0:
+                    raise ConfigError(f"{name} must be >= 0 (0 removes the limit), got {value}")
+                changes[name] = value or None
+        if window_seconds is not None:
+            changes["window_seconds"] = window_seconds
+        try:
+            limit = RateLimit.model_validate({**current.model_dump(), **changes})
+        except ValueError as e:
+            raise ConfigError(f"bad limits for provider {provider!r}: {e}") from e
+        handle = self.temporal.get_workflow_handle(limiter_id(provider))
+        try:
+            status: LimiterStatus = await handle.execute_update(
+                LIMITER_CONFIGURE_UPDATE,
+                limit,
+                result_type=LimiterStatus,
+                rpc_timeout=_ACCEPT_TIMEOUT,
+            )
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ConfigError(f"provider {provider!r}: {message}") from e
+        except RPCError as e:
+            raise _no_limiter(provider, e) from e
+        return status
+
+    async def _limiter_status(self, workflow_id: str) -> LimiterStatus:
+        handle = self.temporal.get_workflow_handle(workflow_id)
+        status: LimiterStatus = await handle.query(
+            LIMITER_STATUS_QUERY, result_type=LimiterStatus, rpc_timeout=timedelta(seconds=5)
+        )
+        return status
+
+
+def _check_provider(provider: str) -> None:
+    if not PROVIDER_RE.match(provider):
+        raise ConfigError(
+            f"bad provider name {provider!r}: lower-case letters, digits, '_' and '-', e.g. openai"
+        )
+
+
+def _no_limiter(provider: str, e: RPCError) -> Exception:
+    if e.status == RPCStatusCode.NOT_FOUND:
+        return ConfigError(
+            f"provider {provider!r} has no limiter: it starts with the first model call of a "
+            "worker given rate limits for it (create_worker(rate_limits=...), "
+            "`ratchet worker --rate-limit`); `ratchet limits` lists the running ones"
+        )
+    return e
+
 
 _ACCEPT_TIMEOUT = timedelta(seconds=30)
 _TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
 _STATUS_RE = re.compile(r"^[a-z_-]{1,32}$")
+_TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _RATCHET_STATE = {"canceled": "cancelled"}
 
 

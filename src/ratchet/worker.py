@@ -11,7 +11,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from ._limiter import LimiterWorkflow, RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
+from ._slots import SlotsWorkflow, check_runs, request_slot
 from .activities import AgentActivities
 from .agent import Agent
 from .errors import ConfigError
@@ -21,7 +23,13 @@ from .pricing import DEFAULT_PRICES, Price
 from .transcripts import TranscriptStore
 from .workflow import AgentWorkflow
 
-__all__ = ["create_worker", "default_providers", "workflow_runner"]
+__all__ = [
+    "create_model_worker",
+    "create_worker",
+    "default_providers",
+    "model_queue",
+    "workflow_runner",
+]
 
 
 def default_providers() -> dict[str, Provider]:
@@ -87,6 +95,7 @@ def create_worker(
     providers: Mapping[str, Provider] | None = None,
     prices: Mapping[str, Price] | None = None,
     transcript_store: TranscriptStore | None = None,
+    rate_limits: Mapping[str, RateLimit] | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A Temporal worker hosting ``agents``: the agent workflow and its activities.
@@ -102,6 +111,9 @@ def create_worker(
         transcript_store: where model calls rebuild prompts from (see
             :mod:`ratchet.transcripts`); every worker of a run must share it. Default:
             a SQLite file in ratchet's data directory (one machine).
+        rate_limits: provider name → :class:`~ratchet.RateLimit`: model calls to these
+            providers wait for capacity from the provider's limiter workflow, shared by
+            every worker (give all workers the same limits).
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     hosted: dict[str, Agent] = {}
@@ -113,14 +125,103 @@ def create_worker(
         hosted[agent.name] = agent
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
+    acts = _activities(client, hosted, providers, prices, rate_limits, transcript_store)
+    options = _options(worker_options)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow],
+        activities=[
+            acts.snapshot_agent,
+            acts.call_model,
+            acts.run_tool,
+            acts.compact_transcript,
+            request_slot,
+            check_runs,
+        ],
+        **options,
+    )
+
+
+def model_queue(provider: str) -> str:
+    """The conventional task queue of a provider's model calls: ``ratchet.model.<provider>``.
+
+    Give agents ``Agent(model_task_queue=model_queue("openai"))`` and run
+    :func:`create_model_worker` workers for it.
+    """
+    return f"ratchet.model.{provider}"
+
+
+def create_model_worker(
+    client: Client,
+    provider: str,
+    *,
+    task_queue: str | None = None,
+    rate_limit: RateLimit | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    prices: Mapping[str, Price] | None = None,
+    transcript_store: TranscriptStore | None = None,
+    **worker_options: Any,
+) -> Worker:
+    """A worker for one provider's model calls, on that provider's own task queue.
+
+    With ``rate_limit.rpm`` set, the Temporal server itself caps how fast activities
+    are handed out on the queue, across all its workers
+    (``max_task_queue_activities_per_second = rpm / window_seconds``), and the
+    provider's limiter enforces the exact sliding-window request and token limits.
+
+    Args:
+        client: a client from :func:`ratchet.connect`.
+        provider: the provider's registered name (``openai``, ``local``, or one of
+            ``providers``).
+        task_queue: the queue to poll; default :func:`model_queue` of ``provider``.
+        rate_limit: the provider's limits; None: unlimited.
+        providers: extra providers, as in :func:`create_worker`.
+        prices: extra prices, as in :func:`create_worker`.
+        transcript_store: the store the agents' workers use, as in :func:`create_worker`.
+        worker_options: passed to :class:`temporalio.worker.Worker`.
+    """
+    limits = {provider: rate_limit} if rate_limit else None
+    acts = _activities(client, {}, providers, prices, limits, transcript_store)
+    if provider not in acts.providers:
+        known = ", ".join(sorted(acts.providers))
+        raise ConfigError(f"no provider named {provider!r} (known: {known}); pass providers=")
+    options = _options(worker_options)
+    if rate_limit is not None and rate_limit.requests_per_second is not None:
+        options.setdefault("max_task_queue_activities_per_second", rate_limit.requests_per_second)
+    return Worker(
+        client,
+        task_queue=task_queue or model_queue(provider),
+        workflows=[LimiterWorkflow],
+        activities=[acts.call_model],
+        **options,
+    )
+
+
+def _activities(
+    client: Client,
+    agents: Mapping[str, Agent],
+    providers: Mapping[str, Provider] | None,
+    prices: Mapping[str, Price] | None,
+    rate_limits: Mapping[str, RateLimit] | None,
+    transcript_store: TranscriptStore | None,
+) -> AgentActivities:
     all_providers = {**default_providers(), **(providers or {})}
-    acts = AgentActivities(
-        hosted,
+    for name in rate_limits or {}:
+        if name not in all_providers:
+            known = ", ".join(sorted(all_providers))
+            raise ConfigError(f"rate_limits names provider {name!r}, which is unknown ({known})")
+    return AgentActivities(
+        agents,
         all_providers,
         {**DEFAULT_PRICES, **(prices or {})},
         store=transcript_store,
         payload_limit=payload_limit(client.data_converter.external_storage),
+        rate_limits=rate_limits,
     )
+
+
+def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {
         # Passes ratchet's own modules and the I/O libraries through the sandbox (loaded
         # once, outside it); the workflow module itself stays sandboxed.
@@ -131,15 +232,4 @@ def create_worker(
         "sticky_queue_schedule_to_start_timeout": timedelta(seconds=1),
     }
     options.update(worker_options)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow],
-        activities=[
-            acts.snapshot_agent,
-            acts.call_model,
-            acts.run_tool,
-            acts.compact_transcript,
-        ],
-        **options,
-    )
+    return options

@@ -58,6 +58,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from ._schema import check_arguments
     from ._search import COST, STATUS, TOKENS, TURNS
+    from ._slots import (
+        REQUEST_SLOT_ACTIVITY,
+        SLOT_GRANTED_SIGNAL,
+        SLOTS_RELEASE_SIGNAL,
+        SlotRequest,
+        slots_id,
+    )
     from .agent import Limits
     from .errors import MODEL_ERRORS
     from .messages import Message, ToolCall, chain_hash, message_hash
@@ -69,6 +76,8 @@ LOCAL_SNAPSHOT_PATCH = "ratchet.local-snapshot"
 """Runs started before this patch took the agent snapshot in a regular activity."""
 
 TRANSCRIPT_LIMIT_PATCH = "ratchet.transcript-limit"
+CONCURRENCY_CAP_PATCH = "ratchet.concurrency-cap"
+"""Only runs of capped agents take this path, so other histories carry no marker."""
 
 LINEAR_HISTORY_PATCH = "ratchet.linear-history"
 """Runs started before this patch sent the whole transcript to every model call, never
@@ -117,6 +126,10 @@ class AgentWorkflow:
             self._status = carried.status.model_copy()
             for p in carried.waiting:
                 self._pending[p.call_id] = p
+        # Concurrency slots: a continued run keeps the slots it was granted (it is the same
+        # workflow id, which is what the slots workflow tracks) and never asks again.
+        self._slots_held: list[str] = list(carried.slots) if carried else []
+        self._slots_granted: set[str] = set(self._slots_held)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
@@ -166,6 +179,11 @@ class AgentWorkflow:
         if not message.text.strip():
             raise ApplicationError("the message is empty")
 
+    @workflow.signal(name=SLOT_GRANTED_SIGNAL)
+    def slot_granted(self, key: str) -> None:
+        """A concurrency cap let this run start."""
+        self._slots_granted.add(key)
+
     @workflow.signal(name=END_CHAT_SIGNAL)
     def end_chat(self) -> None:
         """Close the chat after the messages already sent are answered."""
@@ -193,7 +211,7 @@ class AgentWorkflow:
     async def run(self, inp: RunInput) -> RunResult:
         self._input = inp.model_copy(update={"carried": None})
         try:
-            return await self._run(inp)
+            result = await self._run(inp)
         except asyncio.CancelledError:
             # Cancelled by a client: in-flight activities get the cancellation through
             # their heartbeats; the transcript stays queryable on the closed run.
@@ -202,7 +220,24 @@ class AgentWorkflow:
             self._status.pending_approvals = []
             self._set_step("cancelled")
             self._publish()
+            await self._release_slots()
             raise
+        except ApplicationError:
+            await self._release_slots()
+            raise
+        await self._release_slots()
+        return result
+
+    async def _release_slots(self) -> None:
+        """However the run ends, its concurrency slots go to the next runs.
+
+        Not in a ``finally``: that would also run when the worker evicts the workflow
+        from its cache, where it must not issue commands.
+        """
+        me = workflow.info().workflow_id
+        for key in self._slots_held:
+            with contextlib.suppress(ActivityError, ApplicationError):
+                await workflow.get_external_workflow_handle(key).signal(SLOTS_RELEASE_SIGNAL, me)
 
     async def _run(self, inp: RunInput) -> RunResult:
         if inp.carried is not None:
@@ -217,6 +252,9 @@ class AgentWorkflow:
         if self._linear:
             # The snapshot activity stored them: model calls refer to them by hash.
             self._stored.update(message_hash(m) for m in opening)
+        caps = _caps(spec, inp.tenant)
+        if caps and workflow.patched(CONCURRENCY_CAP_PATCH):
+            await self._take_slots(caps)
         self._status.state = "running"
         self._publish()
         answer = await self._answer(spec)
@@ -325,6 +363,7 @@ class AgentWorkflow:
             calls=calls or [],
             results=done,
             waiting=list(self._deferred.values()),
+            slots=list(self._slots_held),
         )
         self._set_step(f"continuing as new (execution {status.execution + 1})")
         workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
@@ -407,6 +446,27 @@ class AgentWorkflow:
             f"agent {spec.name!r} gave no final answer within Limits.max_turns={limits.max_turns}; "
             "raise the limit or give it a simpler task",
         )
+
+    async def _take_slots(self, caps: list[tuple[str, int]]) -> None:
+        """Wait, queued, until every concurrency cap of the run grants it a slot."""
+        info = workflow.info()
+        self._status.state = "queued"
+        for key, limit in caps:
+            self._set_step(f"queued: waiting for a slot of {key} (at most {limit} at once)")
+            self._publish()
+            self._slots_held.append(key)  # released at the end even if never granted
+            await workflow.execute_local_activity(
+                REQUEST_SLOT_ACTIVITY,
+                SlotRequest(
+                    key=key, run_id=info.workflow_id, limit=limit, task_queue=info.task_queue
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                summary=f"request a slot of {key}",
+            )
+            await self._slot(key)
+
+    async def _slot(self, key: str) -> None:
+        await workflow.wait_condition(lambda: key in self._slots_granted)
 
     async def _snapshot(self, inp: RunInput) -> AgentSpec:
         request = SnapshotRequest(
@@ -584,8 +644,11 @@ class AgentWorkflow:
             result_type=ModelResponse,
             task_queue=spec.model_task_queue,
             activity_id=activity_id,
-            # The attempt's own HTTP timeout fires first; this is the backstop.
-            start_to_close_timeout=timedelta(seconds=limits.model_timeout_seconds + 10),
+            # The attempt's own HTTP timeout fires first; this is the backstop. A call
+            # may first wait for its provider's rate limiter, heartbeating.
+            start_to_close_timeout=timedelta(
+                seconds=limits.model_timeout_seconds + limits.model_queue_seconds + 10
+            ),
             heartbeat_timeout=timedelta(seconds=limits.model_heartbeat_seconds),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=limits.model_retry_initial_seconds),
@@ -866,6 +929,16 @@ def _parse_call(spec: AgentSpec, call: ToolCall) -> tuple[dict[str, Any], str | 
             f"Expected schema: {json.dumps(tool.parameters)}"
         )
     return arguments, None
+
+
+def _caps(spec: AgentSpec, tenant: str | None) -> list[tuple[str, int]]:
+    """The concurrency caps (slots workflow id, limit) a run of ``spec`` must pass."""
+    caps = []
+    if spec.max_concurrent_runs is not None:
+        caps.append((slots_id(spec.name), spec.max_concurrent_runs))
+    if tenant and spec.max_concurrent_runs_per_tenant is not None:
+        caps.append((slots_id(spec.name, tenant), spec.max_concurrent_runs_per_tenant))
+    return caps
 
 
 def _reraise_cancellation(e: ActivityError) -> None:

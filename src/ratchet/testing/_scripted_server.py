@@ -37,6 +37,7 @@ import dataclasses
 import http
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -517,6 +518,13 @@ class RecordedRequest:
     error: str | None = None
 
     @property
+    def tokens(self) -> int:
+        """Total tokens the answer reported (0 for errors and hangs): what a provider bills."""
+        usage = (self.response or {}).get("usage") if self.status == 200 else None
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        return total if isinstance(total, int) else 0
+
+    @property
     def messages(self) -> list[dict[str, Any]]:
         """The request's ``messages`` (empty list if absent)."""
         messages = self.body.get("messages")
@@ -711,6 +719,12 @@ class ScriptedModelServer:
             answered 401 ``invalid_api_key`` without consuming a step.
         model: Model id listed by ``GET /v1/models`` and echoed in responses
             when a request names no model.
+        rpm_limit: Like a real provider, answer 429 (with ``Retry-After``) to a
+            request that would exceed this many successful requests in any
+            ``limit_window_seconds`` window. The step is not consumed.
+        tpm_limit: Likewise for the tokens (prompt + completion) of successful requests.
+        limit_window_seconds: The window of ``rpm_limit`` and ``tpm_limit`` (60 s
+            like a real provider; scale it down in tests).
     """
 
     def __init__(
@@ -720,8 +734,14 @@ class ScriptedModelServer:
         handler: StepHandler | None = None,
         expected_api_key: str | None = None,
         model: str = "scripted-model",
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
+        limit_window_seconds: float = 60.0,
     ) -> None:
         self._handler = handler
+        self._rpm_limit = rpm_limit
+        self._tpm_limit = tpm_limit
+        self._limit_window = limit_window_seconds
         self._expected_api_key = expected_api_key
         self._model = model
         # RLock: user callbacks (handler/expect) run under the lock and may
@@ -850,6 +870,33 @@ class ScriptedModelServer:
         with self._cond:
             return list(self._requests)
 
+    def peak_in_window(self, seconds: float, *, since: float = 0.0) -> tuple[int, int]:
+        """The most successful requests, and the most tokens, any sliding window held.
+
+        Windows of ``seconds`` are anchored at every request's arrival (where a
+        sliding window's count can peak), over requests answered with HTTP 200
+        that arrived at ``since`` (a ``time.time()``) or later.
+
+        Returns:
+            ``(requests, tokens)``: the peak of each (each from its own window).
+        """
+        ok = [
+            (r.received_at, r.tokens)
+            for r in self.requests
+            if r.status == 200 and r.received_at >= since
+        ]
+        peak_requests = peak_tokens = 0
+        for i, (start, _) in enumerate(ok):
+            inside = [tokens for at, tokens in ok[i:] if at < start + seconds]
+            peak_requests = max(peak_requests, len(inside))
+            peak_tokens = max(peak_tokens, sum(inside))
+        return peak_requests, peak_tokens
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests were answered 429."""
+        return sum(1 for r in self.requests if r.status == 429)
+
     def wait_for_requests(self, n: int, timeout: float = 10.0) -> RecordedRequest:
         """Blocks until at least ``n`` chat-completion requests have arrived.
 
@@ -969,7 +1016,15 @@ class ScriptedModelServer:
                 body=body,
                 received_at=time.time(),
             )
+            scripted_before = len(self._steps)
             answer, step, problem = self._resolve(request, parsed)
+            if step is not None and answer.status == 200 and answer.body is not None:
+                over = self._over_limit(request.received_at, answer.body)
+                if over is not None:
+                    if len(self._steps) < scripted_before:
+                        self._steps.appendleft(step)  # not consumed: the retry gets it
+                    self._consumed -= 1
+                    answer, step = over, None
             if problem is not None:
                 self._problems.append(problem)
             self._requests.append(
@@ -983,6 +1038,41 @@ class ScriptedModelServer:
             )
             self._cond.notify_all()
         return answer
+
+    def _over_limit(self, now: float, body: Mapping[str, Any]) -> _Answer | None:
+        """A 429 if answering would break ``rpm_limit``/``tpm_limit``. Caller holds the lock."""
+        if self._rpm_limit is None and self._tpm_limit is None:
+            return None
+        usage = body.get("usage")
+        tokens = usage.get("total_tokens", 0) if isinstance(usage, dict) else 0
+        start = now - self._limit_window
+        inside = [r for r in self._requests if r.status == 200 and r.received_at > start]
+        over_requests = self._rpm_limit is not None and len(inside) + 1 > self._rpm_limit
+        used = sum(r.tokens for r in inside)
+        over_tokens = self._tpm_limit is not None and used + tokens > self._tpm_limit
+        if not (over_requests or over_tokens):
+            return None
+        # Retry once enough of the window has passed (whole seconds, as providers send).
+        what = "requests" if over_requests else "tokens"
+        free_at, count, left = now, len(inside), used
+        for r in inside:
+            if (self._rpm_limit is None or count + 1 <= self._rpm_limit) and (
+                self._tpm_limit is None or left + tokens <= self._tpm_limit
+            ):
+                break
+            free_at = r.received_at + self._limit_window
+            count, left = count - 1, left - r.tokens
+        retry_after = max(1, math.ceil(free_at - now))
+        return _Answer(
+            status=429,
+            body=_error_body(
+                f"Rate limit reached for {what} per {self._limit_window:g} s "
+                f"(ScriptedModelServer rpm_limit={self._rpm_limit}, tpm_limit={self._tpm_limit}).",
+                what,
+                "rate_limit_exceeded",
+            ),
+            headers=(("Retry-After", str(retry_after)),),
+        )
 
     def _resolve(
         self, request: RecordedRequest, parsed: Any
