@@ -80,6 +80,15 @@ CAPPED = Agent(
     limits=Limits(model_retry_initial_seconds=0.1, continue_as_new_after_events=20, max_turns=12),
 )
 
+# A spent budget asks a person (on_budget="ask"): one turn, then a decision.
+ASKING = Agent(
+    "golden-asking",
+    instructions="You are a support agent.",
+    model="openai:gpt-test",
+    tools=[lookup_order],
+    limits=Limits(model_retry_initial_seconds=0.1, max_turns=1, on_budget="ask"),
+)
+
 SUMMARIZING = Agent(
     "golden-summarizing",
     instructions="You are a support agent.",
@@ -120,6 +129,12 @@ async def _approve_any(handle: RunHandle) -> None:
     await _until(lambda: _has_pending(handle))
     [waiting] = await handle.pending()
     await handle.approve(waiting.call_id, approver="golden-approver", reason="fine")
+
+
+async def _raise_budget(handle: RunHandle) -> None:
+    await _until(lambda: _has_pending(handle))
+    [waiting] = await handle.pending()
+    await handle.approve(waiting.call_id, approver="golden-approver", raise_to=3)
 
 
 async def _has_pending(handle: RunHandle) -> bool:
@@ -246,6 +261,13 @@ SCENARIOS = [
             reply("All four shipped."),
         ),
         agent=CAPPED,
+    ),
+    Scenario(
+        "budget_raised",
+        "Where is order 5?",
+        (tool_calls(call("lookup_order", {"order_id": 5})), reply("It has shipped.")),
+        agent=ASKING,
+        drive=_raise_budget,
     ),
 ]
 

@@ -149,6 +149,8 @@ async def test_approval_flow_with_double_and_unknown_answers(
         assert [c.call_id for c in listed] == ["turn1-tool0"]
         with pytest.raises(ApprovalError, match="no call 'turn9-tool9' is waiting"):
             await handle.approve("turn9-tool9", approver="alice")
+        with pytest.raises(ApprovalError, match="raise_to is only for budget decisions"):
+            await handle.approve("turn1-tool0", approver="alice", raise_to=5)
         record = await handle.approve("turn1-tool0", approver="alice", reason="customer is VIP")
         assert record.approved and record.approver == "alice"
         with pytest.raises(ApprovalError, match="already approved by alice"):

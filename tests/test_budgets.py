@@ -1,14 +1,28 @@
-"""Hard budgets per run: tokens, cost and wall time end the run with a typed outcome."""
+"""Hard budgets per run: turns, tokens, cost and wall time end the run with a typed outcome,
+or (on_budget="ask") pause it for a person's decision."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
-from ratchet import Agent, BudgetExceeded, Limits, Price, tool
-from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, tool_calls
+from ratchet import (
+    Agent,
+    ApprovalError,
+    BudgetExceeded,
+    Limits,
+    Price,
+    RunHandle,
+    tool,
+)
+from ratchet._history import executions
+from ratchet._protocol import PendingApproval
+from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, reply, tool_calls
 
-from .conftest import hosted
+from .conftest import decoded_history_text, hosted
+from .test_cli import address, ratchet
 
 
 @tool
@@ -65,3 +79,163 @@ async def test_wall_time_budget(temporal_client: Client, model_server: ScriptedM
     limits = Limits(max_turns=10, max_wall_seconds=1.0)
     e, _ = await run_with(temporal_client, model_server, limits, looping_steps(1, delay=1.2))
     assert e.budget == "max_wall_seconds" and e.used >= 1.0
+
+
+def test_max_turns_is_listed_as_a_budget() -> None:
+    assert "max_turns" in (BudgetExceeded.__doc__ or "")
+
+
+# on_budget="ask": a spent budget pauses the run for a person, like an approval.
+
+ASK = Limits(max_turns=10, max_total_tokens=2500, on_budget="ask", approval_timeout_seconds=60)
+
+
+def budget_agent(limits: Limits = ASK) -> Agent:
+    return Agent(
+        "budgeted", instructions="x", model="openai:gpt-test", tools=[search], limits=limits
+    )
+
+
+async def waiting_budget(handle: RunHandle) -> PendingApproval:
+    for _ in range(400):
+        pending = await handle.pending()
+        if pending:
+            [p] = pending
+            return p
+        await asyncio.sleep(0.05)
+    raise AssertionError("no budget decision is waiting")
+
+
+async def test_ask_raise_a_budget_and_go_on(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(
+        *looping_steps(3),
+        reply("done", usage=ScriptedUsage(prompt_tokens=1000, completion_tokens=100)),
+    )
+    async with hosted(temporal_client, [budget_agent()], model_server) as client:
+        handle = await client.start("budgeted", "search forever")
+        waiting = await waiting_budget(handle)
+        # After 3 calls (3,300 tokens): the 4th call waits for a decision.
+        assert (waiting.tool, waiting.kind, waiting.rule) == (
+            "budget",
+            "budget",
+            "Limits.max_total_tokens",
+        )
+        assert waiting.arguments["used"] == 3300 and waiting.arguments["limit"] == 2500
+        assert (await handle.status()).state == "waiting-approval"
+        assert len(model_server.requests) == 3
+        with pytest.raises(ApprovalError, match="not above what the run used"):
+            await handle.approve(waiting.call_id, approver="ana", raise_to=3000)
+        record = await handle.approve(waiting.call_id, approver="ana", raise_to=10_000)
+        assert record.raise_to == 10_000
+        result = await handle.result()
+        status = await handle.status()
+    model_server.verify()
+    assert result.output == "done" and result.usage.total_tokens == 4400
+    [audit] = status.approvals
+    assert (audit.tool, audit.approver, audit.raise_to) == ("budget", "ana", 10_000)
+
+
+async def test_ask_deny_ends_the_run_with_the_typed_outcome(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(*looping_steps(3))
+    async with hosted(temporal_client, [budget_agent()], model_server) as client:
+        handle = await client.start("budgeted", "search forever")
+        waiting = await waiting_budget(handle)
+        with pytest.raises(ApprovalError, match="raise_to goes with approve"):
+            await handle._answer(waiting.call_id, False, "bo", "", 9999)
+        await handle.deny(waiting.call_id, approver="bo", reason="too expensive")
+        with pytest.raises(BudgetExceeded) as info:
+            await handle.result()
+        transcript = await handle.transcript()
+    e = info.value
+    assert (e.budget, e.used, e.limit) == ("max_total_tokens", 3300, 2500)
+    assert "bo denied: too expensive" in e.message
+    assert len(transcript) == 2 + 3 * 2
+
+
+async def test_ask_default_raise_and_timeout(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    """Approved without raise_to: one more configured budget; unanswered: a denial."""
+    limits = Limits(max_turns=2, on_budget="ask", approval_timeout_seconds=3)
+    model_server.add(*looping_steps(4))
+    async with hosted(temporal_client, [budget_agent(limits)], model_server) as client:
+        handle = await client.start("budgeted", "search forever")
+        first = await waiting_budget(handle)
+        assert first.call_id == "turn3-budget-max_turns"
+        record = await handle.approve(first.call_id, approver="ana")
+        assert record.raise_to == 4  # 2 used + 2 configured
+        with pytest.raises(BudgetExceeded) as info:
+            await handle.result()  # after 4 turns: asks again, nobody answers
+        status = await handle.status()
+    e = info.value
+    assert (e.budget, e.used, e.limit) == ("max_turns", 4, 4)
+    assert "nobody answered in time" in e.message
+    assert [a.timed_out for a in status.approvals] == [False, True]
+
+
+async def test_budget_decision_from_the_cli(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    usage = ScriptedUsage(prompt_tokens=1000, completion_tokens=100)
+    model_server.add(*looping_steps(3), reply("done", usage=usage))
+    async with hosted(temporal_client, [budget_agent()], model_server) as client:
+        handle = await client.start("budgeted", "search forever")
+        waiting = await waiting_budget(handle)
+        listed = (await ratchet("pending", "--address", address(temporal_client))).stdout
+        assert f"{handle.id} {waiting.call_id}: budget(" in listed
+        assert "rule Limits.max_total_tokens (used 3300 of 2500 tokens)" in listed
+        done = await ratchet(
+            "approve",
+            handle.id,
+            waiting.call_id,
+            "--as",
+            "cy",
+            "--raise-to",
+            "8000",
+            "--address",
+            address(temporal_client),
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == (
+            f"approved {waiting.call_id} (budget) of {handle.id} as cy; "
+            "Limits.max_total_tokens raised to 8000"
+        )
+        assert (await handle.result()).output == "done"
+        trace = await ratchet("trace", handle.id, "--address", address(temporal_client))
+    assert trace.returncode == 0, trace.stderr
+    assert (
+        f"approval {waiting.call_id} (budget) (rule 'Limits.max_total_tokens') approved by cy"
+        in trace.stdout
+    )
+    assert ", raised to 8000" in trace.stdout
+
+
+async def test_a_budget_decision_waits_across_continue_as_new(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    """A long history hands the waiting decision to a new execution; the raise is carried."""
+    limits = ASK.model_copy(update={"continue_as_new_after_events": 20, "max_total_tokens": 5000})
+    usage = ScriptedUsage(prompt_tokens=1000, completion_tokens=100)
+    model_server.add(*looping_steps(7), reply("done", usage=usage))
+    async with hosted(temporal_client, [budget_agent(limits)], model_server) as client:
+        handle = await client.start("budgeted", "search forever")
+        waiting = await waiting_budget(handle)
+        assert waiting.arguments["used"] == 5500  # after 5 calls
+        await asyncio.sleep(0.5)
+        before = len(await executions(temporal_client, handle.id))
+        await handle.approve(waiting.call_id, approver="ana", raise_to=20_000)
+        result = await handle.result()
+        status = await handle.status()
+        histories = await executions(temporal_client, handle.id)
+    model_server.verify()
+    assert before >= 2 and status.execution == len(histories)
+    # Asked in one execution, handed over (carried) and answered in a later one.
+    texts = [decoded_history_text(WorkflowHistory(handle.id, h).to_json_dict()) for h in histories]
+    assert sum(waiting.call_id in t for t in texts) >= 2
+    # Raised to 20,000 once: the calls after the raise (in later executions) did not ask again.
+    assert result.usage.total_tokens == 8 * 1100
+    assert [(a.tool, a.raise_to) for a in status.approvals] == [("budget", 20_000)]

@@ -8,7 +8,7 @@ import time
 import pytest
 from temporalio.client import Client
 
-from ratchet import Agent, Limits, RunFailed, tool
+from ratchet import Agent, BudgetExceeded, Limits, RunFailed, tool
 from ratchet.testing import ScriptedModelServer, call, error, hang, reply, tool_calls
 
 from .conftest import API_KEY, decoded_history_text, hosted
@@ -199,13 +199,19 @@ async def test_repair_limit_fails_the_run_with_a_typed_error(
 
 
 async def test_max_turns(temporal_client: Client, model_server: ScriptedModelServer) -> None:
+    """``max_turns`` is a budget: a typed outcome that names it, the transcript kept."""
     model_server.add(*[tool_calls(call("lookup_order", {"order_id": i})) for i in range(2)])
     limits = Limits(max_turns=2)
     async with hosted(temporal_client, [support_agent(limits=limits)], model_server) as client:
-        with pytest.raises(RunFailed) as info:
-            await client.run("support", "x")
+        handle = await client.start("support", "x")
+        with pytest.raises(BudgetExceeded) as info:
+            await handle.result()
+        transcript = await handle.transcript()
     model_server.verify()
-    assert info.value.error_type == "MaxTurnsExceeded"
+    e = info.value
+    assert (e.error_type, e.budget, e.used, e.limit) == ("BudgetExceeded", "max_turns", 2, 2)
+    assert "no final answer within Limits.max_turns=2" in e.message
+    assert len(transcript) == 2 + 2 * 2
 
 
 async def test_tool_exception_is_returned_to_the_model(

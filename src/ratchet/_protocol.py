@@ -59,18 +59,22 @@ class ChatReply(BaseModel):
 
 
 class PendingApproval(BaseModel):
-    """A tool call waiting for a person's decision."""
+    """A tool call (or a spent budget) waiting for a person's decision."""
 
     call_id: str
-    """Stable approval id within the run, e.g. ``turn2-tool0``."""
+    """Stable approval id within the run, e.g. ``turn2-tool0`` or ``turn5-budget-max_cost_usd``."""
     tool: str
+    """The tool's name; ``budget`` for a spent budget (``Limits(on_budget="ask")``)."""
     arguments: dict[str, Any]
+    """The call's arguments; for a budget: ``budget``, ``used``, ``limit``, ``unit``."""
     rule: str
     """The policy rule that asked for approval."""
     reason: str = ""
     requested_at: datetime
     deadline: datetime
     """Denied automatically when nobody answers by then."""
+    kind: Literal["tool", "budget"] = "tool"
+    """``budget``: a spent budget waiting for a decision (``Limits(on_budget="ask")``)."""
 
 
 class ApprovalAnswer(BaseModel):
@@ -80,6 +84,9 @@ class ApprovalAnswer(BaseModel):
     approve: bool
     approver: str
     reason: str = ""
+    raise_to: float | None = None
+    """Budget decisions only: the budget's new limit (default: raised by its configured
+    amount beyond what the run used)."""
 
 
 class ApprovalRecord(BaseModel):
@@ -94,6 +101,8 @@ class ApprovalRecord(BaseModel):
     timed_out: bool = False
     rule: str = ""
     """The policy rule that asked for the approval."""
+    raise_to: float | None = None
+    """Budget decisions: the new limit the run went on with."""
 
 
 class RunInput(BaseModel):
@@ -191,6 +200,8 @@ class Carried(BaseModel):
     """Calls of ``calls`` waiting for a person's decision (deadlines unchanged)."""
     slots: list[str] = []
     """Concurrency slots the run holds (granted before continue-as-new; not re-requested)."""
+    budgets: dict[str, float] = {}
+    """Budgets a person raised (``Limits(on_budget="ask")``), by name: the new limits."""
 
 
 class SnapshotRequest(BaseModel):

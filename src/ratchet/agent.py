@@ -29,13 +29,22 @@ class Limits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_turns: int = Field(10, ge=1)
-    """Model calls allowed per user message before the run fails with ``MaxTurnsExceeded``."""
+    """Budget: model calls allowed per user message; one more ends the run with
+    ``BudgetExceeded`` (budget ``max_turns``)."""
     max_total_tokens: int | None = Field(None, gt=0)
     """Budget: the run ends with ``BudgetExceeded`` once its model calls used this many tokens."""
     max_cost_usd: float | None = Field(None, gt=0)
     """Budget: the run ends with ``BudgetExceeded`` once its priced calls cost this much."""
     max_wall_seconds: float | None = Field(None, gt=0)
     """Budget: no new model call starts after the run has lasted this long."""
+    on_budget: Literal["fail", "ask"] = "fail"
+    """What happens when a budget (turns, tokens, cost, wall time) is spent.
+
+    ``fail``: the run ends with ``BudgetExceeded``, its transcript kept. ``ask``: the
+    run pauses for a person's decision, like a tool call waiting for approval
+    (``ratchet pending``): approve to go on with the budget raised (to ``raise_to``,
+    or by its configured amount), deny to end the run with ``BudgetExceeded``.
+    Nobody answering within ``approval_timeout_seconds`` counts as a denial."""
     max_repair_turns: int = Field(3, ge=0)
     """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
     model_timeout_seconds: float = Field(120.0, gt=0)

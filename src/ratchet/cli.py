@@ -511,9 +511,10 @@ def render_trace(t: Any, *, full: bool = False) -> list[str]:
         verdict = "approved" if a.approved else "denied"
         why = f": {text(a.reason)}" if a.reason else ""
         rule = f" (rule {a.rule!r})" if a.rule else ""
+        raised = f", raised to {a.raise_to:g}" if a.raise_to is not None else ""
         lines.append(
             f"approval {a.call_id} ({a.tool}){rule} {verdict} by {a.approver} "
-            f"at {a.at:%Y-%m-%d %H:%M:%S}{why}"
+            f"at {a.at:%Y-%m-%d %H:%M:%S}{raised}{why}"
         )
     tt = t.totals
     wall = "running" if tt.wall_seconds is None else f"{tt.wall_seconds:.2f} s"
@@ -604,7 +605,7 @@ async def pending(
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
-    """List the tool calls waiting for approval, across runs."""
+    """List the tool calls (and spent budgets) waiting for approval, across runs."""
     client = await AgentClient.connect(address, namespace=namespace)
     calls = await client.pending()
     if not calls:
@@ -646,13 +647,18 @@ async def _answer(
     approver: str | None,
     address: str | None,
     namespace: str | None,
+    raise_to: float | None = None,
 ) -> None:
     client = await AgentClient.connect(address, namespace=namespace)
     handle = client.get(run_id)
-    answer = handle.approve if approve else handle.deny
-    record = await answer(call_id, approver=_approver(approver), reason=reason)
+    who = _approver(approver)
+    if approve:
+        record = await handle.approve(call_id, approver=who, reason=reason, raise_to=raise_to)
+    else:
+        record = await handle.deny(call_id, approver=who, reason=reason)
     verb = "approved" if approve else "denied"
-    out.print(f"{verb} {record.call_id} ({record.tool}) of {run_id} as {record.approver}")
+    raised = f"; {record.rule} raised to {record.raise_to:g}" if record.raise_to else ""
+    out.print(f"{verb} {record.call_id} ({record.tool}) of {run_id} as {record.approver}{raised}")
 
 
 @app.command()
@@ -662,11 +668,19 @@ async def approve(
     call_id: CallArg,
     reason: Reason = "",
     approver: Approver = None,
+    raise_to: Annotated[
+        float | None,
+        typer.Option(
+            "--raise-to",
+            help="For a spent budget (tool `budget`): its new limit. Default: raised by "
+            "its configured amount beyond what the run used.",
+        ),
+    ] = None,
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
-    """Approve a tool call that waits for approval; the agent goes on."""
-    await _answer(True, run_id, call_id, reason, approver, address, namespace)
+    """Approve a tool call (or a spent budget) that waits for approval; the agent goes on."""
+    await _answer(True, run_id, call_id, reason, approver, address, namespace, raise_to)
 
 
 @app.command()

@@ -209,22 +209,32 @@ class RunHandle:
         pending: list[PendingApproval] = await self._query(PENDING_QUERY, list[PendingApproval])
         return pending
 
-    async def approve(self, call_id: str, *, approver: str, reason: str = "") -> ApprovalRecord:
+    async def approve(
+        self, call_id: str, *, approver: str, reason: str = "", raise_to: float | None = None
+    ) -> ApprovalRecord:
         """Approve a waiting tool call; it runs and the agent goes on.
 
+        For a spent budget waiting for a decision (``Limits(on_budget="ask")``, tool
+        ``budget``), approving lets the run go on with the budget raised to
+        ``raise_to`` (default: by its configured amount beyond what the run used);
+        the record's ``raise_to`` says to what.
+
         Raises:
-            ApprovalError: the call was answered already, or is not waiting.
+            ApprovalError: the call was answered already, or is not waiting, or
+                ``raise_to`` is given for a tool call or is not above what was used.
         """
-        return await self._answer(call_id, True, approver, reason)
+        return await self._answer(call_id, True, approver, reason, raise_to)
 
     async def deny(self, call_id: str, *, approver: str, reason: str = "") -> ApprovalRecord:
         """Deny a waiting tool call; the model is told who denied it and why."""
         return await self._answer(call_id, False, approver, reason)
 
     async def _answer(
-        self, call_id: str, approve: bool, approver: str, reason: str
+        self, call_id: str, approve: bool, approver: str, reason: str, raise_to: float | None = None
     ) -> ApprovalRecord:
-        answer = ApprovalAnswer(call_id=call_id, approve=approve, approver=approver, reason=reason)
+        answer = ApprovalAnswer(
+            call_id=call_id, approve=approve, approver=approver, reason=reason, raise_to=raise_to
+        )
         record: ApprovalRecord = await self._update(
             APPROVE_UPDATE, answer, ApprovalRecord, ApprovalError
         )

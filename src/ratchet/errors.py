@@ -19,8 +19,8 @@ Every error a user can meet is one of these. The tree::
                 ModelAuthError (401, 403), ModelBadRequest (400, 422),
                 ModelNotFound (404), ContextTooLong, ContentFiltered
           run outcomes (raised by the workflow)
-          ├── MaxTurnsExceeded      the agent did not answer within ``Limits.max_turns``
-          ├── BudgetExceeded        (subclass) a token, cost or wall-time budget was spent
+          ├── BudgetExceeded        (subclass) a budget was spent: turns (``Limits.max_turns``),
+          │                         tokens, cost or wall time
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
           ├── ToolFailed            a tool declared ``fatal=True`` raised
           ├── PayloadTooLarge       a payload would exceed Temporal's 2 MB and cannot be stored
@@ -129,7 +129,8 @@ class BudgetExceeded(RunFailed):
     """A run reached one of its budgets; its transcript is kept.
 
     Attributes:
-        budget: which one: ``max_total_tokens``, ``max_cost_usd`` or ``max_wall_seconds``.
+        budget: which one: ``max_turns``, ``max_total_tokens``, ``max_cost_usd`` or
+            ``max_wall_seconds`` (the ``Limits`` field).
         used: how much the run had used.
         limit: the budget.
     """

@@ -65,7 +65,6 @@ with workflow.unsafe.imports_passed_through():
         SlotRequest,
         slots_id,
     )
-    from .agent import Limits
     from .errors import MODEL_ERRORS
     from .messages import Message, ToolCall, chain_hash, message_hash
     from .policy import PolicyDecision
@@ -130,6 +129,8 @@ class AgentWorkflow:
         # workflow id, which is what the slots workflow tracks) and never asks again.
         self._slots_held: list[str] = list(carried.slots) if carried else []
         self._slots_granted: set[str] = set(self._slots_held)
+        # Budgets a person raised (on_budget="ask"), by name; carried like the slots.
+        self._raised: dict[str, float] = dict(carried.budgets) if carried else {}
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
@@ -148,6 +149,11 @@ class AgentWorkflow:
     def approve(self, answer: ApprovalAnswer) -> ApprovalRecord:
         """Approve or deny one waiting tool call (the validator rejects bad answers)."""
         pending = self._pending[answer.call_id]
+        raise_to = None
+        if pending.kind == "budget" and answer.approve:
+            # Default: one more configured budget beyond what the run has used.
+            a = pending.arguments
+            raise_to = answer.raise_to or max(a["used"], a["limit"]) + a["configured"]
         record = ApprovalRecord(
             call_id=answer.call_id,
             tool=pending.tool,
@@ -156,6 +162,7 @@ class AgentWorkflow:
             approver=answer.approver,
             reason=answer.reason,
             at=workflow.now(),
+            raise_to=raise_to,
         )
         self._answers[answer.call_id] = record
         return record
@@ -206,6 +213,20 @@ class AgentWorkflow:
             )
         if not answer.approver.strip():
             raise ApplicationError("say who approves: the approver is empty")
+        if answer.raise_to is not None:
+            pending = self._pending[answer.call_id]
+            if pending.kind != "budget":
+                raise ApplicationError(
+                    f"{answer.call_id!r} is a tool call: raise_to is only for budget decisions"
+                )
+            if not answer.approve:
+                raise ApplicationError("raise_to goes with approve: a denial ends the run")
+            used, unit = pending.arguments["used"], pending.arguments["unit"]
+            if answer.raise_to <= used:
+                raise ApplicationError(
+                    f"raise_to={answer.raise_to:g} is not above what the run used "
+                    f"({used:g} {unit}); give a higher limit"
+                )
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunResult:
@@ -364,6 +385,7 @@ class AgentWorkflow:
             results=done,
             waiting=list(self._deferred.values()),
             slots=list(self._slots_held),
+            budgets=dict(self._raised),
         )
         self._set_step(f"continuing as new (execution {status.execution + 1})")
         workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
@@ -398,12 +420,13 @@ class AgentWorkflow:
     async def _answer(self, spec: AgentSpec) -> str:
         """Model and tool turns until the model answers the latest user message."""
         limits = spec.limits
-        while self._turns_used < limits.max_turns:
+        while True:
+            await self._check_turns(spec)
             if self._can_continue(spec):
                 # A safe turn boundary: nothing in flight, the next model call not started.
                 self._continue_as_new(self._input, spec, resume="answer")
+            await self._check_budgets(spec)
             self._turns_used += 1
-            self._check_budgets(limits)
             # Turn numbers run on across a chat's messages: activity ids stay unique.
             self._status.turn += 1
             turn = self._status.turn
@@ -441,11 +464,6 @@ class AgentWorkflow:
                     f"(Limits.max_repair_turns={limits.max_repair_turns}); last problem: "
                     f"{next(m.content for m in reversed(done) if m.is_error)}",
                 )
-        self._fail(
-            "MaxTurnsExceeded",
-            f"agent {spec.name!r} gave no final answer within Limits.max_turns={limits.max_turns}; "
-            "raise the limit or give it a simpler task",
-        )
 
     async def _take_slots(self, caps: list[tuple[str, int]]) -> None:
         """Wait, queued, until every concurrency cap of the run grants it a slot."""
@@ -707,7 +725,12 @@ class AgentWorkflow:
         approval = None
         if decision.decision == "require_approval":
             approval = await self._await_approval(
-                spec, f"turn{turn}-tool{index}", call, arguments, decision
+                spec,
+                f"turn{turn}-tool{index}",
+                tool=call.name,
+                arguments=arguments,
+                rule=decision.rule,
+                reason=decision.reason,
             )
             if approval is None:
                 return None  # still waiting: the next execution asks again
@@ -725,9 +748,12 @@ class AgentWorkflow:
         self,
         spec: AgentSpec,
         approval_id: str,
-        call: ToolCall,
+        *,
+        tool: str,
         arguments: dict[str, Any],
-        decision: PolicyDecision,
+        rule: str,
+        reason: str,
+        kind: Literal["tool", "budget"] = "tool",
     ) -> ApprovalRecord | None:
         """Wait for a person's answer; None when the run continues as new meanwhile."""
         timeout = timedelta(seconds=spec.limits.approval_timeout_seconds)
@@ -738,12 +764,13 @@ class AgentWorkflow:
         else:
             self._pending[approval_id] = PendingApproval(
                 call_id=approval_id,
-                tool=call.name,
+                tool=tool,
                 arguments=arguments,
-                rule=decision.rule,
-                reason=decision.reason,
+                rule=rule,
+                reason=reason,
                 requested_at=now,
                 deadline=now + timeout,
+                kind=kind,
             )
         self._sync_approval_state()
         try:
@@ -764,8 +791,8 @@ class AgentWorkflow:
                 approval_id,
                 ApprovalRecord(
                     call_id=approval_id,
-                    tool=call.name,
-                    rule=decision.rule,
+                    tool=tool,
+                    rule=rule,
                     approved=False,
                     approver="ratchet",
                     reason=f"nobody answered within {timeout} (Limits.approval_timeout_seconds)",
@@ -833,27 +860,85 @@ class AgentWorkflow:
             self._stored.add(result.message_ref)
         return Message.tool(call, result.content, is_error=result.is_error)
 
-    def _check_budgets(self, limits: Limits) -> None:
-        """End the run, transcript kept, when a budget is spent (checked before each call)."""
-        s = self._status
-        spent: list[tuple[str, float, float, str]] = []
-        if limits.max_total_tokens is not None:
-            spent.append(
-                ("max_total_tokens", s.usage.total_tokens, limits.max_total_tokens, "tokens")
+    async def _check_turns(self, spec: AgentSpec) -> None:
+        """The ``max_turns`` budget: model calls for the current user message."""
+        limit = self._raised.get("max_turns", spec.limits.max_turns)
+        if self._turns_used >= limit:
+            await self._budget_spent(
+                spec,
+                "max_turns",
+                self._turns_used,
+                limit,
+                spec.limits.max_turns,
+                "turns",
+                f"agent {spec.name!r} gave no final answer within Limits.max_turns={limit:g} "
+                "turns; its transcript is kept (raise the limit or give it a simpler task)",
             )
-        if limits.max_cost_usd is not None:
-            spent.append(("max_cost_usd", s.cost_usd, limits.max_cost_usd, "USD"))
+
+    async def _check_budgets(self, spec: AgentSpec) -> None:
+        """Tokens, cost and wall time, checked before each model call."""
+        limits = spec.limits
+        s = self._status
+        budgets: list[tuple[str, float, float | None, str]] = [
+            ("max_total_tokens", s.usage.total_tokens, limits.max_total_tokens, "tokens"),
+            ("max_cost_usd", s.cost_usd, limits.max_cost_usd, "USD"),
+        ]
         if limits.max_wall_seconds is not None:
             elapsed = (workflow.now() - self._started).total_seconds()
-            spent.append(("max_wall_seconds", elapsed, limits.max_wall_seconds, "seconds"))
-        for name, used, limit, unit in spent:
+            budgets.append(("max_wall_seconds", elapsed, limits.max_wall_seconds, "seconds"))
+        for name, used, configured, unit in budgets:
+            if configured is None:
+                continue
+            limit = self._raised.get(name, configured)
             if used >= limit:
-                self._fail(
-                    "BudgetExceeded",
+                await self._budget_spent(
+                    spec,
+                    name,
+                    used,
+                    limit,
+                    configured,
+                    unit,
                     f"the run used {used:g} {unit}, reaching its budget Limits.{name}={limit:g}; "
                     "its transcript is kept (raise the budget to allow more)",
-                    details={"budget": name, "used": used, "limit": limit},
                 )
+
+    async def _budget_spent(
+        self,
+        spec: AgentSpec,
+        name: str,
+        used: float,
+        limit: float,
+        configured: float,
+        unit: str,
+        message: str,
+    ) -> None:
+        """End the run with ``BudgetExceeded``, or (``on_budget="ask"``) ask a person.
+
+        Returns only when a person raised the budget: the run goes on.
+        """
+        details = {"budget": name, "used": used, "limit": limit}
+        if spec.limits.on_budget == "ask":
+            approval_id = f"turn{self._status.turn + 1}-budget-{name}"
+            record = await self._await_approval(
+                spec,
+                approval_id,
+                tool="budget",
+                arguments={**details, "unit": unit, "configured": configured},
+                rule=f"Limits.{name}",
+                reason=f"used {used:g} of {limit:g} {unit}",
+                kind="budget",
+            )
+            if record is None:
+                # The history is long: the next execution asks again (same id, deadline).
+                self._continue_as_new(self._input, spec, resume="answer")
+            if record.approved and record.raise_to is not None:
+                self._raised[name] = record.raise_to
+                self._set_step(f"{record.approver} raised Limits.{name} to {record.raise_to:g}")
+                return
+            by = "nobody answered in time" if record.timed_out else f"{record.approver} denied"
+            why = f": {record.reason}" if record.reason and not record.timed_out else ""
+            message = f"{message}; asked to go on, {by}{why}"
+        self._fail("BudgetExceeded", message, details=details)
 
     def _account(self, response: ModelResponse) -> None:
         self._status.usage = self._status.usage + response.usage
