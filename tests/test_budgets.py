@@ -4,6 +4,8 @@ or (on_budget="ask") pause it for a person's decision."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowHistory
@@ -20,6 +22,7 @@ from ratchet import (
 from ratchet._history import executions
 from ratchet._protocol import PendingApproval
 from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, reply, tool_calls
+from ratchet.transcripts import ChainNode, SQLiteTranscriptStore
 
 from .conftest import decoded_history_text, hosted
 from .test_cli import address, ratchet
@@ -239,3 +242,41 @@ async def test_a_budget_decision_waits_across_continue_as_new(
     # Raised to 20,000 once: the calls after the raise (in later executions) did not ask again.
     assert result.usage.total_tokens == 8 * 1100
     assert [(a.tool, a.raise_to) for a in status.approvals] == [("budget", 20_000)]
+
+
+class FlakyStore(SQLiteTranscriptStore):
+    """A real SQLite store that fails once when asked to save the model's answer."""
+
+    def __init__(self, path: Path, marker: str) -> None:
+        super().__init__(path)
+        self.marker = marker
+        self.failed = 0
+
+    async def put(self, messages: Mapping[str, str], nodes: Sequence[ChainNode]) -> None:
+        if not self.failed and any(self.marker in m for m in messages.values()):
+            self.failed += 1
+            raise OSError("disk I/O error (injected)")
+        await super().put(messages, nodes)
+
+
+async def test_an_answered_attempt_that_failed_still_counts(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """The provider answered (and billed) attempt 1, which then failed: attempt 2 counts both."""
+    usage = ScriptedUsage(prompt_tokens=1000, completion_tokens=100)
+    model_server.add(reply("the answer", usage=usage), reply("the answer", usage=usage))
+    store = FlakyStore(tmp_path / "t.sqlite", marker="the answer")
+    limits = Limits(model_retry_initial_seconds=0.1)
+    prices = {"openai:gpt-test": Price(input=10.0, output=30.0)}
+    async with hosted(
+        temporal_client,
+        [budget_agent(limits)],
+        model_server,
+        transcript_store=store,
+        prices=prices,
+    ) as client:
+        result = await client.run("budgeted", "answer once")
+    model_server.verify()
+    assert store.failed == 1
+    assert (result.usage.requests, result.usage.total_tokens) == (2, 2200)
+    assert result.cost_usd == pytest.approx(2 * 0.013)

@@ -22,6 +22,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from ._heartbeat import beat
 from ._limiter import (
     LIMITER_MEMO,
     LIMITER_PAUSE_SIGNAL,
@@ -118,7 +119,7 @@ class _Limiter:
                     type="ModelRateLimited",
                     next_retry_delay=timedelta(seconds=0.1),
                 )
-            activity.heartbeat(f"waiting for {self.provider} capacity, position {state.position}")
+            beat(f"waiting for {self.provider} capacity, position {state.position}")
             await asyncio.sleep(sleep)
 
     async def signal(self, name: str, arg: SettleRequest | PauseRequest) -> None:

@@ -16,6 +16,7 @@ import pydantic
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from ._heartbeat import beat, billed_before, set_billed
 from ._limiter import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
@@ -134,6 +135,10 @@ class AgentActivities:
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
         provider, model_name, key = self._provider_ref(request.model)
+        # Earlier attempts the provider answered but that failed afterwards: still billed.
+        before = billed_before()
+        if before.requests:
+            set_billed(before)
         head: str | None = None
         prompt: list[Message] = []
         if request.linear:
@@ -155,16 +160,24 @@ class AgentActivities:
             limited = request
             work = limited_call(key, limit, limited, lambda: provider.complete(limited, model_name))
         response = await _heartbeating(work, request.heartbeat_seconds)
+        # Recorded at once: if this attempt still fails, the next one counts it.
+        set_billed(before + response.usage.model_copy(update={"requests": 1}))
         if request.linear:
             head = await save_messages(self.store, head, [response.message])
             response = response.model_copy(update={"transcript_ref": head})
-        # Attempts before this one failed; the provider may still bill them, so they are
-        # counted as requests. The cost is fixed here and recorded with the call.
+        # Every attempt counts as a request (the provider may bill failed ones), and the
+        # tokens of earlier attempts that got an answer count too. The cost is fixed here
+        # and recorded with the call.
+        usage = Usage(
+            input_tokens=before.input_tokens + response.usage.input_tokens,
+            output_tokens=before.output_tokens + response.usage.output_tokens,
+            requests=activity.info().attempt,
+        )
         response = response.model_copy(
             update={
-                "usage": response.usage.model_copy(update={"requests": activity.info().attempt}),
+                "usage": usage,
                 "attempt": activity.info().attempt,
-                "cost_usd": cost_of(request.model, response.usage, self.prices),
+                "cost_usd": cost_of(request.model, usage, self.prices),
             }
         )
         size = len(response.model_dump_json())
@@ -385,7 +398,7 @@ async def _heartbeating(work: Coroutine[Any, Any, T], heartbeat_seconds: float) 
             done, _ = await asyncio.wait({task}, timeout=interval)
             if done:
                 return task.result()
-            activity.heartbeat()
+            beat()
     finally:
         if not task.done():
             task.cancel()
