@@ -322,7 +322,7 @@ async def test_model_worker_gets_the_server_side_rate_and_validates(
     config = worker.config()
     assert config["task_queue"] == "ratchet.model.openai"
     assert config["max_task_queue_activities_per_second"] == 2.0  # 120 per 60 s
-    assert [a.__name__ for a in config["activities"]] == ["call_model"]
+    assert [a.__name__ for a in config["activities"]] == ["call_model", "compact_transcript"]
     unlimited = create_model_worker(temporal_client, "openai", task_queue="q")
     assert unlimited.config().get("max_task_queue_activities_per_second") is None
     with pytest.raises(ConfigError, match="no provider named 'nope'"):

@@ -5,6 +5,7 @@ Unix socket in a temporary directory)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -124,3 +125,29 @@ def test_store_urls(tmp_path: Path) -> None:
     assert store.path == tmp_path / "x" / "t.sqlite" and store.path.exists()
     with pytest.raises(ConfigError, match="bad transcript store URL"):
         store_from_url("redis://x")
+
+
+def test_workers_opening_a_new_sqlite_file_together(tmp_path: Path) -> None:
+    """Several connections (worker processes starting together) open one new file.
+
+    Switching a new file to WAL can fail at once with "database is locked" when another
+    connection is doing the same; every opener must wait its turn instead.
+    """
+    failures: list[Exception] = []
+    for n in range(100):
+        path = tmp_path / f"t{n}.sqlite"
+        start = threading.Barrier(4)
+
+        def open_store(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                SQLiteTranscriptStore(path)
+            except Exception as e:
+                failures.append(e)
+
+        threads = [threading.Thread(target=open_store) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []

@@ -1,47 +1,82 @@
-"""Heartbeats of ratchet's activities, carrying what a model call's attempts were billed.
+"""Heartbeats of ratchet's activities, carrying what a model call's attempts cost.
 
 Temporal hands an attempt's last heartbeat details to the next attempt. A model call
-records the usage the provider reported as soon as it answers, so when that attempt
-still fails afterwards (the transcript store is unreachable, the worker dies), the
-retry adds it to the call's usage: budgets count every attempt the provider billed,
-not only the one that completed. After a crash this is best effort: Temporal's SDK
-throttles heartbeats, so an attempt killed within a heartbeat interval of the
-provider's answer may not have reported it.
+records each request it sends to the provider, and the usage the provider reports as
+soon as it answers, so when an attempt still fails afterwards (the transcript store
+is unreachable, the worker dies), the retry adds it to the call's usage: budgets
+count every attempt the provider saw, and attempts that never reached it (still
+waiting for rate-limit capacity) are not counted as requests. After a crash this
+is best effort: Temporal's SDK throttles heartbeats, so an attempt killed within a
+heartbeat interval of sending or of the answer may not have reported it.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import activity
 
 from .messages import Usage
 
-_billed: ContextVar[Usage | None] = ContextVar("ratchet_billed", default=None)
+
+@dataclass
+class Attempts:
+    """What the attempts of one model call have sent and been billed, this one included.
+
+    Mutable and shared by reference: the heartbeating loop and the task doing the
+    call see the same object (a task copies the context, not the object).
+    """
+
+    sent: int = 0
+    """Requests that reached the provider (sent), over all attempts."""
+    billed: Usage = field(default_factory=Usage)
+    """Tokens the provider reported, over all attempts (``requests`` unused)."""
+
+    def usage(self) -> Usage:
+        """The call's usage: every answered attempt's tokens, every sent request."""
+        return self.billed.model_copy(update={"requests": max(self.sent, 1)})
 
 
-def billed_before() -> Usage:
-    """The usage earlier attempts of this activity recorded (zero on the first attempt)."""
+_attempts: ContextVar[Attempts | None] = ContextVar("ratchet_attempts", default=None)
+
+
+def start_attempt() -> Attempts:
+    """The call's totals so far (from the previous attempt's heartbeat), now tracked."""
+    attempts = Attempts()
     for details in activity.info().heartbeat_details:
         if isinstance(details, dict) and isinstance(details.get("billed"), dict):
-            return Usage.model_validate(details["billed"])
-    return Usage()
+            attempts.sent = int(details.get("sent", 0))
+            attempts.billed = Usage.model_validate(details["billed"])
+    _attempts.set(attempts)
+    return attempts
 
 
-def set_billed(usage: Usage) -> None:
-    """What this activity's attempts have been billed so far; sent with every heartbeat."""
-    _billed.set(usage)
-    beat()
+def request_sent() -> None:
+    """The attempt is sending its request to the provider."""
+    attempts = _attempts.get()
+    if attempts is not None:
+        attempts.sent += 1
+        beat()
+
+
+def answered(usage: Usage) -> None:
+    """The provider answered with ``usage``: recorded at once (this attempt may still fail)."""
+    attempts = _attempts.get()
+    if attempts is not None:
+        attempts.billed = attempts.billed + usage.model_copy(update={"requests": 0})
+        beat()
 
 
 def beat(note: str | None = None) -> None:
-    """Heartbeat, keeping the billed usage in the details (each heartbeat replaces them)."""
-    billed = _billed.get()
-    if billed is None and note is None:
+    """Heartbeat, keeping the call's totals in the details (each heartbeat replaces them)."""
+    attempts = _attempts.get()
+    if attempts is None and note is None:
         activity.heartbeat()
         return
     details: dict[str, Any] = {"note": note}
-    if billed is not None:
-        details["billed"] = billed.model_dump()
+    if attempts is not None:
+        details["sent"] = attempts.sent
+        details["billed"] = attempts.billed.model_dump()
     activity.heartbeat(details)

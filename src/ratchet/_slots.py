@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field
@@ -151,13 +152,18 @@ class SlotsWorkflow:
 
     async def _sweep(self) -> None:
         """Free the slots of runs that ended without releasing them (terminated)."""
-        alive: list[str] = await workflow.execute_activity(
-            CHECK_RUNS_ACTIVITY,
-            list(self._s.running),
-            result_type=list[str],
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-        )
+        try:
+            alive: list[str] = await workflow.execute_activity(
+                CHECK_RUNS_ACTIVITY,
+                list(self._s.running),
+                result_type=list[str],
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError:
+            # The server could not say (yet): keep every holder and ask at the next sweep.
+            # Failing here would lose the holders and let too many runs in.
+            return
         self._s.running = [r for r in self._s.running if r in alive]
 
 

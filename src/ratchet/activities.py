@@ -16,7 +16,7 @@ import pydantic
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ._heartbeat import beat, billed_before, set_billed
+from ._heartbeat import answered, beat, request_sent, start_attempt
 from ._limiter import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
@@ -135,10 +135,8 @@ class AgentActivities:
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
         provider, model_name, key = self._provider_ref(request.model)
-        # Earlier attempts the provider answered but that failed afterwards: still billed.
-        before = billed_before()
-        if before.requests:
-            set_billed(before)
+        # Counts this call's requests and tokens over all its attempts (see _heartbeat).
+        attempts = start_attempt()
         head: str | None = None
         prompt: list[Message] = []
         if request.linear:
@@ -151,28 +149,14 @@ class AgentActivities:
             )
             _check_window(prompt, request.context_window_tokens)
             request = request.model_copy(update={"messages": prompt})
-        limit = self.rate_limits.get(key)
-        if limit is None:
-            work = provider.complete(request, model_name)
-        else:
-            # Shared limits: wait for capacity (heartbeating), then settle the usage. The
-            # reservation is estimated from the full prompt (rebuilt above for linear runs).
-            limited = request
-            work = limited_call(key, limit, limited, lambda: provider.complete(limited, model_name))
-        response = await _heartbeating(work, request.heartbeat_seconds)
-        # Recorded at once: if this attempt still fails, the next one counts it.
-        set_billed(before + response.usage.model_copy(update={"requests": 1}))
+        response = await self._send(request, provider, model_name, key)
         if request.linear:
             head = await save_messages(self.store, head, [response.message])
             response = response.model_copy(update={"transcript_ref": head})
-        # Every attempt counts as a request (the provider may bill failed ones), and the
-        # tokens of earlier attempts that got an answer count too. The cost is fixed here
-        # and recorded with the call.
-        usage = Usage(
-            input_tokens=before.input_tokens + response.usage.input_tokens,
-            output_tokens=before.output_tokens + response.usage.output_tokens,
-            requests=activity.info().attempt,
-        )
+        # Every request the provider saw counts (it may bill failed ones), and so do the
+        # tokens of earlier attempts that got an answer. The cost is fixed here and
+        # recorded with the call.
+        usage = attempts.usage()
         response = response.model_copy(
             update={
                 "usage": usage,
@@ -189,6 +173,26 @@ class AgentActivities:
                 type="PayloadTooLarge",
                 non_retryable=True,
             )
+        return response
+
+    async def _send(
+        self, request: ModelRequest, provider: Provider, model_name: str, key: str
+    ) -> ModelResponse:
+        """Send one request to the provider, heartbeating; counted in the call's attempts.
+
+        With shared limits for the provider it first waits for capacity, then settles
+        the usage; the reservation is estimated from the request's full prompt.
+        """
+
+        def send() -> Coroutine[Any, Any, ModelResponse]:
+            request_sent()
+            return provider.complete(request, model_name)
+
+        limit = self.rate_limits.get(key)
+        work = send() if limit is None else limited_call(key, limit, request, send)
+        response = await _heartbeating(work, request.heartbeat_seconds)
+        # Recorded at once: if this attempt still fails, the next one counts it.
+        answered(response.usage)
         return response
 
     @activity.defn(name=TOOL_ACTIVITY)
@@ -268,7 +272,8 @@ class AgentActivities:
         usage = Usage()
         cost: float | None = None
         if request.strategy == "summarize":
-            provider, model_name = self._provider(request.model)
+            provider, model_name, key = self._provider_ref(request.model)
+            attempts = start_attempt()
             ask = ModelRequest(
                 agent=request.agent,
                 model=request.model,
@@ -280,11 +285,9 @@ class AgentActivities:
                 timeout_seconds=request.timeout_seconds,
                 heartbeat_seconds=request.heartbeat_seconds,
             )
-            reply = await _heartbeating(
-                provider.complete(ask, model_name), request.heartbeat_seconds
-            )
-            usage = reply.usage.model_copy(update={"requests": activity.info().attempt})
-            cost = cost_of(request.model, reply.usage, self.prices)
+            reply = await self._send(ask, provider, model_name, key)
+            usage = attempts.usage()
+            cost = cost_of(request.model, usage, self.prices)
             summary = Message.system(
                 f"Summary of {len(old)} earlier messages: {reply.message.content or ''}"
             )

@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,23 @@ SELECT hash, parent, message FROM chain ORDER BY depth DESC
 """
 
 
+def _retry_busy(statement: Callable[[], object], seconds: float = 10.0) -> None:
+    """Run ``statement``, retrying while another process holds the file.
+
+    Switching to WAL can fail with "database is locked" at once, without waiting for
+    the busy timeout, when another process opens the same new file at that moment.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SQLiteTranscriptStore(TranscriptStore):
     """The embedded default: one SQLite file, for workers on one machine.
 
@@ -188,11 +206,15 @@ class SQLiteTranscriptStore(TranscriptStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        # WAL: readers never wait for the writer; several worker processes share the file.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # The busy timeout first: worker processes starting together open the same file,
+        # and switching it to WAL (or creating the schema) must wait for the other.
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=10.0
+        )
         self._db.execute("PRAGMA busy_timeout=10000")
+        # WAL: readers never wait for the writer; several worker processes share the file.
+        _retry_busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+        self._db.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             self._db.execute(statement)
 

@@ -193,7 +193,8 @@ def create_model_worker(
         client,
         task_queue=task_queue or model_queue(provider),
         workflows=[LimiterWorkflow],
-        activities=[acts.call_model],
+        # Compaction summarizes with the model, on the agent's model queue too.
+        activities=[acts.call_model, acts.compact_transcript],
         **options,
     )
 

@@ -129,6 +129,8 @@ class AgentWorkflow:
         # workflow id, which is what the slots workflow tracks) and never asks again.
         self._slots_held: list[str] = list(carried.slots) if carried else []
         self._slots_granted: set[str] = set(self._slots_held)
+        # Set here too, for an approve update that arrives before the run code resumes.
+        self._started = carried.started if carried is not None else workflow.now()
         # Budgets a person raised (on_budget="ask"), by name; carried like the slots.
         self._raised: dict[str, float] = dict(carried.budgets) if carried else {}
 
@@ -153,7 +155,8 @@ class AgentWorkflow:
         if pending.kind == "budget" and answer.approve:
             # Default: one more configured budget beyond what the run has used.
             a = pending.arguments
-            raise_to = answer.raise_to or max(a["used"], a["limit"]) + a["configured"]
+            used = self._budget_used(a["budget"], a["used"])
+            raise_to = answer.raise_to or max(used, a["limit"]) + a["configured"]
         record = ApprovalRecord(
             call_id=answer.call_id,
             tool=pending.tool,
@@ -221,7 +224,8 @@ class AgentWorkflow:
                 )
             if not answer.approve:
                 raise ApplicationError("raise_to goes with approve: a denial ends the run")
-            used, unit = pending.arguments["used"], pending.arguments["unit"]
+            unit = pending.arguments["unit"]
+            used = self._budget_used(pending.arguments["budget"], pending.arguments["used"])
             if answer.raise_to <= used:
                 raise ApplicationError(
                     f"raise_to={answer.raise_to:g} is not above what the run used "
@@ -276,6 +280,8 @@ class AgentWorkflow:
         caps = _caps(spec, inp.tenant)
         if caps and workflow.patched(CONCURRENCY_CAP_PATCH):
             await self._take_slots(caps)
+            # The wall-time budget counts the run's own time, not its wait for a slot.
+            self._started = workflow.now()
         self._status.state = "running"
         self._publish()
         answer = await self._answer(spec)
@@ -442,6 +448,8 @@ class AgentWorkflow:
             if not message.tool_calls:
                 self._turns_used = 0
                 self._repair_streak = 0
+                # max_turns is per user message: a raise was for this message only.
+                self._raised.pop("max_turns", None)
                 return message.content or ""
 
             results, had_invalid = await self._run_tool_calls(spec, turn, message.tool_calls)
@@ -859,6 +867,12 @@ class AgentWorkflow:
         if result.message_ref is not None:
             self._stored.add(result.message_ref)
         return Message.tool(call, result.content, is_error=result.is_error)
+
+    def _budget_used(self, budget: str, used_when_asked: float) -> float:
+        """What a budget has used now: wall time goes on while a person decides."""
+        if budget == "max_wall_seconds":
+            return (workflow.now() - self._started).total_seconds()
+        return used_when_asked
 
     async def _check_turns(self, spec: AgentSpec) -> None:
         """The ``max_turns`` budget: model calls for the current user message."""
