@@ -108,3 +108,10 @@ def test_a_capped_run_releases_its_slot_in_its_last_execution() -> None:
     assert all("ratchet.slot_granted" not in t for t in texts[1:])  # asked once, never again
     assert "ratchet.slots.release" in texts[-1]
     assert all("ratchet.slots.release" not in t for t in texts[:-1])
+
+
+def test_a_golden_history_sends_tools_by_reference() -> None:
+    """Runs since tools_ref: the snapshot stores the schemas, model calls refer to them."""
+    text = decoded_history_text(json.loads((ROOT / "budget_raised.json").read_text()))
+    assert text.count("Look up an order.") == 1  # in the snapshot only
+    assert '\\"tools\\":[],\\"tools_ref\\":\\"tools-' in text

@@ -101,6 +101,14 @@ async def test_each_message_is_written_to_history_once(
     assert history.count("Read the report") == 2
     assert history.count("longrun: Read the report") == 1
     assert history.count("You read reports.") == 1
+    # The tools' schemas once too (the snapshot): model calls carry a reference.
+    assert history.count("Fetch one page of a report.") == 1
+    assert history.count("tools-") >= 5  # the snapshot's reference, then each model call's
+    # The model still got every tool's schema.
+    assert [t["function"]["name"] for t in model_server.requests[-1].body["tools"]] == [
+        "fetch",
+        "refund",
+    ]
     assert [m.role for m in transcript] == ["system", "user"] + ["assistant", "tool"] * 4 + [
         "assistant"
     ]

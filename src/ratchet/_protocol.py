@@ -241,6 +241,9 @@ class ModelRequest(BaseModel):
     context_window_tokens: int | None = None
     """Fail with ``ContextTooLong`` before calling the provider past this many tokens."""
     tools: list[ToolSpec] = []
+    tools_ref: str | None = None
+    """With ``tools`` empty: the tool specs are in the transcript store under this
+    reference (``AgentSpec.tools_ref``); the activity loads them."""
     tool_mode: ToolMode | None = None
     temperature: float | None = None
     max_tokens: int | None = None

@@ -39,8 +39,8 @@ from .messages import Message, Usage, message_hash
 from .models import Provider
 from .pricing import DEFAULT_PRICES, Price, cost_of
 from .telemetry import instrument_model_call, instrument_tool_call
-from .tools import ToolContext
-from .transcripts import TranscriptStore, load_prompt, save_messages
+from .tools import ToolContext, ToolSpec
+from .transcripts import TranscriptStore, load_prompt, load_tools, save_messages, save_tools
 
 __all__ = ["AgentActivities"]
 
@@ -72,6 +72,12 @@ class AgentActivities:
 
             self._store = default_transcript_store()
         return self._store
+
+    async def _tools(self, ref: str) -> list[ToolSpec]:
+        try:
+            return await load_tools(self.store, ref, run_id=activity.info().workflow_id or "?")
+        except TranscriptEntryMissing as e:
+            raise ApplicationError(str(e), type="TranscriptEntryMissing", non_retryable=True) from e
 
     async def _prompt(self, head: str | None, appended: list[Message | str]) -> list[Message]:
         try:
@@ -128,6 +134,11 @@ class AgentActivities:
             # The same messages the workflow opens the transcript with (same hashes).
             opening = [Message.system(spec.instructions), Message.user(request.prompt, pinned=True)]
             await save_messages(self.store, None, opening)
+            if spec.tools:
+                # Stored once: model calls carry a reference, not every schema again.
+                spec = spec.model_copy(
+                    update={"tools_ref": await save_tools(self.store, spec.tools)}
+                )
         return spec
 
     @activity.defn(name=MODEL_ACTIVITY)
@@ -149,6 +160,9 @@ class AgentActivities:
             )
             _check_window(prompt, request.context_window_tokens)
             request = request.model_copy(update={"messages": prompt})
+            if request.tools_ref and not request.tools:
+                tools = await self._tools(request.tools_ref)
+                request = request.model_copy(update={"tools": tools})
         response = await self._send(request, provider, model_name, key)
         if request.linear:
             head = await save_messages(self.store, head, [response.message])

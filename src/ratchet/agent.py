@@ -157,6 +157,9 @@ class AgentSpec(BaseModel):
     tool_mode: ToolMode | None = None
     """None: the provider's default (``json_schema`` for ``local``, else ``native``)."""
     tools: list[ToolSpec] = []
+    tools_ref: str | None = None
+    """Set when the snapshot stored ``tools`` in the transcript store (runs with linear
+    history): model calls then carry this reference instead of every tool's schema."""
     limits: Limits = Limits()
     temperature: float | None = None
     max_tokens: int | None = None

@@ -22,6 +22,8 @@ naming the missing hash.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import sqlite3
 import threading
 import time
@@ -33,6 +35,7 @@ from typing import Any
 
 from .errors import ConfigError, TranscriptEntryMissing
 from .messages import Message, chain_hash, message_hash
+from .tools import ToolSpec
 
 __all__ = [
     "ChainNode",
@@ -141,6 +144,26 @@ async def load_prompt(
         else:
             raise TranscriptEntryMissing(run_id, entry, "message")
     return out
+
+
+async def save_tools(store: TranscriptStore, tools: Sequence[ToolSpec]) -> str:
+    """Store a run's tool specs by content; return the reference model calls carry."""
+    body = json.dumps([t.model_dump(mode="json") for t in tools], sort_keys=True)
+    ref = "tools-" + hashlib.sha256(body.encode()).hexdigest()
+    await store.put({ref: body}, [])
+    return ref
+
+
+async def load_tools(store: TranscriptStore, ref: str, *, run_id: str) -> list[ToolSpec]:
+    """The tool specs ``ref`` names.
+
+    Raises:
+        TranscriptEntryMissing: the store does not have them.
+    """
+    found = await store.messages([ref])
+    if ref not in found:
+        raise TranscriptEntryMissing(run_id, ref, "tool list")
+    return [ToolSpec.model_validate(t) for t in json.loads(found[ref])]
 
 
 async def save_messages(

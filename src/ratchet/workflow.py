@@ -586,7 +586,9 @@ class AgentWorkflow:
                 - len(self._pending_msgs),
                 linear=True,
                 context_window_tokens=limits.context_window_tokens,
-                tools=spec.tools,
+                # By reference when the snapshot stored them (runs since then).
+                tools=[] if spec.tools_ref else spec.tools,
+                tools_ref=spec.tools_ref,
                 tool_mode=spec.tool_mode,
                 temperature=spec.temperature,
                 max_tokens=spec.max_tokens,
