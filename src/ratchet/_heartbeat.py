@@ -2,12 +2,12 @@
 
 Temporal hands an attempt's last heartbeat details to the next attempt. A model call
 records each request it sends to the provider, and the usage the provider reports as
-soon as it answers, so when an attempt still fails afterwards (the transcript store
-is unreachable, the worker dies), the retry adds it to the call's usage: budgets
-count every attempt the provider saw, and attempts that never reached it (still
-waiting for rate-limit capacity) are not counted as requests. After a crash this
-is best effort: Temporal's SDK throttles heartbeats, so an attempt killed within a
-heartbeat interval of sending or of the answer may not have reported it.
+soon as it answers, and hands both to the next attempt with its last heartbeat when
+it fails (say the transcript store is unreachable): the retry adds them to the
+call's usage. Budgets count every attempt the provider saw, and attempts that never
+reached it (still waiting for rate-limit capacity) are not counted as requests.
+After a crash (kill -9) this is best effort: only what a periodic heartbeat (every
+third of the heartbeat timeout while the call runs) reported before the crash.
 """
 
 from __future__ import annotations
@@ -58,14 +58,23 @@ def request_sent() -> None:
     attempts = _attempts.get()
     if attempts is not None:
         attempts.sent += 1
-        beat()
 
 
 def answered(usage: Usage) -> None:
-    """The provider answered with ``usage``: recorded at once (this attempt may still fail)."""
+    """The provider answered with ``usage`` (this attempt may still fail)."""
     attempts = _attempts.get()
     if attempts is not None:
         attempts.billed = attempts.billed + usage.model_copy(update={"requests": 0})
+
+
+def report_failed_attempt() -> None:
+    """Hand the totals to the next attempt: the last heartbeat goes with the failure.
+
+    Only on failure: a heartbeat on every call would cost a server round trip each
+    (the first heartbeat of an attempt is sent at once). The periodic heartbeats of
+    a long call carry the totals too, which is what survives a crash.
+    """
+    if _attempts.get() is not None:
         beat()
 
 

@@ -16,7 +16,14 @@ import pydantic
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ._heartbeat import answered, beat, request_sent, start_attempt
+from ._heartbeat import (
+    Attempts,
+    answered,
+    beat,
+    report_failed_attempt,
+    request_sent,
+    start_attempt,
+)
 from ._limiter import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
@@ -63,6 +70,7 @@ class AgentActivities:
         self._store = store
         self.payload_limit = payload_limit
         self.rate_limits = dict(rate_limits or {})
+        self._tools_cache: dict[str, list[ToolSpec]] = {}
 
     @property
     def store(self) -> TranscriptStore:
@@ -74,10 +82,18 @@ class AgentActivities:
         return self._store
 
     async def _tools(self, ref: str) -> list[ToolSpec]:
+        # Kept per worker: a reference names one immutable list, and runs of an agent
+        # share it, so most calls skip the store.
+        if (tools := self._tools_cache.get(ref)) is not None:
+            return tools
         try:
-            return await load_tools(self.store, ref, run_id=activity.info().workflow_id or "?")
+            tools = await load_tools(self.store, ref, run_id=activity.info().workflow_id or "?")
         except TranscriptEntryMissing as e:
             raise ApplicationError(str(e), type="TranscriptEntryMissing", non_retryable=True) from e
+        if len(self._tools_cache) >= 256:
+            self._tools_cache.pop(next(iter(self._tools_cache)))
+        self._tools_cache[ref] = tools
+        return tools
 
     async def _prompt(self, head: str | None, appended: list[Message | str]) -> list[Message]:
         try:
@@ -145,27 +161,38 @@ class AgentActivities:
     @instrument_model_call
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
-        provider, model_name, key = self._provider_ref(request.model)
         # Counts this call's requests and tokens over all its attempts (see _heartbeat).
         attempts = start_attempt()
-        head: str | None = None
-        prompt: list[Message] = []
+        try:
+            return await self._call_model(request, attempts)
+        except Exception:
+            report_failed_attempt()
+            raise
+
+    async def _call_model(self, request: ModelRequest, attempts: Attempts) -> ModelResponse:
+        provider, model_name, key = self._provider_ref(request.model)
+        new: list[Message] = []
         if request.linear:
-            # Rebuild the exact prompt from the store, and store the new messages first:
-            # a compaction after "context too long" starts from this prompt's head.
+            # Rebuild the exact prompt from the store.
             prompt = await self._prompt(request.transcript_ref, request.appended)
-            new = request.appended
-            head = await save_messages(
-                self.store, request.transcript_ref, prompt[len(prompt) - len(new) :]
-            )
-            _check_window(prompt, request.context_window_tokens)
+            new = prompt[len(prompt) - len(request.appended) :]
             request = request.model_copy(update={"messages": prompt})
             if request.tools_ref and not request.tools:
                 tools = await self._tools(request.tools_ref)
                 request = request.model_copy(update={"tools": tools})
-        response = await self._send(request, provider, model_name, key)
+        try:
+            if request.linear:
+                _check_window(request.messages, request.context_window_tokens)
+            response = await self._send(request, provider, model_name, key)
+        except ApplicationError as e:
+            if request.linear and e.type == "ContextTooLong":
+                # The compaction that follows starts from this prompt's head: store it.
+                await save_messages(self.store, request.transcript_ref, new)
+            raise
         if request.linear:
-            head = await save_messages(self.store, head, [response.message])
+            # The new messages and the answer in one write (after the answer: a failed
+            # attempt's retry sends the same new messages again).
+            head = await save_messages(self.store, request.transcript_ref, [*new, response.message])
             response = response.model_copy(update={"transcript_ref": head})
         # Every request the provider saw counts (it may bill failed ones), and so do the
         # tokens of earlier attempts that got an answer. The cost is fixed here and
@@ -287,7 +314,7 @@ class AgentActivities:
         cost: float | None = None
         if request.strategy == "summarize":
             provider, model_name, key = self._provider_ref(request.model)
-            attempts = start_attempt()
+            summarizing = start_attempt()
             ask = ModelRequest(
                 agent=request.agent,
                 model=request.model,
@@ -299,8 +326,12 @@ class AgentActivities:
                 timeout_seconds=request.timeout_seconds,
                 heartbeat_seconds=request.heartbeat_seconds,
             )
-            reply = await self._send(ask, provider, model_name, key)
-            usage = attempts.usage()
+            try:
+                reply = await self._send(ask, provider, model_name, key)
+            except Exception:
+                report_failed_attempt()
+                raise
+            usage = summarizing.usage()
             cost = cost_of(request.model, usage, self.prices)
             summary = Message.system(
                 f"Summary of {len(old)} earlier messages: {reply.message.content or ''}"
