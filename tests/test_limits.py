@@ -86,8 +86,13 @@ def start_workers(
         )
         for _ in range(count)
     ]
-    for w in started:
-        wait_for(lambda w=w: "Ctrl-C to stop" in Path(w.log.name).read_text(), 60, "a worker")
+    try:
+        for w in started:
+            wait_for(lambda w=w: "Ctrl-C to stop" in Path(w.log.name).read_text(), 60, "a worker")
+    except BaseException:
+        for w in started:  # not handed to the test's fixture yet: stop them here
+            w.stop()
+        raise
     return queue, started
 
 
