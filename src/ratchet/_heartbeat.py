@@ -12,6 +12,8 @@ third of the heartbeat timeout while the call runs) reported before the crash.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,15 +44,26 @@ class Attempts:
 _attempts: ContextVar[Attempts | None] = ContextVar("ratchet_attempts", default=None)
 
 
-def start_attempt() -> Attempts:
-    """The call's totals so far (from the previous attempt's heartbeat), now tracked."""
+@contextmanager
+def counted_attempts() -> Iterator[Attempts]:
+    """Track this model call's totals, starting from the previous attempt's heartbeat.
+
+    When the attempt fails, its last heartbeat (which goes with the failure) hands the
+    totals to the next one. Only then: a heartbeat on every call would cost a server
+    round trip each (an attempt's first heartbeat is sent at once). The periodic
+    heartbeats of a long call carry the totals too, which is what survives a crash.
+    """
     attempts = Attempts()
     for details in activity.info().heartbeat_details:
         if isinstance(details, dict) and isinstance(details.get("billed"), dict):
             attempts.sent = int(details.get("sent", 0))
             attempts.billed = Usage.model_validate(details["billed"])
     _attempts.set(attempts)
-    return attempts
+    try:
+        yield attempts
+    except Exception:
+        beat()
+        raise
 
 
 def request_sent() -> None:
@@ -65,17 +78,6 @@ def answered(usage: Usage) -> None:
     attempts = _attempts.get()
     if attempts is not None:
         attempts.billed = attempts.billed + usage.model_copy(update={"requests": 0})
-
-
-def report_failed_attempt() -> None:
-    """Hand the totals to the next attempt: the last heartbeat goes with the failure.
-
-    Only on failure: a heartbeat on every call would cost a server round trip each
-    (the first heartbeat of an attempt is sent at once). The periodic heartbeats of
-    a long call carry the totals too, which is what survives a crash.
-    """
-    if _attempts.get() is not None:
-        beat()
 
 
 def beat(note: str | None = None) -> None:

@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pydantic
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ._heartbeat import (
-    Attempts,
-    answered,
-    beat,
-    report_failed_attempt,
-    request_sent,
-    start_attempt,
-)
+from ._heartbeat import Attempts, answered, beat, counted_attempts, request_sent
 from ._limiter import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
@@ -86,22 +79,18 @@ class AgentActivities:
         # share it, so most calls skip the store.
         if (tools := self._tools_cache.get(ref)) is not None:
             return tools
-        try:
+        with _missing_entries_fail_the_run():
             tools = await load_tools(self.store, ref, run_id=activity.info().workflow_id or "?")
-        except TranscriptEntryMissing as e:
-            raise ApplicationError(str(e), type="TranscriptEntryMissing", non_retryable=True) from e
         if len(self._tools_cache) >= 256:
             self._tools_cache.pop(next(iter(self._tools_cache)))
         self._tools_cache[ref] = tools
         return tools
 
     async def _prompt(self, head: str | None, appended: list[Message | str]) -> list[Message]:
-        try:
+        with _missing_entries_fail_the_run():
             return await load_prompt(
                 self.store, head, appended, run_id=activity.info().workflow_id or "?"
             )
-        except TranscriptEntryMissing as e:
-            raise ApplicationError(str(e), type="TranscriptEntryMissing", non_retryable=True) from e
 
     def _agent(self, name: str) -> Agent:
         agent = self.agents.get(name)
@@ -162,12 +151,8 @@ class AgentActivities:
     async def call_model(self, request: ModelRequest) -> ModelResponse:
         """One model call; heartbeats while waiting so a dead worker is noticed quickly."""
         # Counts this call's requests and tokens over all its attempts (see _heartbeat).
-        attempts = start_attempt()
-        try:
+        with counted_attempts() as attempts:
             return await self._call_model(request, attempts)
-        except Exception:
-            report_failed_attempt()
-            raise
 
     async def _call_model(self, request: ModelRequest, attempts: Attempts) -> ModelResponse:
         provider, model_name, key = self._provider_ref(request.model)
@@ -314,7 +299,6 @@ class AgentActivities:
         cost: float | None = None
         if request.strategy == "summarize":
             provider, model_name, key = self._provider_ref(request.model)
-            summarizing = start_attempt()
             ask = ModelRequest(
                 agent=request.agent,
                 model=request.model,
@@ -326,11 +310,8 @@ class AgentActivities:
                 timeout_seconds=request.timeout_seconds,
                 heartbeat_seconds=request.heartbeat_seconds,
             )
-            try:
+            with counted_attempts() as summarizing:
                 reply = await self._send(ask, provider, model_name, key)
-            except Exception:
-                report_failed_attempt()
-                raise
             usage = summarizing.usage()
             cost = cost_of(request.model, usage, self.prices)
             summary = Message.system(
@@ -347,6 +328,15 @@ class AgentActivities:
             usage=usage,
             cost_usd=cost,
         )
+
+
+@contextlib.contextmanager
+def _missing_entries_fail_the_run() -> Iterator[None]:
+    """A lost store entry is not retried: the prompt could never be rebuilt exactly."""
+    try:
+        yield
+    except TranscriptEntryMissing as e:
+        raise ApplicationError(str(e), type="TranscriptEntryMissing", non_retryable=True) from e
 
 
 _SUMMARY_INSTRUCTIONS = (

@@ -657,7 +657,7 @@ async def _answer(
     else:
         record = await handle.deny(call_id, approver=who, reason=reason)
     verb = "approved" if approve else "denied"
-    raised = f"; {record.rule} raised to {record.raise_to:g}" if record.raise_to else ""
+    raised = f"; {record.rule} raised to {record.raise_to:g}" if record.raise_to is not None else ""
     out.print(f"{verb} {record.call_id} ({record.tool}) of {run_id} as {record.approver}{raised}")
 
 

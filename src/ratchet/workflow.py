@@ -870,11 +870,13 @@ class AgentWorkflow:
             self._stored.add(result.message_ref)
         return Message.tool(call, result.content, is_error=result.is_error)
 
+    def _elapsed(self) -> float:
+        """Seconds the run has lasted (what ``max_wall_seconds`` counts)."""
+        return (workflow.now() - self._started).total_seconds()
+
     def _budget_used(self, budget: str, used_when_asked: float) -> float:
         """What a budget has used now: wall time goes on while a person decides."""
-        if budget == "max_wall_seconds":
-            return (workflow.now() - self._started).total_seconds()
-        return used_when_asked
+        return self._elapsed() if budget == "max_wall_seconds" else used_when_asked
 
     async def _check_turns(self, spec: AgentSpec) -> None:
         """The ``max_turns`` budget: model calls for the current user message."""
@@ -898,10 +900,8 @@ class AgentWorkflow:
         budgets: list[tuple[str, float, float | None, str]] = [
             ("max_total_tokens", s.usage.total_tokens, limits.max_total_tokens, "tokens"),
             ("max_cost_usd", s.cost_usd, limits.max_cost_usd, "USD"),
+            ("max_wall_seconds", self._elapsed(), limits.max_wall_seconds, "seconds"),
         ]
-        if limits.max_wall_seconds is not None:
-            elapsed = (workflow.now() - self._started).total_seconds()
-            budgets.append(("max_wall_seconds", elapsed, limits.max_wall_seconds, "seconds"))
         for name, used, configured, unit in budgets:
             if configured is None:
                 continue
