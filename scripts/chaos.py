@@ -69,7 +69,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -90,6 +89,7 @@ from temporalio.client import Client
 from examples.support import db
 from ratchet import AgentClient, Message, RunFailed, RunHandle, connect
 from ratchet.local import TemporalDevServer
+from ratchet.local._proc import free_port
 from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, reply, tool_calls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,13 +104,6 @@ T = TypeVar("T")
 
 def log(text: str) -> None:
     print(f"[chaos] {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def order_total(order_id: int) -> float:

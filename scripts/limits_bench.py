@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 
 from ratchet import AgentClient, connect
 from ratchet.local import TemporalDevServer
+from ratchet.local._proc import free_port
 from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, reply
 
 from .limits_app import AGENTS
@@ -55,13 +55,6 @@ ANSWER = "A light, warm and soft companion for every day, made to last. " * 2 + 
 
 def log(text: str) -> None:
     print(f"[limits-bench] {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answer(_: RecordedRequest) -> Step:

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from ratchet import Agent, AgentClient, OpenAICompatible, create_worker
 from ratchet import _search as search
+from ratchet.local._proc import free_port
 from ratchet.testing import ScriptedModelServer
 from ratchet.transcripts import SQLiteTranscriptStore
 
@@ -40,6 +41,9 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
+        # Chosen by ratchet's free_port, which keeps the port out of the OS's own
+        # picks until the server binds it (the SDK's choice does not).
+        port=free_port(),
         ui=False,
         dev_server_log_level="error",
         search_attributes=search.ALL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -30,13 +31,7 @@ from ratchet.local import (
     status,
     up,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from ratchet.local._proc import free_port
 
 
 def pid_running(pid: int) -> bool:
@@ -138,6 +133,53 @@ def test_temporal_dev_server_early_exit_shows_log(tmp_path: Path) -> None:
     ):
         server.start(timeout=20)
     assert server.pid is None
+
+
+def test_free_port_is_kept_out_of_automatic_port_picks() -> None:
+    # CI once lost a dev server start because the port chosen for its front end
+    # was handed out again (to the server's own internal ports) before it bound
+    # it. free_port leaves the port in TIME_WAIT: a plain bind, as the OS's own
+    # picks do, is refused, while a server binding it with SO_REUSEADDR can.
+    port = free_port()
+    with socket.socket() as plain, pytest.raises(OSError) as refused:
+        plain.bind(("127.0.0.1", port))
+    assert refused.value.errno == errno.EADDRINUSE
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+
+
+def test_a_crash_at_start_shows_its_cause_not_the_stack_trace(tmp_path: Path) -> None:
+    # A stand-in binary that fails the way the dev server did in CI: an error
+    # line, then a Go panic with a long stack trace. The cause must be in the
+    # error; a plain tail showed only stack frames.
+    fake = tmp_path / "temporal"
+    frames = "\n".join(f"go.uber.org/dig.frame{i}(0x0)\n\t/dig/file.go:{i}" for i in range(40))
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo \'time=2026 level=ERROR msg="Failed to start gRPC listener" '
+        'error="listen tcp 127.0.0.1:1: bind: address already in use"\'\n'
+        "echo 'panic: runtime error: invalid memory address or nil pointer dereference'\n"
+        "echo '[signal SIGSEGV: segmentation violation code=0x1 addr=0x20 pc=0x2bb0889]'\n"
+        "echo\n"
+        "echo 'goroutine 1 [running]:'\n"
+        f"cat <<'EOF'\n{frames}\nEOF\n"
+        "exit 2\n"
+    )
+    fake.chmod(0o755)
+    server = TemporalDevServer(
+        db_path=None, log_path=tmp_path / "t.log", port=free_port(), ui_port=None, binary=fake
+    )
+    with pytest.raises(LocalServiceError) as failed:
+        server.start(timeout=20)
+    message = str(failed.value)
+    assert "exited with code 2" in message
+    assert "Failed to start gRPC listener" in message
+    assert "bind: address already in use" in message
+    assert "panic: runtime error" in message
+    assert "goroutine 1" not in message and "frame39" not in message
+    assert f"stack trace omitted; it is in {tmp_path / 't.log'}" in message
 
 
 async def test_up_reuses_and_down_stops_temporal(local_dirs: Path) -> None:

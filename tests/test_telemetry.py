@@ -37,6 +37,7 @@ from ratchet import (
     telemetry,
     tool,
 )
+from ratchet.local._proc import free_port
 from ratchet.telemetry import configure_tracing, metrics_runtime, record_cost, tracing_interceptor
 from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, error, reply, tool_calls
 from ratchet.worker import workflow_runner
@@ -91,13 +92,6 @@ def script_one_run(server: ScriptedModelServer) -> None:
 
 def address(env: WorkflowEnvironment) -> str:
     return env.client.service_client.config.target_host
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- tracing ---------------------------------------------------------------------------------

@@ -42,11 +42,28 @@ def port_open(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool:
 
 
 def free_port(host: str = LOCALHOST) -> int:
-    """Return a TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port that is free on ``host`` and stays reserved for about a minute.
+
+    Binding port 0 and closing the socket is not enough: the OS may hand the
+    same port to the next ``bind(0)`` or outgoing connection, and the Temporal
+    dev server picks its internal ports exactly that way while it starts, so it
+    could take the port we had chosen for its front end (seen in CI: "bind:
+    address already in use", then a crash). Here a connection to the port is
+    closed from the listening side first, which leaves that side in TIME_WAIT:
+    for ~60 s the OS skips the port when it picks one, while a server that binds
+    it explicitly with SO_REUSEADDR (Go, Rust, llama-server, Python's servers
+    all do) still can. The same trick as Temporal's own freeport helper.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, 0))
+        listener.listen(1)
+        port: int = listener.getsockname()[1]
+        with socket.create_connection((host, port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # the listening side closes first: it is the one in TIME_WAIT
+            client.recv(1)  # wait for that FIN, so the close order is certain
+    return port
 
 
 def _is_zombie(pid: int) -> bool:
@@ -166,17 +183,36 @@ def _stop_popen(popen: subprocess.Popen[bytes], timeout: float) -> bool:
         return True
 
 
-def log_tail(path: Path, lines: int = 20) -> str:
+def log_tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
     """Return the last ``lines`` lines of the text file at ``path`` ("" if unreadable)."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
-            fh.seek(max(0, size - 16384))
+            fh.seek(max(0, size - max_bytes))
             data = fh.read().decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+def startup_failure_excerpt(path: Path, lines: int = 20) -> str:
+    """The lines of a service log that explain a failed start.
+
+    A Go program that panics ends its log with a long stack trace, which would
+    push the cause out of a plain tail: the error lines logged just before the
+    panic and the panic message. For a panic those are returned (the trace is
+    left in the log); otherwise the last ``lines`` lines.
+    """
+    text = log_tail(path, lines=1000, max_bytes=65536)
+    all_lines = text.splitlines()
+    for index, line in enumerate(all_lines):
+        if line.startswith(("panic:", "fatal error:")):
+            errors = [ln for ln in all_lines[:index] if "level=ERROR" in ln][-5:]
+            return "\n".join(
+                [*errors, *all_lines[index : index + 2], f"(stack trace omitted; it is in {path})"]
+            )
+    return "\n".join(all_lines[-lines:])
 
 
 def _indent(text: str) -> str:
@@ -277,7 +313,7 @@ class ManagedProcess:
                 raise LocalServiceError(
                     f"The {self.service_name} exited with code {code} while starting."
                     f"{self._exit_hint(code)} "
-                    f"Last lines of {self.log_path}:\n{_indent(log_tail(self.log_path))}"
+                    f"From {self.log_path}:\n{_indent(startup_failure_excerpt(self.log_path))}"
                 )
             if self._is_ready():
                 return
