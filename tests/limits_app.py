@@ -29,6 +29,12 @@ def agents() -> list[Agent]:
             tools=[search],
             max_tokens=20,
             model_task_queue=os.environ.get("LIMITS_MODEL_QUEUE") or None,
-            limits=Limits(model_retry_initial_seconds=0.2, model_timeout_seconds=60),
+            # Calls wait long in the limiter's queue on busy test workers: a 5 s heartbeat
+            # keeps a stalled worker from looking dead (a retry would add a request).
+            limits=Limits(
+                model_retry_initial_seconds=0.2,
+                model_timeout_seconds=60,
+                model_heartbeat_seconds=5,
+            ),
         )
     ]

@@ -141,7 +141,7 @@ async def test_approval_flow_with_double_and_unknown_answers(
         )
         assert waiting.reason == "refunds over $100"
         listed = []
-        for _ in range(50):  # visibility is eventually consistent
+        for _ in range(300):  # visibility is eventually consistent (30 s on a busy machine)
             listed = [c for r, c in await client.pending() if r == handle.id]
             if listed:
                 break

@@ -4,6 +4,7 @@ or (on_budget="ask") pause it for a person's decision."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -163,7 +164,8 @@ async def test_ask_default_raise_and_timeout(
     temporal_client: Client, model_server: ScriptedModelServer
 ) -> None:
     """Approved without raise_to: one more configured budget; unanswered: a denial."""
-    limits = Limits(max_turns=2, on_budget="ask", approval_timeout_seconds=3)
+    # Long enough for the test to see and approve the first ask on a loaded machine.
+    limits = Limits(max_turns=2, on_budget="ask", approval_timeout_seconds=8)
     model_server.add(*looping_steps(4))
     async with hosted(temporal_client, [budget_agent(limits)], model_server) as client:
         handle = await client.start("budgeted", "search forever")
@@ -188,7 +190,13 @@ async def test_budget_decision_from_the_cli(
     async with hosted(temporal_client, [budget_agent()], model_server) as client:
         handle = await client.start("budgeted", "search forever")
         waiting = await waiting_budget(handle)
-        listed = (await ratchet("pending", "--address", address(temporal_client))).stdout
+        # `ratchet pending` lists runs by a search attribute: visibility lags a little.
+        deadline = time.monotonic() + 30
+        while handle.id not in (
+            listed := (await ratchet("pending", "--address", address(temporal_client))).stdout
+        ):
+            assert time.monotonic() < deadline, listed
+            await asyncio.sleep(0.2)
         assert f"{handle.id} {waiting.call_id}: budget(" in listed
         assert "rule Limits.max_total_tokens (used 3300 of 2500 tokens)" in listed
         done = await ratchet(

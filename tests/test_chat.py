@@ -91,7 +91,8 @@ async def test_messages_are_answered_in_order_one_at_a_time(
     async with hosted(temporal_client, [AGENT], model_server) as client:
         handle = await client.start("chatty", "start", chat=True)
         a = asyncio.create_task(handle.send("a"))
-        await asyncio.sleep(0.2)
+        # "a" is being answered (its reply takes 0.5 s) when "b" arrives.
+        await model_server.wait_for_requests_async(2, timeout=30)
         b = asyncio.create_task(handle.send("b"))
         assert (await a).output == "to a"
         assert (await b).output == "to b"

@@ -87,7 +87,12 @@ async def test_run_follows_progress_and_prints_the_answer(
         assert "answer:  Order 1042 has shipped." in shown.stdout
         assert "turns:   2, tool calls: 1" in shown.stdout
 
-        listed = await ratchet("ls", "--agent", "golden", "--address", address(temporal_client))
+        # `ratchet ls` reads visibility, which lags a little behind the run.
+        for _ in range(100):
+            listed = await ratchet("ls", "--agent", "golden", "--address", address(temporal_client))
+            if "cli-run-1" in listed.stdout and "completed" in listed.stdout:
+                break
+            await asyncio.sleep(0.3)
         assert "cli-run-1" in listed.stdout and "completed" in listed.stdout
     model_server.verify()
 

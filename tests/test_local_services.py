@@ -102,7 +102,7 @@ async def test_temporal_data_survives_sigkill(tmp_path: Path) -> None:
             assert desc.run_id == run_id
             assert desc.status == WorkflowExecutionStatus.RUNNING
             # Visibility is eventually consistent; give it a moment.
-            for _ in range(50):
+            for _ in range(300):  # up to 30 s on a busy machine
                 ids = [wf.id async for wf in client.list_workflows()]
                 if "survives-sigkill" in ids:
                     break

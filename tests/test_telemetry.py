@@ -461,7 +461,11 @@ async def test_cli_worker_serves_metrics_and_exports_traces(
         assert b"gen_ai.usage.input_tokens" in b"".join(bodies)
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # never leave it running into later tests
+            proc.kill()
+            proc.wait()
         log.close()
     text = (tmp_path / "worker.log").read_text()
     assert f"metrics on http://127.0.0.1:{port}/metrics" in text, text

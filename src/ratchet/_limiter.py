@@ -68,6 +68,7 @@ __all__ = [
     "SettleRequest",
     "TicketState",
     "limiter_id",
+    "provider_of_limiter",
 ]
 
 LIMITER_WORKFLOW_TYPE = "ratchet.Limiter"
@@ -87,6 +88,11 @@ _LIMITER_ID_PREFIX = "ratchet-limiter-"
 def limiter_id(provider: str) -> str:
     """The workflow id of a provider's limiter."""
     return f"{_LIMITER_ID_PREFIX}{provider}"
+
+
+def provider_of_limiter(workflow_id: str) -> str:
+    """The provider whose limiter has this workflow id (the inverse of ``limiter_id``)."""
+    return workflow_id.removeprefix(_LIMITER_ID_PREFIX)
 
 
 class RateLimit(BaseModel):

@@ -58,10 +58,11 @@ class Limits(BaseModel):
     model_heartbeat_seconds: float = Field(2.0, gt=0)
     """A model call whose worker stops heartbeating for this long is retried elsewhere.
 
-    The worker heartbeats every third of this while it waits for the provider, so a
-    crashed worker's call resumes on another worker after about this long. Raise it
-    for workers so loaded that their event loop can stall this long (a stall looks
-    like a crash and the call is retried)."""
+    The worker heartbeats every third of this while it waits for the provider, and
+    the server hears one at least every second, so a crashed worker's call resumes
+    on another worker after about this long. A worker whose event loop stalls for
+    more than this minus one second looks crashed and the call is retried: raise it
+    for workers that loaded."""
     tool_heartbeat_seconds: float = Field(2.0, gt=0)
     """Like ``model_heartbeat_seconds``, for tool calls."""
     chat_idle_timeout_seconds: float = Field(86_400.0, gt=0)

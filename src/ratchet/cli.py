@@ -807,15 +807,25 @@ def limits_show(
 
 async def _limits_show(address: str | None, namespace: str | None) -> None:
     client = await AgentClient.connect(address, namespace=namespace)
-    print_limits(await client.limits())
+    statuses, unanswered = await client._all_limiters()
+    print_limits(statuses, unanswered)
 
 
-def print_limits(statuses: list[LimiterStatus]) -> None:
-    if not statuses:
+def print_limits(
+    statuses: list[LimiterStatus], unanswered: list[tuple[str, str]] | None = None
+) -> None:
+    for provider, queue in unanswered or ():
         out.print(
-            "no provider limiter is running (one starts with the first model call of a worker "
-            "given --rate-limit)"
+            f"{provider}: its limiter runs on task queue {queue!r}, but no worker answered "
+            "within 5 s; model calls to it wait until a worker polls that queue",
+            markup=False,
         )
+    if not statuses:
+        if not unanswered:
+            out.print(
+                "no provider limiter is running (one starts with the first model call of a "
+                "worker given --rate-limit)"
+            )
         return
     out.print(
         f"{'PROVIDER':<16} {'WINDOW':>7} {'RPM':>13} {'TPM':>19} {'IN-FLIGHT':>9} {'QUEUED':>6} "

@@ -41,6 +41,7 @@ from ._limiter import (
     LimiterStatus,
     RateLimit,
     limiter_id,
+    provider_of_limiter,
 )
 from ._protocol import (
     APPROVE_UPDATE,
@@ -493,15 +494,36 @@ class AgentClient:
         return runs
 
     async def limits(self) -> builtins.list[LimiterStatus]:
-        """Every provider limiter: its limits, the usage of its current window, its queue."""
+        """Every provider limiter: its limits, the usage of its current window, its queue.
+
+        A limiter no worker answers for within 5 s (all its workers are down) is
+        left out (``ratchet limits`` names it).
+        """
+        answered, _ = await self._all_limiters()
+        return answered
+
+    async def _all_limiters(
+        self,
+    ) -> tuple[builtins.list[LimiterStatus], builtins.list[tuple[str, str]]]:
+        """The limiters' statuses, and (provider, task queue) of those nobody answers for."""
         query = f"WorkflowType = '{LIMITER_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
-        out: builtins.list[LimiterStatus] = []
-        async for wf in self.temporal.list_workflows(query):
-            try:
-                out.append(await self._limiter_status(wf.id))
-            except (WorkflowQueryFailedError, RPCError):
-                continue  # between runs (continue-as-new) or no worker to answer
-        return sorted(out, key=lambda s: s.provider)
+        found = [(wf.id, wf.task_queue) async for wf in self.temporal.list_workflows(query)]
+        # Together: limiters nobody answers for cost the 5 s query timeout once, not
+        # once each.
+        results = await asyncio.gather(
+            *(self._limiter_status(i) for i, _ in found), return_exceptions=True
+        )
+        answered: builtins.list[LimiterStatus] = []
+        unanswered: builtins.list[tuple[str, str]] = []
+        for (workflow_id, queue), result in zip(found, results, strict=True):
+            if isinstance(result, LimiterStatus):
+                answered.append(result)
+            elif isinstance(result, (WorkflowQueryFailedError, RPCError)):
+                # No worker to answer, or between runs (continue-as-new).
+                unanswered.append((provider_of_limiter(workflow_id), queue))
+            else:
+                raise result
+        return sorted(answered, key=lambda s: s.provider), sorted(unanswered)
 
     async def limits_of(self, provider: str) -> LimiterStatus:
         """One provider's limiter status.

@@ -231,6 +231,11 @@ def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
         # Temporal's 5 s default, so another worker resumes the run sooner. A live
         # worker picks up its sticky tasks in milliseconds, so 1 s costs nothing.
         "sticky_queue_schedule_to_start_timeout": timedelta(seconds=1),
+        # The SDK forwards heartbeats to the server at most every 0.8 x the heartbeat
+        # timeout: with ratchet's 2 s default that left 0.4 s for any stall before a
+        # live call counted as dead and was sent to the provider again (seen in CI
+        # under load). At most 1 s between forwarded heartbeats leaves about 1 s.
+        "max_heartbeat_throttle_interval": timedelta(seconds=1),
     }
     options.update(worker_options)
     return options
