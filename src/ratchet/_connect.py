@@ -51,18 +51,23 @@ async def connect(
 
     ``external_storage`` keeps payloads above a threshold out of the event history
     (see :mod:`ratchet.payloads`); by default ``RATCHET_PAYLOAD_STORE`` decides, and
-    unset means local files in ratchet's data directory. Pass the SDK's S3 driver in
-    production; None turns it off.
+    unset means local files in ratchet's data directory, ``s3://BUCKET`` an S3 bucket
+    (checked here). Or pass any driver; None turns it off.
 
     Raises:
         ConnectionFailed: the server is unreachable; the message says what to do.
-        ConfigError: the address or the encryption keys are malformed.
+        ConfigError: the address or the encryption keys are malformed, or the S3
+            bucket of ``RATCHET_PAYLOAD_STORE`` is unusable.
     """
     converter = _data_converter(codec)
     if external_storage == "env":
-        from .payloads import external_storage_from_env
+        from .payloads import check_external_storage, external_storage_from_env
 
         external_storage = external_storage_from_env()
+        if external_storage is not None:
+            # An S3 bucket named in the environment is checked now, not at the first
+            # large payload, deep inside a run.
+            await check_external_storage(external_storage)
     if external_storage is not None:
         converter = dataclasses.replace(converter, external_storage=external_storage)
     if address and "://" in address:

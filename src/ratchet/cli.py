@@ -69,12 +69,31 @@ def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             err.print(f"[red]error:[/] {escape(f'{e.error_type}: {e.message} (run {e.run_id})')}")
         except (RatchetError, RPCError) as e:
             err.print(f"[red]error:[/] {escape(str(e))}")
+        except (RuntimeError, FileNotFoundError) as e:
+            message = _payload_store_problem(e)
+            if message is None:
+                raise
+            err.print(f"[red]error:[/] {escape(message)}")
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
         raise typer.Exit(1)
 
     return wrapper
+
+
+def _payload_store_problem(e: BaseException) -> str | None:
+    """What to do when a history's large payloads cannot be read here, or None."""
+    text = str(e)
+    if "TMPRL1105" in text:  # the SDK: a reference to external storage, none configured
+        return (
+            "this run keeps large payloads outside its history, but RATCHET_PAYLOAD_STORE "
+            "is off here: set it to the store the run's workers use (a directory shared "
+            "with them, or s3://BUCKET)"
+        )
+    if isinstance(e, FileNotFoundError) and "payload store" in text:
+        return f"{text} (set RATCHET_PAYLOAD_STORE to the workers' store)"
+    return None
 
 
 def _ui_url(run_id: str, address: str | None, namespace: str | None) -> str | None:

@@ -7,12 +7,15 @@ worker and client of a namespace must be able to read what the others wrote:
 
 - embedded default: :class:`LocalFileStorageDriver`, files in ratchet's data
   directory (one machine);
-- production: the SDK's S3 driver,
-  ``temporalio.contrib.aws.s3driver.S3StorageDriver`` (``pip install
-  'temporalio[aioboto3]'``), passed as ``connect(external_storage=...)``.
+- production: an S3 bucket (or an S3-compatible store) through the SDK's S3 driver,
+  ``temporalio.contrib.aws.s3driver.S3StorageDriver`` (``pip install 'ratchet[s3]'``):
+  ``RATCHET_PAYLOAD_STORE=s3://BUCKET`` (:func:`s3_payload_storage`), or any driver
+  passed as ``connect(external_storage=...)``.
 
-``RATCHET_PAYLOAD_STORE`` chooses for :func:`ratchet.connect`: unset means the local
-files, ``off`` disables external storage, a path selects another directory.
+``RATCHET_PAYLOAD_STORE`` chooses for :func:`ratchet.connect`, so also for every
+``ratchet`` command and ``ratchet worker``: unset means the local files, ``off``
+disables external storage, ``s3://BUCKET`` selects the bucket, a path selects
+another directory.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.common.v1 import Payload
+from temporalio.contrib.aws.s3driver import S3StorageDriver, S3StorageDriverClient
 from temporalio.converter import (
     ExternalStorage,
     StorageDriver,
@@ -32,12 +38,15 @@ from temporalio.converter import (
     StorageDriverStoreContext,
 )
 
+from .errors import ConfigError
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "INLINE_LIMIT",
     "LocalFileStorageDriver",
     "external_storage_from_env",
     "local_payload_storage",
+    "s3_payload_storage",
 ]
 
 DEFAULT_THRESHOLD = 512 * 1024
@@ -132,11 +141,131 @@ def local_payload_storage(
     )
 
 
+# S3's bucket naming rules (the common subset): 3-63 of a-z, 0-9, '.', '-'.
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+class _AioBoto3Client(S3StorageDriverClient):
+    """aioboto3's S3 client, opened on first use and kept open for the process.
+
+    The client belongs to an event loop, and ``connect()`` builds the converter
+    before any loop work; so it is opened lazily, once per loop (a script calling
+    ``asyncio.run`` twice gets a fresh one). Credentials, region and endpoint come
+    from the standard AWS configuration: ``AWS_*`` variables or ``~/.aws``, and
+    ``AWS_ENDPOINT_URL_S3`` for an S3-compatible store.
+    """
+
+    def __init__(self) -> None:
+        self._opened: dict[asyncio.AbstractEventLoop, asyncio.Task[tuple[Any, Any]]] = {}
+
+    async def _clients(self) -> tuple[Any, S3StorageDriverClient]:
+        """aioboto3's client of the running loop, and the driver's wrapper of it."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._opened:
+            # One task per loop, so concurrent first calls share one client.
+            self._opened = {
+                known: task for known, task in self._opened.items() if not known.is_closed()
+            }
+            self._opened[loop] = loop.create_task(self._open())
+        return await asyncio.shield(self._opened[loop])
+
+    @staticmethod
+    async def _open() -> tuple[Any, S3StorageDriverClient]:
+        import aioboto3
+        from temporalio.contrib.aws.s3driver.aioboto3 import new_aioboto3_client
+
+        # Entered and never exited: the client lives as long as the process.
+        raw = await aioboto3.Session().client("s3").__aenter__()
+        return raw, new_aioboto3_client(raw)
+
+    async def put_object(self, *, bucket: str, key: str, data: bytes) -> None:
+        await (await self._clients())[1].put_object(bucket=bucket, key=key, data=data)
+
+    async def object_exists(self, *, bucket: str, key: str) -> bool:
+        return await (await self._clients())[1].object_exists(bucket=bucket, key=key)
+
+    async def get_object(self, *, bucket: str, key: str) -> bytes:
+        return await (await self._clients())[1].get_object(bucket=bucket, key=key)
+
+    def describe(self) -> Mapping[str, str]:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return {"endpoint": endpoint} if endpoint else {}
+
+    async def check_bucket(self, bucket: str) -> None:
+        """Raise ConfigError unless ``bucket`` can be reached (a HEAD request)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        where = f"{PAYLOAD_STORE_ENV}=s3://{bucket}"
+        check = "Check the AWS credentials, region and AWS_ENDPOINT_URL_S3."
+        try:
+            raw, _ = await self._clients()
+            await raw.head_bucket(Bucket=bucket)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", "?"))
+            if code in ("404", "NoSuchBucket"):
+                raise ConfigError(f"{where}: the bucket does not exist. Create it. {check}") from e
+            raise ConfigError(f"{where}: S3 refused the bucket check ({code}). {check}") from e
+        except BotoCoreError as e:
+            raise ConfigError(f"{where}: cannot reach S3 ({e}). {check}") from e
+
+
+class _BucketDriver(S3StorageDriver):
+    """The SDK's S3 driver on one bucket, which it can check before first use."""
+
+    def __init__(self, bucket: str) -> None:
+        self._s3 = _AioBoto3Client()
+        self._bucket_name = bucket
+        super().__init__(client=self._s3, bucket=bucket)
+
+    async def check(self) -> None:
+        await self._s3.check_bucket(self._bucket_name)
+
+
+async def check_external_storage(storage: ExternalStorage) -> None:
+    """Fail early, saying what to do, when an S3 bucket given by name is unusable.
+
+    Raises:
+        ConfigError: the bucket does not exist, refuses the credentials, or S3 is
+            unreachable.
+    """
+    for driver in storage.drivers:
+        if isinstance(driver, _BucketDriver):
+            await driver.check()
+
+
+def s3_payload_storage(bucket: str, *, threshold: int = DEFAULT_THRESHOLD) -> ExternalStorage:
+    """External storage in the S3 bucket ``bucket``, through the SDK's S3 driver.
+
+    Credentials, region and endpoint come from the standard AWS configuration
+    (``AWS_*`` variables, ``~/.aws``); ``AWS_ENDPOINT_URL_S3`` points it at an
+    S3-compatible store. Needs ``pip install 'ratchet[s3]'``.
+
+    Raises:
+        ConfigError: a malformed bucket name, or aioboto3 is not installed.
+    """
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+        raise ConfigError(
+            f"bad S3 bucket name {bucket!r}: 3-63 lower-case letters, digits, '.' and '-' "
+            "(a bucket only: the store chooses the keys), e.g. s3://my-payloads"
+        )
+    try:
+        import aioboto3  # noqa: F401  (only checked here; opened on first use)
+    except ImportError as e:
+        raise ConfigError("S3 payload storage needs aioboto3: pip install 'ratchet[s3]'") from e
+    return ExternalStorage(drivers=[_BucketDriver(bucket)], payload_size_threshold=threshold)
+
+
 def external_storage_from_env() -> ExternalStorage | None:
-    """What ``RATCHET_PAYLOAD_STORE`` selects (see the module docstring)."""
+    """What ``RATCHET_PAYLOAD_STORE`` selects (see the module docstring).
+
+    Raises:
+        ConfigError: ``s3://`` with a malformed bucket name, or without aioboto3.
+    """
     value = os.environ.get(PAYLOAD_STORE_ENV, "").strip()
     if value.lower() == "off":
         return None
+    if value.lower().startswith("s3://"):
+        return s3_payload_storage(value[len("s3://") :].rstrip("/"))
     return local_payload_storage(value or None)
 
 
