@@ -181,6 +181,14 @@ def test_a_crash_at_start_shows_its_cause_not_the_stack_trace(tmp_path: Path) ->
     assert "goroutine 1" not in message and "frame39" not in message
     assert f"stack trace omitted; it is in {tmp_path / 't.log'}" in message
 
+    # The log is appended to: a later start that fails otherwise shows its own cause,
+    # not the earlier panic.
+    fake.write_text("#!/bin/sh\necho 'Error: unknown flag: --bogus'\nexit 1\n")
+    with pytest.raises(LocalServiceError) as again:
+        server.start(timeout=20)
+    assert "unknown flag: --bogus" in str(again.value)
+    assert "panic" not in str(again.value) and "gRPC listener" not in str(again.value)
+
 
 async def test_up_reuses_and_down_stops_temporal(local_dirs: Path) -> None:
     port, ui_port = free_port(), free_port()

@@ -7,6 +7,9 @@ SDK's S3 driver, aioboto3 over HTTP, a `ratchet worker` process and the CLI.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from temporalio.client import Client
 
-from ratchet import AgentClient, ConfigError, connect
+from ratchet import AgentClient, ConfigError, connect, payloads
 from ratchet.local._proc import free_port
 from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
 
@@ -111,6 +114,39 @@ async def test_a_5mb_tool_result_goes_to_s3_and_every_process_reads_it(
         env={"RATCHET_PAYLOAD_STORE": "off"},
     )
     assert_clean_error(off, "RATCHET_PAYLOAD_STORE is off here", "s3://BUCKET")
+    # The default (local files) is another kind of store: also said, not a traceback.
+    local = await ratchet(
+        "trace",
+        handle.id,
+        "--address",
+        address(temporal_client),
+        env={"RATCHET_PAYLOAD_STORE": str(tmp_path / "local-payloads")},
+    )
+    assert_clean_error(local, "in a store not set up here", "aws.s3driver")
+    # Objects gone (say, expired by a lifecycle rule): the read failure is explained.
+    for key in objects:
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    gone = await ratchet("trace", handle.id, "--address", address(temporal_client))
+    assert_clean_error(gone, "cannot read this run's large payloads from S3", "lifecycle")
+
+
+def test_the_s3_client_is_closed_when_its_event_loop_ends(s3: Any) -> None:
+    # Without closing, aiohttp warns "Unclosed client session" for each loop's client
+    # when it is collected (at exit here; at the second loop in a script running two).
+    script = (
+        "import asyncio, gc\n"
+        "from ratchet.payloads import check_external_storage, external_storage_from_env\n"
+        "storage = external_storage_from_env()\n"
+        "asyncio.run(check_external_storage(storage))\n"
+        "asyncio.run(check_external_storage(storage))\n"
+        "gc.collect()\n"
+        "print('checked twice')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and "checked twice" in done.stdout, done.stderr
+    assert "Unclosed" not in done.stderr, done.stderr
 
 
 async def test_an_unusable_bucket_fails_at_connect_saying_what_to_do(
@@ -130,5 +166,14 @@ async def test_an_unusable_bucket_fails_at_connect_saying_what_to_do(
     # Nothing listens here: connect says S3 is unreachable instead of hanging in retries.
     monkeypatch.setenv("RATCHET_PAYLOAD_STORE", f"s3://{BUCKET}")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(ConfigError, match=r"cannot reach S3"):
+    with pytest.raises(ConfigError, match=r"the S3 check failed \(Could not connect"):
         await connect(where)
+    # Something accepts connections but never answers: the check gives up (after 15 s;
+    # 1 s here) instead of hanging every command for botocore's minutes of retries.
+    monkeypatch.setattr(payloads, "_CHECK_SECONDS", 1.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with pytest.raises(ConfigError, match=r"S3 did not answer within 1 s.*=off for commands"):
+            await connect(where)

@@ -61,14 +61,15 @@ async def connect(
     """
     converter = _data_converter(codec)
     if external_storage == "env":
-        from .payloads import check_external_storage, external_storage_from_env
+        from .payloads import external_storage_from_env
 
         external_storage = external_storage_from_env()
-        if external_storage is not None:
-            # An S3 bucket named in the environment is checked now, not at the first
-            # large payload, deep inside a run.
-            await check_external_storage(external_storage)
     if external_storage is not None:
+        from .payloads import check_external_storage
+
+        # An S3 bucket given by name is checked now, not at the first large payload,
+        # deep inside a run.
+        await check_external_storage(external_storage)
         converter = dataclasses.replace(converter, external_storage=external_storage)
     if address and "://" in address:
         raise ConfigError(f"bad Temporal address {address!r}: use host:port, e.g. 127.0.0.1:7233")

@@ -69,7 +69,7 @@ def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             err.print(f"[red]error:[/] {escape(f'{e.error_type}: {e.message} (run {e.run_id})')}")
         except (RatchetError, RPCError) as e:
             err.print(f"[red]error:[/] {escape(str(e))}")
-        except (RuntimeError, FileNotFoundError) as e:
+        except (RuntimeError, ValueError, FileNotFoundError) as e:
             message = _payload_store_problem(e)
             if message is None:
                 raise
@@ -85,11 +85,24 @@ def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 def _payload_store_problem(e: BaseException) -> str | None:
     """What to do when a history's large payloads cannot be read here, or None."""
     text = str(e)
+    same_store = (
+        "set RATCHET_PAYLOAD_STORE to the store the run's workers use (a directory "
+        "shared with them, or s3://BUCKET)"
+    )
     if "TMPRL1105" in text:  # the SDK: a reference to external storage, none configured
         return (
             "this run keeps large payloads outside its history, but RATCHET_PAYLOAD_STORE "
-            "is off here: set it to the store the run's workers use (a directory shared "
-            "with them, or s3://BUCKET)"
+            f"is off here: {same_store}"
+        )
+    if isinstance(e, ValueError) and text.startswith("No driver found with name"):
+        # The run's workers used another kind of store (say S3, while this is local).
+        return f"this run's large payloads are in a store not set up here ({text}): {same_store}"
+    if isinstance(e, RuntimeError) and text.startswith("S3StorageDriver retrieve failed"):
+        cause = f": {e.__cause__}" if e.__cause__ else ""
+        return (
+            f"cannot read this run's large payloads from S3 ({text}{cause}). Check the AWS "
+            "credentials, region and AWS_ENDPOINT_URL_S3, and that the bucket's lifecycle "
+            "rules did not expire the object"
         )
     if isinstance(e, FileNotFoundError) and "payload store" in text:
         return f"{text} (set RATCHET_PAYLOAD_STORE to the workers' store)"

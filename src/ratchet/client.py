@@ -518,9 +518,12 @@ class AgentClient:
         for (workflow_id, queue), result in zip(found, results, strict=True):
             if isinstance(result, LimiterStatus):
                 answered.append(result)
-            elif isinstance(result, (WorkflowQueryFailedError, RPCError)):
-                # No worker to answer, or between runs (continue-as-new).
+            elif isinstance(result, RPCError) and result.status in _NO_WORKER:
                 unanswered.append((provider_of_limiter(workflow_id), queue))
+            elif isinstance(result, WorkflowQueryFailedError) or (
+                isinstance(result, RPCError) and result.status == RPCStatusCode.NOT_FOUND
+            ):
+                continue  # ended since it was listed, or between runs (continue-as-new)
             else:
                 raise result
         return sorted(answered, key=lambda s: s.provider), sorted(unanswered)
@@ -592,6 +595,16 @@ class AgentClient:
             LIMITER_STATUS_QUERY, result_type=LimiterStatus, rpc_timeout=timedelta(seconds=5)
         )
         return status
+
+
+# How a query to a workflow no worker polls for ends: our 5 s rpc_timeout expires
+# (the client reports CANCELLED "Timeout expired"), the server's deadline passes, or
+# the server knows no poller.
+_NO_WORKER = (
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.FAILED_PRECONDITION,
+)
 
 
 def _check_provider(provider: str) -> None:

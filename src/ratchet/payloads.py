@@ -21,10 +21,11 @@ another directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,13 @@ def local_payload_storage(
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
+# The bucket check at connect() is bounded: an S3 endpoint that drops packets must
+# not hang every command for botocore's minutes of connect timeouts and retries.
+_CHECK_SECONDS = 15.0
+
+
 class _AioBoto3Client(S3StorageDriverClient):
-    """aioboto3's S3 client, opened on first use and kept open for the process.
+    """aioboto3's S3 client, opened on first use, closed when its event loop ends.
 
     The client belongs to an event loop, and ``connect()`` builds the converter
     before any loop work; so it is opened lazily, once per loop (a script calling
@@ -161,21 +167,28 @@ class _AioBoto3Client(S3StorageDriverClient):
     async def _clients(self) -> tuple[Any, S3StorageDriverClient]:
         """aioboto3's client of the running loop, and the driver's wrapper of it."""
         loop = asyncio.get_running_loop()
-        if loop not in self._opened:
-            # One task per loop, so concurrent first calls share one client.
-            self._opened = {
-                known: task for known, task in self._opened.items() if not known.is_closed()
-            }
-            self._opened[loop] = loop.create_task(self._open())
-        return await asyncio.shield(self._opened[loop])
+        task = self._opened.get(loop)
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            # Never opened here, or opening failed (say, a credentials blip): try
+            # again rather than fail every payload until the process restarts. One
+            # task per loop, so concurrent first calls share one client.
+            self._opened = {known: t for known, t in self._opened.items() if not known.is_closed()}
+            task = self._opened[loop] = loop.create_task(self._open())
+        return await asyncio.shield(task)
 
     @staticmethod
     async def _open() -> tuple[Any, S3StorageDriverClient]:
         import aioboto3
         from temporalio.contrib.aws.s3driver.aioboto3 import new_aioboto3_client
 
-        # Entered and never exited: the client lives as long as the process.
-        raw = await aioboto3.Session().client("s3").__aenter__()
+        context = aioboto3.Session().client("s3")
+        raw = await context.__aenter__()
+        # Closed when the loop ends: asyncio.run (and so every ratchet command and
+        # worker) finalizes live async generators before closing its loop, so the
+        # HTTP session is closed then, instead of warning "Unclosed client session".
+        closer = _close_at_loop_end(context)
+        await closer.__anext__()
+        _LOOP_CLOSERS.append(closer)
         return raw, new_aioboto3_client(raw)
 
     async def put_object(self, *, bucket: str, key: str, data: bytes) -> None:
@@ -188,25 +201,51 @@ class _AioBoto3Client(S3StorageDriverClient):
         return await (await self._clients())[1].get_object(bucket=bucket, key=key)
 
     def describe(self) -> Mapping[str, str]:
+        # Shown in the driver's errors: the region (from the open client) and the
+        # endpoint are what is most often wrong.
+        details: dict[str, str] = {}
+        for task in self._opened.values():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                details.update(task.result()[1].describe())
+                break
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        return {"endpoint": endpoint} if endpoint else {}
+        if endpoint:
+            details["endpoint"] = endpoint
+        return details
 
     async def check_bucket(self, bucket: str) -> None:
         """Raise ConfigError unless ``bucket`` can be reached (a HEAD request)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         where = f"{PAYLOAD_STORE_ENV}=s3://{bucket}"
-        check = "Check the AWS credentials, region and AWS_ENDPOINT_URL_S3."
+        check = "Check the AWS credentials, region and AWS_ENDPOINT_URL_S3"
         try:
             raw, _ = await self._clients()
-            await raw.head_bucket(Bucket=bucket)
+            await asyncio.wait_for(raw.head_bucket(Bucket=bucket), _CHECK_SECONDS)
         except ClientError as e:
             code = str(e.response.get("Error", {}).get("Code", "?"))
             if code in ("404", "NoSuchBucket"):
-                raise ConfigError(f"{where}: the bucket does not exist. Create it. {check}") from e
-            raise ConfigError(f"{where}: S3 refused the bucket check ({code}). {check}") from e
-        except BotoCoreError as e:
-            raise ConfigError(f"{where}: cannot reach S3 ({e}). {check}") from e
+                raise ConfigError(f"{where}: the bucket does not exist. Create it. {check}.") from e
+            raise ConfigError(f"{where}: S3 refused the bucket check ({code}). {check}.") from e
+        except TimeoutError as e:
+            raise ConfigError(
+                f"{where}: S3 did not answer within {_CHECK_SECONDS:g} s. {check}, or set "
+                f"{PAYLOAD_STORE_ENV}=off for commands that read no large payloads."
+            ) from e
+        except (BotoCoreError, ValueError) as e:  # ValueError: a malformed endpoint URL
+            raise ConfigError(f"{where}: the S3 check failed ({e}). {check}.") from e
+
+
+# Keeps the closers alive until their loop finalizes them.
+_LOOP_CLOSERS: list[AsyncGenerator[None, None]] = []
+
+
+async def _close_at_loop_end(context: Any) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await context.__aexit__(None, None, None)
 
 
 class _BucketDriver(S3StorageDriver):

@@ -59,8 +59,12 @@ def free_port(host: str = LOCALHOST) -> int:
         listener.bind((host, 0))
         listener.listen(1)
         port: int = listener.getsockname()[1]
-        with socket.create_connection((host, port)) as client:
-            accepted, _ = listener.accept()
+        listener.settimeout(5)
+        with socket.create_connection((host, port), timeout=5) as client:
+            accepted, peer = listener.accept()
+            if peer != client.getsockname():  # a stranger's connection: not our handshake
+                accepted.close()
+                return free_port(host)
             accepted.close()  # the listening side closes first: it is the one in TIME_WAIT
             client.recv(1)  # wait for that FIN, so the close order is certain
     return port
@@ -206,6 +210,10 @@ def startup_failure_excerpt(path: Path, lines: int = 20) -> str:
     """
     text = log_tail(path, lines=1000, max_bytes=65536)
     all_lines = text.splitlines()
+    # The log is appended to at every start: only this start's lines count.
+    starts = [i for i, line in enumerate(all_lines) if " ratchet starting: " in line]
+    if starts:
+        all_lines = all_lines[starts[-1] :]
     for index, line in enumerate(all_lines):
         if line.startswith(("panic:", "fatal error:")):
             errors = [ln for ln in all_lines[:index] if "level=ERROR" in ln][-5:]
