@@ -84,6 +84,8 @@ async def test_a_5mb_tool_result_goes_to_s3_and_every_process_reads_it(
     )
     workers.append(worker)
     wait_for(lambda: "Ctrl-C to stop" in Path(worker.log.name).read_text(), 60, "the worker")
+    # It says where large payloads go, so a misconfigured worker is seen at a glance.
+    assert f"payloads over 524,288 bytes go to s3://{BUCKET}" in Path(worker.log.name).read_text()
 
     client = AgentClient(await connect(address(temporal_client)), task_queue=queue)
     handle = await client.start("exporter", "export")

@@ -29,6 +29,7 @@ from .agent import PROVIDER_RE, Agent, parse_model
 from .client import AgentClient, RunHandle
 from .errors import ConfigError, RatchetError, RunFailed
 from .models import OpenAICompatible, Provider
+from .payloads import describe_storage
 
 app = typer.Typer(
     help="Durable AI agents on Temporal.",
@@ -337,6 +338,7 @@ async def worker(
         lines.append(f"serving {name} model calls on task queue {queue!r}")
     for name, limit in limits.items():
         lines.append(f"limits of {name}: {_describe_limit(limit)} (shared by every worker)")
+    lines.append(describe_storage(client.data_converter.external_storage))
     try:
         async with contextlib.AsyncExitStack() as stack:
             for w in workers:

@@ -253,11 +253,11 @@ class _BucketDriver(S3StorageDriver):
 
     def __init__(self, bucket: str) -> None:
         self._s3 = _AioBoto3Client()
-        self._bucket_name = bucket
+        self.bucket_name = bucket
         super().__init__(client=self._s3, bucket=bucket)
 
     async def check(self) -> None:
-        await self._s3.check_bucket(self._bucket_name)
+        await self._s3.check_bucket(self.bucket_name)
 
 
 async def check_external_storage(storage: ExternalStorage) -> None:
@@ -306,6 +306,22 @@ def external_storage_from_env() -> ExternalStorage | None:
     if value.lower().startswith("s3://"):
         return s3_payload_storage(value[len("s3://") :].rstrip("/"))
     return local_payload_storage(value or None)
+
+
+def describe_storage(storage: ExternalStorage | None) -> str:
+    """Where large payloads go, in a few words (for ``ratchet worker``'s start line)."""
+    if storage is None:
+        return f"large payloads stay in the history (up to {INLINE_LIMIT:,} bytes)"
+    places = []
+    for driver in storage.drivers:
+        if isinstance(driver, LocalFileStorageDriver):
+            places.append(str(driver.directory))
+        elif isinstance(driver, _BucketDriver):
+            places.append(f"s3://{driver.bucket_name}")
+        else:
+            places.append(driver.name())
+    over = f"{storage.payload_size_threshold:,}"
+    return f"payloads over {over} bytes go to {', '.join(places)}"
 
 
 def payload_limit(storage: ExternalStorage | None) -> int | None:
