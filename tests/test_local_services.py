@@ -31,6 +31,7 @@ from ratchet.local import (
     status,
     up,
 )
+from ratchet.local._llm import default_llm_threads
 from ratchet.local._proc import free_port
 
 
@@ -295,6 +296,39 @@ def test_llama_server_json_schema_chat(tmp_path: Path) -> None:
         pid = server.pid
     assert server.pid is None
     assert pid is not None and not pid_running(pid)
+
+
+def test_the_local_llm_keeps_answering_while_a_core_is_busy(tmp_path: Path) -> None:
+    # llama.cpp's threads spin-wait for each other: with one thread per core and one
+    # core busy elsewhere (the Temporal server, a worker, CI), 60 tokens took 2 minutes
+    # here instead of one second. The default leaves cores free, so this stays fast.
+    binary = ensure_llama_server()
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with LlamaServer(binary, smollm2_model_path(), free_port(), tmp_path / "llm.log") as server:
+            assert server.threads == max(1, len(os.sched_getaffinity(0)) // 2)
+            client = openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0)
+            with client:
+                response = client.chat.completions.create(
+                    model=LOCAL_MODEL_NAME,
+                    messages=[{"role": "user", "content": "Count from 1 to 100."}],
+                    max_tokens=60,
+                    temperature=0,
+                    timeout=60,  # ~1 s when it works, minutes when the threads stall
+                    extra_body={"ignore_eos": True},  # always the full 60 tokens
+                )
+        assert response.usage is not None and response.usage.completion_tokens == 60
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def test_llm_threads_can_be_set_and_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATCHET_LLM_THREADS", "3")
+    assert default_llm_threads() == 3
+    monkeypatch.setenv("RATCHET_LLM_THREADS", "many")
+    with pytest.raises(LocalServiceError, match="RATCHET_LLM_THREADS='many' is not a positive"):
+        default_llm_threads()
 
 
 def test_up_llm_reuse_discovery_and_down(local_dirs: Path) -> None:

@@ -87,6 +87,28 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+LLM_THREADS_ENV = "RATCHET_LLM_THREADS"
+
+
+def default_llm_threads() -> int:
+    """Generation threads for the local LLM: ``$RATCHET_LLM_THREADS``, else half the CPUs.
+
+    Not all of them: llama.cpp's threads wait for each other at every layer, spinning,
+    so one thread without a core stalls them all, and the model runs next to the
+    Temporal server and the workers. Measured on a 2-core machine: 2 threads give ~90
+    tokens/s when idle but 0.5 tokens/s while another process keeps one core busy;
+    1 thread gives ~50 tokens/s either way.
+    """
+    value = os.environ.get(LLM_THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise LocalServiceError(
+                f"{LLM_THREADS_ENV}={value!r} is not a positive whole number of threads"
+            )
+        return int(value)
+    return max(1, _cpu_count() // 2)
+
+
 # --------------------------------------------------------------------------- weights
 
 
@@ -397,7 +419,7 @@ class LlamaServer(ManagedProcess):
         port: TCP port on 127.0.0.1.
         log_path: File receiving the server's output (appended).
         ctx_size: Context window in tokens, shared by all parallel requests.
-        threads: CPU threads for generation; defaults to the number of usable CPUs.
+        threads: CPU threads for generation; default :func:`default_llm_threads`.
         model_name: The model id the API reports and accepts.
         extra_args: Appended to the command line as is.
     """
@@ -421,7 +443,7 @@ class LlamaServer(ManagedProcess):
         self.model_path = Path(model_path)
         self.port = port
         self.ctx_size = ctx_size
-        self.threads = threads if threads is not None else _cpu_count()
+        self.threads = threads if threads is not None else default_llm_threads()
         self.model_name = model_name
         self.extra_args = extra_args
 
