@@ -19,9 +19,9 @@ from ._protocol import (
     ToolRequest,
 )
 from ._protocol import ToolResult as ToolResultModel
-from .messages import Message, message_hash
+from .messages import Message, message_hash, opening_messages
 
-__all__ = ["executions", "opening_messages", "transcript_of"]
+__all__ = ["executions", "recorded_opening", "transcript_of"]
 
 
 async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
@@ -47,7 +47,7 @@ async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
     return out
 
 
-async def opening_messages(client: Client, events: list[HistoryEvent]) -> list[Message]:
+async def recorded_opening(client: Client, events: list[HistoryEvent]) -> list[Message]:
     """The messages a linear-history run opens with (instructions and prompt), which its
     model calls refer to by hash: rebuilt from the run's input and its agent snapshot."""
     decode = client.data_converter.decode
@@ -66,7 +66,7 @@ async def opening_messages(client: Client, events: list[HistoryEvent]) -> list[M
             ):
                 [spec] = await decode(details["result"].payloads, [AgentSpec])
         if inp is not None and spec is not None:
-            return [Message.system(spec.instructions), Message.user(inp.prompt, pinned=True)]
+            return opening_messages(spec.instructions, inp.prompt)
     return []
 
 
@@ -82,7 +82,7 @@ async def transcript_of(client: Client, histories: list[list[HistoryEvent]]) -> 
     by_hash: dict[str, Message] = {}
     legacy: list[Message] = []
     tail: list[Message] = []
-    for opening in await opening_messages(client, histories[0]) if histories else []:
+    for opening in await recorded_opening(client, histories[0]) if histories else []:
         by_hash[message_hash(opening)] = opening
     for events in histories:
         scheduled: dict[int, tuple[str, Any]] = {}

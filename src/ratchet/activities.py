@@ -35,7 +35,7 @@ from ._protocol import (
 from ._ratelimit import limited_call
 from .agent import Agent, parse_model
 from .errors import ConfigError, RetryableToolError, TranscriptEntryMissing
-from .messages import Message, Usage, message_hash
+from .messages import Message, Usage, message_hash, opening_messages
 from .models import Provider
 from .pricing import DEFAULT_PRICES, Price, cost_of
 from .telemetry import instrument_model_call, instrument_tool_call
@@ -137,7 +137,7 @@ class AgentActivities:
         self._provider(spec.model)
         if request.prompt is not None:
             # The same messages the workflow opens the transcript with (same hashes).
-            opening = [Message.system(spec.instructions), Message.user(request.prompt, pinned=True)]
+            opening = opening_messages(spec.instructions, request.prompt)
             await save_messages(self.store, None, opening)
             if spec.tools:
                 # Stored once: model calls carry a reference, not every schema again.

@@ -14,7 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Message", "Role", "ToolCall", "Usage", "chain_hash", "message_hash"]
+__all__ = [
+    "Message",
+    "Role",
+    "ToolCall",
+    "Usage",
+    "chain_hash",
+    "message_hash",
+    "opening_messages",
+]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -104,6 +112,17 @@ class Usage(BaseModel):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+def opening_messages(instructions: str, prompt: str, *, pinned: bool = True) -> list[Message]:
+    """The messages every run opens with: the agent's instructions, then the prompt.
+
+    The one builder: the workflow, the snapshot activity (which stores them) and the
+    history reader must agree byte for byte, since model calls refer to them by hash.
+    The prompt is pinned (kept when older turns are dropped to fit the context) in runs
+    with linear history; runs recorded before it opened with an unpinned prompt.
+    """
+    return [Message.system(instructions), Message.user(prompt, pinned=pinned)]
 
 
 def message_hash(message: Message) -> str:

@@ -19,7 +19,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from ._history import executions, opening_messages
+from ._history import executions, recorded_opening
 from ._protocol import (
     APPROVE_UPDATE,
     COMPACT_ACTIVITY,
@@ -165,7 +165,7 @@ async def build_trace(
     try:
         histories = await executions(client, run_id)
         stitched = [(n, event) for n, events in enumerate(histories) for event in events]
-        prompts.learn(await opening_messages(client, histories[0]))
+        prompts.learn(await recorded_opening(client, histories[0]))
         for n, event in stitched:
             t = event.event_time.ToDatetime().replace(tzinfo=None)
             kind = event.event_type

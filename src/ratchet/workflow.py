@@ -66,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
         slots_id,
     )
     from .errors import MODEL_ERRORS
-    from .messages import Message, ToolCall, chain_hash, message_hash
+    from .messages import Message, ToolCall, chain_hash, message_hash, opening_messages
     from .policy import PolicyDecision
 
 __all__ = ["AgentWorkflow"]
@@ -272,7 +272,7 @@ class AgentWorkflow:
         self._linear = self._use_linear_history()
         spec = await self._snapshot(inp)
         # The run's prompt is pinned: dropping it to fit the context would lose the task.
-        opening = [Message.system(spec.instructions), Message.user(inp.prompt, pinned=self._linear)]
+        opening = opening_messages(spec.instructions, inp.prompt, pinned=self._linear)
         self._add_all(opening)
         if self._linear:
             # The snapshot activity stored them: model calls refer to them by hash.
