@@ -1,0 +1,826 @@
+"""The one history reader: Temporal history events in, ``ratchet.events`` out.
+
+Nothing else in ratchet decodes a run's history. The reader is incremental and
+deterministic: it is fed the history events of every execution of a run in order
+and emits run events, numbering them as it goes, so an event gets the same ``seq``
+on every read and a follower resumes after any ``seq`` without gaps or repeats.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
+
+from . import events as ev
+from ._protocol import (
+    APPROVE_UPDATE,
+    COMPACT_ACTIVITY,
+    MODEL_ACTIVITY,
+    SNAPSHOT_ACTIVITY,
+    TOOL_ACTIVITY,
+    ApprovalRecord,
+    CompactResult,
+    ModelRequest,
+    ModelResponse,
+    PendingApproval,
+    RunInput,
+    RunResult,
+    ToolRequest,
+    ToolResult,
+)
+from .agent import AgentSpec
+from .errors import RunNotFound, TranscriptEntryMissing
+from .messages import Message, ToolCall, chain_hash, message_hash, opening_messages
+from .transcripts import TranscriptStore, load_prompt, load_tools
+
+__all__ = ["HistoryReader", "executions", "read_run"]
+
+_SIZE_LIMIT_MESSAGE = "Failure exceeds size limit."
+
+
+async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
+    """The event histories of every execution of run ``run_id``, the first one first."""
+    ids = await _execution_ids(client, run_id)
+    out = []
+    for execution_id in ids:
+        handle = client.get_workflow_handle(run_id, run_id=execution_id)
+        out.append([e async for e in handle.fetch_history_events()])
+    return out
+
+
+async def _execution_ids(client: Client, run_id: str) -> list[str]:
+    """The Temporal run ids of every execution of a run, the first one first.
+
+    Walks back from the latest execution through each start event's
+    ``continued_execution_run_id``, reading one event per execution.
+    """
+    out: list[str] = []
+    execution_id = ""
+    while True:
+        page = await _history_page(client, run_id, execution_id, b"", page_size=1)
+        if not page.history.events:
+            break
+        first = page.history.events[0]
+        attrs = first.workflow_execution_started_event_attributes
+        if not execution_id:
+            # The latest execution: its run id is in the start event of a CAN chain only
+            # indirectly, so describe it.
+            execution_id = (await client.get_workflow_handle(run_id).describe()).run_id
+        out.append(execution_id)
+        previous = attrs.continued_execution_run_id
+        if not previous:
+            break
+        execution_id = previous
+    out.reverse()
+    return out
+
+
+async def _history_page(
+    client: Client,
+    run_id: str,
+    execution_id: str,
+    token: bytes,
+    *,
+    page_size: int = 0,
+    wait: bool = False,
+) -> Any:
+    try:
+        return await client.workflow_service.get_workflow_execution_history(
+            GetWorkflowExecutionHistoryRequest(
+                namespace=client.namespace,
+                execution=WorkflowExecution(workflow_id=run_id, run_id=execution_id),
+                maximum_page_size=page_size,
+                next_page_token=token,
+                wait_new_event=wait,
+            ),
+            retry=True,
+        )
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`") from e
+        raise
+
+
+async def read_run(
+    client: Client,
+    run_id: str,
+    *,
+    store: TranscriptStore | None = None,
+    follow: bool = False,
+    after: int = 0,
+) -> AsyncIterator[ev.RunEvent]:
+    """Run events of ``run_id`` from its history; with ``follow``, then live until it ends.
+
+    Following uses the server's long poll (``wait_new_event``): one request waits
+    until the history grows, so a follower costs one call per batch of new events,
+    not a poll loop. Events with ``seq <= after`` are read but not yielded.
+    """
+    reader = HistoryReader(client.data_converter, run_id, store=store)
+    ids = await _execution_ids(client, run_id)
+    index = 0
+    execution_id: str | None = ids[0] if ids else ""
+    while execution_id is not None:
+        index += 1
+        token = b""
+        next_id: str | None = None
+        while True:
+            page = await _history_page(client, run_id, execution_id, token, wait=follow)
+            for event in page.history.events:
+                for out in await reader.feed(index, event):
+                    if out.seq > after:
+                        yield out
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                    attrs = event.workflow_execution_continued_as_new_event_attributes
+                    next_id = attrs.new_execution_run_id
+            token = page.next_page_token
+            if not token:
+                break
+        if next_id is None and not follow and index < len(ids):
+            next_id = ids[index]
+        execution_id = next_id
+
+
+@dataclass
+class _Scheduled:
+    """An activity of the run, from its scheduling on."""
+
+    kind: str
+    activity_id: str
+    at: datetime
+    request: Any = None
+    prompt: list[Message] = field(default_factory=list)
+    attempt: int = 1
+    last_failure: str | None = None
+
+
+@dataclass
+class _State:
+    inp: RunInput | None = None
+    spec: AgentSpec | None = None
+    scheduled: dict[tuple[int, int], _Scheduled] = field(default_factory=dict)
+    indexed: set[int] = field(default_factory=set)
+    next_index: int = 0
+    ran: set[str] = field(default_factory=set)
+    """Call ids a tool activity ran for."""
+    rejected: set[str] = field(default_factory=set)
+    requested: dict[str, PendingApproval] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
+    approve_updates: set[str] = field(default_factory=set)
+    unsent: list[Message] = field(default_factory=list)
+    """Tool results recorded after the latest model call (not sent to a model yet)."""
+    calls: dict[str, tuple[int, ToolCall]] = field(default_factory=dict)
+    """Tool calls the model made, by id: (turn, call)."""
+    approval_of: dict[str, str] = field(default_factory=dict)
+    """The approval id of each call that needed one (``turn{N}-tool{I}``), by call id."""
+    after_task: list[Callable[[datetime], ev.RunEvent]] = field(default_factory=list)
+    """Events dated by the next workflow task (when the workflow acted on what it read)."""
+
+
+class HistoryReader:
+    """Feeds on a run's history events, in order, and emits its run events."""
+
+    def __init__(
+        self, converter: DataConverter, run_id: str, *, store: TranscriptStore | None
+    ) -> None:
+        self._converter = converter
+        self._run_id = run_id
+        self._prompts = _Prompts(store, run_id)
+        self._store = store
+        self._seq = 0
+        self._s = _State()
+        self._out: list[ev.RunEvent] = []
+        self._execution = 1
+        self._event_id = 0
+        self._at = datetime.now(UTC)
+
+    def _emit(self, cls: type[Any], **fields: Any) -> None:
+        self._seq += 1
+        fields.setdefault("at", self._at)
+        self._out.append(
+            cls(
+                seq=self._seq,
+                execution=self._execution,
+                history_event_id=self._event_id,
+                **fields,
+            )
+        )
+
+    async def _decode(self, payloads: Any, kind: type[Any]) -> Any:
+        [value] = await self._converter.decode(payloads, [kind])
+        return value
+
+    async def feed(self, execution: int, event: HistoryEvent) -> list[ev.RunEvent]:
+        """The run events that ``event`` (of execution ``execution``) completes."""
+        self._out = []
+        self._execution = execution
+        self._event_id = event.event_id
+        self._at = event.event_time.ToDatetime(tzinfo=UTC)
+        handler = _HANDLERS.get(event.event_type)
+        if handler is not None:
+            await handler(self, execution, event)
+        return self._out
+
+    # --- run lifecycle ---------------------------------------------------------------
+
+    async def _started(self, execution: int, event: HistoryEvent) -> None:
+        attrs = event.workflow_execution_started_event_attributes
+        inp: RunInput = await self._decode(attrs.input.payloads, RunInput)
+        s = self._s
+        if inp.carried is not None:
+            # A later execution: the snapshot and the unfinished turn come with it.
+            s.spec = s.spec or inp.carried.spec
+            for p in inp.carried.waiting:
+                s.requested.setdefault(p.call_id, p)
+            turn = inp.carried.status.turn
+            for i, c in enumerate(inp.carried.calls):
+                s.calls.setdefault(c.id, (turn, c))
+                s.approval_of.setdefault(c.id, f"turn{turn}-tool{i}")
+            if s.inp is None:
+                s.inp = inp
+            return
+        s.inp = inp
+        self._emit(
+            ev.RunStarted,
+            run_id=self._run_id,
+            agent=inp.agent,
+            prompt=inp.prompt,
+            model=inp.model,
+            chat=inp.chat,
+            tenant=inp.tenant,
+        )
+
+    def _snapshotted(self, spec: AgentSpec) -> None:
+        s = self._s
+        s.spec = spec
+        if s.inp is not None:
+            self._prompts.learn(opening_messages(spec.instructions, s.inp.prompt))
+        self._emit(ev.AgentSnapshotted, spec=spec)
+
+    async def _marker(self, execution: int, event: HistoryEvent) -> None:
+        details = event.marker_recorded_event_attributes.details
+        if "result" not in details or self._s.spec is not None:
+            return
+        if SNAPSHOT_ACTIVITY.encode() in details["data"].SerializeToString():
+            # The snapshot as a local activity (runs since the local-snapshot patch).
+            self._snapshotted(await self._decode(details["result"].payloads, AgentSpec))
+
+    async def _closed(self, execution: int, event: HistoryEvent) -> None:
+        self._flush_unsent()
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            payloads = event.workflow_execution_completed_event_attributes.result.payloads
+            result: RunResult = await self._decode(payloads, RunResult)
+            self._emit(
+                ev.RunFinished,
+                outcome="completed",
+                output=result.output,
+                turns=result.turns,
+                usage=result.usage,
+                cost_usd=result.cost_usd,
+            )
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            failure = await self._readable(event.workflow_execution_failed_event_attributes.failure)
+            error_type, message = _failure_text(failure)
+            details = await self._failure_details(failure)
+            if error_type == "BudgetExceeded" and details:
+                self._emit(
+                    ev.BudgetDecision,
+                    budget=str(details.get("budget", "")),
+                    decision="stopped",
+                    used=details.get("used"),
+                    limit=details.get("limit"),
+                )
+            self._emit(ev.RunFinished, outcome="failed", error_type=error_type, error=message)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+            self._emit(ev.RunFinished, outcome="cancelled", error_type="Cancelled")
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+            reason = event.workflow_execution_terminated_event_attributes.reason
+            self._emit(ev.RunFinished, outcome="terminated", error=reason or None)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+            self._emit(ev.RunFinished, outcome="timed_out", error="the run timed out")
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            self._emit(ev.ContinuedAsNew, next_execution=execution + 1)
+
+    async def _task_started(self, execution: int, event: HistoryEvent) -> None:
+        pending, self._s.after_task = self._s.after_task, []
+        for make in pending:
+            built = make(self._at)
+            self._seq += 1
+            self._out.append(built.model_copy(update={"seq": self._seq}))
+
+    # --- activities --------------------------------------------------------------------
+
+    async def _scheduled(self, execution: int, event: HistoryEvent) -> None:
+        a = event.activity_task_scheduled_event_attributes
+        name = a.activity_type.name
+        key = (execution, event.event_id)
+        if name == MODEL_ACTIVITY:
+            req: ModelRequest = await self._decode(a.input.payloads, ModelRequest)
+            step = _Scheduled(name, a.activity_id, self._at, req)
+            self._s.scheduled[key] = step
+            step.prompt = await self._model_started(req, a.activity_id)
+        elif name == TOOL_ACTIVITY:
+            treq: ToolRequest = await self._decode(a.input.payloads, ToolRequest)
+            self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at, treq)
+            self._s.ran.add(treq.call.id)
+            self._emit(
+                ev.ToolCallStarted,
+                call_id=treq.call.id,
+                activity_id=a.activity_id,
+                turn=turn_of(a.activity_id),
+                tool=treq.call.name,
+                arguments=treq.arguments,
+                policy=treq.policy,
+                approval=treq.approval,
+            )
+        elif name in (COMPACT_ACTIVITY, SNAPSHOT_ACTIVITY):
+            self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at)
+
+    async def _model_started(self, req: ModelRequest, activity_id: str) -> list[Message]:
+        s = self._s
+        if req.linear:
+            prompt = await self._prompts.of(req)
+            new = prompt[len(prompt) - len(req.appended) :]
+            first = req.offset
+        else:
+            prompt = list(req.messages)
+            first = s.next_index
+            new = prompt[first:] if first <= len(prompt) else []
+        self._answer_unsent(new)
+        for i, m in enumerate(new):
+            self._message(first + i, m)
+        s.unsent = []
+        tools = req.tools
+        if not tools and req.tools_ref:
+            snapshot = s.spec
+            if snapshot is not None and snapshot.tools_ref == req.tools_ref:
+                tools = snapshot.tools
+            else:
+                tools = await self._prompts.tools(req.tools_ref)
+        self._emit(
+            ev.ModelCallStarted,
+            call_id=activity_id,
+            turn=req.turn,
+            model=req.model,
+            messages=prompt,
+            tools=tools,
+            tool_mode=req.tool_mode,
+            temperature=req.temperature,
+            max_tokens=req.max_tokens,
+            transcript_ref=req.transcript_ref,
+        )
+        return prompt
+
+    def _message(self, index: int, message: Message) -> None:
+        s = self._s
+        if index in s.indexed:
+            return
+        s.indexed.add(index)
+        s.next_index = max(s.next_index, index + 1)
+        self._emit(ev.MessageRecorded, index=index, message=message)
+
+    def _answer_unsent(self, new: list[Message]) -> None:
+        """Tool messages the workflow wrote itself (no tool ran): denials, timeouts."""
+        s = self._s
+        for m in new:
+            if m.role != "tool" or not m.tool_call_id:
+                continue
+            call_id = m.tool_call_id
+            if call_id in s.ran or call_id in s.rejected:
+                continue
+            unknown = ToolCall(id=call_id, name=m.name or "", arguments="")
+            turn, call = s.calls.get(call_id, (0, unknown))
+            approval_id = s.approval_of.get(call_id)
+            pending = s.requested.get(approval_id) if approval_id else None
+            if approval_id is not None and pending is not None and approval_id not in s.answered:
+                # Nobody answered before the deadline: the workflow denied it.
+                s.answered.add(approval_id)
+                self._emit(
+                    ev.ApprovalAnswered,
+                    record=ApprovalRecord(
+                        call_id=approval_id,
+                        tool=pending.tool,
+                        rule=pending.rule,
+                        approved=False,
+                        approver="ratchet",
+                        reason="nobody answered before the deadline",
+                        at=pending.deadline,
+                        timed_out=True,
+                    ),
+                )
+            s.rejected.add(call_id)
+            self._emit(
+                ev.ToolCallRejected,
+                call_id=call_id,
+                turn=turn,
+                tool=call.name,
+                arguments=call.arguments,
+                reason=m.content or "",
+            )
+
+    async def _activity_started(self, execution: int, event: HistoryEvent) -> None:
+        a = event.activity_task_started_event_attributes
+        step = self._s.scheduled.get((execution, a.scheduled_event_id))
+        if step is None:
+            return
+        step.attempt = a.attempt
+        if a.attempt > 1 and a.HasField("last_failure"):
+            failure = await self._readable(a.last_failure)
+            error_type, message = _failure_text(failure)
+            step.last_failure = message
+            if step.kind == MODEL_ACTIVITY:
+                self._emit(
+                    ev.ModelCallAttemptFailed,
+                    call_id=step.activity_id,
+                    turn=turn_of(step.activity_id),
+                    attempt=a.attempt - 1,
+                    error_type=error_type,
+                    error=message,
+                )
+
+    async def _activity_completed(self, execution: int, event: HistoryEvent) -> None:
+        c = event.activity_task_completed_event_attributes
+        step = self._s.scheduled.get((execution, c.scheduled_event_id))
+        if step is None:
+            return
+        took = (self._at - step.at).total_seconds()
+        if step.kind == MODEL_ACTIVITY:
+            resp: ModelResponse = await self._decode(c.result.payloads, ModelResponse)
+            await self._model_finished(step, resp, took)
+        elif step.kind == TOOL_ACTIVITY:
+            res: ToolResult = await self._decode(c.result.payloads, ToolResult)
+            req: ToolRequest = step.request
+            message = Message.tool(req.call, res.content, is_error=res.is_error)
+            self._prompts.learn([message])
+            self._s.unsent.append(message)
+            self._emit(
+                ev.ToolCallFinished,
+                call_id=req.call.id,
+                activity_id=step.activity_id,
+                turn=turn_of(step.activity_id),
+                tool=req.call.name,
+                outcome="completed",
+                result=res.content,
+                is_error=res.is_error,
+                attempts=step.attempt,
+                duration_seconds=took,
+                last_retry_error=step.last_failure,
+            )
+        elif step.kind == COMPACT_ACTIVITY:
+            done: CompactResult = await self._decode(c.result.payloads, CompactResult)
+            self._prompts.compacted(done)
+            self._emit(
+                ev.PromptCompacted,
+                turn=turn_of(step.activity_id),
+                dropped=done.dropped,
+                summarized=done.summary is not None,
+            )
+        elif step.kind == SNAPSHOT_ACTIVITY and self._s.spec is None:
+            self._snapshotted(await self._decode(c.result.payloads, AgentSpec))
+
+    async def _model_finished(self, step: _Scheduled, resp: ModelResponse, took: float) -> None:
+        s = self._s
+        req: ModelRequest = step.request
+        self._prompts.responded(step.prompt, resp)
+        index = req.offset + len(req.appended) if req.linear else len(req.messages)
+        self._message(index, resp.message)
+        self._emit(
+            ev.ModelCallFinished,
+            call_id=step.activity_id,
+            turn=req.turn,
+            model=req.model,
+            outcome="completed",
+            response=resp.message,
+            usage=resp.usage,
+            cost_usd=resp.cost_usd,
+            finish_reason=resp.finish_reason,
+            attempts=step.attempt,
+            duration_seconds=took,
+            wire=getattr(resp, "wire", None),
+        )
+        for call in resp.message.tool_calls or []:
+            s.calls[call.id] = (req.turn, call)
+        self._decide_calls(req.turn, resp.message.tool_calls or [])
+
+    def _decide_calls(self, turn: int, calls: list[ToolCall]) -> None:
+        """What the workflow does with the calls: the same pure checks it runs."""
+        spec = self._s.spec
+        if spec is None:
+            return
+        from .workflow import _parse_call
+
+        for index, call in enumerate(calls):
+            arguments, problem = _parse_call(spec, call)
+            if problem is not None:
+                self._s.rejected.add(call.id)
+                self._emit(
+                    ev.ToolCallRejected,
+                    call_id=call.id,
+                    turn=turn,
+                    tool=call.name,
+                    arguments=call.arguments,
+                    reason=problem,
+                )
+                continue
+            tool = spec.tool(call.name)
+            assert tool is not None
+            decision = spec.policy.decide(call.name, arguments, side_effects=tool.side_effects)
+            self._emit(
+                ev.PolicyDecided,
+                call_id=call.id,
+                turn=turn,
+                tool=call.name,
+                decision=decision.decision,
+                rule=decision.rule,
+                reason=decision.reason,
+            )
+            if decision.decision != "require_approval":
+                continue
+            approval_id = f"turn{turn}-tool{index}"
+            self._s.approval_of[call.id] = approval_id
+            if approval_id in self._s.requested:
+                continue  # carried over from the previous execution: asked already
+
+            s = self._s
+            s.after_task.append(
+                functools.partial(
+                    self._approval_requested,
+                    approval_id=approval_id,
+                    call=call,
+                    arguments=arguments,
+                    rule=decision.rule,
+                    reason=decision.reason,
+                )
+            )
+
+    def _approval_requested(
+        self,
+        at: datetime,
+        approval_id: str,
+        call: ToolCall,
+        arguments: dict[str, Any],
+        rule: str,
+        reason: str,
+    ) -> ev.RunEvent:
+        assert self._s.spec is not None
+        timeout = timedelta(seconds=self._s.spec.limits.approval_timeout_seconds)
+        pending = PendingApproval(
+            call_id=approval_id,
+            tool=call.name,
+            arguments=arguments,
+            rule=rule,
+            reason=reason,
+            requested_at=at,
+            deadline=at + timeout,
+        )
+        self._s.requested[approval_id] = pending
+        return ev.ApprovalRequested(
+            seq=0,
+            at=at,
+            execution=self._execution,
+            history_event_id=self._event_id,
+            approval=pending,
+        )
+
+    async def _activity_ended(self, execution: int, event: HistoryEvent) -> None:
+        kind = event.event_type
+        status, attrs_name = _ACTIVITY_END[kind]
+        attrs = getattr(event, attrs_name)
+        step = self._s.scheduled.get((execution, attrs.scheduled_event_id))
+        if step is None or step.kind not in (MODEL_ACTIVITY, TOOL_ACTIVITY):
+            return
+        error_type: str | None = None
+        message: str | None = None
+        if attrs.HasField("failure") if hasattr(attrs, "failure") else False:
+            error_type, message = _failure_text(await self._readable(attrs.failure))
+        took = (self._at - step.at).total_seconds()
+        if step.kind == MODEL_ACTIVITY:
+            req: ModelRequest = step.request
+            self._emit(
+                ev.ModelCallFinished,
+                call_id=step.activity_id,
+                turn=req.turn,
+                model=req.model,
+                outcome=status,
+                attempts=step.attempt,
+                duration_seconds=took,
+                error_type=error_type,
+                error=message,
+            )
+        else:
+            treq: ToolRequest = step.request
+            self._emit(
+                ev.ToolCallFinished,
+                call_id=treq.call.id,
+                activity_id=step.activity_id,
+                turn=turn_of(step.activity_id),
+                tool=treq.call.name,
+                outcome=status,
+                attempts=step.attempt,
+                duration_seconds=took,
+                error_type=error_type,
+                error=message,
+                last_retry_error=step.last_failure,
+            )
+
+    # --- people ------------------------------------------------------------------------
+
+    async def _update_accepted(self, execution: int, event: HistoryEvent) -> None:
+        acc = event.workflow_execution_update_accepted_event_attributes
+        if acc.accepted_request.input.name == APPROVE_UPDATE:
+            self._s.approve_updates.add(acc.accepted_request.meta.update_id)
+
+    async def _update_completed(self, execution: int, event: HistoryEvent) -> None:
+        u = event.workflow_execution_update_completed_event_attributes
+        if u.meta.update_id not in self._s.approve_updates or not u.outcome.HasField("success"):
+            return
+        record: ApprovalRecord = await self._decode(u.outcome.success.payloads, ApprovalRecord)
+        self._s.answered.add(record.call_id)
+        self._emit(ev.ApprovalAnswered, record=record)
+        if record.tool == "budget":
+            self._emit(
+                ev.BudgetDecision,
+                budget=record.rule.removeprefix("Limits."),
+                decision="raised" if record.approved else "denied",
+                raise_to=record.raise_to,
+                by=record.approver,
+            )
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _flush_unsent(self) -> None:
+        """Tool results the run recorded after its last model call: end of transcript."""
+        for m in self._s.unsent:
+            self._message(self._s.next_index, m)
+        self._s.unsent = []
+
+    async def _readable(self, failure: Failure) -> Failure:
+        # With payload encryption, failure messages are encrypted too.
+        if self._converter.payload_codec is None:
+            return failure
+        from .codec import decrypt_failure
+
+        return await decrypt_failure(self._converter, failure)
+
+    async def _failure_details(self, failure: Failure) -> dict[str, Any] | None:
+        info = failure.application_failure_info
+        if not failure.HasField("application_failure_info") or not info.details.payloads:
+            return None
+        try:
+            details = await self._decode(info.details.payloads, dict)
+        except Exception:  # details of an unknown shape: the message says enough
+            return None
+        return details if isinstance(details, dict) else None
+
+
+def _failure_text(failure: Failure) -> tuple[str | None, str]:
+    """The taxonomy type and the message of a failure, the real cause of a truncated one.
+
+    When a failure is over the server's size limit, the server replaces its message
+    and keeps the original one level down.
+    """
+    while failure.message == _SIZE_LIMIT_MESSAGE and failure.HasField("cause"):
+        failure = failure.cause
+    error_type: str | None = None
+    if failure.HasField("application_failure_info"):
+        error_type = failure.application_failure_info.type or None
+    elif failure.HasField("timeout_failure_info"):
+        error_type = "Timeout"
+    elif failure.HasField("canceled_failure_info"):
+        error_type = "Cancelled"
+    message = failure.message
+    if failure.HasField("cause") and failure.cause.message and error_type != "Cancelled":
+        cause = failure.cause
+        if cause.HasField("application_failure_info") and cause.application_failure_info.type:
+            error_type = cause.application_failure_info.type
+        message = f"{message}: {cause.message}" if message else cause.message
+    return error_type, message
+
+
+def turn_of(activity_id: str) -> int:
+    """The turn of an activity id; ids are contracts: ``turn{N}-model``, ``turn{N}-tool{I}``."""
+    head = activity_id.split("-", 1)[0]
+    return int(head[4:]) if head.startswith("turn") and head[4:].isdigit() else 0
+
+
+_ACTIVITY_END: dict[Any, tuple[ev.CallOutcome, str]] = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
+        "timed_out",
+        "activity_task_timed_out_event_attributes",
+    ),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: (
+        "cancelled",
+        "activity_task_canceled_event_attributes",
+    ),
+}
+
+_Handler = Callable[[HistoryReader, int, HistoryEvent], Any]
+_HANDLERS: dict[Any, _Handler] = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: HistoryReader._started,
+    EventType.EVENT_TYPE_MARKER_RECORDED: HistoryReader._marker,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED: HistoryReader._task_started,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: HistoryReader._scheduled,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED: HistoryReader._activity_started,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: HistoryReader._activity_completed,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: HistoryReader._activity_ended,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: HistoryReader._activity_ended,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: HistoryReader._activity_ended,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: HistoryReader._update_accepted,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED: HistoryReader._update_completed,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: HistoryReader._closed,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: HistoryReader._closed,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: HistoryReader._closed,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: HistoryReader._closed,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: HistoryReader._closed,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: HistoryReader._closed,
+}
+
+
+class _Prompts:
+    """Rebuilds the exact prompt of each linear-history model call.
+
+    Every message the history records is indexed by its content hash, and every chain
+    head by the prompt it names, so a reference resolves without the store unless the
+    history cannot name it (then ``store`` is asked, when given).
+    """
+
+    def __init__(self, store: TranscriptStore | None, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.by_hash: dict[str, Message] = {}
+        self.heads: dict[str, list[Message]] = {}
+        self._tools: dict[str, Any] = {}
+
+    def learn(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.by_hash.setdefault(message_hash(m), m)
+
+    async def tools(self, ref: str) -> list[Any]:
+        if ref in self._tools:
+            return list(self._tools[ref])
+        if self.store is None:
+            return []
+        try:
+            tools = await load_tools(self.store, ref, run_id=self.run_id)
+        except TranscriptEntryMissing:
+            return []
+        self._tools[ref] = tools
+        return list(tools)
+
+    async def of(self, req: ModelRequest) -> list[Message]:
+        base: list[Message] = []
+        if req.transcript_ref is not None:
+            known = self.heads.get(req.transcript_ref)
+            if known is None and self.store is not None:
+                try:
+                    known = await load_prompt(
+                        self.store, req.transcript_ref, [], run_id=self.run_id
+                    )
+                except TranscriptEntryMissing as e:
+                    known = [Message.system(f"[ratchet: earlier messages unavailable: {e}]")]
+            base = known or [
+                Message.system(
+                    f"[ratchet: earlier messages are in the transcript store under "
+                    f"{req.transcript_ref}; pass a store to show them]"
+                )
+            ]
+        new: list[Message] = []
+        for entry in req.appended:
+            if isinstance(entry, Message):
+                new.append(entry)
+            elif entry in self.by_hash:
+                new.append(self.by_hash[entry])
+            else:
+                new.append(Message.system(f"[ratchet: message {entry} not in the history]"))
+        prompt = base + new
+        self.learn(prompt)
+        head = req.transcript_ref
+        for m in new:
+            head = chain_hash(head, message_hash(m))
+        if head is not None:
+            self.heads[head] = prompt
+        return prompt
+
+    def responded(self, prompt: list[Message], resp: ModelResponse) -> None:
+        self.learn([resp.message])
+        if resp.transcript_ref is not None:
+            self.heads[resp.transcript_ref] = [*prompt, resp.message]
+
+    def compacted(self, result: CompactResult) -> None:
+        if result.summary is not None:
+            self.learn([result.summary])
+        if all(h in self.by_hash for h in result.kept):
+            self.heads[result.head] = [self.by_hash[h] for h in result.kept]

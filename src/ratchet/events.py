@@ -1,0 +1,339 @@
+"""Run events: the one way to read a run, from its history or live.
+
+Every reader of a run (``ratchet trace``, ``show``, ``transcript``, ``follow``, and
+later the HTTP API, the console and evals) consumes these events. They are built by
+one history reader (:func:`events_of`, and :meth:`ratchet.RunHandle.events` for a
+live run), so every view of a run agrees.
+
+Each event has a stable ``type``, a ``seq`` and a time-zone-aware ``at``:
+
+- ``seq`` is the event's position in the run, counted from 1 over all its
+  executions (a long run continues as new under the same id). The reader is
+  deterministic over the append-only event history, so an event keeps its ``seq``
+  across reads, and ``RunHandle.events(after=seq)`` resumes exactly after it.
+- ``execution`` (1, 2, ...) and ``history_event_id`` locate the Temporal history
+  event the run event was read from, e.g. for a link to the Temporal Web UI.
+
+The union :data:`RunEvent` is a pydantic discriminated union on ``type``; its JSON
+schema (``RunEventAdapter.json_schema()``) is a documented, stable contract: fields
+are only ever added, with defaults.
+
+Live-only events (token deltas, added by the streaming feature) never enter the
+history: they will come from a live source merged into :meth:`RunHandle.events`,
+and carry the ``seq`` of the model call they belong to plus their own offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
+
+from ._protocol import ApprovalRecord, PendingApproval
+from .agent import AgentSpec
+from .messages import Message, Usage
+from .policy import Decision, PolicyDecision
+from .tools import ToolSpec
+from .transcripts import TranscriptStore
+
+__all__ = [
+    "AgentSnapshotted",
+    "ApprovalAnswered",
+    "ApprovalRequested",
+    "BudgetDecision",
+    "CallOutcome",
+    "ContinuedAsNew",
+    "MessageRecorded",
+    "ModelCallAttemptFailed",
+    "ModelCallFinished",
+    "ModelCallStarted",
+    "PolicyDecided",
+    "PromptCompacted",
+    "RunEvent",
+    "RunEventAdapter",
+    "RunFinished",
+    "RunOutcome",
+    "RunStarted",
+    "ToolCallFinished",
+    "ToolCallRejected",
+    "ToolCallStarted",
+    "events_of",
+]
+
+CallOutcome = Literal["completed", "failed", "timed_out", "cancelled"]
+"""How a model or tool call ended (after all its attempts)."""
+
+RunOutcome = Literal["completed", "failed", "cancelled", "terminated", "timed_out"]
+"""How a run ended: ratchet's outcomes, and Temporal's own (terminated, timed out)."""
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    """Position in the run, from 1, across executions; stable across reads."""
+    at: AwareDatetime
+    """When it happened (the time of the history event it was read from)."""
+    execution: int = 1
+    """Which execution of the run recorded it (each continue-as-new starts the next)."""
+    history_event_id: int | None = None
+    """The Temporal history event it was read from, within ``execution``."""
+
+
+class RunStarted(_Event):
+    """A client started the run."""
+
+    type: Literal["run_started"] = "run_started"
+    run_id: str
+    agent: str
+    prompt: str
+    model: str | None = None
+    """The model override of this run, if any (the agent's model is in the snapshot)."""
+    chat: bool = False
+    tenant: str | None = None
+
+
+class AgentSnapshotted(_Event):
+    """The agent's definition was recorded; the run uses only this snapshot."""
+
+    type: Literal["agent_snapshotted"] = "agent_snapshotted"
+    spec: AgentSpec
+
+
+class MessageRecorded(_Event):
+    """A message entered the transcript at ``index`` (the system prompt is index 0)."""
+
+    type: Literal["message"] = "message"
+    index: int
+    message: Message
+
+
+class ModelCallStarted(_Event):
+    """A model call was scheduled: the prompt it sends, the tools it offers."""
+
+    type: Literal["model_call_started"] = "model_call_started"
+    call_id: str
+    """The model activity's id, e.g. ``turn2-model``; unique within the run."""
+    turn: int
+    model: str
+    messages: list[Message]
+    """The whole prompt as ratchet sends it, the system instructions included (resolved
+    from transcript references). The exact HTTP body is :attr:`ModelCallFinished.wire`."""
+    tools: list[ToolSpec] = Field(default_factory=list)
+    """The tools offered."""
+    tool_mode: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    transcript_ref: str | None = None
+    """The transcript chain head the prompt continues (linear history)."""
+
+
+class ModelCallAttemptFailed(_Event):
+    """An attempt of a model call failed; Temporal retries it with backoff."""
+
+    type: Literal["model_call_attempt_failed"] = "model_call_attempt_failed"
+    call_id: str
+    turn: int
+    attempt: int
+    error_type: str | None = None
+    error: str
+
+
+class ModelCallFinished(_Event):
+    """A model call ended: its reply, usage and cost, or its error."""
+
+    type: Literal["model_call_finished"] = "model_call_finished"
+    call_id: str
+    turn: int
+    model: str
+    outcome: CallOutcome
+    response: Message | None = None
+    usage: Usage = Usage()
+    """Tokens of every attempt that got an answer; ``requests`` counts attempts sent."""
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+    attempts: int = 1
+    duration_seconds: float | None = None
+    """From scheduling to the end of the last attempt (retries and backoff included)."""
+    error_type: str | None = None
+    error: str | None = None
+    wire: dict[str, Any] | None = None
+    """How the provider rendered the request, when it says (see ``ratchet.models``)."""
+
+
+class ToolCallRejected(_Event):
+    """The workflow answered a tool call itself: bad JSON, unknown tool, invalid
+    arguments, a policy denial, a denied or unanswered approval."""
+
+    type: Literal["tool_call_rejected"] = "tool_call_rejected"
+    call_id: str
+    turn: int
+    tool: str
+    arguments: str
+    """The raw arguments as the model wrote them."""
+    reason: str
+    """The error message the model got."""
+
+
+class PolicyDecided(_Event):
+    """The agent's policy decided a valid tool call."""
+
+    type: Literal["policy_decision"] = "policy_decision"
+    call_id: str
+    turn: int
+    tool: str
+    decision: Decision
+    rule: str
+    reason: str = ""
+
+
+class ApprovalRequested(_Event):
+    """A tool call (or a spent budget) waits for a person's decision."""
+
+    type: Literal["approval_requested"] = "approval_requested"
+    approval: PendingApproval
+
+
+class ApprovalAnswered(_Event):
+    """A person answered an approval, or its deadline passed."""
+
+    type: Literal["approval_answered"] = "approval_answered"
+    record: ApprovalRecord
+
+
+class ToolCallStarted(_Event):
+    """A tool call was scheduled (after any approval)."""
+
+    type: Literal["tool_call_started"] = "tool_call_started"
+    call_id: str
+    """The model's id of the call."""
+    activity_id: str
+    """The tool activity's id, e.g. ``turn2-tool0`` (the idempotency key's suffix)."""
+    turn: int
+    tool: str
+    arguments: dict[str, Any]
+    policy: PolicyDecision | None = None
+    approval: ApprovalRecord | None = None
+
+
+class ToolCallFinished(_Event):
+    """A tool call ended: its result (or the error the model is told), or a failure."""
+
+    type: Literal["tool_call_finished"] = "tool_call_finished"
+    call_id: str
+    activity_id: str
+    turn: int
+    tool: str
+    outcome: CallOutcome
+    result: str | None = None
+    is_error: bool = False
+    attempts: int = 1
+    duration_seconds: float | None = None
+    error_type: str | None = None
+    error: str | None = None
+    last_retry_error: str | None = None
+    """Why the attempt before the last one failed, when the call was retried."""
+
+
+class BudgetDecision(_Event):
+    """A budget was spent: the run stopped, or a person raised or kept the budget."""
+
+    type: Literal["budget_decision"] = "budget_decision"
+    budget: str
+    """The ``Limits`` field, e.g. ``max_cost_usd``."""
+    decision: Literal["stopped", "raised", "denied"]
+    used: float | None = None
+    limit: float | None = None
+    raise_to: float | None = None
+    by: str | None = None
+
+
+class PromptCompacted(_Event):
+    """Older turns were dropped or summarized to fit the model's context window."""
+
+    type: Literal["prompt_compacted"] = "prompt_compacted"
+    turn: int
+    dropped: int
+    summarized: bool = False
+
+
+class ContinuedAsNew(_Event):
+    """The run handed over to its next execution (same run id, fresh history)."""
+
+    type: Literal["continued_as_new"] = "continued_as_new"
+    next_execution: int
+
+
+class RunFinished(_Event):
+    """The run ended."""
+
+    type: Literal["run_finished"] = "run_finished"
+    outcome: RunOutcome
+    output: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    turns: int | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+
+
+RunEvent = Annotated[
+    RunStarted
+    | AgentSnapshotted
+    | MessageRecorded
+    | ModelCallStarted
+    | ModelCallAttemptFailed
+    | ModelCallFinished
+    | ToolCallRejected
+    | PolicyDecided
+    | ApprovalRequested
+    | ApprovalAnswered
+    | ToolCallStarted
+    | ToolCallFinished
+    | BudgetDecision
+    | PromptCompacted
+    | ContinuedAsNew
+    | RunFinished,
+    Field(discriminator="type"),
+]
+"""Any run event, discriminated by ``type``."""
+
+RunEventAdapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+"""Validates and serializes :data:`RunEvent` values; ``json_schema()`` is the contract."""
+
+
+async def events_of(
+    history: WorkflowHistory | Sequence[WorkflowHistory],
+    *,
+    data_converter: DataConverter | None = None,
+    store: TranscriptStore | None = None,
+) -> list[RunEvent]:
+    """Every run event recorded in a run's event history.
+
+    Args:
+        history: the history of one execution, or of every execution of a run in
+            order (a long run continues as new under the same id), e.g. from
+            ``WorkflowHandle.fetch_history()`` or ``WorkflowHistory.from_json``.
+            :meth:`ratchet.RunHandle.events` reads a run by id, live.
+        data_converter: the converter the run's payloads were written with (default:
+            ratchet's pydantic converter; pass the client's when payloads are
+            encrypted or stored externally).
+        store: a :class:`~ratchet.transcripts.TranscriptStore`, to resolve prompt
+            references the history alone cannot (after a compaction, or a later
+            execution read on its own).
+    """
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from ._reader import HistoryReader
+
+    histories = [history] if isinstance(history, WorkflowHistory) else list(history)
+    run_id = histories[0].workflow_id if histories else ""
+    reader = HistoryReader(data_converter or pydantic_data_converter, run_id, store=store)
+    out: list[RunEvent] = []
+    for execution, h in enumerate(histories, start=1):
+        for event in h.events:
+            out.extend(await reader.feed(execution, event))
+    return out
