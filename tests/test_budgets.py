@@ -20,7 +20,7 @@ from ratchet import (
     RunHandle,
     tool,
 )
-from ratchet._history import executions
+from ratchet._reader import executions
 from ratchet._protocol import PendingApproval
 from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, reply, tool_calls
 from ratchet.transcripts import ChainNode, SQLiteTranscriptStore

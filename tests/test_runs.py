@@ -88,7 +88,7 @@ async def test_transcript_and_status_queries(
     model_server.add(tool_calls(call("lookup_order", {"order_id": 7})), reply("done"))
     async with hosted(temporal_client, [support_agent()], model_server) as client:
         handle = await client.start("support", "order 7?")
-        seen = [m async for m in handle.follow(poll_seconds=0.05)]
+        seen = [m async for m in handle.follow()]
         await handle.result()
         transcript = await handle.transcript()
         status = await handle.status()

@@ -45,7 +45,7 @@ from .errors import RunNotFound, TranscriptEntryMissing
 from .messages import Message, ToolCall, chain_hash, message_hash, opening_messages
 from .transcripts import TranscriptStore, load_prompt, load_tools
 
-__all__ = ["HistoryReader", "executions", "read_run"]
+__all__ = ["HistoryReader", "executions", "failure_text", "read_run", "readable", "turn_of"]
 
 _SIZE_LIMIT_MESSAGE = "Failure exceeds size limit."
 
@@ -163,6 +163,11 @@ class _Scheduled:
     prompt: list[Message] = field(default_factory=list)
     attempt: int = 1
     last_failure: str | None = None
+    attempt_started: datetime | None = None
+
+    def last_attempt_seconds(self, now: datetime) -> float | None:
+        start = self.attempt_started
+        return None if start is None else (now - start).total_seconds()
 
 
 @dataclass
@@ -292,7 +297,7 @@ class HistoryReader:
             )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             failure = await self._readable(event.workflow_execution_failed_event_attributes.failure)
-            error_type, message = _failure_text(failure)
+            error_type, message = failure_text(failure)
             details = await self._failure_details(failure)
             if error_type == "BudgetExceeded" and details:
                 self._emit(
@@ -436,9 +441,10 @@ class HistoryReader:
         if step is None:
             return
         step.attempt = a.attempt
+        step.attempt_started = self._at
         if a.attempt > 1 and a.HasField("last_failure"):
             failure = await self._readable(a.last_failure)
-            error_type, message = _failure_text(failure)
+            error_type, message = failure_text(failure)
             step.last_failure = message
             if step.kind == MODEL_ACTIVITY:
                 self._emit(
@@ -476,6 +482,7 @@ class HistoryReader:
                 is_error=res.is_error,
                 attempts=step.attempt,
                 duration_seconds=took,
+                last_attempt_seconds=step.last_attempt_seconds(self._at),
                 last_retry_error=step.last_failure,
             )
         elif step.kind == COMPACT_ACTIVITY:
@@ -508,6 +515,7 @@ class HistoryReader:
             finish_reason=resp.finish_reason,
             attempts=step.attempt,
             duration_seconds=took,
+            last_attempt_seconds=step.last_attempt_seconds(self._at),
             wire=getattr(resp, "wire", None),
         )
         for call in resp.message.tool_calls or []:
@@ -604,7 +612,7 @@ class HistoryReader:
         error_type: str | None = None
         message: str | None = None
         if attrs.HasField("failure") if hasattr(attrs, "failure") else False:
-            error_type, message = _failure_text(await self._readable(attrs.failure))
+            error_type, message = failure_text(await self._readable(attrs.failure))
         took = (self._at - step.at).total_seconds()
         if step.kind == MODEL_ACTIVITY:
             req: ModelRequest = step.request
@@ -616,6 +624,7 @@ class HistoryReader:
                 outcome=status,
                 attempts=step.attempt,
                 duration_seconds=took,
+                last_attempt_seconds=step.last_attempt_seconds(self._at),
                 error_type=error_type,
                 error=message,
             )
@@ -630,6 +639,7 @@ class HistoryReader:
                 outcome=status,
                 attempts=step.attempt,
                 duration_seconds=took,
+                last_attempt_seconds=step.last_attempt_seconds(self._at),
                 error_type=error_type,
                 error=message,
                 last_retry_error=step.last_failure,
@@ -667,12 +677,7 @@ class HistoryReader:
         self._s.unsent = []
 
     async def _readable(self, failure: Failure) -> Failure:
-        # With payload encryption, failure messages are encrypted too.
-        if self._converter.payload_codec is None:
-            return failure
-        from .codec import decrypt_failure
-
-        return await decrypt_failure(self._converter, failure)
+        return await readable(self._converter, failure)
 
     async def _failure_details(self, failure: Failure) -> dict[str, Any] | None:
         info = failure.application_failure_info
@@ -685,7 +690,16 @@ class HistoryReader:
         return details if isinstance(details, dict) else None
 
 
-def _failure_text(failure: Failure) -> tuple[str | None, str]:
+async def readable(converter: DataConverter, failure: Failure) -> Failure:
+    """The failure with its messages decrypted (with payload encryption they are not)."""
+    if converter.payload_codec is None:
+        return failure
+    from .codec import decrypt_failure
+
+    return await decrypt_failure(converter, failure)
+
+
+def failure_text(failure: Failure) -> tuple[str | None, str]:
     """The taxonomy type and the message of a failure, the real cause of a truncated one.
 
     When a failure is over the server's size limit, the server replaces its message

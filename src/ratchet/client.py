@@ -33,7 +33,6 @@ from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlre
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
-from ._history import executions, transcript_of
 from ._limiter import (
     LIMITER_CONFIGURE_UPDATE,
     LIMITER_STATUS_QUERY,
@@ -50,7 +49,6 @@ from ._protocol import (
     PENDING_QUERY,
     SEND_UPDATE,
     STATUS_QUERY,
-    TRANSCRIPT_QUERY,
     WORKFLOW_TYPE,
     ApprovalAnswer,
     ApprovalRecord,
@@ -61,6 +59,7 @@ from ._protocol import (
     RunResult,
     RunStatus,
 )
+from ._reader import read_run
 from ._render import shorten
 from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
 from .agent import PROVIDER_RE, check_agent_name, parse_model
@@ -73,7 +72,9 @@ from .errors import (
     RunFailed,
     RunNotFound,
 )
+from .events import MessageRecorded, ModelCallFinished, RunEvent, RunFinished
 from .messages import Message
+from .transcripts import TranscriptStore
 
 __all__ = ["AgentClient", "RunHandle", "RunInfo"]
 
@@ -137,36 +138,58 @@ class RunHandle:
         return status
 
     async def transcript(self) -> list[Message]:
-        """Every message so far, the system instructions included.
+        """Every message so far, the system instructions included, read from the event
+        history of all the run's executions (no worker needed).
 
-        A closed run's transcript is read from the event history of all its executions
-        (a long run continues as new under the same id). A running run's current
-        execution is asked through a query (a worker answers it); the messages of its
-        earlier executions come from their histories.
+        A message enters the transcript when the workflow hands it to the model (tool
+        results), or when the model answers; results recorded after the run's last
+        model call close it.
         """
-        if await self.temporal_status() != "running":
-            return await self.transcript_from_history()
-        try:
-            status = await self.status()
-            messages: list[Message] = await self._query(TRANSCRIPT_QUERY, list[Message])
-        except (WorkflowQueryFailedError, RPCError) as e:
-            if isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND:
-                raise _not_found(self.id, e) from e
-            if await self.temporal_status() == "running":
-                raise
-            return await self.transcript_from_history()
-        if status.transcript_offset == 0:
-            return messages
-        earlier = await self.transcript_from_history()
-        return earlier[: status.transcript_offset] + messages
+        messages: dict[int, Message] = {}
+        async for event in self.events(follow=False):
+            if isinstance(event, MessageRecorded):
+                messages[event.index] = event.message
+        return [messages[i] for i in sorted(messages)]
 
-    async def transcript_from_history(self) -> list[Message]:
-        """The transcript as recorded in the event history (no worker needed)."""
-        try:
-            histories = await executions(self._client, self.id)
-        except RPCError as e:
-            raise _not_found(self.id, e) from e
-        return await transcript_of(self._client, histories)
+    async def events(
+        self, after: int = 0, *, follow: bool = True, store: TranscriptStore | None = None
+    ) -> AsyncIterator[RunEvent]:
+        """The run's events (``ratchet.events``): the past ones, then the live ones.
+
+        Each event comes once, in order. Past events are read from the event history;
+        live ones arrive through the server's long poll on the history (one request
+        waits until the run records something new), so following costs no polling.
+        It ends after the run's final event (``run_finished``); across a
+        continue-as-new it goes on with the next execution.
+
+        Args:
+            after: resume after this ``seq`` (0: from the start).
+            follow: False stops at the end of what is recorded now.
+            store: a transcript store, to show prompts the history alone cannot
+                resolve (see :func:`ratchet.events.events_of`).
+
+        Raises:
+            RunNotFound: no run has that id.
+        """
+        async for event in read_run(self._client, self.id, store=store, follow=follow, after=after):
+            yield event
+
+    async def first_reply(self) -> str:
+        """The agent's answer to the run's prompt: its first answer without tool calls.
+
+        For a chat run this returns as soon as the agent answers the opening message,
+        while the run stays open for :meth:`send`.
+
+        Raises:
+            RunFailed: the run ended before answering.
+        """
+        async for event in self.events():
+            if isinstance(event, ModelCallFinished) and event.response is not None:
+                if not event.response.tool_calls:
+                    return event.response.content or ""
+            elif isinstance(event, RunFinished):
+                break
+        return (await self.result()).output
 
     async def _query(self, name: str, result_type: Any) -> Any:
         try:
@@ -186,24 +209,15 @@ class RunHandle:
             raise _not_found(self.id, e) from e
         return _status_name(desc.status)
 
-    async def follow(self, *, poll_seconds: float = 0.25) -> AsyncIterator[Message]:
-        """Yield each new transcript message as it is recorded, until the run ends.
+    async def follow(self) -> AsyncIterator[Message]:
+        """Yield each transcript message as it is recorded, until the run ends.
 
-        Call :meth:`result` afterwards for the outcome.
+        Built on :meth:`events` (no polling). Call :meth:`result` afterwards for the
+        outcome.
         """
-        seen = 0
-        while True:
-            running = await self.temporal_status() == "running"
-            try:
-                messages = await self.transcript()
-            except (WorkflowQueryFailedError, RPCError):
-                messages = []  # not started by a worker yet, or no worker to answer
-            for message in messages[seen:]:
-                yield message
-            seen = max(seen, len(messages))
-            if not running:
-                return
-            await asyncio.sleep(poll_seconds)
+        async for event in self.events():
+            if isinstance(event, MessageRecorded):
+                yield event.message
 
     async def pending(self) -> list[PendingApproval]:
         """Tool calls of this run waiting for approval."""

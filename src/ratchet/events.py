@@ -158,6 +158,8 @@ class ModelCallFinished(_Event):
     attempts: int = 1
     duration_seconds: float | None = None
     """From scheduling to the end of the last attempt (retries and backoff included)."""
+    last_attempt_seconds: float | None = None
+    """The final attempt alone."""
     error_type: str | None = None
     error: str | None = None
     wire: dict[str, Any] | None = None
@@ -232,6 +234,7 @@ class ToolCallFinished(_Event):
     is_error: bool = False
     attempts: int = 1
     duration_seconds: float | None = None
+    last_attempt_seconds: float | None = None
     error_type: str | None = None
     error: str | None = None
     last_retry_error: str | None = None

@@ -1,4 +1,4 @@
-"""The timeline of a run, built from its event history.
+"""The timeline of a run, built from its run events (``ratchet.events``).
 
 Everything here is read from Temporal's event history, not from worker logs, so it
 works for any run, running or closed, on any worker, after any crash: a retried
@@ -10,36 +10,24 @@ schema of the pydantic models below; ``Trace.model_json_schema()`` prints it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from temporalio.api.enums.v1 import EventType, PendingActivityState
-from temporalio.api.failure.v1 import Failure
-from temporalio.client import Client, WorkflowHandle
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
-from ._history import executions, recorded_opening
-from ._protocol import (
-    APPROVE_UPDATE,
-    COMPACT_ACTIVITY,
-    MODEL_ACTIVITY,
-    TOOL_ACTIVITY,
-    ApprovalRecord,
-    CompactResult,
-    ModelRequest,
-    ModelResponse,
-    RunInput,
-    RunResult,
-    ToolRequest,
-    ToolResult,
-)
-from .errors import RunNotFound, TranscriptEntryMissing
-from .messages import Message, ToolCall, chain_hash, message_hash
+from . import events as ev
+from ._protocol import ApprovalRecord
+from ._reader import read_run
+from .errors import RunNotFound
+from .messages import Message, ToolCall
 from .policy import PolicyDecision
-from .transcripts import TranscriptStore, load_prompt
+from .transcripts import TranscriptStore
 
-__all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace"]
+__all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace", "trace_of"]
 
 StepStatus = Literal[
     "scheduled", "running", "waiting", "completed", "failed", "timed_out", "cancelled", "rejected"
@@ -70,6 +58,8 @@ class ModelStep(_Step):
     model: str
     messages: list[Message] = Field(default_factory=list)
     """Exactly what was sent, the system instructions included."""
+    tools: list[str] = Field(default_factory=list)
+    """The names of the tools offered."""
     response: Message | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     input_tokens: int = 0
@@ -117,14 +107,15 @@ class Trace(BaseModel):
     agent: str
     prompt: str
     status: str
-    """Temporal's status: running, completed, failed, canceled, terminated, timed_out."""
+    """Temporal's status: running, completed, failed, cancelled, terminated, timed_out."""
     started_at: datetime | None
     closed_at: datetime | None
     steps: list[ModelStep | ToolStep]
     output: str | None = None
     error: str | None = None
+    """How the run failed: ``failed: <ErrorType>: <message>``, ``cancelled``, ..."""
     approvals: list[ApprovalRecord] = Field(default_factory=list)
-    """Answers given by people (approve/deny updates), in order."""
+    """Answers given by people (approve/deny updates) and deadlines that passed, in order."""
     totals: Totals
 
 
@@ -134,326 +125,213 @@ async def build_trace(
     """Build the timeline of run ``run_id`` from its event history.
 
     A run that continued as new is one timeline: the histories of all its executions
-    are read in order. Model calls with linear history carry a transcript reference
-    and the new messages; the exact prompt of each call is rebuilt from the messages
-    recorded earlier in the history (by their content hashes) and, for a reference the
-    history cannot resolve, from ``store`` when one is given.
+    are read in order. The exact prompt of each linear-history model call is rebuilt
+    from the messages recorded earlier in the history and, for a reference the history
+    cannot resolve, from ``store`` when one is given.
 
     Raises:
         RunNotFound: no run has that id.
     """
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(run_id)
-    prompts = _Prompts(store, run_id)
-    decode = client.data_converter.decode
-
-    async def readable(failure: Failure) -> Failure:
-        # With payload encryption, failure messages are encrypted too.
-        if client.data_converter.payload_codec is None:
-            return failure
-        from .codec import decrypt_failure
-
-        return await decrypt_failure(client.data_converter, failure)
-
-    steps: dict[tuple[int, int], ModelStep | ToolStep] = {}
-    inp: RunInput | None = None
-    started_at = closed_at = None
-    output = error = None
-    approvals: list[ApprovalRecord] = []
-    approve_updates: set[str] = set()
-    compactions: dict[tuple[int, int], str] = {}
-    steps_calls: dict[tuple[int, int], ToolCall] = {}
+    events = [e async for e in read_run(client, run_id, store=store)]
     try:
-        histories = await executions(client, run_id)
-        stitched = [(n, event) for n, events in enumerate(histories) for event in events]
-        prompts.learn(await recorded_opening(client, histories[0]))
-        for n, event in stitched:
-            t = event.event_time.ToDatetime().replace(tzinfo=None)
-            kind = event.event_type
-            key = (n, event.event_id)
-            if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-                if inp is None:
-                    started_at = t
-                    [inp] = await decode(
-                        event.workflow_execution_started_event_attributes.input.payloads,
-                        [RunInput],
-                    )
-            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                a = event.activity_task_scheduled_event_attributes
-                if a.activity_type.name == MODEL_ACTIVITY:
-                    [req] = await decode(a.input.payloads, [ModelRequest])
-                    steps[key] = ModelStep(
-                        turn=req.turn,
-                        activity_id=a.activity_id,
-                        status="scheduled",
-                        scheduled_at=t,
-                        model=req.model,
-                        messages=await prompts.of(req) if req.linear else req.messages,
-                    )
-                elif a.activity_type.name == COMPACT_ACTIVITY:
-                    compactions[key] = a.activity_id
-                elif a.activity_type.name == TOOL_ACTIVITY:
-                    [treq] = await decode(a.input.payloads, [ToolRequest])
-                    steps[key] = ToolStep(
-                        turn=_turn_of(a.activity_id),
-                        activity_id=a.activity_id,
-                        status="scheduled",
-                        scheduled_at=t,
-                        tool=treq.call.name,
-                        call_id=treq.call.id,
-                        arguments=treq.arguments,
-                        policy=treq.policy,
-                        approval=treq.approval,
-                    )
-                    steps_calls[key] = treq.call
-            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                s = event.activity_task_started_event_attributes
-                if (step := steps.get((n, s.scheduled_event_id))) is not None:
-                    step.status = "running"
-                    step.attempts = s.attempt
-                    last = await readable(s.last_failure)
-                    step.last_retry_error = last.message or None
-                    step.last_attempt_seconds = -t.timestamp()  # completed below
-            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-                c = event.activity_task_completed_event_attributes
-                if (n, c.scheduled_event_id) in compactions:
-                    [compacted] = await decode(c.result.payloads, [CompactResult])
-                    prompts.compacted(compacted)
-                if (step := steps.get((n, c.scheduled_event_id))) is not None:
-                    _close(step, t, "completed")
-                    if isinstance(step, ModelStep):
-                        [resp] = await decode(c.result.payloads, [ModelResponse])
-                        prompts.responded(step.messages, resp)
-                        step.response = resp.message
-                        step.tool_calls = list(resp.message.tool_calls or [])
-                        step.input_tokens = resp.usage.input_tokens
-                        step.output_tokens = resp.usage.output_tokens
-                        step.cost_usd = resp.cost_usd
-                        step.finish_reason = resp.finish_reason
-                    else:
-                        [res] = await decode(c.result.payloads, [ToolResult])
-                        prompts.tool_result(steps_calls[(n, c.scheduled_event_id)], res)
-                        step.result = res.content
-                        step.is_error = res.is_error
-            elif kind in _ACTIVITY_END:
-                status, attrs = _ACTIVITY_END[kind]
-                a_end = getattr(event, attrs)
-                if (step := steps.get((n, a_end.scheduled_event_id))) is not None:
-                    _close(step, t, status)
-                    failure = getattr(a_end, "failure", None)
-                    if failure is not None:
-                        failure = await readable(failure)
-                    if failure is not None and failure.message:
-                        cause = failure.cause.message if failure.HasField("cause") else ""
-                        step.error = f"{failure.message}{f': {cause}' if cause else ''}"
-            elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-                acc = event.workflow_execution_update_accepted_event_attributes
-                if acc.accepted_request.input.name == APPROVE_UPDATE:
-                    approve_updates.add(acc.accepted_request.meta.update_id)
-            elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
-                u = event.workflow_execution_update_completed_event_attributes
-                if u.meta.update_id in approve_updates and u.outcome.HasField("success"):
-                    [record] = await decode(u.outcome.success.payloads, [ApprovalRecord])
-                    approvals.append(record)
-            elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-                closed_at = t
-                payloads = event.workflow_execution_completed_event_attributes.result.payloads
-                [result] = await decode(payloads, [RunResult])
-                output = result.output
-            elif kind in _WORKFLOW_END:
-                closed_at = t
-                what, attrs_name = _WORKFLOW_END[kind]
-                end = getattr(event, attrs_name)
-                failure = getattr(end, "failure", None)
-                if failure is not None:
-                    failure = await readable(failure)
-                detail = failure.message if failure is not None else getattr(end, "reason", "")
-                error = f"{what}: {detail}" if detail else what
-        description = await handle.describe()
+        description = await client.get_workflow_handle(run_id).describe()
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
             raise RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`") from e
         raise
-    for pending in description.raw_description.pending_activities:
-        for step in steps.values():
-            if step.activity_id == pending.activity_id and step.closed_at is None:
-                step.attempts = pending.attempt
-                last = await readable(pending.last_failure)
-                step.last_retry_error = last.message or step.last_retry_error
-                started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-                step.status = "running" if started else "scheduled"
-    closed = closed_at is not None
+    return await trace_of(events, run_id=run_id, description=description, client=client)
+
+
+async def trace_of(
+    events: Sequence[ev.RunEvent],
+    *,
+    run_id: str,
+    description: WorkflowExecutionDescription | None = None,
+    client: Client | None = None,
+) -> Trace:
+    """The timeline of a run from its events (``description`` adds live attempt counts)."""
+    steps: dict[str, ModelStep | ToolStep] = {}
+    started: ev.RunStarted | None = None
+    finished: ev.RunFinished | None = None
+    approvals: list[ApprovalRecord] = []
+    waiting: dict[str, ev.ApprovalRequested] = {}
+    for e in events:
+        match e:
+            case ev.RunStarted():
+                started = e
+            case ev.ModelCallStarted():
+                steps[e.call_id] = ModelStep(
+                    turn=e.turn,
+                    activity_id=e.call_id,
+                    status="scheduled",
+                    scheduled_at=e.at,
+                    model=e.model,
+                    messages=e.messages,
+                    tools=[t.name for t in e.tools],
+                )
+            case ev.ModelCallAttemptFailed():
+                step = steps[e.call_id]
+                step.attempts = e.attempt + 1
+                step.last_retry_error = _typed(e.error_type, e.error)
+            case ev.ModelCallFinished():
+                m = steps[e.call_id]
+                assert isinstance(m, ModelStep)
+                _close(m, e)
+                if e.response is not None:
+                    m.response = e.response
+                    m.tool_calls = list(e.response.tool_calls or [])
+                m.input_tokens = e.usage.input_tokens
+                m.output_tokens = e.usage.output_tokens
+                m.cost_usd = e.cost_usd
+                m.finish_reason = e.finish_reason
+            case ev.ToolCallStarted():
+                request = waiting.pop(e.call_id, None)
+                steps[e.call_id] = ToolStep(
+                    turn=e.turn,
+                    activity_id=e.activity_id,
+                    status="scheduled",
+                    scheduled_at=request.at if request else e.at,
+                    tool=e.tool,
+                    call_id=e.call_id,
+                    arguments=e.arguments,
+                    policy=e.policy,
+                    approval=e.approval,
+                )
+            case ev.ToolCallFinished():
+                t = steps[e.call_id]
+                assert isinstance(t, ToolStep)
+                _close(t, e)
+                t.result = e.result
+                t.is_error = e.is_error
+                t.last_retry_error = e.last_retry_error
+            case ev.ToolCallRejected():
+                waiting.pop(e.call_id, None)
+                steps[e.call_id] = ToolStep(
+                    turn=e.turn,
+                    status="rejected",
+                    scheduled_at=e.at,
+                    tool=e.tool,
+                    call_id=e.call_id,
+                    arguments=e.arguments,
+                    result=e.reason,
+                    is_error=True,
+                )
+            case ev.PolicyDecided() if e.decision == "require_approval":
+                pass
+            case ev.ApprovalRequested():
+                calls = [
+                    s for s in steps.values() if isinstance(s, ModelStep) and s.response is not None
+                ]
+                call = _call_of(calls, e.approval.call_id)
+                if call is not None:
+                    waiting[call.id] = e
+            case ev.ApprovalAnswered():
+                approvals.append(e.record)
+            case ev.RunFinished():
+                finished = e
+            case _:
+                pass
+    closed = finished is not None
+    for call_id, request in waiting.items():
+        a = request.approval
+        steps[call_id] = ToolStep(
+            turn=_turn(a.call_id),
+            # Still waiting for a person, or cut off by the run's end.
+            status="cancelled" if closed else "waiting",
+            scheduled_at=request.at,
+            tool=a.tool,
+            call_id=call_id,
+            arguments=a.arguments,
+        )
+    if description is not None:
+        await _live_attempts(steps, description, client)
     for step in steps.values():
-        if closed and step.closed_at is None:
+        if closed and step.closed_at is None and step.status != "rejected":
             # Cancelled runs do not wait for their activities to confirm.
             step.status = "cancelled"
-    ordered = sorted(steps.values(), key=lambda s: (s.turn, s.kind != "model", s.activity_id or ""))
-    ordered = _with_rejected_calls(ordered, closed=closed)
-    if inp is None:
+    ordered = sorted(
+        steps.values(),
+        key=lambda s: (s.turn, s.kind != "model", s.activity_id is None, s.activity_id or ""),
+    )
+    if started is None:
         raise RunNotFound(f"run {run_id!r} has no start event")
-    run_status = description.status.name.lower() if description.status else "unknown"
+    status = description.status.name.lower() if description and description.status else "unknown"
+    status = {"canceled": "cancelled"}.get(status, status)
+    started_at = started.at
+    closed_at = finished.at if finished else None
     return Trace(
         run_id=run_id,
-        agent=inp.agent,
-        prompt=inp.prompt,
-        status=run_status,
+        agent=started.agent,
+        prompt=started.prompt,
+        status=status,
         started_at=started_at,
         closed_at=closed_at,
         steps=ordered,
-        output=output,
-        error=error,
+        output=finished.output if finished else None,
+        error=_run_error(finished),
         approvals=approvals,
         totals=_totals(ordered, started_at, closed_at),
     )
 
 
-_ACTIVITY_END: dict[EventType.ValueType, tuple[StepStatus, str]] = {
-    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
-    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (
-        "timed_out",
-        "activity_task_timed_out_event_attributes",
-    ),
-    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: (
-        "cancelled",
-        "activity_task_canceled_event_attributes",
-    ),
-}
-_WORKFLOW_END: dict[EventType.ValueType, tuple[str, str]] = {
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: (
-        "failed",
-        "workflow_execution_failed_event_attributes",
-    ),
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: (
-        "cancelled",
-        "workflow_execution_canceled_event_attributes",
-    ),
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: (
-        "terminated",
-        "workflow_execution_terminated_event_attributes",
-    ),
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: (
-        "timed out",
-        "workflow_execution_timed_out_event_attributes",
-    ),
-}
+def _typed(error_type: str | None, message: str | None) -> str | None:
+    if message is None:
+        return None
+    return (
+        f"{error_type}: {message}" if error_type and not message.startswith(error_type) else message
+    )
 
 
-class _Prompts:
-    """Rebuilds the exact prompt of each linear-history model call.
-
-    Every message the history records is indexed by its content hash, and every chain
-    head by the prompt it names, so a reference resolves without the store unless the
-    history cannot name it (then ``store`` is asked, when given).
-    """
-
-    def __init__(self, store: TranscriptStore | None, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.by_hash: dict[str, Message] = {}
-        self.heads: dict[str, list[Message]] = {}
-
-    def learn(self, messages: list[Message]) -> None:
-        for m in messages:
-            self.by_hash.setdefault(message_hash(m), m)
-
-    async def of(self, req: ModelRequest) -> list[Message]:
-        base: list[Message] = []
-        if req.transcript_ref is not None:
-            known = self.heads.get(req.transcript_ref)
-            if known is None and self.store is not None:
-                try:
-                    known = await load_prompt(
-                        self.store, req.transcript_ref, [], run_id=self.run_id
-                    )
-                except TranscriptEntryMissing as e:
-                    known = [Message.system(f"[ratchet: earlier messages unavailable: {e}]")]
-            base = known or [
-                Message.system(
-                    f"[ratchet: earlier messages are in the transcript store under "
-                    f"{req.transcript_ref}; pass a store to build_trace to show them]"
-                )
-            ]
-        new: list[Message] = []
-        for entry in req.appended:
-            if isinstance(entry, Message):
-                new.append(entry)
-            elif entry in self.by_hash:
-                new.append(self.by_hash[entry])
-            else:
-                new.append(Message.system(f"[ratchet: message {entry} not in the history]"))
-        prompt = base + new
-        self.learn(prompt)
-        head = req.transcript_ref
-        for m in new:
-            head = chain_hash(head, message_hash(m))
-        if head is not None:
-            self.heads[head] = prompt
-        return prompt
-
-    def responded(self, prompt: list[Message], resp: ModelResponse) -> None:
-        self.learn([resp.message])
-        if resp.transcript_ref is not None:
-            self.heads[resp.transcript_ref] = [*prompt, resp.message]
-
-    def tool_result(self, call: ToolCall, res: ToolResult) -> None:
-        self.learn([Message.tool(call, res.content, is_error=res.is_error)])
-
-    def compacted(self, result: CompactResult) -> None:
-        if result.summary is not None:
-            self.learn([result.summary])
-        if all(h in self.by_hash for h in result.kept):
-            self.heads[result.head] = [self.by_hash[h] for h in result.kept]
+def _run_error(finished: ev.RunFinished | None) -> str | None:
+    if finished is None or finished.outcome == "completed":
+        return None
+    what = finished.outcome.replace("_", " ")
+    detail = _typed(finished.error_type, finished.error) if finished.error else None
+    return f"{what}: {detail}" if detail else what
 
 
-def _turn_of(activity_id: str) -> int:
-    # Activity ids are contracts: "turn{N}-model", "turn{N}-tool{I}".
-    head = activity_id.split("-", 1)[0]
+def _close(step: _Step, e: ev.ModelCallFinished | ev.ToolCallFinished) -> None:
+    step.status = e.outcome
+    step.closed_at = e.at
+    step.duration_seconds = e.duration_seconds
+    step.last_attempt_seconds = e.last_attempt_seconds
+    step.attempts = max(step.attempts, e.attempts)
+    step.error = _typed(e.error_type, e.error)
+
+
+def _turn(approval_id: str) -> int:
+    head = approval_id.split("-", 1)[0]
     return int(head[4:]) if head.startswith("turn") and head[4:].isdigit() else 0
 
 
-def _close(step: _Step, t: datetime, status: StepStatus) -> None:
-    step.status = status
-    step.closed_at = t
-    if step.scheduled_at is not None:
-        step.duration_seconds = (t - step.scheduled_at).total_seconds()
-    if step.last_attempt_seconds is not None and step.last_attempt_seconds < 0:
-        step.last_attempt_seconds = t.timestamp() + step.last_attempt_seconds
+def _call_of(models: list[ModelStep], approval_id: str) -> ToolCall | None:
+    """The tool call an approval id (``turn{N}-tool{I}``) names."""
+    turn = _turn(approval_id)
+    index = approval_id.rsplit("tool", 1)[-1]
+    for m in models:
+        if m.turn == turn and index.isdigit() and int(index) < len(m.tool_calls):
+            return m.tool_calls[int(index)]
+    return None
 
 
-def _with_rejected_calls(
-    steps: list[ModelStep | ToolStep], *, closed: bool
-) -> list[ModelStep | ToolStep]:
-    """Add the calls the workflow answered itself (bad JSON, unknown tool, bad arguments).
+async def _live_attempts(
+    steps: dict[str, ModelStep | ToolStep],
+    description: WorkflowExecutionDescription,
+    client: Client | None,
+) -> None:
+    """Attempts of calls in flight: only the server's description has them yet."""
+    for pending in description.raw_description.pending_activities:
+        for step in steps.values():
+            if step.activity_id == pending.activity_id and step.closed_at is None:
+                step.attempts = pending.attempt
+                if pending.HasField("last_failure") and client is not None:
+                    from ._reader import failure_text, readable
 
-    They ran no activity; the next model call's messages hold the error the model saw.
-    """
-    ran = {s.call_id for s in steps if isinstance(s, ToolStep)}
-    out: list[ModelStep | ToolStep] = []
-    models = [s for s in steps if isinstance(s, ModelStep)]
-    for step in steps:
-        out.append(step)
-        if not isinstance(step, ModelStep) or not step.tool_calls:
-            continue
-        later = next((m for m in models if m.turn == step.turn + 1), None)
-        answers = {m.tool_call_id: m for m in (later.messages if later else []) if m.role == "tool"}
-        for c in step.tool_calls:
-            if c.id in ran:
-                continue
-            answer = answers.get(c.id)
-            # No answer yet: the call waits (for approval) or was cut off by the run's end.
-            unanswered: StepStatus = "cancelled" if closed else "waiting"
-            out.append(
-                ToolStep(
-                    turn=step.turn,
-                    status="rejected" if answer is not None else unanswered,
-                    tool=c.name,
-                    call_id=c.id,
-                    arguments=c.arguments,
-                    result=answer.content if answer else None,
-                    is_error=answer is not None,
-                )
-            )
-    # Per turn: the model call, the calls that ran, then the rejected ones.
-    return sorted(out, key=lambda s: (s.turn, s.kind != "model", s.activity_id is None))
+                    failure = await readable(client.data_converter, pending.last_failure)
+                    error_type, message = failure_text(failure)
+                    step.last_retry_error = _typed(error_type, message) or step.last_retry_error
+                started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                step.status = "running" if started else "scheduled"
 
 
 def _totals(
