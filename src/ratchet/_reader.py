@@ -700,26 +700,27 @@ async def readable(converter: DataConverter, failure: Failure) -> Failure:
 
 
 def failure_text(failure: Failure) -> tuple[str | None, str]:
-    """The taxonomy type and the message of a failure, the real cause of a truncated one.
+    """The taxonomy type and the message of a failure (the real one of a truncated one).
 
     When a failure is over the server's size limit, the server replaces its message
-    and keeps the original one level down.
+    and keeps the original one level down. A typed failure's own message says what
+    happened; the Python exceptions chained below it (the provider SDK's, with their
+    stack traces) are left out.
     """
     while failure.message == _SIZE_LIMIT_MESSAGE and failure.HasField("cause"):
         failure = failure.cause
+    if failure.HasField("application_failure_info") and failure.application_failure_info.type:
+        return failure.application_failure_info.type, failure.message
     error_type: str | None = None
-    if failure.HasField("application_failure_info"):
-        error_type = failure.application_failure_info.type or None
-    elif failure.HasField("timeout_failure_info"):
+    if failure.HasField("timeout_failure_info"):
         error_type = "Timeout"
     elif failure.HasField("canceled_failure_info"):
-        error_type = "Cancelled"
+        return "Cancelled", failure.message
     message = failure.message
-    if failure.HasField("cause") and failure.cause.message and error_type != "Cancelled":
-        cause = failure.cause
-        if cause.HasField("application_failure_info") and cause.application_failure_info.type:
-            error_type = cause.application_failure_info.type
-        message = f"{message}: {cause.message}" if message else cause.message
+    if failure.HasField("cause") and failure.cause.message:
+        cause_type, cause_message = failure_text(failure.cause)
+        error_type = error_type or cause_type
+        message = f"{message}: {cause_message}" if message else cause_message
     return error_type, message
 
 
