@@ -70,3 +70,18 @@ agents.append(
         limits=Limits(model_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
     )
 )
+
+# For the run-events test: continues as new every ~20 history events.
+agents.append(
+    Agent(
+        "crashy-long",
+        instructions="You are a support agent.",
+        model="openai:scripted",
+        tools=[lookup, refund],
+        limits=Limits(
+            model_heartbeat_seconds=2,
+            model_retry_initial_seconds=0.2,
+            continue_as_new_after_events=20,
+        ),
+    )
+)
