@@ -250,7 +250,8 @@ class AgentActivities:
                 invalid_arguments=True,
             )
         except RetryableToolError as e:
-            raise ApplicationError(f"tool {name!r}: {e}", type="RetryableToolError") from e
+            # Not chained, like model errors: a retried attempt's failure must stay small.
+            raise ApplicationError(f"tool {name!r}: {e}", type="RetryableToolError") from None
         except Exception as e:
             if tool.fatal:
                 raise ApplicationError(

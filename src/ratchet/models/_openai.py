@@ -140,7 +140,10 @@ class OpenAICompatible:
         except ApplicationError:
             raise
         except Exception as e:
-            raise classify_openai_error(e) from e
+            # Not chained: the message says what happened, and a failure carrying the
+            # SDK's exception chain with its stack traces outgrows what the server keeps
+            # of a retried attempt's failure ("Failure exceeds size limit.").
+            raise classify_openai_error(e) from None
         plain = not request.tools or "response_format" not in kwargs
         return _to_response(completion, "native" if plain else mode, request.turn)
 
