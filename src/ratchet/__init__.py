@@ -8,7 +8,7 @@ from ._limiter import LimiterStatus, RateLimit
 from ._protocol import RunResult, RunStatus
 from ._search import register_search_attributes
 from .agent import Agent, Limits
-from .client import AgentClient, RunHandle, RunInfo
+from .client import RUN_STATES, AgentClient, RunHandle, RunInfo
 from .errors import (
     ApprovalError,
     BudgetExceeded,
@@ -30,6 +30,7 @@ from .worker import create_model_worker, create_worker, model_queue
 from .workflow import AgentWorkflow
 
 __all__ = [
+    "RUN_STATES",
     "Agent",
     "AgentClient",
     "AgentWorkflow",

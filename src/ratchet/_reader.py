@@ -45,7 +45,15 @@ from .errors import RunNotFound, TranscriptEntryMissing
 from .messages import Message, ToolCall, chain_hash, message_hash, opening_messages
 from .transcripts import TranscriptStore, load_prompt, load_tools
 
-__all__ = ["HistoryReader", "executions", "failure_text", "read_run", "readable", "turn_of"]
+__all__ = [
+    "HistoryReader",
+    "executions",
+    "failure_text",
+    "read_run",
+    "readable",
+    "run_input",
+    "turn_of",
+]
 
 _SIZE_LIMIT_MESSAGE = "Failure exceeds size limit."
 
@@ -85,6 +93,19 @@ async def _execution_ids(client: Client, run_id: str) -> list[str]:
         execution_id = previous
     out.reverse()
     return out
+
+
+async def run_input(client: Client, run_id: str) -> RunInput:
+    """The input the run was started with, read from its latest execution's first event
+    (a continued execution carries the same agent and prompt)."""
+    page = await _history_page(client, run_id, "", b"", page_size=1)
+    [first] = page.history.events[:1] or [None]
+    if first is None:
+        raise RunNotFound(f"run {run_id!r} has no start event")
+    payloads = first.workflow_execution_started_event_attributes.input.payloads
+    [inp] = await client.data_converter.decode(payloads, [RunInput])
+    assert isinstance(inp, RunInput)
+    return inp
 
 
 async def _history_page(

@@ -8,12 +8,13 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -57,9 +58,10 @@ from ._protocol import (
     PendingApproval,
     RunInput,
     RunResult,
+    RunState,
     RunStatus,
 )
-from ._reader import read_run
+from ._reader import read_run, run_input
 from ._render import shorten
 from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
 from .agent import PROVIDER_RE, check_agent_name, parse_model
@@ -76,7 +78,7 @@ from .events import MessageRecorded, ModelCallFinished, RunEvent, RunFinished
 from .messages import Message
 from .transcripts import TranscriptStore
 
-__all__ = ["AgentClient", "RunHandle", "RunInfo"]
+__all__ = ["RUN_STATES", "AgentClient", "RunHandle", "RunInfo", "check_status"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,9 @@ class RunInfo:
     id: str
     agent: str
     status: str
-    """starting, running, completed, failed, cancelled; or terminated / timed_out."""
+    """One of :data:`RUN_STATES`: ratchet's state (starting, queued, running,
+    waiting-approval, waiting-input, completed, failed, cancelled), or Temporal's for a
+    run it closed itself (terminated, timed_out)."""
     started: datetime | None
     closed: datetime | None
     turns: int | None = None
@@ -200,6 +204,22 @@ class RunHandle:
             )
         except RPCError as e:
             raise _not_found(self.id, e) from e
+
+    async def input(self) -> RunInput:
+        """What the run was started with (agent, prompt, model, chat, tenant)."""
+        return await run_input(self._client, self.id)
+
+    async def info(self) -> RunInfo:
+        """The run's status as ``ratchet ls`` shows it, from the server (no worker needed):
+        ratchet's state (``waiting-approval``, ``queued``, ``waiting-input``...) when
+        the namespace has ratchet's search attributes, else Temporal's."""
+        try:
+            desc = await self._handle.describe()
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+        info = await _run_info(desc)
+        assert info is not None  # describe() names the latest execution
+        return info
 
     async def temporal_status(self) -> str:
         """Temporal's view of the execution: running, completed, failed, ..."""
@@ -362,12 +382,16 @@ class AgentClient:
         model: str | None = None,
         chat: bool = False,
         tenant: str | None = None,
+        attach: bool = False,
     ) -> RunHandle:
         """Start a run, or attach to the run that already has this ``id``.
 
         Starting twice with the same id never starts a second run, whether the
-        first is still running or has finished. With ``chat=True`` the run stays
-        open after answering; send follow-ups with :meth:`RunHandle.send`.
+        first is still running or has finished: the same agent and prompt again
+        attach to it. A different agent or prompt under an existing id is refused
+        unless ``attach=True`` (which attaches to the existing run as it is). With
+        ``chat=True`` the run stays open after answering; send follow-ups with
+        :meth:`RunHandle.send`.
 
         ``tenant`` names whose run it is: the agent's
         ``max_concurrent_runs_per_tenant`` counts runs per tenant, and the run's tasks
@@ -375,7 +399,8 @@ class AgentClient:
         enabled then share workers fairly between tenants).
 
         Raises:
-            ConfigError: the agent name, prompt or model string is invalid.
+            ConfigError: the agent name, prompt or model string is invalid, or ``id``
+                names a run of another agent or prompt (and ``attach`` is False).
         """
         check_agent_name(agent)
         if not prompt.strip():
@@ -421,7 +446,16 @@ class AgentClient:
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
             handle = self.temporal.get_workflow_handle(run_id, result_type=RunResult)
-        return RunHandle(handle, self.temporal)
+        run = RunHandle(handle, self.temporal)
+        if id is not None and not attach:
+            existing = await run.input()
+            if (existing.agent, existing.prompt) != (agent, prompt):
+                raise ConfigError(
+                    f"run {run_id!r} already exists, as a run of agent {existing.agent!r} "
+                    f"with another prompt ({shorten(existing.prompt, 80)!r}); attach to it "
+                    "with attach=True (ratchet run --attach), or choose another id"
+                )
+        return run
 
     async def run(
         self, agent: str, prompt: str, *, id: str | None = None, model: str | None = None
@@ -460,14 +494,15 @@ class AgentClient:
         Args:
             limit: at most this many.
             agent: only runs of this agent.
-            status: only runs in this state: starting, running, completed, failed,
-                cancelled (ratchet's status; Temporal's own states such as
-                terminated or timed_out also match when the run never reported one).
+            status: only runs in this state, one of :data:`RUN_STATES`.
+
+        Raises:
+            ConfigError: a bad agent name, or a status not in :data:`RUN_STATES`.
         """
         if agent is not None:
             check_agent_name(agent)
-        if status is not None and not _STATUS_RE.match(status):
-            raise ConfigError(f"bad status {status!r}: e.g. running, completed, failed")
+        if status is not None:
+            status = check_status(status)
         indexed = await self._has_search_attributes()
         query = f"WorkflowType = '{WORKFLOW_TYPE}'"
         if indexed and agent:
@@ -478,34 +513,17 @@ class AgentClient:
             query += f" AND {STATUS.name} = '{status}'"
         runs: list[RunInfo] = []
         async for wf in self.temporal.list_workflows(query):
-            attrs = wf.typed_search_attributes
-            name = attrs.get(AGENT) or str((await wf.memo()).get("agent", "?"))
-            temporal_state = _status_name(wf.status)
-            if temporal_state == "continued_as_new":
+            info = await _run_info(wf)
+            if info is None:
                 continue  # an earlier execution of a long run: its latest one is listed
-            # A run closed by Temporal itself (terminated, timed out) never reported it.
-            state = (
-                temporal_state
-                if temporal_state in ("terminated", "timed_out", "continued_as_new")
-                else attrs.get(STATUS) or _RATCHET_STATE.get(temporal_state, temporal_state)
-            )
-            if (agent and name != agent) or (status and state != status):
+            if (agent and info.agent != agent) or (status and info.status != status):
                 continue
-            runs.append(
-                RunInfo(
-                    id=wf.id,
-                    agent=name,
-                    status=state,
-                    started=wf.start_time,
-                    closed=wf.close_time,
-                    turns=attrs.get(TURNS),
-                    tokens=attrs.get(TOKENS),
-                    cost_usd=attrs.get(COST),
-                )
-            )
+            runs.append(info)
             if len(runs) >= limit:
                 break
-        return runs
+        # The server lists running runs first, then by close time: show newest first.
+        far_past = datetime.min.replace(tzinfo=UTC)
+        return sorted(runs, key=lambda r: r.started or far_past, reverse=True)
 
     async def limits(self) -> builtins.list[LimiterStatus]:
         """Every provider limiter: its limits, the usage of its current window, its queue.
@@ -640,9 +658,45 @@ def _no_limiter(provider: str, e: RPCError) -> Exception:
 
 _ACCEPT_TIMEOUT = timedelta(seconds=30)
 _TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
-_STATUS_RE = re.compile(r"^[a-z_-]{1,32}$")
 _TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _RATCHET_STATE = {"canceled": "cancelled"}
+
+RUN_STATES: tuple[str, ...] = (*get_args(RunState), "terminated", "timed_out")
+"""Every status a run can have in ``ratchet ls``: ratchet's, and Temporal's own for runs
+it closed itself (terminated, timed out)."""
+
+
+def check_status(status: str) -> str:
+    """``status`` if it is one of :data:`RUN_STATES`, else a ConfigError saying which are."""
+    if status in RUN_STATES:
+        return status
+    hint = " (ratchet spells it 'cancelled')" if status == "canceled" else ""
+    raise ConfigError(f"unknown status {status!r}{hint}; use one of: {', '.join(RUN_STATES)}")
+
+
+async def _run_info(wf: WorkflowExecution) -> RunInfo | None:
+    """One run as ``ratchet ls`` shows it; None for an earlier execution of a long run."""
+    attrs = wf.typed_search_attributes
+    temporal_state = _status_name(wf.status)
+    if temporal_state == "continued_as_new":
+        return None
+    name = attrs.get(AGENT) or str((await wf.memo()).get("agent", "?"))
+    # A run closed by Temporal itself (terminated, timed out) never reported it.
+    state = (
+        temporal_state
+        if temporal_state in ("terminated", "timed_out")
+        else attrs.get(STATUS) or _RATCHET_STATE.get(temporal_state, temporal_state)
+    )
+    return RunInfo(
+        id=wf.id,
+        agent=name,
+        status=state,
+        started=wf.start_time,
+        closed=wf.close_time,
+        turns=attrs.get(TURNS),
+        tokens=attrs.get(TOKENS),
+        cost_usd=attrs.get(COST),
+    )
 
 
 def _status_name(status: WorkflowExecutionStatus | None) -> str:
