@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 
+from . import events as ev
 from .messages import Message
 
-__all__ = ["describe_message", "shorten"]
+__all__ = ["describe_event", "describe_message", "plural", "shorten"]
+
+
+def plural(n: int, word: str) -> str:
+    """``1 turn``, ``2 turns``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def shorten(text: str, limit: int = 160) -> str:
@@ -36,4 +42,69 @@ def describe_message(message: Message, turn: int) -> str | None:
     if message.role == "assistant":
         return f"model     turn {turn}: answer {shorten(message.content or '')}"
     marker = "error" if message.is_error else "result"
-    return f"tool      {message.name} {marker}: {shorten(message.content or '')}"
+    return f"tool      {message.name} {marker}: {shorten(_without_error_prefix(message.content))}"
+
+
+def _without_error_prefix(text: str | None) -> str:
+    # Tool errors reach the model as "error: ..."; the line already says "error".
+    text = text or ""
+    return text[len("error: ") :] if text.startswith("error: ") else text
+
+
+def describe_event(event: ev.RunEvent, run_id: str) -> str | None:
+    """A one-line description of a run event for a terminal or a log, or None for the
+    events a follower does not print (the transcript's own lines come from
+    ``message`` events: the system prompt is left out)."""
+    match event:
+        case ev.MessageRecorded() if event.message.role == "user":
+            # The model's and the tools' messages print when their calls end (below).
+            return describe_message(event.message, 0)
+        case ev.ModelCallFinished() if event.response is not None:
+            return describe_message(event.response, event.turn)
+        case ev.ModelCallFinished():
+            return f"model     turn {event.turn} {event.outcome}: {_error(event)}"
+        case ev.ToolCallFinished() if event.outcome == "completed":
+            marker = "error" if event.is_error else "result"
+            result = shorten(_without_error_prefix(event.result))
+            return f"tool      {event.tool} {marker}: {result}"
+        case ev.ToolCallFinished():
+            return f"tool      {event.tool} {event.outcome.replace('_', ' ')}: {_error(event)}"
+        case ev.ToolCallRejected():
+            return (
+                f"tool      {event.tool} rejected: {shorten(_without_error_prefix(event.reason))}"
+            )
+        case ev.ApprovalRequested():
+            a = event.approval
+            what = _call_text(a.tool, json.dumps(a.arguments)) if a.kind == "tool" else a.reason
+            why = f" ({a.reason})" if a.reason and a.kind == "tool" else ""
+            return (
+                f"waiting   approval of {what} by rule {a.rule!r}{why}, until "
+                f"{a.deadline:%Y-%m-%d %H:%M:%S %Z}: `ratchet approve {run_id} {a.call_id}` "
+                f"or `ratchet deny {run_id} {a.call_id} --reason ...`"
+            )
+        case ev.ApprovalAnswered():
+            r = event.record
+            if r.timed_out:
+                return f"approval  {r.call_id} ({r.tool}) denied: nobody answered by the deadline"
+            verdict = "approved" if r.approved else "denied"
+            why = f": {shorten(r.reason, 80)}" if r.reason else ""
+            return f"approval  {r.call_id} ({r.tool}) {verdict} by {r.approver}{why}"
+        case ev.ModelCallAttemptFailed():
+            return (
+                f"retry     model call of turn {event.turn}, attempt {event.attempt} failed: "
+                f"{shorten(event.error, 120)}"
+            )
+        case ev.PromptCompacted():
+            how = "summarized" if event.summarized else "dropped"
+            return f"context   {how} {plural(event.dropped, 'older message')} to fit the window"
+        case ev.ContinuedAsNew():
+            return None
+        case _:
+            return None
+
+
+def _error(event: ev.ModelCallFinished | ev.ToolCallFinished) -> str:
+    text = event.error or ""
+    if event.error_type and not text.startswith(event.error_type):
+        text = f"{event.error_type}: {text}"
+    return shorten(text, 200)
