@@ -33,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ratchet import Agent, AgentClient, Limits, OpenAICompatible, create_worker, tool
-from ratchet._reader import executions
+from ratchet._history import executions
 from ratchet.activities import AgentActivities
 from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, reply, tool_calls
 from ratchet.transcripts import SQLiteTranscriptStore

@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ratchet import AgentClient, RunFailed, create_worker
 from ratchet import _search as search
-from ratchet._reader import executions
+from ratchet._history import executions
 from ratchet.testing import ScriptedModelServer
 
 from .conftest import API_KEY, _test_store, scripted_provider, temporal_binary

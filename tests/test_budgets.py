@@ -20,8 +20,8 @@ from ratchet import (
     RunHandle,
     tool,
 )
+from ratchet._history import executions
 from ratchet._protocol import PendingApproval
-from ratchet._reader import executions
 from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, reply, tool_calls
 from ratchet.transcripts import ChainNode, SQLiteTranscriptStore
 

@@ -131,7 +131,7 @@ async def test_a_capped_run_keeps_its_slot_across_continue_as_new(
     temporal_client: Client, model_server: ScriptedModelServer
 ) -> None:
     from ratchet import Limits, tool
-    from ratchet._reader import executions
+    from ratchet._history import executions
     from ratchet.testing import call, tool_calls
 
     @tool

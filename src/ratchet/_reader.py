@@ -9,21 +9,19 @@ on every read and a follower resumes after any ``seq`` without gaps or repeats.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
-from temporalio.client import Client
 from temporalio.converter import DataConverter
-from temporalio.service import RPCError, RPCStatusCode
 
 from . import events as ev
+from ._failures import failure_text, readable
+from ._prompts import Prompts
 from ._protocol import (
     APPROVE_UPDATE,
     COMPACT_ACTIVITY,
@@ -41,136 +39,10 @@ from ._protocol import (
     ToolResult,
 )
 from .agent import AgentSpec
-from .errors import RunNotFound, TranscriptEntryMissing
-from .messages import Message, ToolCall, chain_hash, message_hash, opening_messages
-from .transcripts import TranscriptStore, load_prompt, load_tools
+from .messages import Message, ToolCall, opening_messages
+from .transcripts import TranscriptStore
 
-__all__ = [
-    "HistoryReader",
-    "executions",
-    "failure_text",
-    "read_run",
-    "readable",
-    "run_input",
-    "turn_of",
-]
-
-_SIZE_LIMIT_MESSAGE = "Failure exceeds size limit."
-
-
-async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
-    """The event histories of every execution of run ``run_id``, the first one first."""
-    ids = await _execution_ids(client, run_id)
-    out = []
-    for execution_id in ids:
-        handle = client.get_workflow_handle(run_id, run_id=execution_id)
-        out.append([e async for e in handle.fetch_history_events()])
-    return out
-
-
-async def _execution_ids(client: Client, run_id: str) -> list[str]:
-    """The Temporal run ids of every execution of a run, the first one first.
-
-    Walks back from the latest execution through each start event's
-    ``continued_execution_run_id``, reading one event per execution.
-    """
-    out: list[str] = []
-    execution_id = ""
-    while True:
-        page = await _history_page(client, run_id, execution_id, b"", page_size=1)
-        if not page.history.events:
-            break
-        first = page.history.events[0]
-        attrs = first.workflow_execution_started_event_attributes
-        if not execution_id:
-            # The latest execution: its run id is in the start event of a CAN chain only
-            # indirectly, so describe it.
-            execution_id = (await client.get_workflow_handle(run_id).describe()).run_id
-        out.append(execution_id)
-        previous = attrs.continued_execution_run_id
-        if not previous:
-            break
-        execution_id = previous
-    out.reverse()
-    return out
-
-
-async def run_input(client: Client, run_id: str) -> RunInput:
-    """The input the run was started with, read from its latest execution's first event
-    (a continued execution carries the same agent and prompt)."""
-    page = await _history_page(client, run_id, "", b"", page_size=1)
-    [first] = page.history.events[:1] or [None]
-    if first is None:
-        raise RunNotFound(f"run {run_id!r} has no start event")
-    payloads = first.workflow_execution_started_event_attributes.input.payloads
-    [inp] = await client.data_converter.decode(payloads, [RunInput])
-    assert isinstance(inp, RunInput)
-    return inp
-
-
-async def _history_page(
-    client: Client,
-    run_id: str,
-    execution_id: str,
-    token: bytes,
-    *,
-    page_size: int = 0,
-    wait: bool = False,
-) -> Any:
-    try:
-        return await client.workflow_service.get_workflow_execution_history(
-            GetWorkflowExecutionHistoryRequest(
-                namespace=client.namespace,
-                execution=WorkflowExecution(workflow_id=run_id, run_id=execution_id),
-                maximum_page_size=page_size,
-                next_page_token=token,
-                wait_new_event=wait,
-            ),
-            retry=True,
-        )
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`") from e
-        raise
-
-
-async def read_run(
-    client: Client,
-    run_id: str,
-    *,
-    store: TranscriptStore | None = None,
-    follow: bool = False,
-    after: int = 0,
-) -> AsyncIterator[ev.RunEvent]:
-    """Run events of ``run_id`` from its history; with ``follow``, then live until it ends.
-
-    Following uses the server's long poll (``wait_new_event``): one request waits
-    until the history grows, so a follower costs one call per batch of new events,
-    not a poll loop. Events with ``seq <= after`` are read but not yielded.
-    """
-    reader = HistoryReader(client.data_converter, run_id, store=store)
-    ids = await _execution_ids(client, run_id)
-    index = 0
-    execution_id: str | None = ids[0] if ids else ""
-    while execution_id is not None:
-        index += 1
-        token = b""
-        next_id: str | None = None
-        while True:
-            page = await _history_page(client, run_id, execution_id, token, wait=follow)
-            for event in page.history.events:
-                for out in await reader.feed(index, event):
-                    if out.seq > after:
-                        yield out
-                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-                    attrs = event.workflow_execution_continued_as_new_event_attributes
-                    next_id = attrs.new_execution_run_id
-            token = page.next_page_token
-            if not token:
-                break
-        if next_id is None and not follow and index < len(ids):
-            next_id = ids[index]
-        execution_id = next_id
+__all__ = ["HistoryReader", "turn_of"]
 
 
 @dataclass
@@ -222,7 +94,7 @@ class HistoryReader:
     ) -> None:
         self._converter = converter
         self._run_id = run_id
-        self._prompts = _Prompts(store, run_id)
+        self._prompts = Prompts(store, run_id)
         self._store = store
         self._seq = 0
         self._s = _State()
@@ -711,40 +583,6 @@ class HistoryReader:
         return details if isinstance(details, dict) else None
 
 
-async def readable(converter: DataConverter, failure: Failure) -> Failure:
-    """The failure with its messages decrypted (with payload encryption they are not)."""
-    if converter.payload_codec is None:
-        return failure
-    from .codec import decrypt_failure
-
-    return await decrypt_failure(converter, failure)
-
-
-def failure_text(failure: Failure) -> tuple[str | None, str]:
-    """The taxonomy type and the message of a failure (the real one of a truncated one).
-
-    When a failure is over the server's size limit, the server replaces its message
-    and keeps the original one level down. A typed failure's own message says what
-    happened; the Python exceptions chained below it (the provider SDK's, with their
-    stack traces) are left out.
-    """
-    while failure.message == _SIZE_LIMIT_MESSAGE and failure.HasField("cause"):
-        failure = failure.cause
-    if failure.HasField("application_failure_info") and failure.application_failure_info.type:
-        return failure.application_failure_info.type, failure.message
-    error_type: str | None = None
-    if failure.HasField("timeout_failure_info"):
-        error_type = "Timeout"
-    elif failure.HasField("canceled_failure_info"):
-        return "Cancelled", failure.message
-    message = failure.message
-    if failure.HasField("cause") and failure.cause.message:
-        cause_type, cause_message = failure_text(failure.cause)
-        error_type = error_type or cause_type
-        message = f"{message}: {cause_message}" if message else cause_message
-    return error_type, message
-
-
 def turn_of(activity_id: str) -> int:
     """The turn of an activity id; ids are contracts: ``turn{N}-model``, ``turn{N}-tool{I}``."""
     head = activity_id.split("-", 1)[0]
@@ -783,80 +621,3 @@ _HANDLERS: dict[Any, _Handler] = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: HistoryReader._closed,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: HistoryReader._closed,
 }
-
-
-class _Prompts:
-    """Rebuilds the exact prompt of each linear-history model call.
-
-    Every message the history records is indexed by its content hash, and every chain
-    head by the prompt it names, so a reference resolves without the store unless the
-    history cannot name it (then ``store`` is asked, when given).
-    """
-
-    def __init__(self, store: TranscriptStore | None, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.by_hash: dict[str, Message] = {}
-        self.heads: dict[str, list[Message]] = {}
-        self._tools: dict[str, Any] = {}
-
-    def learn(self, messages: list[Message]) -> None:
-        for m in messages:
-            self.by_hash.setdefault(message_hash(m), m)
-
-    async def tools(self, ref: str) -> list[Any]:
-        if ref in self._tools:
-            return list(self._tools[ref])
-        if self.store is None:
-            return []
-        try:
-            tools = await load_tools(self.store, ref, run_id=self.run_id)
-        except TranscriptEntryMissing:
-            return []
-        self._tools[ref] = tools
-        return list(tools)
-
-    async def of(self, req: ModelRequest) -> list[Message]:
-        base: list[Message] = []
-        if req.transcript_ref is not None:
-            known = self.heads.get(req.transcript_ref)
-            if known is None and self.store is not None:
-                try:
-                    known = await load_prompt(
-                        self.store, req.transcript_ref, [], run_id=self.run_id
-                    )
-                except TranscriptEntryMissing as e:
-                    known = [Message.system(f"[ratchet: earlier messages unavailable: {e}]")]
-            base = known or [
-                Message.system(
-                    f"[ratchet: earlier messages are in the transcript store under "
-                    f"{req.transcript_ref}; pass a store to show them]"
-                )
-            ]
-        new: list[Message] = []
-        for entry in req.appended:
-            if isinstance(entry, Message):
-                new.append(entry)
-            elif entry in self.by_hash:
-                new.append(self.by_hash[entry])
-            else:
-                new.append(Message.system(f"[ratchet: message {entry} not in the history]"))
-        prompt = base + new
-        self.learn(prompt)
-        head = req.transcript_ref
-        for m in new:
-            head = chain_hash(head, message_hash(m))
-        if head is not None:
-            self.heads[head] = prompt
-        return prompt
-
-    def responded(self, prompt: list[Message], resp: ModelResponse) -> None:
-        self.learn([resp.message])
-        if resp.transcript_ref is not None:
-            self.heads[resp.transcript_ref] = [*prompt, resp.message]
-
-    def compacted(self, result: CompactResult) -> None:
-        if result.summary is not None:
-            self.learn([result.summary])
-        if all(h in self.by_hash for h in result.kept):
-            self.heads[result.head] = [self.by_hash[h] for h in result.kept]

@@ -34,6 +34,7 @@ from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlre
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
+from ._history import read_run, run_input
 from ._limiter import (
     LIMITER_CONFIGURE_UPDATE,
     LIMITER_STATUS_QUERY,
@@ -61,7 +62,6 @@ from ._protocol import (
     RunState,
     RunStatus,
 )
-from ._reader import read_run, run_input
 from ._render import shorten
 from ._search import AGENT, COST, STATUS, TOKENS, TURNS, search_attributes_registered
 from .agent import PROVIDER_RE, check_agent_name, parse_model

@@ -20,8 +20,8 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
 from . import events as ev
+from ._history import read_run
 from ._protocol import ApprovalRecord
-from ._reader import read_run
 from .errors import RunNotFound
 from .messages import Message, ToolCall
 from .policy import PolicyDecision
@@ -325,7 +325,7 @@ async def _live_attempts(
             if step.activity_id == pending.activity_id and step.closed_at is None:
                 step.attempts = pending.attempt
                 if pending.HasField("last_failure") and client is not None:
-                    from ._reader import failure_text, readable
+                    from ._failures import failure_text, readable
 
                     failure = await readable(client.data_converter, pending.last_failure)
                     error_type, message = failure_text(failure)

@@ -1,0 +1,89 @@
+"""Rebuilding the exact prompt of each linear-history model call from its history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._protocol import CompactResult, ModelRequest, ModelResponse
+from .errors import TranscriptEntryMissing
+from .messages import Message, chain_hash, message_hash
+from .transcripts import TranscriptStore, load_prompt, load_tools
+
+__all__ = ["Prompts"]
+
+
+class Prompts:
+    """Rebuilds the exact prompt of each linear-history model call.
+
+    Every message the history records is indexed by its content hash, and every chain
+    head by the prompt it names, so a reference resolves without the store unless the
+    history cannot name it (then ``store`` is asked, when given).
+    """
+
+    def __init__(self, store: TranscriptStore | None, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.by_hash: dict[str, Message] = {}
+        self.heads: dict[str, list[Message]] = {}
+        self._tools: dict[str, Any] = {}
+
+    def learn(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.by_hash.setdefault(message_hash(m), m)
+
+    async def tools(self, ref: str) -> list[Any]:
+        if ref in self._tools:
+            return list(self._tools[ref])
+        if self.store is None:
+            return []
+        try:
+            tools = await load_tools(self.store, ref, run_id=self.run_id)
+        except TranscriptEntryMissing:
+            return []
+        self._tools[ref] = tools
+        return list(tools)
+
+    async def of(self, req: ModelRequest) -> list[Message]:
+        base: list[Message] = []
+        if req.transcript_ref is not None:
+            known = self.heads.get(req.transcript_ref)
+            if known is None and self.store is not None:
+                try:
+                    known = await load_prompt(
+                        self.store, req.transcript_ref, [], run_id=self.run_id
+                    )
+                except TranscriptEntryMissing as e:
+                    known = [Message.system(f"[ratchet: earlier messages unavailable: {e}]")]
+            base = known or [
+                Message.system(
+                    f"[ratchet: earlier messages are in the transcript store under "
+                    f"{req.transcript_ref}; pass a store to show them]"
+                )
+            ]
+        new: list[Message] = []
+        for entry in req.appended:
+            if isinstance(entry, Message):
+                new.append(entry)
+            elif entry in self.by_hash:
+                new.append(self.by_hash[entry])
+            else:
+                new.append(Message.system(f"[ratchet: message {entry} not in the history]"))
+        prompt = base + new
+        self.learn(prompt)
+        head = req.transcript_ref
+        for m in new:
+            head = chain_hash(head, message_hash(m))
+        if head is not None:
+            self.heads[head] = prompt
+        return prompt
+
+    def responded(self, prompt: list[Message], resp: ModelResponse) -> None:
+        self.learn([resp.message])
+        if resp.transcript_ref is not None:
+            self.heads[resp.transcript_ref] = [*prompt, resp.message]
+
+    def compacted(self, result: CompactResult) -> None:
+        if result.summary is not None:
+            self.learn([result.summary])
+        if all(h in self.by_hash for h in result.kept):
+            self.heads[result.head] = [self.by_hash[h] for h in result.kept]
