@@ -4,11 +4,10 @@ Enable them in your ``conftest.py``::
 
     pytest_plugins = ["ratchet.testing.pytest_plugin"]
 
-They need ``pytest-asyncio``. The Temporal dev server is started once per test
-session, on the session's event loop, so run your tests on that loop too
-(``asyncio_default_test_loop_scope = "session"`` and
-``asyncio_default_fixture_loop_scope = "session"`` in your pytest settings, or
-``@pytest.mark.asyncio(loop_scope="session")``).
+They need ``pytest-asyncio`` (auto or strict mode; in strict mode mark your
+tests ``@pytest.mark.asyncio``). The Temporal dev server is started once per
+test session, on a session-wide event loop; tests on their own loops use it
+all the same (tried with pytest-asyncio 1.5's defaults).
 
 Fixtures:
 
