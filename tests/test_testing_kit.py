@@ -16,7 +16,9 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import ratchet.testing
-from ratchet import Agent, Limits, Policy, require_approval, tool
+from examples.support import db
+from examples.support.agent import INSTRUCTIONS, order_status, refund_order
+from ratchet import Agent, Limits, Policy, require_approval
 from ratchet.local import LocalServiceError
 from ratchet.testing import (
     SCRIPTED_API_KEY,
@@ -31,34 +33,27 @@ from ratchet.testing import (
 )
 from ratchet.testing.pytest_plugin import HostAgents
 
-refunds: list[tuple[int, int]] = []
-
-
-@tool(side_effects=True)
-def refund(order_id: int, amount: int) -> str:
-    """Refund an amount (in dollars) on an order."""
-    refunds.append((order_id, amount))
-    return f"refunded ${amount} on order {order_id}"
-
-
-@tool
-def order_status(order_id: int) -> str:
-    """Look up an order's status."""
-    return f"order {order_id} shipped on Monday"
-
-
 HOUR = 3600.0
 
 
 def support(approval_timeout_seconds: float = HOUR) -> Agent:
+    """The demo's support agent, its model scripted and its refunds needing approval."""
     return Agent(
         "support",
-        instructions="You help customers with their orders.",
+        instructions=INSTRUCTIONS,
         model="openai:gpt-test",
-        tools=[order_status, refund],
-        policy=Policy(rules=[require_approval("refund", reason="refunds need a person")]),
+        tools=[order_status, refund_order],
+        policy=Policy(rules=[require_approval("refund_order", reason="refunds need a person")]),
         limits=Limits(approval_timeout_seconds=approval_timeout_seconds),
     )
+
+
+@pytest.fixture(autouse=True)
+def shop_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo shop's database, fresh for each test (tools run in this process)."""
+    path = tmp_path / "shop.sqlite"
+    monkeypatch.setenv("SUPPORT_DB", str(path))
+    return path
 
 
 def tool_said(text: str):  # type: ignore[no-untyped-def]
@@ -116,24 +111,23 @@ async def test_an_agent_run_through_the_kit_fixtures(
 ) -> None:
     scripted_model.add(
         tool_calls(call("order_status", {"order_id": 1042})),
-        reply("Order 1042 shipped on Monday.").expecting(tool_said("shipped on Monday")),
+        reply("Order 1042 arrives Friday.").expecting(tool_said("UPS, arriving Friday")),
     )
     async with ratchet_worker([support()]) as agents:
         result = await agents.run("support", "Where is order 1042?")
-    assert result.output == "Order 1042 shipped on Monday."
+    assert result.output == "Order 1042 arrives Friday."
     assert (result.turns, result.tool_calls) == (2, 1)
     first = scripted_model.requests[0]
     assert first.api_key == SCRIPTED_API_KEY
-    assert first.tool_names == ["order_status", "refund"]
+    assert first.tool_names == ["order_status", "refund_order"]
     assert first.messages[-1] == {"role": "user", "content": "Where is order 1042?"}
 
 
 async def test_an_unanswered_approval_times_out_in_skipped_time(
-    ratchet_time_skipping: WorkflowEnvironment, scripted_model: ScriptedModelServer
+    ratchet_time_skipping: WorkflowEnvironment, scripted_model: ScriptedModelServer, shop_db: Path
 ) -> None:
-    refunds.clear()
     scripted_model.add(
-        tool_calls(call("refund", {"order_id": 5, "amount": 250})),
+        tool_calls(call("refund_order", {"order_id": 1044})),
         reply("Nobody approved the refund in time.").expecting(
             tool_said("ratchet denied this call: nobody answered within 1:00:00")
         ),
@@ -141,13 +135,13 @@ async def test_an_unanswered_approval_times_out_in_skipped_time(
     client = ratchet_time_skipping.client
     async with in_process_worker(client, [support()], scripted_model) as agents:
         began = time.monotonic()
-        handle = await agents.start("support", "refund $250 on order 5")
+        handle = await agents.start("support", "refund order 1044")
         result = await handle.result()  # the server's clock skips the hour
         wall = time.monotonic() - began
         status = await handle.status()
         started = (await client.get_workflow_handle(handle.id).describe()).start_time
     assert result.output == "Nobody approved the refund in time."
-    assert refunds == []
+    assert db.refunds_for(1044, shop_db) == 0
     [record] = status.approvals
     assert record.timed_out and not record.approved and record.approver == "ratchet"
     assert (record.at - started).total_seconds() >= HOUR
@@ -155,13 +149,12 @@ async def test_an_unanswered_approval_times_out_in_skipped_time(
 
 
 async def test_the_time_skipping_server_answers_approvals_but_lists_nothing(
-    scripted_model: ScriptedModelServer,
+    scripted_model: ScriptedModelServer, shop_db: Path
 ) -> None:
     """The limits its module docstring names: updates work, visibility does not."""
-    refunds.clear()
     scripted_model.add(
-        tool_calls(call("refund", {"order_id": 7, "amount": 30})),
-        reply("Refunded $30.").expecting(tool_said("refunded $30 on order 7")),
+        tool_calls(call("refund_order", {"order_id": 1043})),
+        reply("Refunded $45.50.").expecting(tool_said("Refunded $45.50 for order 1043")),
     )
     async with (
         time_skipping_environment() as env,
@@ -169,16 +162,16 @@ async def test_the_time_skipping_server_answers_approvals_but_lists_nothing(
             env.client, [support(approval_timeout_seconds=10 * HOUR)], scripted_model
         ) as agents,
     ):
-        handle = await agents.start("support", "refund $30 on order 7")
+        handle = await agents.start("support", "refund order 1043")
         for _ in range(200):  # a query; meanwhile the clock runs at wall speed
             if waiting := await handle.pending():
                 break
             await asyncio.sleep(0.05)
         await handle.approve(waiting[0].call_id, approver="dana")  # an update
-        assert (await handle.result()).output == "Refunded $30."
+        assert (await handle.result()).output == "Refunded $45.50."
         with pytest.raises(RPCError, match="unimplemented"):
             await agents.pending()  # lists runs: no visibility on this server
-    assert refunds == [(7, 30)]
+    assert db.refunds_for(1043, shop_db) == 1
 
 
 def test_a_missing_test_server_says_what_to_install(

@@ -24,7 +24,7 @@ Example::
         server.verify()
 
 This module decides what to answer (under one lock, so concurrent requests get
-a consistent order); :mod:`._wire` shapes the JSON and :mod:`._http` serves it
+a consistent order); ``_wire`` shapes the JSON and ``_http`` serves it
 from a daemon thread, so it serves sync tests, async tests and worker
 subprocesses (over loopback) alike.
 """
