@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Literal, get_args
 
 import httpx2 as httpx
 import openai
@@ -14,6 +14,13 @@ import ratchet
 from ratchet import Agent, ConfigError, ToolContext, tool
 from ratchet._schema import check_arguments
 from ratchet.agent import parse_model
+from ratchet.errors import (
+    MODEL_ERRORS,
+    BudgetExceeded,
+    ModelErrorType,
+    RunCancelled,
+    RunErrorType,
+)
 from ratchet.messages import Message, ToolCall
 from ratchet.models import classify_openai_error, envelope_schema, parse_envelope
 from ratchet.models._openai import json_mode_messages
@@ -198,6 +205,20 @@ def test_error_taxonomy(status: int, kind: str, retryable: bool) -> None:
     assert e.type == kind
     assert e.non_retryable is (not retryable)
     assert "boom" in e.message
+
+
+def test_error_type_names_are_one_closed_set() -> None:
+    """The typed names, the model error table and the documented tree agree."""
+    model_types = set(get_args(ModelErrorType))
+    run_types = set(get_args(RunErrorType))
+    assert set(MODEL_ERRORS) == model_types
+    assert all(kind.name == name for name, kind in MODEL_ERRORS.items())
+    assert model_types < run_types
+    assert {"BudgetExceeded", "UnknownAgent", "ConfigError", "TranscriptEntryMissing"} < run_types
+    assert BudgetExceeded("r", "m", "max_turns", 1, 1).error_type in run_types
+    assert RunCancelled("r").error_type in run_types
+    undocumented = [name for name in run_types if name not in (ratchet.errors.__doc__ or "")]
+    assert undocumented == []
 
 
 def test_context_too_long_and_retry_after() -> None:

@@ -24,6 +24,7 @@ Every error a user can meet is one of these. The tree::
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
           ├── ToolFailed            a tool declared ``fatal=True`` raised
           ├── PayloadTooLarge       a payload would exceed Temporal's 2 MB and cannot be stored
+          ├── ToolTimeout           the agent snapshot or a compaction did not finish in time
           ├── TranscriptEntryMissing  the transcript store lost a message of the prompt
           └── UnknownAgent          no worker hosts the requested agent
 

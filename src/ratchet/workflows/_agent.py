@@ -212,9 +212,7 @@ class AgentWorkflow:
         while self._chat.enabled:
             # A chat stays open for follow-up messages, handled in order, one at a time.
             self._chat.reply(answer)
-            self._status.current.state = "waiting-input"
-            self._status.set_step("waiting for the next message")
-            self._status.publish()
+            self._status.waiting_for_message()
             await self._chat.wait(
                 spec.limits.chat_idle_timeout_seconds, lambda: self._can_continue_as_new(spec)
             )

@@ -156,20 +156,13 @@ class Approvals:
             )
         record = self._answers[approval_id]
         del self._pending[approval_id]
-        self._status.current.approvals.append(record)
+        self._status.approval_ended(record)
         self.sync()
         return record
 
     def sync(self) -> None:
         """Show the waiting requests in the status (and its state)."""
-        status = self._status.current
-        status.pending_approvals = list(self._pending.values())
-        if self._pending:
-            status.state = "waiting-approval"
-            self._status.set_step(f"waiting for approval of {', '.join(self._pending)}")
-        elif status.state == "waiting-approval":
-            status.state = "running"
-        self._status.publish()
+        self._status.show_approvals(list(self._pending.values()))
 
     def cancel(self) -> None:
         """The run is cancelled: nothing waits any more."""

@@ -129,6 +129,6 @@ class ModelCalls:
         except ActivityError as e:
             self._status.fail_from(failure_of(e), f"shrinking the prompt of turn {turn} failed: ")
         self._transcript.compacted(result.head)
-        self._status.current.compactions += 1
+        self._status.compacted()
         if result.usage.requests:
             self._status.account(result.usage, result.cost_usd)

@@ -149,7 +149,7 @@ class RunSlots:
     async def take(self, caps: list[tuple[str, int]]) -> None:
         """Wait, queued, until every concurrency cap of the run grants it a slot."""
         info = workflow.info()
-        self._status.current.state = "queued"
+        self._status.queued()
         for key, limit in caps:
             self._status.set_step(f"queued: waiting for a slot of {key} (at most {limit} at once)")
             self._status.publish()

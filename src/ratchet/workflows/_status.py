@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from .._protocol import Carried, RunResult, RunStatus
+    from .._protocol import ApprovalRecord, Carried, PendingApproval, RunResult, RunStatus
     from .._search import COST, STATUS, TOKENS, TURNS
     from ..errors import RunErrorType
     from ..messages import Usage
@@ -35,9 +35,33 @@ class Status:
     def start(self, agent: str) -> None:
         self.current = RunStatus(agent=agent, state="starting", step="loading agent")
 
+    def queued(self) -> None:
+        """Waiting for a concurrency cap's slot."""
+        self.current.state = "queued"
+
     def running(self) -> None:
         self.current.state = "running"
         self.publish()
+
+    def waiting_for_message(self) -> None:
+        """A chat waits for the next user message."""
+        self.current.state = "waiting-input"
+        self.set_step("waiting for the next message")
+        self.publish()
+
+    def show_approvals(self, pending: list[PendingApproval]) -> None:
+        """The requests waiting for a person; the run waits while there are any."""
+        s = self.current
+        s.pending_approvals = pending
+        if pending:
+            s.state = "waiting-approval"
+            self.set_step(f"waiting for approval of {', '.join(p.call_id for p in pending)}")
+        elif s.state == "waiting-approval":
+            s.state = "running"
+        self.publish()
+
+    def approval_ended(self, record: ApprovalRecord) -> None:
+        self.current.approvals.append(record)
 
     def continued(self, waiting_for_input: bool) -> None:
         """A new execution of the run took over (continue-as-new)."""
@@ -60,6 +84,13 @@ class Status:
             s.unpriced_calls += 1
         else:
             s.cost_usd += cost_usd
+
+    def tools_called(self, count: int) -> None:
+        self.current.tool_calls += count
+
+    def compacted(self) -> None:
+        """Older turns were dropped or summarized to fit the context window."""
+        self.current.compactions += 1
 
     def complete(self, output: str) -> RunResult:
         s = self.current

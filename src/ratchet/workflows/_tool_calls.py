@@ -80,7 +80,7 @@ class ToolCalls:
             f"{len(calls)} tool call(s) (turn {turn}): " + ", ".join(c.name for c in calls)
         )
         messages: list[Message | None] = list(await asyncio.gather(*pending))
-        self._status.current.tool_calls += len(calls)
+        self._status.tools_called(len(calls))
         # Arguments the tool's own validation rejected (constraints the schema check in
         # here does not cover, e.g. ranges) count as invalid calls too.
         had_invalid = had_invalid or any(c.id in self._rejected_by_tool for c in calls)
