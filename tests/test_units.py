@@ -11,6 +11,7 @@ import pydantic
 import pytest
 
 import ratchet
+import ratchet.workflows
 from ratchet import Agent, ConfigError, ToolContext, tool
 from ratchet._schema import check_arguments
 from ratchet.agent import parse_model
@@ -91,6 +92,11 @@ def search(query: str, limit: int = 5, mode: Literal["fast", "exact"] = "fast") 
 async def charge(amount_cents: int, ctx: ToolContext) -> str:
     """Charge the card."""
     return f"{amount_cents}:{ctx.idempotency_key}:{ctx.attempt}"
+
+
+def test_workflows_package_exports_its_workflows() -> None:
+    assert ratchet.workflows.__all__ == ["AgentWorkflow", "LimiterWorkflow", "SlotsWorkflow"]
+    assert ratchet.AgentWorkflow is ratchet.workflows.AgentWorkflow
 
 
 def test_schema_from_type_hints_and_docstring() -> None:

@@ -197,7 +197,7 @@ class ToolCalls:
         if result.invalid_arguments:
             self._rejected_by_tool.add(call.id)
         if result.message_ref is not None:
-            self._transcript.stored(result.message_ref)
+            self._transcript.mark_stored(result.message_ref)
         return Message.tool(call, result.content, is_error=result.is_error)
 
 

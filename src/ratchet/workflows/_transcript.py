@@ -63,7 +63,7 @@ class Transcript(ABC):
         self.messages.append(response.message)
 
     @abstractmethod
-    def stored(self, message_hash: str) -> None:
+    def mark_stored(self, message_hash: str) -> None:
         """An activity wrote this message to the transcript store."""
 
     @abstractmethod
@@ -121,7 +121,7 @@ class FullTranscript(Transcript):
             heartbeat_seconds=limits.model_heartbeat_seconds,
         )
 
-    def stored(self, message_hash: str) -> None:
+    def mark_stored(self, message_hash: str) -> None:
         pass  # requests carry the messages themselves: what is stored does not matter
 
     def stored_prompt(self) -> str:
@@ -176,7 +176,7 @@ class LinearTranscript(Transcript):
         self._head = response.transcript_ref
         self._pending = []
 
-    def stored(self, message_hash: str) -> None:
+    def mark_stored(self, message_hash: str) -> None:
         self._stored.add(message_hash)
 
     def oversized(self, limits: Limits, turn: int) -> str | None:
