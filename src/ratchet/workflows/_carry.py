@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
 
 from ._approvals import Approvals
 from ._budgets import Budgets
+from ._history_size import history_full
 from ._slots import RunSlots
 from ._status import Status
 from ._tool_calls import ToolCalls
@@ -26,14 +27,9 @@ __all__ = ["continue_as_new", "history_is_long"]
 
 def history_is_long(spec: AgentSpec) -> bool:
     """Whether the history is long enough to hand over, with no handler in flight."""
-    if not workflow.all_handlers_finished():
-        return False
-    info = workflow.info()
     limits = spec.limits
-    return (
-        info.is_continue_as_new_suggested()
-        or info.get_current_history_length() >= limits.continue_as_new_after_events
-        or info.get_current_history_size() >= limits.continue_as_new_after_bytes
+    return workflow.all_handlers_finished() and history_full(
+        limits.continue_as_new_after_events, limits.continue_as_new_after_bytes
     )
 
 

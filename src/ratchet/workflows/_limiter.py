@@ -50,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         TicketState,
     )
 
+from ._history_size import history_full
+
 __all__ = ["LimiterWorkflow"]
 
 
@@ -106,11 +108,7 @@ class LimiterWorkflow:
             workflow.upsert_memo({LIMITER_MEMO: {**board, "at": now.isoformat()}})
 
     def _history_full(self) -> bool:
-        info = workflow.info()
-        return (
-            info.get_current_history_length() >= self._s.max_history_events
-            or info.is_continue_as_new_suggested()
-        )
+        return history_full(self._s.max_history_events)
 
     # -- handlers -------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         slots_id,
     )
 
+from ._history_size import history_full
 from ._status import Status
 
 __all__ = ["RunSlots", "SlotsWorkflow", "caps_of"]
@@ -64,11 +65,7 @@ class SlotsWorkflow:
         workflow.continue_as_new(self._s)
 
     def _history_full(self) -> bool:
-        info = workflow.info()
-        return (
-            info.get_current_history_length() >= self._s.max_history_events
-            or info.is_continue_as_new_suggested()
-        )
+        return history_full(self._s.max_history_events)
 
     @workflow.signal(name=SLOTS_REQUEST_SIGNAL)
     def request(self, request: SlotRequest) -> None:
