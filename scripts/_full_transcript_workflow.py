@@ -8,6 +8,7 @@ from temporalio import workflow
 
 from ratchet import AgentWorkflow, RunResult
 from ratchet._protocol import WORKFLOW_TYPE, RunInput
+from ratchet.workflows._transcript import FullTranscript, Transcript
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -18,5 +19,5 @@ class FullTranscriptWorkflow(AgentWorkflow):
     async def run(self, inp: RunInput) -> RunResult:
         return await super().run(inp)
 
-    def _use_linear_history(self) -> bool:
-        return False
+    def _choose_transcript(self) -> Transcript:
+        return FullTranscript()

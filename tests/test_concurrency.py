@@ -9,7 +9,7 @@ import uuid
 from temporalio.client import Client
 
 from ratchet import Agent, AgentClient, RunHandle
-from ratchet._slots import SLOTS_WORKFLOW_TYPE, SlotsInput, slots_id
+from ratchet._slots_protocol import SLOTS_WORKFLOW_TYPE, SlotsInput, slots_id
 from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, reply
 
 from .conftest import hosted

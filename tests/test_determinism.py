@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+import ratchet.workflows
 from ratchet import AgentWorkflow
 from ratchet.testing import ScriptedModelServer
 from ratchet.worker import workflow_runner
@@ -50,6 +52,24 @@ def test_every_scenario_has_committed_histories() -> None:
     assert {scenario_of(p) for p in CURRENT} == {s.name for s in SCENARIOS}
     assert {p.stem for p in PRE_PATCH} == PRE_PATCH_SCENARIOS
     assert {p.stem for p in PRE_LINEAR} == PRE_LINEAR_SCENARIOS
+
+
+def test_the_workflows_package_runs_sandboxed() -> None:
+    """The sandbox re-imports every workflow module, so it guards them all against
+    non-deterministic calls; the definition modules they import are passed through."""
+    passthrough = workflow_runner().restrictions.passthrough_modules
+
+    def passed_through(module: str) -> bool:
+        # The sandbox passes a module through when it or a parent package is listed.
+        parts = module.split(".")
+        return any(".".join(parts[:n]) in passthrough for n in range(1, len(parts) + 1))
+
+    package = ratchet.workflows
+    modules = [package.__name__]
+    modules += [m.name for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")]
+    assert {"ratchet.workflows._agent", "ratchet.workflows._limiter"} < set(modules)
+    assert [m for m in modules if passed_through(m)] == []
+    assert passed_through("ratchet._protocol") and passed_through("ratchet.messages")
 
 
 def test_linear_histories_continue_as_new() -> None:

@@ -30,7 +30,7 @@ from ratchet import (
     create_model_worker,
     create_worker,
 )
-from ratchet._limiter import (
+from ratchet._limiter_protocol import (
     LIMITER_REQUEST_SIGNAL,
     LIMITER_SETTLE_SIGNAL,
     LIMITER_TICKET_QUERY,

@@ -4,7 +4,7 @@
    pydantic (``Tool.validate``, the authority), and the checker's totality.
 2. The model error taxonomy: ``classify_openai_error`` over HTTP statuses, Retry-After
    headers and response bodies.
-3. ``parse_envelope`` (json_schema tool mode) and the workflow's ``_parse_call`` over
+3. ``parse_envelope`` (json_schema tool mode) and the workflow's ``parse_call`` over
    arbitrary model output.
 
 The regression tests near the end pin bugs these properties found (each with the
@@ -592,7 +592,7 @@ def test_error_classification_never_raises_on_any_body(status: int, body: Any) -
     _check_classification(status, classify_openai_error(_status_error(status, body, {})))
 
 
-# --- 3. parse_envelope and _parse_call over arbitrary model output ----------------------
+# --- 3. parse_envelope and parse_call over arbitrary model output -----------------------
 
 _TOOL_NAMES = st.sampled_from(["search", "lookup", "a b", ""]) | _TEXT
 
@@ -677,12 +677,12 @@ def _agent_spec() -> Any:
     unknown=st.booleans(),
 )
 def test_parse_call_is_total(case: tuple[Tool, str], unknown: bool) -> None:
+    from ratchet._schema import parse_call
     from ratchet.messages import ToolCall
-    from ratchet.workflow import _parse_call
 
     t, text = case
     call = ToolCall(id="c", name="nope" if unknown else t.name, arguments=text)
-    arguments, problem = _parse_call(_agent_spec(), call)
+    arguments, problem = parse_call(_agent_spec(), call)
     if problem is None:
         assert not unknown and isinstance(arguments, dict)
         assert check_arguments(SCHEMAS[t.name], arguments) == []
@@ -691,14 +691,15 @@ def test_parse_call_is_total(case: tuple[Tool, str], unknown: bool) -> None:
 
 
 # Was a bug (json.loads raises RecursionError, not ValueError, on '[' * 2000), fixed in
-# src/ratchet/workflow.py while these tests were written: kept as a regression test.
+# the workflow (now src/ratchet/workflows/_tool_calls.py) while these tests were written:
+# kept as a regression test.
 @settings(max_examples=10, deadline=None)
 @example(depth=100_000, opener="[")
 @given(depth=_DEPTHS, opener=_OPENERS)
 def test_parse_call_is_total_on_deep_json(depth: int, opener: str) -> None:
+    from ratchet._schema import parse_call
     from ratchet.messages import ToolCall
-    from ratchet.workflow import _parse_call
 
     call = ToolCall(id="c", name="lookup", arguments=opener * depth)
-    arguments, problem = _parse_call(_agent_spec(), call)
+    arguments, problem = parse_call(_agent_spec(), call)
     assert arguments == {} and problem is not None

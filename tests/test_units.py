@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Literal, get_args
 
 import httpx2 as httpx
 import openai
@@ -11,9 +11,17 @@ import pydantic
 import pytest
 
 import ratchet
+import ratchet.workflows
 from ratchet import Agent, ConfigError, ToolContext, tool
 from ratchet._schema import check_arguments
 from ratchet.agent import parse_model
+from ratchet.errors import (
+    MODEL_ERRORS,
+    BudgetExceeded,
+    ModelErrorType,
+    RunCancelled,
+    RunErrorType,
+)
 from ratchet.messages import Message, ToolCall
 from ratchet.models import classify_openai_error, envelope_schema, parse_envelope
 from ratchet.models._openai import json_mode_messages
@@ -23,6 +31,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(ratchet.__all__) == sorted(
         [
             "Agent",
+            "RUN_STATES",
             "ApprovalError",
             "BudgetExceeded",
             "Policy",
@@ -84,6 +93,11 @@ def search(query: str, limit: int = 5, mode: Literal["fast", "exact"] = "fast") 
 async def charge(amount_cents: int, ctx: ToolContext) -> str:
     """Charge the card."""
     return f"{amount_cents}:{ctx.idempotency_key}:{ctx.attempt}"
+
+
+def test_workflows_package_exports_its_workflows() -> None:
+    assert ratchet.workflows.__all__ == ["AgentWorkflow", "LimiterWorkflow", "SlotsWorkflow"]
+    assert ratchet.AgentWorkflow is ratchet.workflows.AgentWorkflow
 
 
 def test_schema_from_type_hints_and_docstring() -> None:
@@ -198,6 +212,20 @@ def test_error_taxonomy(status: int, kind: str, retryable: bool) -> None:
     assert e.type == kind
     assert e.non_retryable is (not retryable)
     assert "boom" in e.message
+
+
+def test_error_type_names_are_one_closed_set() -> None:
+    """The typed names, the model error table and the documented tree agree."""
+    model_types = set(get_args(ModelErrorType))
+    run_types = set(get_args(RunErrorType))
+    assert set(MODEL_ERRORS) == model_types
+    assert all(kind.name == name for name, kind in MODEL_ERRORS.items())
+    assert model_types < run_types
+    assert {"BudgetExceeded", "UnknownAgent", "ConfigError", "TranscriptEntryMissing"} < run_types
+    assert BudgetExceeded("r", "m", "max_turns", 1, 1).error_type in run_types
+    assert RunCancelled("r").error_type in run_types
+    undocumented = [name for name in run_types if name not in (ratchet.errors.__doc__ or "")]
+    assert undocumented == []
 
 
 def test_context_too_long_and_retry_after() -> None:

@@ -4,7 +4,7 @@ The public API is what ``__all__`` lists; everything else is private.
 """
 
 from ._connect import connect
-from ._limiter import LimiterStatus, RateLimit
+from ._limiter_protocol import LimiterStatus, RateLimit
 from ._protocol import RunResult, RunStatus
 from ._search import register_search_attributes
 from .agent import Agent, Limits
@@ -27,7 +27,7 @@ from .policy import Policy, Rule, allow, arg, deny, require_approval
 from .pricing import Price
 from .tools import Tool, ToolContext, tool
 from .worker import create_model_worker, create_worker, model_queue
-from .workflow import AgentWorkflow
+from .workflows import AgentWorkflow
 
 __all__ = [
     "RUN_STATES",

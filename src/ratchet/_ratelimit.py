@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from ._heartbeat import beat
-from ._limiter import (
+from ._limiter_protocol import (
     LIMITER_MEMO,
     LIMITER_PAUSE_SIGNAL,
     LIMITER_REQUEST_SIGNAL,

@@ -38,6 +38,7 @@ from ._protocol import (
     ToolRequest,
     ToolResult,
 )
+from ._schema import parse_call
 from .agent import AgentSpec
 from .messages import Message, ToolCall, opening_messages
 from .transcripts import TranscriptStore
@@ -420,10 +421,8 @@ class HistoryReader:
         spec = self._s.spec
         if spec is None:
             return
-        from .workflow import _parse_call
-
         for index, call in enumerate(calls):
-            arguments, problem = _parse_call(spec, call)
+            arguments, problem = parse_call(spec, call)
             if problem is not None:
                 self._s.rejected.add(call.id)
                 self._emit(

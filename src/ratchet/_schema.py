@@ -9,9 +9,14 @@ stays the authority.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["check_arguments"]
+if TYPE_CHECKING:
+    from .agent import AgentSpec
+    from .messages import ToolCall
+
+__all__ = ["check_arguments", "parse_call"]
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -133,3 +138,31 @@ def _short(value: Any) -> str:
     except RecursionError:
         text = f"<deeply nested {type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_call(spec: AgentSpec, call: ToolCall) -> tuple[dict[str, Any], str | None]:
+    """Check one tool call against the snapshot; return its arguments or a message for the model.
+
+    Pure: the workflow decides with it, and the history reader (``ratchet.events``)
+    runs it again to say which calls were rejected and why, with the same words.
+    """
+    tool = spec.tool(call.name)
+    if tool is None:
+        names = ", ".join(t.name for t in spec.tools) or "(none)"
+        return {}, f"error: unknown tool {call.name!r}. Available tools: {names}."
+    try:
+        arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+    except (ValueError, RecursionError) as e:
+        return {}, (
+            f"error: the arguments of {call.name!r} are not valid JSON ({e}). "
+            f"Send a JSON object matching this schema: {json.dumps(tool.parameters)}"
+        )
+    if not isinstance(arguments, dict):
+        return {}, f"error: the arguments of {call.name!r} must be a JSON object."
+    problems = check_arguments(tool.parameters, arguments)
+    if problems:
+        return {}, (
+            f"error: invalid arguments for {call.name!r}: {'; '.join(problems)}. "
+            f"Expected schema: {json.dumps(tool.parameters)}"
+        )
+    return arguments, None

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ._heartbeat import Attempts, answered, beat, counted_attempts, request_sent
-from ._limiter import RateLimit
+from ._limiter_protocol import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
     MODEL_ACTIVITY,

@@ -22,7 +22,7 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from ._connect import DEFAULT_ADDRESS
-from ._limiter import LimiterStatus, RateLimit
+from ._limiter_protocol import LimiterStatus, RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
 from ._render import describe_message, shorten
 from .agent import PROVIDER_RE, Agent, parse_model

@@ -35,7 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
 from ._history import read_run, run_input
-from ._limiter import (
+from ._limiter_protocol import (
     LIMITER_CONFIGURE_UPDATE,
     LIMITER_STATUS_QUERY,
     LIMITER_WORKFLOW_TYPE,

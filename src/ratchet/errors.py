@@ -24,8 +24,14 @@ Every error a user can meet is one of these. The tree::
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
           ├── ToolFailed            a tool declared ``fatal=True`` raised
           ├── PayloadTooLarge       a payload would exceed Temporal's 2 MB and cannot be stored
+          ├── ToolTimeout           the agent snapshot or a compaction did not finish in time
           ├── TranscriptEntryMissing  the transcript store lost a message of the prompt
           └── UnknownAgent          no worker hosts the requested agent
+
+The names are typed: ``ModelErrorType`` lists the model error leaves (the keys of
+``MODEL_ERRORS``), ``RunErrorType`` every type name a run failure can carry.
+Activity code may still fail with a type of its own (an unexpected exception's class
+name); a run that fails that way passes the name on unchanged.
 
 Inside activities the model and tool errors travel as Temporal
 ``ApplicationError`` whose ``type`` is one of the names above, so the event
@@ -39,6 +45,7 @@ messages that tell the model what went wrong, so it can repair its call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = [
     "MODEL_ERRORS",
@@ -47,9 +54,11 @@ __all__ = [
     "ConfigError",
     "ConnectionFailed",
     "ModelErrorKind",
+    "ModelErrorType",
     "RatchetError",
     "RetryableToolError",
     "RunCancelled",
+    "RunErrorType",
     "RunFailed",
     "RunNotFound",
     "TranscriptEntryMissing",
@@ -150,11 +159,42 @@ class RetryableToolError(RatchetError):
     """
 
 
+ModelErrorType = Literal[
+    "ModelTimeout",
+    "ModelConnectionError",
+    "ModelRateLimited",
+    "ModelServerError",
+    "ModelAuthError",
+    "ModelBadRequest",
+    "ModelNotFound",
+    "ContextTooLong",
+    "ContentFiltered",
+]
+"""The model error leaves: the names ``MODEL_ERRORS`` describes."""
+
+RunErrorType = Literal[
+    ModelErrorType,
+    "BudgetExceeded",
+    "RepairLimitExceeded",
+    "ToolFailed",
+    "ToolTimeout",
+    "PayloadTooLarge",
+    "TranscriptEntryMissing",
+    "UnknownAgent",
+    "ConfigError",
+    "Cancelled",
+]
+"""Every type name of a run failure in the taxonomy (``RunFailed.error_type``).
+
+``ToolTimeout``: an activity other than a model call (the snapshot, a compaction)
+ran out of time; ``Cancelled``: the run was cancelled (``RunCancelled``)."""
+
+
 @dataclass(frozen=True)
 class ModelErrorKind:
     """One leaf of the model error taxonomy."""
 
-    name: str
+    name: ModelErrorType
     retryable: bool
     description: str
 

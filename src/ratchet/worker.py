@@ -11,9 +11,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from ._limiter import LimiterWorkflow, RateLimit
+from ._limiter_protocol import RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
-from ._slots import SlotsWorkflow, check_runs, request_slot
+from ._slot_activities import check_runs, request_slot
 from .activities import AgentActivities
 from .agent import Agent
 from .errors import ConfigError
@@ -21,7 +21,7 @@ from .models import OpenAICompatible, Provider
 from .payloads import payload_limit
 from .pricing import DEFAULT_PRICES, Price
 from .transcripts import TranscriptStore
-from .workflow import AgentWorkflow
+from .workflows import AgentWorkflow, LimiterWorkflow, SlotsWorkflow
 
 __all__ = [
     "create_model_worker",
@@ -55,20 +55,25 @@ def default_providers() -> dict[str, Provider]:
 _PASSTHROUGH = ("openai", "httpx", "httpx2", "typer", "rich", "platformdirs", "pydantic")
 
 
+_SANDBOXED = "ratchet.workflows"
+"""The workflow package: every module under it runs in the sandbox."""
+
+
 def _ratchet_modules() -> tuple[str, ...]:
-    """ratchet's own modules and packages, except the workflow module itself.
+    """ratchet's own modules and packages, except the workflows package.
 
     The sandbox re-executes every module it is not told to pass through, once per
     workflow run. Without this, each run rebuilt ratchet's pydantic models and
     re-imported the client, CLI and codec: about 1 MiB and 40 ms of worker CPU per
     run (measured by ``python -m bench``). These modules hold no per-run state, so
-    loading them once is safe; ``ratchet.workflow`` stays sandboxed so the sandbox
-    still guards the loop itself against non-deterministic calls.
+    loading them once is safe. ``ratchet.workflows`` (the agent loop, its state
+    modules, the limiter and slots workflows) stays sandboxed, all of it, so the
+    sandbox still guards the workflow code against non-deterministic calls.
     """
     import ratchet
 
     names = (info.name for info in pkgutil.iter_modules(ratchet.__path__, "ratchet."))
-    return tuple(name for name in names if name != "ratchet.workflow")
+    return tuple(name for name in names if name != _SANDBOXED)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -225,7 +230,7 @@ def _activities(
 def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {
         # Passes ratchet's own modules and the I/O libraries through the sandbox (loaded
-        # once, outside it); the workflow module itself stays sandboxed.
+        # once, outside it); the workflows package itself stays sandboxed.
         "workflow_runner": workflow_runner(),
         # A killed worker's sticky queue is abandoned after this long instead of
         # Temporal's 5 s default, so another worker resumes the run sooner. A live

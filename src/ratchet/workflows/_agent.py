@@ -1,0 +1,292 @@
+"""AgentWorkflow: the deterministic agent loop.
+
+It orchestrates and does no I/O: the agent snapshot, every model call and every
+tool call are activities, so the event history records each step once and a
+crashed worker's successor resumes after the last recorded step.
+
+The loop is here, top to bottom; the run's state lives in one object per concern,
+each in its own module: ``Status`` (what the status query and search attributes
+show), ``Transcript`` (the messages, and how model calls carry them), ``Approvals``,
+``Budgets``, ``Chat``, ``RunSlots`` (concurrency caps), ``ModelCalls`` and
+``ToolCalls``, and ``_carry`` (continue-as-new). The handlers stay on this class,
+as Temporal needs, and hand their work to those objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal, NoReturn, assert_never
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from .._protocol import (
+        APPROVE_UPDATE,
+        END_CHAT_SIGNAL,
+        PENDING_QUERY,
+        SEND_UPDATE,
+        STATUS_QUERY,
+        TRANSCRIPT_QUERY,
+        WORKFLOW_TYPE,
+        AgentSpec,
+        ApprovalAnswer,
+        ApprovalRecord,
+        Carried,
+        ChatMessage,
+        ChatReply,
+        PendingApproval,
+        RunInput,
+        RunResult,
+        RunStatus,
+    )
+    from .._slots_protocol import SLOT_GRANTED_SIGNAL
+    from ..messages import Message, ToolCall
+
+from . import _carry
+from ._approvals import Approvals
+from ._budgets import Budgets
+from ._chat import Chat
+from ._model_calls import ModelCalls
+from ._slots import RunSlots, caps_of
+from ._snapshot import take_snapshot
+from ._status import Status
+from ._tool_calls import ToolCalls
+from ._transcript import FullTranscript, LinearTranscript, Transcript
+
+__all__ = ["AgentWorkflow"]
+
+CONCURRENCY_CAP_PATCH = "ratchet.concurrency-cap"
+"""Only runs of capped agents take this path, so other histories carry no marker."""
+
+LINEAR_HISTORY_PATCH = "ratchet.linear-history"
+"""Runs started before this patch sent the whole transcript to every model call, never
+continued as new and had no context-window handling; they replay that way."""
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class AgentWorkflow:
+    """One generic workflow for every agent; the agent is chosen by ``RunInput.agent``."""
+
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        # Built from the input here, before any handler runs: an update can arrive in the
+        # run's very first workflow task, also in a continued execution's.
+        carried = inp.carried
+        self._status = Status(inp.search_attributes, carried)
+        self._approvals = Approvals(self._status, carried, self._can_continue_as_new)
+        self._budgets = Budgets(
+            self._status,
+            self._approvals,
+            carried,
+            lambda spec: self._continue_as_new(spec, resume="answer"),
+        )
+        self._chat = Chat(inp.chat)
+        self._slots = RunSlots(self._status, carried)
+        # Until the run picks its path (a patch decides, which only the run may ask).
+        self._transcript: Transcript = FullTranscript()
+
+    # -- handlers -----------------------------------------------------------------------
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> RunStatus:
+        return self._status.current
+
+    @workflow.query(name=TRANSCRIPT_QUERY)
+    def transcript(self) -> list[Message]:
+        return self._transcript.messages
+
+    @workflow.query(name=PENDING_QUERY)
+    def pending(self) -> list[PendingApproval]:
+        """Tool calls waiting for a person's decision."""
+        return self._approvals.waiting()
+
+    @workflow.update(name=APPROVE_UPDATE)
+    def approve(self, answer: ApprovalAnswer) -> ApprovalRecord:
+        """Approve or deny one waiting tool call (the validator rejects bad answers)."""
+        return self._approvals.answer(answer, self._budgets.used_now)
+
+    @approve.validator
+    def _check_answer(self, answer: ApprovalAnswer) -> None:
+        self._approvals.check(answer, self._budgets.used_now)
+
+    @workflow.update(name=SEND_UPDATE)
+    async def send(self, message: ChatMessage) -> ChatReply:
+        """A follow-up user message in a chat; returns the agent's reply to it."""
+        output = await self._chat.send(message.text)
+        return ChatReply(output=output, turn=self._status.current.turn)
+
+    @send.validator
+    def _check_message(self, message: ChatMessage) -> None:
+        self._chat.check(message)
+
+    @workflow.signal(name=SLOT_GRANTED_SIGNAL)
+    def slot_granted(self, key: str) -> None:
+        """A concurrency cap let this run start."""
+        self._slots.granted(key)
+
+    @workflow.signal(name=END_CHAT_SIGNAL)
+    def end_chat(self) -> None:
+        """Close the chat after the messages already sent are answered."""
+        self._chat.end()
+
+    # -- the run --------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunResult:
+        self._input = inp.model_copy(update={"carried": None})
+        try:
+            result = await self._run(inp)
+        except asyncio.CancelledError:
+            # Cancelled by a client: in-flight activities get the cancellation through
+            # their heartbeats; the transcript stays queryable on the closed run.
+            self._approvals.cancel()
+            self._status.cancelled()
+            await self._slots.release()
+            raise
+        except ApplicationError:
+            await self._slots.release()
+            raise
+        await self._slots.release()
+        return result
+
+    async def _run(self, inp: RunInput) -> RunResult:
+        if inp.carried is not None:
+            return await self._resume(inp.carried)
+        self._status.start(inp.agent)
+        self._budgets.restart_clock()
+        self._transcript = self._choose_transcript()
+        spec = await self._snapshot(inp)
+        # The run's prompt is pinned: dropping it to fit the context would lose the task.
+        self._transcript.open(spec.instructions, inp.prompt)
+        self._start_calls(spec, None)
+        caps = caps_of(spec, inp.tenant)
+        if caps and workflow.patched(CONCURRENCY_CAP_PATCH):
+            await self._slots.take(caps)
+            # The wall-time budget counts the run's own time, not its wait for a slot.
+            self._budgets.restart_clock()
+        self._status.running()
+        answer = await self._answer(spec)
+        return await self._chat_loop(spec, answer)
+
+    def _choose_transcript(self) -> Transcript:
+        """The linear-history path for every run since the patch, else the full transcript."""
+        return LinearTranscript() if workflow.patched(LINEAR_HISTORY_PATCH) else FullTranscript()
+
+    async def _snapshot(self, inp: RunInput) -> AgentSpec:
+        return await take_snapshot(
+            inp, store_prompt=self._transcript.by_reference, status=self._status
+        )
+
+    def _start_calls(self, spec: AgentSpec, carried: Carried | None) -> None:
+        self._model = ModelCalls(spec, self._transcript, self._status)
+        self._tools = ToolCalls(spec, self._transcript, self._status, self._approvals, carried)
+
+    async def _resume(self, carried: Carried) -> RunResult:
+        """Go on where the previous execution of this run stopped."""
+        self._transcript = LinearTranscript.resumed(carried)
+        spec = carried.spec
+        self._start_calls(spec, carried)
+        self._status.continued(waiting_for_input=carried.resume == "chat")
+        self._approvals.sync()
+        answer = carried.answer
+        if carried.calls:
+            # An unfinished turn: finish the tool calls still waiting for approval (their
+            # approval ids and deadlines are unchanged), then go on with the next turn.
+            results: dict[str, Message | None] = dict(carried.results)
+            await self._tools.finish(self._status.current.turn, carried.calls, results)
+            if self._approvals.deferred:
+                # Still open, and the history is long again: hand over again.
+                self._continue_as_new(spec, resume="answer", calls=carried.calls, results=results)
+            self._transcript.add_all([m for c in carried.calls if (m := results[c.id]) is not None])
+        match carried.resume:
+            case "answer":
+                answer = await self._answer(spec)
+            case "chat":
+                pass
+            case _:
+                assert_never(carried.resume)
+        return await self._chat_loop(spec, answer)
+
+    async def _chat_loop(self, spec: AgentSpec, answer: str) -> RunResult:
+        while self._chat.enabled:
+            # A chat stays open for follow-up messages, handled in order, one at a time.
+            self._chat.reply(answer)
+            self._status.waiting_for_message()
+            await self._chat.wait(
+                spec.limits.chat_idle_timeout_seconds, lambda: self._can_continue_as_new(spec)
+            )
+            if self._chat.quiet and self._can_continue_as_new(spec):
+                self._continue_as_new(spec, resume="chat", answer=answer)
+            text = self._chat.next_message()
+            if text is None:
+                break  # ended by the client, or idle
+            self._transcript.add(Message.user(text))
+            self._status.running()
+            answer = await self._answer(spec)
+        self._chat.close()
+        # Let every update handler reply before the run closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status.complete(answer)
+
+    async def _answer(self, spec: AgentSpec) -> str:
+        """Model and tool turns until the model answers the latest user message."""
+        while True:
+            await self._budgets.check_turns(spec)
+            if self._can_continue_as_new(spec):
+                # A safe turn boundary: nothing in flight, the next model call not started.
+                self._continue_as_new(spec, resume="answer")
+            await self._budgets.check_spending(spec)
+            self._budgets.turn_taken()
+            turn = self._status.next_turn()
+            response = await self._model.call(turn)
+            self._status.account(response.usage, response.cost_usd)
+            self._status.publish()
+            self._transcript.answered(response)
+            calls = response.message.tool_calls
+            if not calls:
+                self._budgets.message_answered()
+                self._tools.message_answered()
+                return response.message.content or ""
+            results = await self._tools.run(turn, calls)
+            if self._approvals.deferred:
+                # Approvals still open and the history is long: hand them to a new execution.
+                self._continue_as_new(
+                    spec,
+                    resume="answer",
+                    calls=calls,
+                    results={c.id: m for c, m in zip(calls, results, strict=True)},
+                )
+            done = [m for m in results if m is not None]
+            self._transcript.add_all(done)
+            self._tools.check_repairs(done)
+
+    # -- continue-as-new ------------------------------------------------------------------
+
+    def _can_continue_as_new(self, spec: AgentSpec) -> bool:
+        """Whether to continue as new at this boundary (history long, nothing in flight)."""
+        return self._transcript.can_continue_as_new and _carry.history_is_long(spec)
+
+    def _continue_as_new(
+        self,
+        spec: AgentSpec,
+        *,
+        resume: Literal["answer", "chat"],
+        answer: str = "",
+        calls: list[ToolCall] | None = None,
+        results: dict[str, Message | None] | None = None,
+    ) -> NoReturn:
+        _carry.continue_as_new(
+            self._input,
+            spec,
+            status=self._status,
+            transcript=self._transcript,
+            budgets=self._budgets,
+            tools=self._tools,
+            approvals=self._approvals,
+            slots=self._slots,
+            resume=resume,
+            answer=answer,
+            calls=calls,
+            results=results,
+        )

@@ -1,0 +1,187 @@
+"""Approvals: tool calls and spent budgets waiting for a person's decision, and the answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal, assert_never
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from .._protocol import (
+        AgentSpec,
+        ApprovalAnswer,
+        ApprovalRecord,
+        Carried,
+        PendingApproval,
+    )
+
+from ._status import Status
+
+__all__ = ["Approvals", "BudgetUse"]
+
+BudgetUse = Callable[[str, float], float]
+"""What a budget has used now, given its name and what it had used when it asked."""
+
+
+class Approvals:
+    """Requests waiting for an answer, the answers, and the waits a new execution takes over."""
+
+    def __init__(
+        self,
+        status: Status,
+        carried: Carried | None,
+        can_continue_as_new: Callable[[AgentSpec], bool],
+    ) -> None:
+        self._status = status
+        self._can_continue_as_new = can_continue_as_new
+        self._pending: dict[str, PendingApproval] = {}
+        self._answers: dict[str, ApprovalRecord] = {}
+        self.deferred: dict[str, PendingApproval] = {}
+        """Waits handed to the next execution (continue-as-new), same ids and deadlines."""
+        if carried is not None:
+            for p in carried.waiting:
+                self._pending[p.call_id] = p
+
+    def waiting(self) -> list[PendingApproval]:
+        return list(self._pending.values())
+
+    def answer(self, answer: ApprovalAnswer, budget_use: BudgetUse) -> ApprovalRecord:
+        """Record a person's answer (``check`` has accepted it)."""
+        pending = self._pending[answer.call_id]
+        record = ApprovalRecord(
+            call_id=answer.call_id,
+            tool=pending.tool,
+            rule=pending.rule,
+            approved=answer.approve,
+            approver=answer.approver,
+            reason=answer.reason,
+            at=workflow.now(),
+            raise_to=_raise_to(pending, answer, budget_use),
+        )
+        self._answers[answer.call_id] = record
+        return record
+
+    def check(self, answer: ApprovalAnswer, budget_use: BudgetUse) -> None:
+        """Refuse a bad answer (the approve update's validator)."""
+        # Rejected updates leave no trace in history: a second answer or a wrong id is
+        # refused without touching the run.
+        if answer.call_id in self._answers:
+            done = self._answers[answer.call_id]
+            verb = "approved" if done.approved else "denied"
+            by = "its timeout" if done.timed_out else done.approver
+            raise ApplicationError(f"call {answer.call_id!r} was already {verb} by {by}")
+        if answer.call_id not in self._pending:
+            waiting = ", ".join(self._pending) or "none"
+            raise ApplicationError(
+                f"no call {answer.call_id!r} is waiting for approval in this run "
+                f"(waiting: {waiting})"
+            )
+        if not answer.approver.strip():
+            raise ApplicationError("say who approves: the approver is empty")
+        if answer.raise_to is not None:
+            pending = self._pending[answer.call_id]
+            if pending.kind != "budget":
+                raise ApplicationError(
+                    f"{answer.call_id!r} is a tool call: raise_to is only for budget decisions"
+                )
+            if not answer.approve:
+                raise ApplicationError("raise_to goes with approve: a denial ends the run")
+            unit = pending.arguments["unit"]
+            used = budget_use(pending.arguments["budget"], pending.arguments["used"])
+            if answer.raise_to <= used:
+                raise ApplicationError(
+                    f"raise_to={answer.raise_to:g} is not above what the run used "
+                    f"({used:g} {unit}); give a higher limit"
+                )
+
+    async def wait(
+        self,
+        spec: AgentSpec,
+        approval_id: str,
+        *,
+        tool: str,
+        arguments: dict[str, Any],
+        rule: str,
+        reason: str,
+        kind: Literal["tool", "budget"] = "tool",
+    ) -> ApprovalRecord | None:
+        """Wait for a person's answer; None when the run continues as new meanwhile."""
+        timeout = timedelta(seconds=spec.limits.approval_timeout_seconds)
+        now = workflow.now()
+        if approval_id in self._pending:
+            # Carried over from the previous execution: the same request, the same deadline.
+            timeout = max(self._pending[approval_id].deadline - now, timedelta(0))
+        else:
+            self._pending[approval_id] = PendingApproval(
+                call_id=approval_id,
+                tool=tool,
+                arguments=arguments,
+                rule=rule,
+                reason=reason,
+                requested_at=now,
+                deadline=now + timeout,
+                kind=kind,
+            )
+        self.sync()
+        try:
+            # A durable timer: the wait costs no worker memory and survives restarts. A
+            # long history hands the wait to a new execution (a safe boundary: nothing
+            # runs for this call yet).
+            await workflow.wait_condition(
+                lambda: approval_id in self._answers or self._can_continue_as_new(spec),
+                timeout=timeout,
+            )
+            if approval_id not in self._answers:
+                self.deferred[approval_id] = self._pending[approval_id]
+                return None
+        except asyncio.TimeoutError:  # noqa: UP041 (TimeoutError here is temporalio's)
+            # An answer that landed in the same workflow task as the deadline wins: the
+            # approver was told it was accepted.
+            self._answers.setdefault(
+                approval_id,
+                ApprovalRecord(
+                    call_id=approval_id,
+                    tool=tool,
+                    rule=rule,
+                    approved=False,
+                    approver="ratchet",
+                    reason=f"nobody answered within {timeout} (Limits.approval_timeout_seconds)",
+                    at=workflow.now(),
+                    timed_out=True,
+                ),
+            )
+        record = self._answers[approval_id]
+        del self._pending[approval_id]
+        self._status.approval_ended(record)
+        self.sync()
+        return record
+
+    def sync(self) -> None:
+        """Show the waiting requests in the status (and its state)."""
+        self._status.show_approvals(list(self._pending.values()))
+
+    def cancel(self) -> None:
+        """The run is cancelled: nothing waits any more."""
+        self._pending.clear()
+
+
+def _raise_to(
+    pending: PendingApproval, answer: ApprovalAnswer, budget_use: BudgetUse
+) -> float | None:
+    """The new limit of an approved budget (tool calls have none)."""
+    match pending.kind:
+        case "tool":
+            return None
+        case "budget":
+            if not answer.approve:
+                return None
+            # Default: one more configured budget beyond what the run has used.
+            a = pending.arguments
+            used = budget_use(a["budget"], a["used"])
+            return answer.raise_to or max(used, a["limit"]) + a["configured"]
+        case _:
+            assert_never(pending.kind)

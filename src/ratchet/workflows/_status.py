@@ -1,0 +1,152 @@
+"""The run's status: what the status query returns, the Web UI's current-details line,
+and the search attributes a namespace may index (state, turn, tokens, cost)."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from .._protocol import ApprovalRecord, Carried, PendingApproval, RunResult, RunStatus
+    from .._search import COST, STATUS, TOKENS, TURNS
+    from ..errors import RunErrorType
+    from ..messages import Usage
+
+from ._failures import ActivityFailure
+
+__all__ = ["Status"]
+
+
+class Status:
+    """The run's ``RunStatus`` and every change to it that others can see."""
+
+    def __init__(self, search_attributes: bool, carried: Carried | None) -> None:
+        self._search_attributes = search_attributes
+        # Restored here, before any handler runs: an approval answer may arrive in the
+        # first workflow task of a continued execution.
+        self.current = (
+            carried.status.model_copy()
+            if carried is not None
+            else RunStatus(agent="", state="starting", step="starting")
+        )
+
+    def start(self, agent: str) -> None:
+        self.current = RunStatus(agent=agent, state="starting", step="loading agent")
+
+    def queued(self) -> None:
+        """Waiting for a concurrency cap's slot."""
+        self.current.state = "queued"
+
+    def running(self) -> None:
+        self.current.state = "running"
+        self.publish()
+
+    def waiting_for_message(self) -> None:
+        """A chat waits for the next user message."""
+        self.current.state = "waiting-input"
+        self.set_step("waiting for the next message")
+        self.publish()
+
+    def show_approvals(self, pending: list[PendingApproval]) -> None:
+        """The requests waiting for a person; the run waits while there are any."""
+        s = self.current
+        s.pending_approvals = pending
+        if pending:
+            s.state = "waiting-approval"
+            self.set_step(f"waiting for approval of {', '.join(p.call_id for p in pending)}")
+        elif s.state == "waiting-approval":
+            s.state = "running"
+        self.publish()
+
+    def approval_ended(self, record: ApprovalRecord) -> None:
+        self.current.approvals.append(record)
+
+    def continued(self, waiting_for_input: bool) -> None:
+        """A new execution of the run took over (continue-as-new)."""
+        s = self.current
+        s.execution += 1
+        s.state = "waiting-input" if waiting_for_input else "running"
+        self.set_step(f"continued as new (execution {s.execution})")
+
+    def next_turn(self) -> int:
+        # Turn numbers run on across a chat's messages: activity ids stay unique.
+        self.current.turn += 1
+        self.set_step(f"model call (turn {self.current.turn})")
+        return self.current.turn
+
+    def account(self, usage: Usage, cost_usd: float | None) -> None:
+        """Add a model call's tokens and cost to the run's totals."""
+        s = self.current
+        s.usage = s.usage + usage
+        if cost_usd is None:
+            s.unpriced_calls += 1
+        else:
+            s.cost_usd += cost_usd
+
+    def tools_called(self, count: int) -> None:
+        self.current.tool_calls += count
+
+    def compacted(self) -> None:
+        """Older turns were dropped or summarized to fit the context window."""
+        self.current.compactions += 1
+
+    def complete(self, output: str) -> RunResult:
+        s = self.current
+        s.state = "completed"
+        s.output = output
+        self.set_step("completed")
+        self.publish()
+        return RunResult(
+            output=output,
+            turns=s.turn,
+            usage=s.usage,
+            tool_calls=s.tool_calls,
+            cost_usd=s.cost_usd,
+        )
+
+    def cancelled(self) -> None:
+        self.current.state = "cancelled"
+        self.current.pending_approvals = []
+        self.set_step("cancelled")
+        self.publish()
+
+    def fail(
+        self, error_type: RunErrorType, message: str, *, details: dict[str, Any] | None = None
+    ) -> NoReturn:
+        """End the run with a failure of the taxonomy."""
+        self._fail(error_type, message, details)
+
+    def fail_from(self, failure: ActivityFailure, context: str = "") -> NoReturn:
+        """End the run with an activity's failure, under the type the activity gave it."""
+        self._fail(failure.type, context + failure.message, None)
+
+    def _fail(self, error_type: str, message: str, details: dict[str, Any] | None) -> NoReturn:
+        self.current.state = "failed"
+        self.current.error = f"{error_type}: {message}"
+        self.set_step("failed")
+        self.publish()
+        raise ApplicationError(
+            message, *([details] if details else []), type=error_type, non_retryable=True
+        )
+
+    def publish(self) -> None:
+        """Mirror the status into search attributes (when the namespace has them)."""
+        if not self._search_attributes:
+            return
+        s = self.current
+        workflow.upsert_search_attributes(
+            [
+                STATUS.value_set(s.state),
+                TURNS.value_set(s.turn),
+                TOKENS.value_set(s.usage.total_tokens),
+                COST.value_set(round(s.cost_usd, 6)),
+            ]
+        )
+
+    def set_step(self, step: str) -> None:
+        self.current.step = step
+        workflow.set_current_details(
+            f"**{self.current.agent}** · turn {self.current.turn} · {step}"
+        )

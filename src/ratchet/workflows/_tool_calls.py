@@ -1,0 +1,210 @@
+"""Tool calls: checking the model's calls, the policy gate, and the tool activity.
+
+Model output can never fail a workflow task: malformed calls, unknown tools and
+invalid arguments go back to the model as tool errors, within a bounded number of
+repair turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any, assert_never
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from .._protocol import (
+        TOOL_ACTIVITY,
+        AgentSpec,
+        ApprovalRecord,
+        Carried,
+        ToolRequest,
+        ToolResult,
+    )
+    from .._schema import parse_call
+    from ..errors import RunErrorType
+    from ..messages import Message, ToolCall
+    from ..policy import PolicyDecision
+
+from ._approvals import Approvals
+from ._failures import failure_of
+from ._status import Status
+from ._transcript import Transcript
+
+__all__ = ["ToolCalls"]
+
+_FATAL_TOOL_ERRORS: tuple[RunErrorType, ...] = ("ToolFailed", "PayloadTooLarge")
+"""Tool failures that end the run (the others go back to the model)."""
+
+
+class ToolCalls:
+    """The tool calls of a run of ``spec``, and the streak of turns with invalid calls."""
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        transcript: Transcript,
+        status: Status,
+        approvals: Approvals,
+        carried: Carried | None,
+    ) -> None:
+        self._spec = spec
+        self._transcript = transcript
+        self._status = status
+        self._approvals = approvals
+        self._rejected_by_tool: set[str] = set()
+        self.repair_streak = carried.repair_streak if carried else 0
+        """Turns in a row with an invalid call (``Limits.max_repair_turns``)."""
+
+    async def run(self, turn: int, calls: list[ToolCall]) -> list[Message | None]:
+        """Run the valid calls in parallel; answer invalid ones with an error message.
+
+        Returns the tool messages in the order of the calls (None for a call whose
+        approval is handed to the next execution).
+        """
+        pending: list[Awaitable[Message | None]] = []
+        had_invalid = False
+        for index, call in enumerate(calls):
+            arguments, problem = parse_call(self._spec, call)
+            if problem is not None:
+                had_invalid = True
+                pending.append(_ready(Message.tool(call, problem, is_error=True)))
+            else:
+                pending.append(self._gated(turn, index, call, arguments))
+        self._status.set_step(
+            f"{len(calls)} tool call(s) (turn {turn}): " + ", ".join(c.name for c in calls)
+        )
+        messages: list[Message | None] = list(await asyncio.gather(*pending))
+        self._status.tools_called(len(calls))
+        # Arguments the tool's own validation rejected (constraints the schema check in
+        # here does not cover, e.g. ranges) count as invalid calls too.
+        had_invalid = had_invalid or any(c.id in self._rejected_by_tool for c in calls)
+        self.repair_streak = self.repair_streak + 1 if had_invalid else 0
+        return messages
+
+    async def finish(
+        self, turn: int, calls: list[ToolCall], results: dict[str, Message | None]
+    ) -> None:
+        """Run the calls of an unfinished turn that have no result yet, into ``results``."""
+        todo = [(i, c) for i, c in enumerate(calls) if results.get(c.id) is None]
+        done = await asyncio.gather(
+            *(self._gated(turn, i, c, parse_call(self._spec, c)[0]) for i, c in todo)
+        )
+        for (_, c), message in zip(todo, done, strict=True):
+            results[c.id] = message
+
+    def check_repairs(self, results: list[Message]) -> None:
+        """Fail the run when the model made invalid calls too many turns in a row."""
+        limit = self._spec.limits.max_repair_turns
+        if self.repair_streak > limit:
+            self._status.fail(
+                "RepairLimitExceeded",
+                f"the model made invalid tool calls {self.repair_streak} turns in a row "
+                f"(Limits.max_repair_turns={limit}); last problem: "
+                f"{next(m.content for m in reversed(results) if m.is_error)}",
+            )
+
+    def message_answered(self) -> None:
+        self.repair_streak = 0
+
+    async def _gated(
+        self, turn: int, index: int, call: ToolCall, arguments: dict[str, Any]
+    ) -> Message | None:
+        """Apply the agent's policy to one call, then run it if allowed (or approved)."""
+        tool = self._spec.tool(call.name)
+        assert tool is not None  # parse_call checked it
+        decision = self._spec.policy.decide(call.name, arguments, side_effects=tool.side_effects)
+        approval = None
+        match decision.decision:
+            case "allow":
+                pass
+            case "deny":
+                why = f": {decision.reason}" if decision.reason else ""
+                return Message.tool(
+                    call,
+                    f"error: the policy denies this call (rule {decision.rule!r}){why}. "
+                    "Do not retry it; tell the user it is not allowed.",
+                    is_error=True,
+                )
+            case "require_approval":
+                approval = await self._approvals.wait(
+                    self._spec,
+                    f"turn{turn}-tool{index}",
+                    tool=call.name,
+                    arguments=arguments,
+                    rule=decision.rule,
+                    reason=decision.reason,
+                )
+                if approval is None:
+                    return None  # still waiting: the next execution asks again
+                if not approval.approved:
+                    why = f": {approval.reason}" if approval.reason else ""
+                    return Message.tool(
+                        call,
+                        f"error: {approval.approver} denied this call{why}. "
+                        "Do not retry it; tell the user.",
+                        is_error=True,
+                    )
+            case _:
+                assert_never(decision.decision)
+        return await self._run(turn, index, call, arguments, decision, approval)
+
+    async def _run(
+        self,
+        turn: int,
+        index: int,
+        call: ToolCall,
+        arguments: dict[str, Any],
+        decision: PolicyDecision,
+        approval: ApprovalRecord | None,
+    ) -> Message:
+        spec = self._spec
+        tool = spec.tool(call.name)
+        assert tool is not None  # parse_call checked it
+        try:
+            result = await workflow.execute_activity(
+                TOOL_ACTIVITY,
+                ToolRequest(
+                    agent=spec.name,
+                    call=call,
+                    arguments=arguments,
+                    heartbeat_seconds=spec.limits.tool_heartbeat_seconds,
+                    # Only a rule that decided something is worth recording.
+                    policy=decision if decision.rule != "policy.default" else None,
+                    approval=approval,
+                    store=self._transcript.by_reference,
+                ),
+                result_type=ToolResult,
+                # Explicit and unique per run, so the idempotency key derived from it is stable.
+                activity_id=f"turn{turn}-tool{index}",
+                start_to_close_timeout=timedelta(seconds=tool.timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=spec.limits.tool_heartbeat_seconds),
+                retry_policy=RetryPolicy(maximum_attempts=tool.max_attempts),
+                summary=f"tool {call.name}({_short_args(arguments)})",
+            )
+        except ActivityError as e:
+            failure = failure_of(e)
+            if failure.type in _FATAL_TOOL_ERRORS:
+                self._status.fail_from(failure)
+            return Message.tool(
+                call, f"tool {call.name!r} failed: {failure.message}", is_error=True
+            )
+        if result.invalid_arguments:
+            self._rejected_by_tool.add(call.id)
+        if result.message_ref is not None:
+            self._transcript.mark_stored(result.message_ref)
+        return Message.tool(call, result.content, is_error=result.is_error)
+
+
+async def _ready(message: Message) -> Message:
+    return message
+
+
+def _short_args(arguments: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={json.dumps(v)}" for k, v in arguments.items())
+    return text if len(text) <= 80 else text[:77] + "..."
