@@ -135,6 +135,10 @@ class RunResult(BaseModel):
     usage: Usage
     tool_calls: int
     cost_usd: float = 0.0
+    warnings: list[str] = []
+    """Answers that completed the run but may not be whole: cut off by the model's
+    output token limit (``finish_reason`` ``length``) or empty. See
+    ``Limits.on_incomplete_answer``."""
 
 
 class RunStatus(BaseModel):
@@ -163,6 +167,8 @@ class RunStatus(BaseModel):
     query of this execution starts after them)."""
     compactions: int = 0
     """How often older turns were dropped or summarized to fit the context window."""
+    warnings: list[str] = []
+    """Answers cut off or empty (``RunResult.warnings``)."""
 
 
 class Carried(BaseModel):

@@ -188,6 +188,7 @@ class HistoryReader:
                 turns=result.turns,
                 usage=result.usage,
                 cost_usd=result.cost_usd,
+                warnings=result.warnings,
             )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             failure = await self._readable(event.workflow_execution_failed_event_attributes.failure)

@@ -12,7 +12,15 @@ from .errors import ConfigError
 from .policy import Policy
 from .tools import Tool, ToolSpec
 
-__all__ = ["Agent", "AgentSpec", "Limits", "ModelRef", "ToolMode", "parse_model"]
+__all__ = [
+    "Agent",
+    "AgentSpec",
+    "IncompleteAnswerAction",
+    "Limits",
+    "ModelRef",
+    "ToolMode",
+    "parse_model",
+]
 
 ToolMode = Literal["native", "json_schema"]
 """How tool calls reach the model: the provider's ``tools=`` API (``native``), or a
@@ -21,6 +29,10 @@ local models whose chat template has no tool support."""
 
 _AGENT_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$")
 PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+IncompleteAnswerAction = Literal["warn", "fail"]
+"""What a final answer that may not be whole does to the run (``Limits.on_incomplete_answer``)."""
 
 
 class Limits(BaseModel):
@@ -37,6 +49,11 @@ class Limits(BaseModel):
     """Budget: the run ends with ``BudgetExceeded`` once its priced calls cost this much."""
     max_wall_seconds: float | None = Field(None, gt=0)
     """Budget: no new model call starts after the run has lasted this long."""
+    on_incomplete_answer: IncompleteAnswerAction = "warn"
+    """A final answer cut off by the model's output token limit (``finish_reason``
+    ``length``) or empty: ``warn`` completes the run with the answer and a warning
+    (``RunResult.warnings``, the trace, the ``run_finished`` event); ``fail`` ends the
+    run with ``IncompleteAnswer``, its transcript kept."""
     on_budget: Literal["fail", "ask"] = "fail"
     """What happens when a budget (turns, tokens, cost, wall time) is spent.
 

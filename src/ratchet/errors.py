@@ -22,6 +22,8 @@ Every error a user can meet is one of these. The tree::
           ├── BudgetExceeded        (subclass) a budget was spent: turns (``Limits.max_turns``),
           │                         tokens, cost or wall time
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
+          ├── IncompleteAnswer      the final answer was cut off by the output token limit
+          │                         or empty (with ``Limits(on_incomplete_answer="fail")``)
           ├── ToolFailed            a tool declared ``fatal=True`` raised
           ├── PayloadTooLarge       a payload would exceed Temporal's 2 MB and cannot be stored
           ├── ToolTimeout           the agent snapshot or a compaction did not finish in time
@@ -176,6 +178,7 @@ RunErrorType = Literal[
     ModelErrorType,
     "BudgetExceeded",
     "RepairLimitExceeded",
+    "IncompleteAnswer",
     "ToolFailed",
     "ToolTimeout",
     "PayloadTooLarge",

@@ -281,6 +281,8 @@ class RunFinished(_Event):
     turns: int | None = None
     usage: Usage | None = None
     cost_usd: float | None = None
+    warnings: list[str] = Field(default_factory=list)
+    """A completed run's answers that may not be whole (cut off, or empty)."""
 
 
 RunEvent = Annotated[

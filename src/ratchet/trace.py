@@ -114,6 +114,8 @@ class Trace(BaseModel):
     output: str | None = None
     error: str | None = None
     """How the run failed: ``failed: <ErrorType>: <message>``, ``cancelled``, ..."""
+    warnings: list[str] = Field(default_factory=list)
+    """Answers that completed the run but may not be whole (``RunResult.warnings``)."""
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     """Answers given by people (approve/deny updates) and deadlines that passed, in order."""
     totals: Totals
@@ -269,6 +271,7 @@ async def trace_of(
         steps=ordered,
         output=finished.output if finished else None,
         error=_run_error(finished),
+        warnings=finished.warnings if finished else [],
         approvals=approvals,
         totals=_totals(ordered, started_at, closed_at),
     )

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Carried,
         ChatMessage,
         ChatReply,
+        ModelResponse,
         PendingApproval,
         RunInput,
         RunResult,
@@ -245,6 +246,8 @@ class AgentWorkflow:
             self._transcript.answered(response)
             calls = response.message.tool_calls
             if not calls:
+                if problem := _incomplete(response, turn, spec):
+                    self._status.incomplete_answer(problem, spec.limits.on_incomplete_answer)
                 self._budgets.message_answered()
                 self._tools.message_answered()
                 return response.message.content or ""
@@ -290,3 +293,16 @@ class AgentWorkflow:
             calls=calls,
             results=results,
         )
+
+
+def _incomplete(response: ModelResponse, turn: int, spec: AgentSpec) -> str | None:
+    """Why a final answer may not be whole, or None."""
+    if response.finish_reason == "length":
+        cap = f"max_tokens={spec.max_tokens}" if spec.max_tokens else "the model's own limit"
+        return (
+            f"the answer of turn {turn} was cut off by the output token limit "
+            f"(finish_reason 'length', {cap}); raise the agent's max_tokens"
+        )
+    if not (response.message.content or "").strip():
+        return f"the model's answer in turn {turn} is empty"
+    return None

@@ -3,7 +3,7 @@ and the search attributes a namespace may index (state, turn, tokens, cost)."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from .._protocol import ApprovalRecord, Carried, PendingApproval, RunResult, RunStatus
     from .._search import COST, STATUS, TOKENS, TURNS
+    from ..agent import IncompleteAnswerAction
     from ..errors import RunErrorType
     from ..messages import Usage
 
@@ -104,7 +105,18 @@ class Status:
             usage=s.usage,
             tool_calls=s.tool_calls,
             cost_usd=s.cost_usd,
+            warnings=list(s.warnings),
         )
+
+    def incomplete_answer(self, problem: str, how: IncompleteAnswerAction) -> None:
+        """A final answer that may not be whole: a warning, or (``fail``) the run's end."""
+        match how:
+            case "warn":
+                self.current.warnings.append(problem)
+            case "fail":
+                self.fail("IncompleteAnswer", problem)
+            case _:
+                assert_never(how)
 
     def cancelled(self) -> None:
         self.current.state = "cancelled"
