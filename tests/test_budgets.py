@@ -135,10 +135,16 @@ async def test_ask_raise_a_budget_and_go_on(
         assert record.raise_to == 10_000
         result = await handle.result()
         status = await handle.status()
+        events = [e async for e in handle.events(follow=False)]
     model_server.verify()
     assert result.output == "done" and result.usage.total_tokens == 4400
     [audit] = status.approvals
     assert (audit.tool, audit.approver, audit.raise_to) == ("budget", "ana", 10_000)
+    # The history shows what waited, then who decided, then the raised budget.
+    kinds = [e.type for e in events if e.type.startswith(("approval", "budget"))]
+    assert kinds == ["approval_requested", "approval_answered", "budget_decision"]
+    asked = next(e for e in events if e.type == "approval_requested")
+    assert asked.approval == waiting  # type: ignore[union-attr]
 
 
 async def test_ask_deny_ends_the_run_with_the_typed_outcome(

@@ -27,6 +27,9 @@ PRE_PATCH = sorted((ROOT / "pre-patch").glob("*.json"))
 # Recorded before the `ratchet.linear-history` patch (whole transcripts in every model
 # call); they must keep replaying too.
 PRE_LINEAR = sorted((ROOT / "pre-linear").glob("*.json"))
+# Recorded before the `ratchet.budget-ask-memo` patch (a budget's request for a decision
+# was not in the history); they must keep replaying too.
+PRE_BUDGET_MEMO = sorted((ROOT / "pre-budget-memo").glob("*.json"))
 
 
 def scenario_of(path: Path) -> str:
@@ -52,6 +55,7 @@ def test_every_scenario_has_committed_histories() -> None:
     assert {scenario_of(p) for p in CURRENT} == {s.name for s in SCENARIOS}
     assert {p.stem for p in PRE_PATCH} == PRE_PATCH_SCENARIOS
     assert {p.stem for p in PRE_LINEAR} == PRE_LINEAR_SCENARIOS
+    assert {p.stem for p in PRE_BUDGET_MEMO} == {"budget_raised"}
 
 
 def test_the_workflows_package_runs_sandboxed() -> None:
@@ -78,7 +82,9 @@ def test_linear_histories_continue_as_new() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", CURRENT + PRE_PATCH + PRE_LINEAR, ids=lambda p: f"{p.parent.name}/{p.stem}"
+    "path",
+    CURRENT + PRE_PATCH + PRE_LINEAR + PRE_BUDGET_MEMO,
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
 )
 async def test_golden_history_replays(path: Path) -> None:
     failure = await replay(load(path))

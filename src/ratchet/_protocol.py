@@ -31,6 +31,9 @@ APPROVE_UPDATE = "ratchet.approve"
 SEND_UPDATE = "ratchet.send"
 END_CHAT_SIGNAL = "ratchet.end_chat"
 PENDING_QUERY = "ratchet.pending"
+ASKED_MEMO = "ratchet.asked"
+"""Memo field a run sets to a spent budget's ``PendingApproval`` when it asks a person
+(a tool call's request is read back from the history; a budget's could not be)."""
 
 RunState = Literal[
     "starting",

@@ -24,6 +24,7 @@ from ._failures import failure_text, readable
 from ._prompts import Prompts
 from ._protocol import (
     APPROVE_UPDATE,
+    ASKED_MEMO,
     COMPACT_ACTIVITY,
     MODEL_ACTIVITY,
     SNAPSHOT_ACTIVITY,
@@ -540,6 +541,15 @@ class HistoryReader:
 
     # --- people ------------------------------------------------------------------------
 
+    async def _properties_modified(self, execution: int, event: HistoryEvent) -> None:
+        memo = event.workflow_properties_modified_event_attributes.upserted_memo.fields
+        if ASKED_MEMO not in memo:
+            return
+        asked: PendingApproval = await self._decode([memo[ASKED_MEMO]], PendingApproval)
+        if asked.call_id not in self._s.requested:
+            self._s.requested[asked.call_id] = asked
+            self._emit(ev.ApprovalRequested, approval=asked)
+
     async def _update_accepted(self, execution: int, event: HistoryEvent) -> None:
         acc = event.workflow_execution_update_accepted_event_attributes
         if acc.accepted_request.input.name == APPROVE_UPDATE:
@@ -612,6 +622,7 @@ _HANDLERS: dict[Any, _Handler] = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: HistoryReader._activity_ended,
     EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: HistoryReader._activity_ended,
     EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: HistoryReader._activity_ended,
+    EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: HistoryReader._properties_modified,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: HistoryReader._update_accepted,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED: HistoryReader._update_completed,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: HistoryReader._closed,

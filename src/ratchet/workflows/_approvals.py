@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from .._protocol import (
+        ASKED_MEMO,
         AgentSpec,
         ApprovalAnswer,
         ApprovalRecord,
@@ -22,6 +23,10 @@ with workflow.unsafe.imports_passed_through():
 from ._status import Status
 
 __all__ = ["Approvals", "BudgetUse"]
+
+BUDGET_ASK_PATCH = "ratchet.budget-ask-memo"
+"""Runs since this patch record a budget's request for a decision in their memo; only
+runs that ask carry the marker."""
 
 BudgetUse = Callable[[str, float], float]
 """What a budget has used now, given its name and what it had used when it asked."""
@@ -126,6 +131,10 @@ class Approvals:
                 deadline=now + timeout,
                 kind=kind,
             )
+            if kind == "budget" and workflow.patched(BUDGET_ASK_PATCH):
+                # The history shows what waits: readers cannot derive a budget's request
+                # from the snapshot, as they do a tool call's.
+                workflow.upsert_memo({ASKED_MEMO: self._pending[approval_id]})
         self.sync()
         try:
             # A durable timer: the wait costs no worker memory and survives restarts. A
