@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from . import events as ev
 from ._history import read_run
 from ._protocol import ApprovalRecord
+from ._reader import turn_of
 from .errors import RunNotFound
 from .messages import Message, ToolCall
 from .policy import PolicyDecision
@@ -237,7 +238,7 @@ async def trace_of(
     for call_id, request in waiting.items():
         a = request.approval
         steps[call_id] = ToolStep(
-            turn=_turn(a.call_id),
+            turn=turn_of(a.call_id),
             # Still waiting for a person, or cut off by the run's end.
             status="cancelled" if closed else "waiting",
             scheduled_at=request.at,
@@ -302,14 +303,9 @@ def _close(step: _Step, e: ev.ModelCallFinished | ev.ToolCallFinished) -> None:
     step.error = _typed(e.error_type, e.error)
 
 
-def _turn(approval_id: str) -> int:
-    head = approval_id.split("-", 1)[0]
-    return int(head[4:]) if head.startswith("turn") and head[4:].isdigit() else 0
-
-
 def _call_of(models: list[ModelStep], approval_id: str) -> ToolCall | None:
     """The tool call an approval id (``turn{N}-tool{I}``) names."""
-    turn = _turn(approval_id)
+    turn = turn_of(approval_id)
     index = approval_id.rsplit("tool", 1)[-1]
     for m in models:
         if m.turn == turn and index.isdigit() and int(index) < len(m.tool_calls):
