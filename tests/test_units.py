@@ -10,7 +10,6 @@ import openai
 import pydantic
 import pytest
 
-import ratchet
 import ratchet.workflows
 from ratchet import Agent, ConfigError, ToolContext, tool
 from ratchet._schema import check_arguments
@@ -24,54 +23,7 @@ from ratchet.errors import (
 )
 from ratchet.messages import Message, ToolCall
 from ratchet.models import classify_openai_error, envelope_schema, parse_envelope
-from ratchet.models._openai import json_mode_messages
-
-
-def test_public_api_is_pinned() -> None:
-    assert sorted(ratchet.__all__) == sorted(
-        [
-            "Agent",
-            "RUN_STATES",
-            "ApprovalError",
-            "BudgetExceeded",
-            "Policy",
-            "Rule",
-            "allow",
-            "arg",
-            "deny",
-            "require_approval",
-            "AgentClient",
-            "AgentWorkflow",
-            "ConfigError",
-            "ConnectionFailed",
-            "Limits",
-            "LimiterStatus",
-            "RateLimit",
-            "create_model_worker",
-            "model_queue",
-            "Message",
-            "OpenAICompatible",
-            "Price",
-            "RatchetError",
-            "RetryableToolError",
-            "RunFailed",
-            "RunCancelled",
-            "RunHandle",
-            "RunInfo",
-            "RunNotFound",
-            "RunResult",
-            "RunStatus",
-            "Tool",
-            "ToolCall",
-            "ToolContext",
-            "TranscriptEntryMissing",
-            "Usage",
-            "connect",
-            "create_worker",
-            "register_search_attributes",
-            "tool",
-        ]
-    )
+from ratchet.models._json_mode import json_mode_messages
 
 
 @tool

@@ -5,7 +5,7 @@ The public API is what ``__all__`` lists; everything else is private.
 
 from ._connect import connect
 from ._limiter_protocol import LimiterStatus, RateLimit
-from ._protocol import RunResult, RunStatus
+from ._protocol import ApprovalRecord, ChatReply, PendingApproval, RunResult, RunStatus
 from ._search import register_search_attributes
 from .agent import Agent, Limits
 from .client import RUN_STATES, AgentClient, RunHandle, RunInfo
@@ -35,13 +35,16 @@ __all__ = [
     "AgentClient",
     "AgentWorkflow",
     "ApprovalError",
+    "ApprovalRecord",
     "BudgetExceeded",
+    "ChatReply",
     "ConfigError",
     "ConnectionFailed",
     "LimiterStatus",
     "Limits",
     "Message",
     "OpenAICompatible",
+    "PendingApproval",
     "Policy",
     "Price",
     "RatchetError",

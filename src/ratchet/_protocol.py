@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .agent import AgentSpec, ToolMode
+from .agent import AgentSpec, ContextStrategy, ToolMode
 from .messages import Message, ToolCall, Usage
+from .models import WireFormat
 from .policy import PolicyDecision
 from .tools import ToolSpec
 
@@ -73,6 +74,7 @@ class PendingApproval(BaseModel):
     rule: str
     """The policy rule that asked for approval."""
     reason: str = ""
+    """The rule's reason, shown to the approver."""
     requested_at: datetime
     deadline: datetime
     """Denied automatically when nobody answers by then."""
@@ -96,12 +98,18 @@ class ApprovalRecord(BaseModel):
     """How an approval ended (kept for the audit trail)."""
 
     call_id: str
+    """The approval's id (``PendingApproval.call_id``)."""
     tool: str
+    """The tool's name; ``budget`` for a spent budget."""
     approved: bool
     approver: str
+    """Who answered (``ratchet`` when nobody did before the deadline)."""
     reason: str = ""
+    """The reason the approver gave."""
     at: datetime
+    """When the approval ended."""
     timed_out: bool = False
+    """Nobody answered before the deadline: the call was denied."""
     rule: str = ""
     """The policy rule that asked for the approval."""
     raise_to: float | None = None
@@ -274,6 +282,11 @@ class ModelResponse(BaseModel):
     """Cost of this call from the worker's price table; None if the model has no price."""
     transcript_ref: str | None = None
     """With linear history: the chain head after the prompt and this response."""
+    wire: WireFormat | None = None
+    """How the provider rendered the request (None: it did not say, or the call was
+    recorded before ratchet kept it): with the prompt, the tools and the request's
+    sampling parameters, :func:`ratchet.models.render_wire_request` rebuilds the body
+    that was sent."""
 
 
 class ToolRequest(BaseModel):
@@ -304,9 +317,6 @@ class ToolResult(BaseModel):
     """The tool's own validation rejected the arguments (counts as a repair turn)."""
     message_ref: str | None = None
     """The hash under which the tool message was stored (``ToolRequest.store``)."""
-
-
-ContextStrategy = Literal["drop_oldest", "summarize"]
 
 
 class CompactRequest(BaseModel):

@@ -37,7 +37,8 @@ from ._limiter_protocol import (
     TicketState,
     limiter_id,
 )
-from ._protocol import ModelRequest, ModelResponse
+from ._protocol import ModelRequest
+from .models import ProviderResponse
 
 __all__ = ["estimate_tokens", "limited_call"]
 
@@ -149,8 +150,8 @@ async def limited_call(
     provider: str,
     limit: RateLimit,
     request: ModelRequest,
-    call: Callable[[], Awaitable[ModelResponse]],
-) -> ModelResponse:
+    call: Callable[[], Awaitable[ProviderResponse]],
+) -> ProviderResponse:
     """Run ``call`` within ``provider``'s limits, shared by every worker through its limiter.
 
     Reserves the estimated tokens first (waiting in the FIFO queue if need be),

@@ -42,6 +42,8 @@ from ._protocol import (
 from ._schema import parse_call
 from .agent import AgentSpec
 from .messages import Message, ToolCall, opening_messages
+from .models import render_wire_request
+from .tools import ToolSpec
 from .transcripts import TranscriptStore
 
 __all__ = ["HistoryReader", "turn_of"]
@@ -56,6 +58,7 @@ class _Scheduled:
     at: datetime
     request: Any = None
     prompt: list[Message] = field(default_factory=list)
+    tools: list[ToolSpec] = field(default_factory=list)
     attempt: int = 1
     last_failure: str | None = None
     attempt_started: datetime | None = None
@@ -231,7 +234,7 @@ class HistoryReader:
             req: ModelRequest = await self._decode(a.input.payloads, ModelRequest)
             step = _Scheduled(name, a.activity_id, self._at, req)
             self._s.scheduled[key] = step
-            step.prompt = await self._model_started(req, a.activity_id)
+            step.prompt, step.tools = await self._model_started(req, a.activity_id)
         elif name == TOOL_ACTIVITY:
             treq: ToolRequest = await self._decode(a.input.payloads, ToolRequest)
             self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at, treq)
@@ -249,7 +252,9 @@ class HistoryReader:
         elif name in (COMPACT_ACTIVITY, SNAPSHOT_ACTIVITY):
             self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at)
 
-    async def _model_started(self, req: ModelRequest, activity_id: str) -> list[Message]:
+    async def _model_started(
+        self, req: ModelRequest, activity_id: str
+    ) -> tuple[list[Message], list[ToolSpec]]:
         s = self._s
         if req.linear:
             prompt = await self._prompts.of(req)
@@ -282,7 +287,7 @@ class HistoryReader:
             max_tokens=req.max_tokens,
             transcript_ref=req.transcript_ref,
         )
-        return prompt
+        return prompt, list(tools)
 
     def _message(self, index: int, message: Message) -> None:
         s = self._s
@@ -412,7 +417,8 @@ class HistoryReader:
             attempts=step.attempt,
             duration_seconds=took,
             last_attempt_seconds=step.last_attempt_seconds(self._at),
-            wire=getattr(resp, "wire", None),
+            wire=resp.wire,
+            request_body=_body(step, resp),
         )
         for call in resp.message.tool_calls or []:
             s.calls[call.id] = (req.turn, call)
@@ -591,6 +597,23 @@ class HistoryReader:
         except Exception:  # details of an unknown shape: the message says enough
             return None
         return details if isinstance(details, dict) else None
+
+
+def _body(step: _Scheduled, resp: ModelResponse) -> dict[str, Any] | None:
+    """The exact body the provider sent, when it said how it rendered it."""
+    if resp.wire is None:
+        return None
+    req: ModelRequest = step.request
+    try:
+        return render_wire_request(
+            step.prompt,
+            step.tools,
+            temperature=req.temperature,
+            max_tokens=req.max_tokens,
+            wire=resp.wire,
+        )
+    except ValueError:  # rendered by a newer ratchet: the prompt is still shown
+        return None
 
 
 def turn_of(activity_id: str) -> int:

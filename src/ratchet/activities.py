@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import pydantic
 from temporalio import activity
@@ -36,7 +36,7 @@ from ._ratelimit import limited_call
 from .agent import Agent, parse_model
 from .errors import ConfigError, RetryableToolError, TranscriptEntryMissing
 from .messages import Message, Usage, message_hash, opening_messages
-from .models import Provider
+from .models import Provider, ProviderRequest, ProviderResponse
 from .pricing import DEFAULT_PRICES, Price, cost_of
 from .telemetry import instrument_model_call, instrument_tool_call
 from .tools import ToolContext, ToolSpec
@@ -168,27 +168,30 @@ class AgentActivities:
         try:
             if request.linear:
                 _check_window(request.messages, request.context_window_tokens)
-            response = await self._send(request, provider, model_name, key)
+            reply = await self._send(request, provider, model_name, key)
         except ApplicationError as e:
             if request.linear and e.type == "ContextTooLong":
                 # The compaction that follows starts from this prompt's head: store it.
                 await save_messages(self.store, request.transcript_ref, new)
             raise
+        head: str | None = None
         if request.linear:
             # The new messages and the answer in one write (after the answer: a failed
             # attempt's retry sends the same new messages again).
-            head = await save_messages(self.store, request.transcript_ref, [*new, response.message])
-            response = response.model_copy(update={"transcript_ref": head})
+            head = await save_messages(self.store, request.transcript_ref, [*new, reply.message])
         # Every request the provider saw counts (it may bill failed ones), and so do the
         # tokens of earlier attempts that got an answer. The cost is fixed here and
         # recorded with the call.
         usage = attempts.usage()
-        response = response.model_copy(
-            update={
-                "usage": usage,
-                "attempt": activity.info().attempt,
-                "cost_usd": cost_of(request.model, usage, self.prices),
-            }
+        response = ModelResponse(
+            message=reply.message,
+            usage=usage,
+            model=reply.model,
+            finish_reason=reply.finish_reason,
+            attempt=activity.info().attempt,
+            cost_usd=cost_of(request.model, usage, self.prices),
+            transcript_ref=head,
+            wire=reply.wire,
         )
         size = len(response.model_dump_json())
         if size > _MAX_RESPONSE_BYTES:
@@ -203,16 +206,17 @@ class AgentActivities:
 
     async def _send(
         self, request: ModelRequest, provider: Provider, model_name: str, key: str
-    ) -> ModelResponse:
+    ) -> ProviderResponse:
         """Send one request to the provider, heartbeating; counted in the call's attempts.
 
         With shared limits for the provider it first waits for capacity, then settles
         the usage; the reservation is estimated from the request's full prompt.
         """
+        asked = _provider_request(request, model_name)
 
-        def send() -> Coroutine[Any, Any, ModelResponse]:
+        def send() -> Coroutine[Any, Any, ProviderResponse]:
             request_sent()
-            return provider.complete(request, model_name)
+            return provider.complete(asked)
 
         limit = self.rate_limits.get(key)
         work = send() if limit is None else limited_call(key, limit, request, send)
@@ -298,26 +302,13 @@ class AgentActivities:
         summary: Message | None = None
         usage = Usage()
         cost: float | None = None
-        if request.strategy == "summarize":
-            provider, model_name, key = self._provider_ref(request.model)
-            ask = ModelRequest(
-                agent=request.agent,
-                model=request.model,
-                turn=request.turn,
-                messages=[
-                    Message.system(_SUMMARY_INSTRUCTIONS),
-                    Message.user("\n\n".join(_render_for_summary(m) for m in old)),
-                ],
-                timeout_seconds=request.timeout_seconds,
-                heartbeat_seconds=request.heartbeat_seconds,
-            )
-            with counted_attempts() as summarizing:
-                reply = await self._send(ask, provider, model_name, key)
-            usage = summarizing.usage()
-            cost = cost_of(request.model, usage, self.prices)
-            summary = Message.system(
-                f"Summary of {len(old)} earlier messages: {reply.message.content or ''}"
-            )
+        match request.strategy:
+            case "drop_oldest":
+                pass
+            case "summarize":
+                summary, usage, cost = await self._summarize(request, old)
+            case _:
+                assert_never(request.strategy)
         kept = _merge(prompt, keep, summary)
         head = await save_messages(self.store, None, kept)
         assert head is not None
@@ -329,6 +320,44 @@ class AgentActivities:
             usage=usage,
             cost_usd=cost,
         )
+
+    async def _summarize(
+        self, request: CompactRequest, old: list[Message]
+    ) -> tuple[Message, Usage, float | None]:
+        """Have the model summarize ``old``: the summary message, its usage and cost."""
+        provider, model_name, key = self._provider_ref(request.model)
+        ask = ModelRequest(
+            agent=request.agent,
+            model=request.model,
+            turn=request.turn,
+            messages=[
+                Message.system(_SUMMARY_INSTRUCTIONS),
+                Message.user("\n\n".join(_render_for_summary(m) for m in old)),
+            ],
+            timeout_seconds=request.timeout_seconds,
+            heartbeat_seconds=request.heartbeat_seconds,
+        )
+        with counted_attempts() as summarizing:
+            reply = await self._send(ask, provider, model_name, key)
+        usage = summarizing.usage()
+        summary = Message.system(
+            f"Summary of {len(old)} earlier messages: {reply.message.content or ''}"
+        )
+        return summary, usage, cost_of(request.model, usage, self.prices)
+
+
+def _provider_request(request: ModelRequest, model_name: str) -> ProviderRequest:
+    """The public provider contract's view of the activity's input (the full prompt)."""
+    return ProviderRequest(
+        model=model_name,
+        messages=request.messages,
+        tools=request.tools,
+        tool_mode=request.tool_mode,
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
+        timeout_seconds=request.timeout_seconds,
+        turn=request.turn,
+    )
 
 
 @contextlib.contextmanager

@@ -15,6 +15,8 @@ from .tools import Tool, ToolSpec
 __all__ = [
     "Agent",
     "AgentSpec",
+    "BudgetAction",
+    "ContextStrategy",
     "IncompleteAnswerAction",
     "Limits",
     "ModelRef",
@@ -26,6 +28,13 @@ ToolMode = Literal["native", "json_schema"]
 """How tool calls reach the model: the provider's ``tools=`` API (``native``), or a
 JSON envelope enforced through ``response_format`` (``json_schema``), for small
 local models whose chat template has no tool support."""
+
+BudgetAction = Literal["fail", "ask"]
+"""What a run does when a budget is spent: end with ``BudgetExceeded``, or ask a person."""
+
+ContextStrategy = Literal["drop_oldest", "summarize"]
+"""How a prompt that does not fit the context window is shrunk: drop the oldest turns,
+or have the model summarize them."""
 
 _AGENT_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$")
 PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -54,7 +63,7 @@ class Limits(BaseModel):
     ``length``) or empty: ``warn`` completes the run with the answer and a warning
     (``RunResult.warnings``, the trace, the ``run_finished`` event); ``fail`` ends the
     run with ``IncompleteAnswer``, its transcript kept."""
-    on_budget: Literal["fail", "ask"] = "fail"
+    on_budget: BudgetAction = "fail"
     """What happens when a budget (turns, tokens, cost, wall time) is spent.
 
     ``fail``: the run ends with ``BudgetExceeded``, its transcript kept. ``ask``: the
@@ -103,7 +112,7 @@ class Limits(BaseModel):
     """The model's context window. A prompt estimated (4 characters a token) above it is
     shrunk with ``context_strategy`` before it is sent; a provider's "context too long"
     answer is handled the same way, with or without this."""
-    context_strategy: Literal["drop_oldest", "summarize"] = "drop_oldest"
+    context_strategy: ContextStrategy = "drop_oldest"
     """How to shrink a prompt that does not fit: drop the oldest turns, or have the model
     summarize them (a model call of its own). The system prompt, pinned messages (the
     run's prompt is pinned) and the latest turn are always kept, and a tool call is never

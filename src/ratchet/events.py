@@ -35,6 +35,7 @@ from temporalio.converter import DataConverter
 from ._protocol import ApprovalRecord, PendingApproval
 from .agent import AgentSpec
 from .messages import Message, Usage
+from .models import WireFormat
 from .policy import Decision, PolicyDecision
 from .tools import ToolSpec
 from .transcripts import TranscriptStore
@@ -162,8 +163,12 @@ class ModelCallFinished(_Event):
     """The final attempt alone."""
     error_type: str | None = None
     error: str | None = None
-    wire: dict[str, Any] | None = None
+    wire: WireFormat | None = None
     """How the provider rendered the request, when it says (see ``ratchet.models``)."""
+    request_body: dict[str, Any] | None = None
+    """The exact JSON body sent to the provider (messages after any tool-mode
+    transformation, tools offered, ``response_format``, parameters), rebuilt from the
+    prompt and ``wire``; None when the provider did not say how it rendered it."""
 
 
 class ToolCallRejected(_Event):

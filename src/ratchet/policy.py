@@ -22,7 +22,7 @@ evaluated (the argument is missing, or not comparable) applies.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict
 
@@ -79,6 +79,8 @@ class Condition(BaseModel):
                     return re.search(self.value, v) is not None if isinstance(v, str) else None
                 case "not_matches":
                     return re.search(self.value, v) is None if isinstance(v, str) else None
+                case _:
+                    assert_never(self.op)
         except TypeError:
             return None
 

@@ -61,6 +61,9 @@ class ModelStep(_Step):
     """Exactly what was sent, the system instructions included."""
     tools: list[str] = Field(default_factory=list)
     """The names of the tools offered."""
+    request_body: dict[str, Any] | None = None
+    """The exact JSON body sent to the provider, after any tool-mode transformation
+    (see ``ratchet.events.ModelCallFinished.request_body``)."""
     response: Message | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     input_tokens: int = 0
@@ -187,6 +190,7 @@ async def trace_of(
                 m.output_tokens = e.usage.output_tokens
                 m.cost_usd = e.cost_usd
                 m.finish_reason = e.finish_reason
+                m.request_body = e.request_body
             case ev.ToolCallStarted():
                 request = waiting.pop(e.call_id, None)
                 steps[e.call_id] = ToolStep(

@@ -7,25 +7,24 @@ one, so attempts are visible in the event history and bounded in one place.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, assert_never
 
 import openai
 from temporalio.exceptions import ApplicationError
 
-from .._protocol import ModelRequest, ModelResponse
 from ..agent import ToolMode
 from ..messages import Message, ToolCall, Usage
-from ..tools import ToolSpec
 from ._errors import classify_openai_error, model_error
+from ._json_mode import parse_envelope
+from ._provider import Provider, ProviderRequest, ProviderResponse
+from ._wire import WireFormat, render_wire_request
 
 __all__ = ["OpenAICompatible"]
 
 
-class OpenAICompatible:
+class OpenAICompatible(Provider):
     """An OpenAI-compatible chat-completions endpoint.
 
     Args:
@@ -91,52 +90,38 @@ class OpenAICompatible:
             )
         return self._clients[key]
 
-    async def complete(self, request: ModelRequest, model_name: str) -> ModelResponse:
+    def _wire_format(self, request: ProviderRequest) -> WireFormat:
+        """How :meth:`complete` renders ``request``: the model name sent and the tool mode."""
+        model = self._model_name or request.model
         mode = request.tool_mode or self.tool_mode
-        kwargs: dict[str, Any] = {
-            "model": self._model_name or model_name,
-            "timeout": request.timeout_seconds,
-        }
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            kwargs["max_tokens"] = request.max_tokens
-        if mode == "json_schema" and request.tools:
-            last = request.messages[-1] if request.messages else None
-            answer_only = (
-                self.answer_after_tool
-                and last is not None
-                and last.role == "tool"
-                and not last.is_error
-            )
-            kwargs["messages"] = json_mode_messages(
-                request.messages, request.tools, answer_only=answer_only
-            )
-            if not answer_only:
-                kwargs["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {
-                        "name": "next_step",
-                        "schema": envelope_schema(request.tools),
-                        "strict": True,
-                    },
-                }
-        else:
-            kwargs["messages"] = [m.to_openai() for m in request.messages]
-            if request.tools:
-                kwargs["tools"] = [
-                    {
-                        "type": "function",
-                        "function": {
-                            "name": t.name,
-                            "description": t.description,
-                            "parameters": t.parameters,
-                        },
-                    }
-                    for t in request.tools
-                ]
+        match mode:
+            case "native":
+                return WireFormat(model=model, tool_mode="native")
+            case "json_schema":
+                if not request.tools:
+                    # Nothing to describe: a plain request.
+                    return WireFormat(model=model, tool_mode="native")
+                return WireFormat(
+                    model=model,
+                    tool_mode="json_schema",
+                    answer_only=self.answer_after_tool and _follows_tool_result(request.messages),
+                )
+            case _:
+                assert_never(mode)
+
+    async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        wire = self._wire_format(request)
+        body = render_wire_request(
+            request.messages,
+            request.tools,
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+            wire=wire,
+        )
         try:
-            completion = await self._client().chat.completions.create(**kwargs)
+            completion = await self._client().chat.completions.create(
+                **body, timeout=request.timeout_seconds
+            )
         except ApplicationError:
             raise
         except Exception as e:
@@ -144,11 +129,16 @@ class OpenAICompatible:
             # SDK's exception chain with its stack traces outgrows what the server keeps
             # of a retried attempt's failure ("Failure exceeds size limit.").
             raise classify_openai_error(e) from None
-        plain = not request.tools or "response_format" not in kwargs
-        return _to_response(completion, "native" if plain else mode, request.turn)
+        return _to_response(completion, wire, request.turn)
 
 
-def _to_response(completion: Any, mode: ToolMode, turn: int) -> ModelResponse:
+def _follows_tool_result(messages: list[Message]) -> bool:
+    """The prompt ends with a tool's result (not an error)."""
+    last = messages[-1] if messages else None
+    return last is not None and last.role == "tool" and not last.is_error
+
+
+def _to_response(completion: Any, wire: WireFormat, turn: int) -> ProviderResponse:
     if not completion.choices:
         raise model_error("ModelServerError", "the provider returned no choices")
     choice = completion.choices[0]
@@ -160,7 +150,7 @@ def _to_response(completion: Any, mode: ToolMode, turn: int) -> ModelResponse:
         output_tokens=getattr(completion.usage, "completion_tokens", 0) or 0,
         requests=1,
     )
-    if mode == "json_schema":
+    if wire.tool_mode == "json_schema" and not wire.answer_only:
         message = parse_envelope(msg.content or "", turn)
     else:
         calls = [
@@ -169,158 +159,10 @@ def _to_response(completion: Any, mode: ToolMode, turn: int) -> ModelResponse:
             if getattr(c, "function", None) is not None
         ]
         message = Message.assistant(msg.content, calls)
-    return ModelResponse(
+    return ProviderResponse(
         message=message,
         usage=usage,
         model=completion.model or "",
         finish_reason=choice.finish_reason,
+        wire=wire,
     )
-
-
-# --- json_schema tool mode -------------------------------------------------------------
-
-
-def envelope_schema(tools: list[ToolSpec]) -> dict[str, Any]:
-    """The JSON schema the model's whole reply must match: one tool call, or an answer."""
-    options: list[dict[str, Any]] = [
-        {
-            "type": "object",
-            "properties": {"tool": {"const": t.name}, "arguments": _without_titles(t.parameters)},
-            "required": ["tool", "arguments"],
-            "additionalProperties": False,
-        }
-        for t in tools
-    ]
-    options.append(
-        {
-            "type": "object",
-            "properties": {"answer": {"type": "string"}},
-            "required": ["answer"],
-            "additionalProperties": False,
-        }
-    )
-    return {"anyOf": options}
-
-
-def json_mode_messages(
-    messages: list[Message], tools: list[ToolSpec], *, answer_only: bool = False
-) -> list[dict[str, Any]]:
-    """Render the transcript for a model without native tools: calls and results become text.
-
-    With ``answer_only`` the tool results are attached to the user's message and the
-    model answers in plain text: a small model mimics the JSON calls it sees in the
-    transcript, and constrained JSON answers from it degenerate into repetition.
-    """
-    if answer_only:
-        calls = {c.id: c for m in messages for c in (m.tool_calls or [])}
-        out_plain: list[dict[str, Any]] = []
-        for m in messages:
-            if m.role in ("system", "user"):
-                out_plain.append({"role": m.role, "content": m.content or ""})
-            elif m.role == "tool" and out_plain and out_plain[-1]["role"] == "user":
-                # Small models stay closest to the facts when they sit right beside the
-                # question, as "key: value" text rather than JSON.
-                call = _call_text(calls.get(m.tool_call_id or ""), m.name)
-                out_plain[-1]["content"] += f"\n\n({call} returned: {_plain(m.content or '')})"
-        return out_plain
-    catalogue = "\n".join(f"- {_signature(t)}: {t.description}" for t in tools)
-    guide = (
-        "\n\nTools:\n"
-        f"{catalogue}\n"
-        'Reply with JSON only. To call a tool: {"tool": "<name>", "arguments": {...}}. '
-        'To reply to the customer: {"answer": "<text>"}.'
-    )
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if m.role == "system":
-            out.append({"role": "system", "content": (m.content or "") + guide})
-        elif m.role == "assistant" and m.tool_calls:
-            text = "\n".join(
-                json.dumps({"tool": c.name, "arguments": _loads_or_raw(c.arguments)})
-                for c in m.tool_calls
-            )
-            out.append({"role": "assistant", "content": text})
-        elif m.role == "assistant":
-            out.append({"role": "assistant", "content": json.dumps({"answer": m.content or ""})})
-        elif m.role == "tool":
-            out.append({"role": "user", "content": f"Result of {m.name}: {m.content}"})
-        else:
-            out.append({"role": m.role, "content": m.content or ""})
-    return out
-
-
-def _plain(text: str) -> str:
-    value = _loads_or_raw(text)
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {v}" for k, v in value.items())
-    return text
-
-
-def _call_text(call: ToolCall | None, name: str | None) -> str:
-    if call is None:
-        return name or "a tool"
-    args = _loads_or_raw(call.arguments)
-    if isinstance(args, dict):
-        return f"{call.name}({', '.join(f'{k}={json.dumps(v)}' for k, v in args.items())})"
-    return f"{call.name}({args})"
-
-
-_TOOL_NAME_RE = re.compile(r'"tool"\s*:\s*"([^"]+)"')
-# A JSON answer cut off by max_tokens: keep the text that did arrive.
-_ANSWER_RE = re.compile(r'^\s*\{\s*"answer"\s*:\s*"(.*?)(?:"\s*\}?\s*)?$', re.S)
-
-
-def parse_envelope(content: str, turn: int) -> Message:
-    """Turn a json_schema-mode reply back into a chat message (a tool call or an answer)."""
-    try:
-        obj = json.loads(content)
-    except (ValueError, RecursionError):
-        # Malformed JSON that names a tool (e.g. cut off by max_tokens) becomes a call with
-        # broken arguments, so the workflow reports it to the model for repair.
-        m = _TOOL_NAME_RE.search(content)
-        if m:
-            return Message.assistant(
-                None, [ToolCall(id=f"call_t{turn}_0", name=m.group(1), arguments=content)]
-            )
-        m = _ANSWER_RE.match(content)
-        return Message.assistant(m.group(1) if m else content)
-    if isinstance(obj, dict) and isinstance(obj.get("tool"), str):
-        args = obj.get("arguments", {})
-        arguments = args if isinstance(args, str) else json.dumps(args)
-        return Message.assistant(
-            None, [ToolCall(id=f"call_t{turn}_0", name=obj["tool"], arguments=arguments)]
-        )
-    if isinstance(obj, dict) and "answer" in obj:
-        return Message.assistant(str(obj["answer"]))
-    return Message.assistant(content)
-
-
-def _signature(t: ToolSpec) -> str:
-    """``name(arg: type, ...)``: compact enough for a small model's context."""
-    props: dict[str, Any] = t.parameters.get("properties", {})
-    args = ", ".join(f"{name}: {p.get('type', 'any')}" for name, p in props.items())
-    return f"{t.name}({args})"
-
-
-def _loads_or_raw(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return text
-
-
-def _without_titles(schema: Any) -> Any:
-    """Drop pydantic's ``title`` annotations (noise for a small model), not properties so named."""
-    if isinstance(schema, dict):
-        return {
-            k: (
-                {name: _without_titles(p) for name, p in v.items()}
-                if k in ("properties", "$defs") and isinstance(v, dict)
-                else _without_titles(v)
-            )
-            for k, v in schema.items()
-            if k != "title"
-        }
-    if isinstance(schema, list):
-        return [_without_titles(v) for v in schema]
-    return schema
