@@ -4,12 +4,15 @@ Workers announce their agents in their Temporal worker identity
 (``"4242@host ratchet agents=support,billing"``); the server reports the identity
 of every recent poller of a task queue (``DescribeTaskQueue``), so a client
 learns in one RPC whether any worker hosts an agent, without starting a run that
-could only fail.
+could only fail. The server lists a poller for a few minutes after its last poll,
+so a worker that just stopped still counts: the check never refuses a run that a
+live worker could take, it only catches names and queues nobody serves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -20,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from .errors import ConfigError
 
 __all__ = [
+    "QueueHosting",
     "announce_agents",
     "announced_agents",
     "check_hosted",
@@ -48,13 +52,20 @@ def announced_agents(identity: str) -> frozenset[str] | None:
     return frozenset(n for n in names.split(",") if n)
 
 
-async def hosted_agents(client: Client, task_queue: str) -> tuple[frozenset[str], bool, int]:
-    """What the recent workflow pollers of ``task_queue`` host.
+@dataclass(frozen=True)
+class QueueHosting:
+    """What the recent workflow pollers of a task queue host."""
 
-    Returns:
-        (the announced agents, whether some poller did not say what it hosts, how many
-        pollers there are).
-    """
+    agents: frozenset[str]
+    """The agents they announce."""
+    unannounced: bool
+    """Some poller does not say what it hosts (it may host any agent)."""
+    pollers: int
+    """How many pollers the server reports."""
+
+
+async def hosted_agents(client: Client, task_queue: str) -> QueueHosting:
+    """What the workers polling ``task_queue`` host, from one ``DescribeTaskQueue`` RPC."""
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace=client.namespace,
@@ -62,15 +73,15 @@ async def hosted_agents(client: Client, task_queue: str) -> tuple[frozenset[str]
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         )
     )
-    hosted: set[str] = set()
-    unknown = False
+    agents: set[str] = set()
+    unannounced = False
     for poller in response.pollers:
         names = announced_agents(poller.identity)
         if names is None:
-            unknown = True
+            unannounced = True
         else:
-            hosted |= names
-    return frozenset(hosted), unknown, len(response.pollers)
+            agents |= names
+    return QueueHosting(frozenset(agents), unannounced, len(response.pollers))
 
 
 async def hosting_problem(client: Client, task_queue: str, agent: str) -> str | None:
@@ -78,17 +89,17 @@ async def hosting_problem(client: Client, task_queue: str, agent: str) -> str | 
 
     None also when a poller does not announce its agents: it may host this one.
     """
-    hosted, unknown, pollers = await hosted_agents(client, task_queue)
+    hosting = await hosted_agents(client, task_queue)
     start = f"ratchet worker --app module:attribute --task-queue {task_queue}"
-    if pollers == 0:
+    if hosting.pollers == 0:
         return (
             f"no worker polls task queue {task_queue!r} (namespace {client.namespace!r}), so "
             f"no run of agent {agent!r} can start: start a worker that hosts it ({start}), "
             "or check the task queue and namespace"
         )
-    if agent in hosted or unknown:
+    if agent in hosting.agents or hosting.unannounced:
         return None
-    listed = ", ".join(sorted(hosted)) or "(none)"
+    listed = ", ".join(sorted(hosting.agents)) or "(none)"
     return (
         f"UnknownAgent: no worker on task queue {task_queue!r} hosts agent {agent!r}; "
         f"hosted agents: {listed}. Check the name and the task queue, or start a worker "
