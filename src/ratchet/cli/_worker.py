@@ -63,7 +63,6 @@ async def worker(
     transcript_store: TranscriptStoreUrl = None,
 ) -> None:
     """Run a worker that hosts the agents of an app until Ctrl-C."""
-
     from ..worker import WorkerSettings, run_worker
 
     settings = WorkerSettings.from_flags(
