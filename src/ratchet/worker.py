@@ -1,9 +1,10 @@
 """Building workers that host agents, and running a whole worker process.
 
 :func:`run_worker` is the one place a worker process is assembled from
-:class:`WorkerSettings`: ``ratchet worker``, serverless handlers and tests all go
-through it. :func:`create_worker` and :func:`create_model_worker` build the single
-Temporal workers it runs, for programs that assemble their own.
+:class:`WorkerSettings`: ``ratchet worker`` and serverless handlers go through it,
+and so do the tests of worker processes. :func:`create_worker` and
+:func:`create_model_worker` build the single Temporal workers it runs, for programs
+that assemble their own.
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ def _activities(
 
 
 def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
+    # Every ratchet worker logs expected, typed failures as one line (ratchet._worker_logging).
     install_expected_failure_filter()
     options: dict[str, Any] = {
         # Passes ratchet's own modules and the I/O libraries through the sandbox (loaded
