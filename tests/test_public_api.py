@@ -76,7 +76,11 @@ EXPECTED: dict[str, list[str] | None] = {
         "ToolMode",
         "parse_model",
     ],
-    "ratchet.cli": None,
+    "ratchet.cli": [
+        "app",
+        "follow_run",
+        "main",
+    ],
     "ratchet.client": [
         "AgentClient",
         "RUN_STATES",
@@ -270,6 +274,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "Totals",
         "Trace",
         "build_trace",
+        "render_trace",
         "trace_of",
     ],
     "ratchet.transcripts": [
@@ -284,10 +289,12 @@ EXPECTED: dict[str, list[str] | None] = {
         "store_from_url",
     ],
     "ratchet.worker": [
+        "WorkerSettings",
         "create_model_worker",
         "create_worker",
         "default_providers",
         "model_queue",
+        "run_worker",
         "workflow_runner",
     ],
     "ratchet.workflows": [

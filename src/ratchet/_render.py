@@ -7,7 +7,13 @@ import json
 from . import events as ev
 from .messages import Message
 
-__all__ = ["describe_event", "describe_message", "plural", "shorten"]
+__all__ = [
+    "describe_event",
+    "describe_message",
+    "plural",
+    "shorten",
+    "without_error_prefix",
+]
 
 
 def plural(n: int, word: str) -> str:
@@ -42,10 +48,10 @@ def describe_message(message: Message, turn: int) -> str | None:
     if message.role == "assistant":
         return f"model     turn {turn}: answer {shorten(message.content or '')}"
     marker = "error" if message.is_error else "result"
-    return f"tool      {message.name} {marker}: {shorten(_without_error_prefix(message.content))}"
+    return f"tool      {message.name} {marker}: {shorten(without_error_prefix(message.content))}"
 
 
-def _without_error_prefix(text: str | None) -> str:
+def without_error_prefix(text: str | None) -> str:
     # Tool errors reach the model as "error: ..."; the line already says "error".
     text = text or ""
     return text[len("error: ") :] if text.startswith("error: ") else text
@@ -65,14 +71,12 @@ def describe_event(event: ev.RunEvent, run_id: str) -> str | None:
             return f"model     turn {event.turn} {event.outcome}: {_error(event)}"
         case ev.ToolCallFinished() if event.outcome == "completed":
             marker = "error" if event.is_error else "result"
-            result = shorten(_without_error_prefix(event.result))
+            result = shorten(without_error_prefix(event.result))
             return f"tool      {event.tool} {marker}: {result}"
         case ev.ToolCallFinished():
             return f"tool      {event.tool} {event.outcome.replace('_', ' ')}: {_error(event)}"
         case ev.ToolCallRejected():
-            return (
-                f"tool      {event.tool} rejected: {shorten(_without_error_prefix(event.reason))}"
-            )
+            return f"tool      {event.tool} rejected: {shorten(without_error_prefix(event.reason))}"
         case ev.ApprovalRequested():
             a = event.approval
             what = _call_text(a.tool, json.dumps(a.arguments)) if a.kind == "tool" else a.reason

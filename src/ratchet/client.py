@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
 from ._history import read_run, run_input
+from ._hosting import check_hosted as _check_hosted
 from ._limiter_protocol import (
     LIMITER_CONFIGURE_UPDATE,
     LIMITER_STATUS_QUERY,
@@ -383,6 +384,7 @@ class AgentClient:
         chat: bool = False,
         tenant: str | None = None,
         attach: bool = False,
+        check_hosted: bool = False,
     ) -> RunHandle:
         """Start a run, or attach to the run that already has this ``id``.
 
@@ -398,9 +400,15 @@ class AgentClient:
         carry it as Temporal's fairness key (servers with task queue fairness
         enabled then share workers fairly between tenants).
 
+        With ``check_hosted=True`` the run starts only if a worker on the task queue
+        hosts ``agent`` (asked in one RPC; workers that do not say what they host
+        count as hosting it), or if a run with ``id`` exists to attach to.
+
         Raises:
-            ConfigError: the agent name, prompt or model string is invalid, or ``id``
-                names a run of another agent or prompt (and ``attach`` is False).
+            ConfigError: the agent name, prompt or model string is invalid; ``id``
+                names a run of another agent or prompt (and ``attach`` is False); or,
+                with ``check_hosted``, no worker hosts the agent (the message names the
+                task queue and the agents that are hosted).
         """
         check_agent_name(agent)
         if not prompt.strip():
@@ -411,6 +419,8 @@ class AgentClient:
             raise ConfigError(
                 f"bad tenant {tenant!r}: 1-64 letters, digits, '_', '-' or '.', e.g. acme"
             )
+        if check_hosted:
+            await _check_hosted(self.temporal, self.task_queue, agent, run_id=id)
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
         indexed = await self._has_search_attributes()
         try:

@@ -28,7 +28,7 @@ from .messages import Message, ToolCall
 from .policy import PolicyDecision
 from .transcripts import TranscriptStore
 
-__all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace", "trace_of"]
+__all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace", "render_trace", "trace_of"]
 
 StepStatus = Literal[
     "scheduled", "running", "waiting", "completed", "failed", "timed_out", "cancelled", "rejected"
@@ -375,3 +375,124 @@ def _label(step: ModelStep | ToolStep) -> str:
     if isinstance(step, ModelStep):
         return f"model {step.model} · turn {step.turn}"
     return f"tool {step.tool} · turn {step.turn}"
+
+
+# --- rendering: the timeline as `ratchet trace` prints it ------------------------------------
+
+
+def render_trace(t: Trace, *, full: bool = False) -> list[str]:
+    """The human-readable timeline of a :class:`Trace`, as ``ratchet trace`` prints it."""
+    import json
+
+    from ._render import shorten, without_error_prefix
+
+    def text(s: str | None, limit: int = 200) -> str:
+        return (s or "") if full else shorten(s or "", limit)
+
+    lines = [f"run {t.run_id} · agent {t.agent} · {t.status}", f"prompt: {text(t.prompt)}"]
+    turn = 0
+    for step in t.steps:
+        if step.turn != turn:
+            turn = step.turn
+            lines.append(f"── turn {turn}")
+        took = "…" if step.duration_seconds is None else f"{step.duration_seconds:.2f} s"
+        retry = f", {step.attempts} attempts" if step.attempts > 1 else ""
+        if isinstance(step, ModelStep):
+            cost = "" if step.cost_usd is None else f", ${step.cost_usd:.6f}"
+            lines.append(
+                f"  model {step.model} [{step.status}] {took}{retry}, "
+                f"{step.input_tokens} in / {step.output_tokens} out tokens{cost}"
+            )
+            if step.last_retry_error:
+                lines.append(f"    last retry error: {text(step.last_retry_error)}")
+            # What the model saw: the body sent on the wire when the provider said how it
+            # rendered the prompt (a tool mode may rewrite it), else ratchet's messages.
+            sent = _sent(step)
+            for role, content in sent if full else sent[-2:]:
+                lines.append(f"    sent {role}: {text(content)}")
+            if not full and len(sent) > 2:
+                lines[-2:-2] = [f"    ({len(sent) - 2} earlier messages; --full shows all)"]
+            if full and step.request_body is not None:
+                lines.append(f"    request: {_request_summary(step.request_body)}")
+            if step.response is not None:
+                lines.append(f"    reply: {text(step.response.content or _calls(step.response))}")
+        else:
+            args = step.arguments if isinstance(step.arguments, str) else json.dumps(step.arguments)
+            lines.append(f"  tool {step.tool}({text(args, 120)}) [{step.status}] {took}{retry}")
+            if step.last_retry_error:
+                lines.append(f"    last retry error: {text(step.last_retry_error)}")
+            if step.policy is not None:
+                lines.append(f"    policy: {step.policy.decision} by rule {step.policy.rule!r}")
+            if step.approval is not None:
+                a = step.approval
+                lines.append(
+                    f"    approved by {a.approver} at {a.at:%Y-%m-%d %H:%M:%S %Z}"
+                    + (f": {text(a.reason)}" if a.reason else "")
+                )
+            marker = "error" if step.is_error else "result"
+            result = without_error_prefix(step.result) if step.is_error else step.result
+            lines.append(f"    {marker}: {text(result)}")
+        if step.error:
+            lines.append(f"    failed: {text(step.error, 400)}")
+    for a in t.approvals:
+        verdict = "approved" if a.approved else "denied"
+        why = f": {text(a.reason)}" if a.reason else ""
+        rule = f" (rule {a.rule!r})" if a.rule else ""
+        raised = f", raised to {a.raise_to:g}" if a.raise_to is not None else ""
+        lines.append(
+            f"approval {a.call_id} ({a.tool}){rule} {verdict} by {a.approver} "
+            f"at {a.at:%Y-%m-%d %H:%M:%S %Z}{raised}{why}"
+        )
+    tt = t.totals
+    wall = "running" if tt.wall_seconds is None else f"{tt.wall_seconds:.2f} s"
+    waiting = "" if tt.waiting_seconds is None else f", waiting {tt.waiting_seconds:.2f} s"
+    lines += [
+        "── totals",
+        f"  wall {wall}: model {tt.model_seconds:.2f} s, tools {tt.tool_seconds:.2f} s{waiting}",
+        f"  {tt.model_calls} model calls, {tt.tool_calls} tool calls, {tt.attempts} attempts",
+        f"  tokens {tt.input_tokens} in / {tt.output_tokens} out, cost ${tt.cost_usd:.6f}"
+        + (f" ({tt.unpriced_calls} unpriced calls)" if tt.unpriced_calls else ""),
+        f"  slowest: {tt.slowest_step or '-'}",
+    ]
+    if t.output is not None:
+        lines.append(f"answer: {text(t.output, 400)}")
+    for warning in t.warnings:
+        lines.append(f"warning: {text(warning, 400)}")
+    if t.error is not None:
+        lines.append(f"error: {text(t.error, 400)}")
+    return lines
+
+
+def _calls(m: Message) -> str:
+    return ", ".join(f"{c.name}({c.arguments})" for c in (m.tool_calls or [])) or ""
+
+
+def _sent(step: ModelStep) -> list[tuple[str, str]]:
+    """(role, text) of each message the model got: from the wire body when known."""
+    body = step.request_body
+    if body is not None and isinstance(body.get("messages"), list):
+        out = []
+        for m in body["messages"]:
+            calls = m.get("tool_calls") or []
+            named = ", ".join(
+                f"{c['function']['name']}({c['function']['arguments']})" for c in calls
+            )
+            out.append((str(m.get("role")), str(m.get("content") or named)))
+        return out
+    return [(m.role, m.content or _calls(m)) for m in step.messages]
+
+
+def _request_summary(body: dict[str, Any]) -> str:
+    """The parameters of a request body besides its messages, on one line."""
+    parts = [f"model {body.get('model')}"]
+    tools = body.get("tools") or []
+    if tools:
+        parts.append("tools " + ", ".join(t["function"]["name"] for t in tools))
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict):
+        name = (response_format.get("json_schema") or {}).get("name", "")
+        parts.append(f"response_format {response_format.get('type')} {name}".rstrip())
+    for key in ("temperature", "max_tokens"):
+        if key in body:
+            parts.append(f"{key} {body[key]}")
+    return ", ".join(parts)

@@ -1,9 +1,19 @@
-"""Building workers that host agents."""
+"""Building workers that host agents, and running a whole worker process.
+
+:func:`run_worker` is the one place a worker process is assembled from
+:class:`WorkerSettings`: ``ratchet worker`` and serverless handlers go through it,
+and so do the tests of worker processes. :func:`create_worker` and
+:func:`create_model_worker` build the single Temporal workers it runs, for programs
+that assemble their own.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import pkgutil
-from collections.abc import Iterable, Mapping
+import signal
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -11,23 +21,28 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from ._hosting import announce_agents
 from ._limiter_protocol import RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
 from ._slot_activities import check_runs, request_slot
+from ._worker_logging import install_expected_failure_filter
+from ._worker_settings import WorkerSettings, describe_limit, model_queue
 from .activities import AgentActivities
 from .agent import Agent
 from .errors import ConfigError
 from .models import OpenAICompatible, Provider
-from .payloads import payload_limit
+from .payloads import describe_storage, payload_limit
 from .pricing import DEFAULT_PRICES, Price
 from .transcripts import TranscriptStore
 from .workflows import AgentWorkflow, LimiterWorkflow, SlotsWorkflow
 
 __all__ = [
+    "WorkerSettings",
     "create_model_worker",
     "create_worker",
     "default_providers",
     "model_queue",
+    "run_worker",
     "workflow_runner",
 ]
 
@@ -132,6 +147,8 @@ def create_worker(
         raise ConfigError("a worker needs at least one agent to host")
     acts = _activities(client, hosted, providers, prices, rate_limits, transcript_store)
     options = _options(worker_options)
+    # Clients read this to refuse runs of agents no worker hosts (ratchet._hosting).
+    options.setdefault("identity", announce_agents(client.identity, hosted))
     return Worker(
         client,
         task_queue=task_queue,
@@ -146,15 +163,6 @@ def create_worker(
         ],
         **options,
     )
-
-
-def model_queue(provider: str) -> str:
-    """The conventional task queue of a provider's model calls: ``ratchet.model.<provider>``.
-
-    Give agents ``Agent(model_task_queue=model_queue("openai"))`` and run
-    :func:`create_model_worker` workers for it.
-    """
-    return f"ratchet.model.{provider}"
 
 
 def create_model_worker(
@@ -192,6 +200,7 @@ def create_model_worker(
         known = ", ".join(sorted(acts.providers))
         raise ConfigError(f"no provider named {provider!r} (known: {known}); pass providers=")
     options = _options(worker_options)
+    options.setdefault("identity", announce_agents(client.identity, ()))
     if rate_limit is not None and rate_limit.requests_per_second is not None:
         options.setdefault("max_task_queue_activities_per_second", rate_limit.requests_per_second)
     return Worker(
@@ -228,6 +237,8 @@ def _activities(
 
 
 def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
+    # Every ratchet worker logs expected, typed failures as one line (ratchet._worker_logging).
+    install_expected_failure_filter()
     options: dict[str, Any] = {
         # Passes ratchet's own modules and the I/O libraries through the sandbox (loaded
         # once, outside it); the workflows package itself stays sandboxed.
@@ -244,3 +255,94 @@ def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
     }
     options.update(worker_options)
     return options
+
+
+async def run_worker(
+    settings: WorkerSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[list[str]], None] | None = None,
+) -> None:
+    """Connect, build the workers ``settings`` describe, and run them until stopped.
+
+    Args:
+        settings: what to host and where to connect.
+        stop: set it to shut down gracefully; None: until SIGTERM or SIGINT.
+        on_ready: called once every worker polls, with one line per thing the
+            process serves (agents, model queues, limits, payload storage).
+
+    Raises:
+        ConfigError: a setting is unusable (unknown provider, a namespace that does
+            not exist, ...); the message says which.
+        ConnectionFailed: the Temporal server cannot be reached.
+    """
+    from ._connect import connect
+    from .telemetry import configure_tracing, metrics_runtime, tracing_interceptor
+    from .transcripts import store_from_url
+
+    s = settings
+    runtime = None
+    if s.metrics_port is not None:
+        runtime = metrics_runtime(s.metrics_port, host=s.metrics_host)
+    tracing = [tracing_interceptor(configure_tracing(s.otlp_endpoint))] if s.otlp_endpoint else []
+    client = await connect(s.address, namespace=s.namespace, interceptors=tracing, runtime=runtime)
+    store = store_from_url(s.transcript_store_url)
+    try:
+        workers, lines = _assemble(client, s, store)
+        lines.append(describe_storage(client.data_converter.external_storage))
+        async with contextlib.AsyncExitStack() as stack:
+            for w in workers:
+                await stack.enter_async_context(w)
+            if on_ready is not None:
+                on_ready(lines)
+            await (stop or _termination_signal()).wait()
+    except RuntimeError as e:  # e.g. the namespace does not exist
+        detail = str(e.__cause__ or e).split(": Status {")[0]
+        raise ConfigError(f"the worker could not start: {detail}") from e
+    finally:
+        await store.close()
+
+
+def _assemble(
+    client: Client, s: WorkerSettings, store: TranscriptStore
+) -> tuple[list[Worker], list[str]]:
+    """The workers of a process, and a line describing each thing they serve."""
+    workers: list[Worker] = []
+    lines: list[str] = []
+    if s.agents:
+        workers.append(
+            create_worker(
+                client,
+                s.agents,
+                task_queue=s.task_queue,
+                providers=s.providers,
+                rate_limits=s.rate_limits,
+                transcript_store=store,
+            )
+        )
+        names = ", ".join(a.name for a in s.agents)
+        lines.append(f"hosting {names} on task queue {s.task_queue!r}")
+    for name, queue in s.model_queues.items():
+        workers.append(
+            create_model_worker(
+                client,
+                name,
+                task_queue=queue,
+                rate_limit=s.rate_limits.get(name),
+                providers=s.providers,
+                transcript_store=store,
+            )
+        )
+        lines.append(f"serving {name} model calls on task queue {queue!r}")
+    for name, limit in s.rate_limits.items():
+        lines.append(f"limits of {name}: {describe_limit(limit)} (shared by every worker)")
+    return workers, lines
+
+
+def _termination_signal() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, so leaving ``async with`` shuts down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,132 @@
+"""Which agents a task queue's workers host, read before a run starts.
+
+Workers announce their agents in their Temporal worker identity
+(``"4242@host ratchet agents=support,billing"``); the server reports the identity
+of every recent poller of a task queue (``DescribeTaskQueue``), so a client
+learns in one RPC whether any worker hosts an agent, without starting a run that
+could only fail. The server lists a poller for a few minutes after its last poll,
+so a worker that just stopped still counts: the check never refuses a run that a
+live worker could take, it only catches names and queues nobody serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from .errors import ConfigError
+
+__all__ = [
+    "QueueHosting",
+    "announce_agents",
+    "announced_agents",
+    "check_hosted",
+    "hosted_agents",
+    "hosting_problem",
+]
+
+_MARK = " ratchet agents="
+_MANY = "*"
+# Identities travel with every poll; the server caps their length (1000 by default).
+_MAX_NAMES_LENGTH = 300
+
+
+def announce_agents(identity: str, agents: Iterable[str]) -> str:
+    """The worker identity that names the agents it hosts (none: a model-only worker)."""
+    names = ",".join(sorted(agents))
+    return f"{identity}{_MARK}{names if len(names) <= _MAX_NAMES_LENGTH else _MANY}"
+
+
+def announced_agents(identity: str) -> frozenset[str] | None:
+    """The agents an identity announces; None when it does not say (another kind of
+    worker, an older ratchet, or too many names to list)."""
+    _, mark, names = identity.rpartition(_MARK)
+    if not mark or names == _MANY:
+        return None
+    return frozenset(n for n in names.split(",") if n)
+
+
+@dataclass(frozen=True)
+class QueueHosting:
+    """What the recent workflow pollers of a task queue host."""
+
+    agents: frozenset[str]
+    """The agents they announce."""
+    unannounced: bool
+    """Some poller does not say what it hosts (it may host any agent)."""
+    pollers: int
+    """How many pollers the server reports."""
+
+
+async def hosted_agents(client: Client, task_queue: str) -> QueueHosting:
+    """What the workers polling ``task_queue`` host, from one ``DescribeTaskQueue`` RPC."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    agents: set[str] = set()
+    unannounced = False
+    for poller in response.pollers:
+        names = announced_agents(poller.identity)
+        if names is None:
+            unannounced = True
+        else:
+            agents |= names
+    return QueueHosting(frozenset(agents), unannounced, len(response.pollers))
+
+
+async def hosting_problem(client: Client, task_queue: str, agent: str) -> str | None:
+    """Why a run of ``agent`` on ``task_queue`` could not start now, or None.
+
+    None also when a poller does not announce its agents: it may host this one.
+    """
+    hosting = await hosted_agents(client, task_queue)
+    start = f"ratchet worker --app module:attribute --task-queue {task_queue}"
+    if hosting.pollers == 0:
+        return (
+            f"no worker polls task queue {task_queue!r} (namespace {client.namespace!r}), so "
+            f"no run of agent {agent!r} can start: start a worker that hosts it ({start}), "
+            "or check the task queue and namespace"
+        )
+    if agent in hosting.agents or hosting.unannounced:
+        return None
+    listed = ", ".join(sorted(hosting.agents)) or "(none)"
+    return (
+        f"UnknownAgent: no worker on task queue {task_queue!r} hosts agent {agent!r}; "
+        f"hosted agents: {listed}. Check the name and the task queue, or start a worker "
+        f"that hosts it ({start})"
+    )
+
+
+async def check_hosted(client: Client, task_queue: str, agent: str, *, run_id: str | None) -> None:
+    """Raise :class:`ConfigError` when no worker on ``task_queue`` hosts ``agent``.
+
+    A run that already has the id ``run_id`` passes: starting attaches to it.
+    A server that refuses to describe task queues (say, an API key without the
+    permission) skips the check rather than block every start.
+    """
+    try:
+        problem = await hosting_problem(client, task_queue, agent)
+    except RPCError as e:
+        if e.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            return
+        raise
+    if problem is None:
+        return
+    if run_id is not None:
+        try:
+            await client.get_workflow_handle(run_id).describe()
+            return
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+    raise ConfigError(problem)

@@ -1,0 +1,48 @@
+"""The ``ratchet`` command: a thin shell over :class:`ratchet.AgentClient`,
+:func:`ratchet.worker.run_worker` and ``ratchet.local``.
+
+One module per command group; the commands are registered here, in the order
+``ratchet --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ._approvals import approve, deny, pending
+from ._chat import chat, send
+from ._follow import follow_run
+from ._limits import limits_app
+from ._runs import cancel, list_runs, run, show, trace
+from ._services import codec_server, down, up
+from ._worker import worker
+
+__all__ = ["app", "follow_run", "main"]
+
+app = typer.Typer(
+    help="Durable AI agents on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for command in (up, down, worker, run, trace, chat, send, pending, approve, deny, cancel):
+    app.command()(command)
+app.command("ls")(list_runs)
+app.command()(show)
+app.add_typer(limits_app, name="limits")
+app.command("codec-server")(codec_server)
+
+
+def main() -> None:
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal SDK can crash there in short-lived processes.
+    os._exit(code)

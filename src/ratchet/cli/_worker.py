@@ -1,0 +1,89 @@
+"""`ratchet worker`: a shell over :func:`ratchet.worker.run_worker`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .._protocol import DEFAULT_TASK_QUEUE
+from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run, err
+
+
+@_run
+async def worker(
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app", help="Agents to host, as module:attribute (omit for a model-only worker)."
+        ),
+    ] = None,
+    task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
+    rate_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Limits shared by every worker: PROVIDER:rpm=N,tpm=N (optional window=S, "
+            "margin=S, max_tokens=N). Repeat for several providers.",
+        ),
+    ] = None,
+    model_queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also serve PROVIDER's model calls on its own task queue "
+            "(ratchet.model.PROVIDER, or PROVIDER=QUEUE), rate-limited by the server. Repeatable.",
+        ),
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Register an OpenAI-compatible provider: NAME=BASE_URL (key from "
+            "$NAME_API_KEY). Repeatable.",
+        ),
+    ] = None,
+    address: Address = None,
+    namespace: Namespace = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="RATCHET_METRICS_PORT",
+            help="Serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (default: off).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(envvar="RATCHET_METRICS_HOST", help="Address the metrics port binds.")
+    ] = "127.0.0.1",
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+            help="Export traces to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 "
+            "(default: off; needs the otel extra).",
+        ),
+    ] = None,
+    transcript_store: TranscriptStoreUrl = None,
+) -> None:
+    """Run a worker that hosts the agents of an app until Ctrl-C."""
+    from ..worker import WorkerSettings, run_worker
+
+    settings = WorkerSettings.from_flags(
+        app=app_spec,
+        task_queue=task_queue,
+        rate_limits=rate_limit or (),
+        model_queues=model_queue or (),
+        providers=provider or (),
+        address=address,
+        namespace=namespace,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        otlp_endpoint=otlp_endpoint,
+        transcript_store_url=transcript_store,
+    )
+
+    def ready(lines: list[str]) -> None:
+        err.print("worker " + "; ".join(lines) + "; Ctrl-C to stop", markup=False)
+        if metrics_port is not None:
+            err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+        if otlp_endpoint:
+            err.print(f"traces to {otlp_endpoint}")
+
+    await run_worker(settings, on_ready=ready)
