@@ -29,7 +29,7 @@ async def pending(
         why = f" ({call.reason})" if call.reason else ""
         out.print(
             f"{run_id} {call.call_id}: {call.tool}({args}) · rule {call.rule}{why} · "
-            f"denied at {call.deadline:%Y-%m-%d %H:%M:%S} UTC without an answer",
+            f"deadline {call.deadline:%Y-%m-%d %H:%M:%S %Z} (denied if nobody answers by then)",
             markup=False,
         )
 

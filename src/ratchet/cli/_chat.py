@@ -39,24 +39,13 @@ async def chat(
                 agent, text, id=id, model=model, chat=True, check_hosted=True
             )
             out.print(f"(run {handle.id})", markup=False)
-            answer = await _first_answer(handle)
+            answer = await handle.first_reply()
         else:
             answer = (await handle.send(text)).output
         out.print(f"{agent}> {answer}", markup=False)
     if handle is not None:
         await handle.end_chat()
         out.print(f"(chat ended; `ratchet trace {handle.id}` shows it)", markup=False)
-
-
-async def _first_answer(handle: RunHandle) -> str:
-    """The reply to the opening message: the first assistant answer in the transcript."""
-    while True:
-        for m in await handle.transcript():
-            if m.role == "assistant" and not m.tool_calls:
-                return m.content or ""
-        if await handle.temporal_status() != "running":
-            return (await handle.result()).output
-        await asyncio.sleep(0.2)
 
 
 @_run

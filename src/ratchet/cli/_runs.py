@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from .. import events as ev
 from .._protocol import DEFAULT_TASK_QUEUE
-from .._render import describe_message, shorten
+from .._render import describe_event, plural, shorten
 from ..agent import parse_model
-from ..client import AgentClient
-from ..errors import ConfigError, RunFailed
-from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run, _ui_url, out
+from ..client import RUN_STATES, AgentClient, RunHandle, check_status
+from ..errors import ConfigError, RatchetError, RunFailed
+from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run, _ui_url, err, out
 from ._follow import _warn_if_no_worker, follow_run
 
 
@@ -23,8 +26,15 @@ async def run(
     agent: Annotated[str, typer.Argument(help="Name of the agent.")],
     prompt: Annotated[str, typer.Argument(help="What to ask the agent.")],
     id: Annotated[
-        str | None, typer.Option("--id", help="Run id; reusing one attaches to that run.")
+        str | None,
+        typer.Option("--id", help="Run id; the same id and prompt again attach to that run."),
     ] = None,
+    attach: Annotated[
+        bool,
+        typer.Option(
+            "--attach", help="Follow the run that has this --id, whatever its prompt was."
+        ),
+    ] = False,
     model: Annotated[
         str | None, typer.Option(help="Override the model, e.g. openai:gpt-4o-mini.")
     ] = None,
@@ -39,23 +49,41 @@ async def run(
     if model is not None:
         parse_model(model)
     client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
-    handle = await client.start(agent, prompt, id=id, model=model, check_hosted=True)
+    handle = await client.start(
+        agent, prompt, id=id, model=model, check_hosted=not attach, attach=attach
+    )
     if not wait:
         out.print(handle.id)
         return
     out.print(f"run {handle.id}")
+    url = _ui_url(handle.id, address, namespace)
     hint = asyncio.create_task(_warn_if_no_worker(handle, task_queue))
     try:
         await follow_run(handle)
+    except asyncio.CancelledError:  # Ctrl-C: the run is durable, only this view ends
+        err.print(
+            f"stopped following; run {handle.id} goes on. Follow it again with "
+            f"`ratchet run {agent} ... --id {handle.id} --attach`, see it with "
+            f"`ratchet show {handle.id}`, stop it with `ratchet cancel {handle.id}`",
+            markup=False,
+        )
+        raise
     finally:
         hint.cancel()
-    result = await handle.result()
+    try:
+        result = await handle.result()
+    except RunFailed:
+        if url:
+            err.print(f"history: {url}", markup=False)
+        raise
     out.print(f"\nanswer: {result.output}", markup=False)
+    for warning in result.warnings:
+        out.print(f"warning: {warning}", markup=False)
     out.print(
-        f"run:    {handle.id}  ({result.turns} turns, {result.tool_calls} tool calls, "
-        f"{result.usage.total_tokens} tokens)"
+        f"run:    {handle.id}  ({plural(result.turns, 'turn')}, "
+        f"{plural(result.tool_calls, 'tool call')}, {plural(result.usage.total_tokens, 'token')})"
     )
-    if url := _ui_url(handle.id, address, namespace):
+    if url:
         out.print(f"history: {url}")
 
 
@@ -110,30 +138,46 @@ async def list_runs(
     agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="Only runs in this state: running, completed, failed, cancelled."),
+        typer.Option(help=f"Only runs in this state: {', '.join(RUN_STATES)}."),
     ] = None,
     limit: Annotated[int, typer.Option(help="How many runs to show.", min=1)] = 20,
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
-    """List recent runs, newest first."""
+    """List recent runs, newest first (times in UTC)."""
+    if status is not None:
+        check_status(status)
     client = await AgentClient.connect(address, namespace=namespace)
     runs = await client.list(limit=limit, agent=agent, status=status)
     if not runs:
         out.print("no runs")
         return
-    out.print(
-        f"{'RUN':<40} {'AGENT':<16} {'STATUS':<12} {'STARTED':<19} TURNS TOKENS COST", markup=False
-    )
-    for r in runs:
-        started = r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "-"
-        turns = "-" if r.turns is None else str(r.turns)
-        tokens = "-" if r.tokens is None else str(r.tokens)
-        cost = "-" if r.cost_usd is None else f"${r.cost_usd:.4f}"
-        out.print(
-            f"{r.id:<40} {r.agent:<16} {r.status:<12} {started:<19} {turns:>5} {tokens:>6} {cost}",
-            markup=False,
+    rows = [
+        (
+            r.id,
+            r.agent,
+            r.status,
+            _utc(r.started),
+            "-" if r.turns is None else str(r.turns),
+            "-" if r.tokens is None else str(r.tokens),
+            "-" if r.cost_usd is None else f"${r.cost_usd:.4f}",
         )
+        for r in runs
+    ]
+    header = ("RUN", "AGENT", "STATUS", "STARTED (UTC)", "TURNS", "TOKENS", "COST")
+    # Columns as wide as their longest value: a long id or status never shifts the rest.
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    right = {4, 5}  # numbers
+    for row in [header, *rows]:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.print("  ".join(cells).rstrip(), markup=False)
+
+
+def _utc(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
 
 
 @_run
@@ -142,34 +186,66 @@ async def show(
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
-    """Show a run: status, final answer or error, turns and tool calls."""
+    """Show a run: its state, what waits for whom, its steps, the answer or error."""
     client = await AgentClient.connect(address, namespace=namespace)
     handle = client.get(run_id)
-    state = await handle.temporal_status()
+    info = await handle.info()
+    events = [e async for e in handle.events(follow=False)]
     out.print(f"run:     {run_id}")
-    out.print(f"status:  {state}")
-    try:
-        transcript = await handle.transcript()
-    except (RPCError, WorkflowQueryFailedError):
-        transcript = []
-        out.print("  (steps unavailable: the run is live and no worker answered; start one)")
-    turn = 0
-    for message in transcript:
-        if message.role == "assistant":
-            turn += 1
-        if line := describe_message(message, turn):
+    out.print(f"agent:   {info.agent}")
+    out.print(f"status:  {info.status}{_status_note(info.status, run_id)}", markup=False)
+    for e in events:
+        if line := describe_event(e, run_id):
             out.print(f"  {line}", markup=False)
-    if state == "completed":
-        result = await handle.result()
-        out.print(f"answer:  {result.output}", markup=False)
+    if info.status == "waiting-approval":
+        await _show_waiting(handle, events, run_id)
+    end = next((e for e in events if isinstance(e, ev.RunFinished)), None)
+    if end is not None and end.outcome == "completed":
+        out.print(f"answer:  {end.output}", markup=False)
+        usage = end.usage.total_tokens if end.usage else 0
         out.print(
-            f"turns:   {result.turns}, tool calls: {result.tool_calls}, "
-            f"tokens: {result.usage.total_tokens}"
+            f"turns:   {end.turns}, tool calls: "
+            f"{sum(1 for e in events if isinstance(e, ev.ToolCallStarted))}, tokens: {usage}"
         )
-    elif state == "failed":
-        try:
-            await handle.result()
-        except RunFailed as e:
-            out.print(f"error:   {e.error_type}: {shorten(e.message, 400)}", markup=False)
+        for warning in end.warnings:
+            out.print(f"warning: {warning}", markup=False)
+    elif end is not None and end.outcome != "completed":
+        what = f"{end.error_type}: " if end.error_type else ""
+        out.print(f"error:   {what}{shorten(end.error or end.outcome, 400)}", markup=False)
     if url := _ui_url(run_id, address, namespace):
         out.print(f"history: {url}")
+
+
+def _status_note(status: str, run_id: str) -> str:
+    """What a waiting state waits for, and the command that moves it on."""
+    if status == "queued":
+        return " (waiting for a concurrency slot of its agent or tenant: `ratchet limits`)"
+    if status == "waiting-input":
+        return f' (a chat waiting for the next message: `ratchet send {run_id} "..."`)'
+    if status == "waiting-approval":
+        return " (a person must decide; see below)"
+    return ""
+
+
+async def _show_waiting(handle: RunHandle, events: list[ev.RunEvent], run_id: str) -> None:
+    """The calls waiting for approval, with the commands that answer them."""
+    try:
+        waiting = await handle.pending()  # exact, budgets included; needs a worker
+    except (RPCError, WorkflowQueryFailedError, RatchetError):
+        answered = {e.record.call_id for e in events if isinstance(e, ev.ApprovalAnswered)}
+        waiting = [
+            e.approval
+            for e in events
+            if isinstance(e, ev.ApprovalRequested) and e.approval.call_id not in answered
+        ]
+    for p in waiting:
+        out.print(
+            f"waiting: {p.call_id} {p.tool}({json.dumps(p.arguments)}) by rule {p.rule!r}, "
+            f"until {p.deadline:%Y-%m-%d %H:%M:%S %Z}",
+            markup=False,
+        )
+        out.print(
+            f"         `ratchet approve {run_id} {p.call_id}` or "
+            f"`ratchet deny {run_id} {p.call_id} --reason ...`",
+            markup=False,
+        )
