@@ -240,7 +240,8 @@ async def test_progress_line_on_a_terminal_and_plain_lines_elsewhere(
         plain = Console(file=io.StringIO(), force_terminal=False, width=120)
         await follow_run(await client.start("observed", "second"), plain)
     shown = tty.file.getvalue()  # type: ignore[attr-defined]
-    assert "turn 1 · model call (turn 1)" in shown and "tokens" in shown
+    # The turn once, the model being called, no "0 tokens" before any were counted.
+    assert "turn 1 · model openai:gpt-test" in shown and "0 tokens" not in shown
     assert "answer slow answer" in shown
     lines = plain.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert lines == ["user      second", "model     turn 1: answer fast answer"]

@@ -11,6 +11,8 @@ live worker could take, it only catches names and queues nobody serves.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,7 +30,6 @@ __all__ = [
     "announced_agents",
     "check_hosted",
     "hosted_agents",
-    "hosting_problem",
 ]
 
 _MARK = " ratchet agents="
@@ -84,16 +85,11 @@ async def hosted_agents(client: Client, task_queue: str) -> QueueHosting:
     return QueueHosting(frozenset(agents), unannounced, len(response.pollers))
 
 
-async def hosting_problem(client: Client, task_queue: str, agent: str) -> str | None:
-    """Why a run of ``agent`` on ``task_queue`` could not start now, or None.
-
-    None also when a poller does not announce its agents: it may host this one.
-    """
-    hosting = await hosted_agents(client, task_queue)
+def _problem(hosting: QueueHosting, namespace: str, task_queue: str, agent: str) -> str | None:
     start = f"ratchet worker --app module:attribute --task-queue {task_queue}"
     if hosting.pollers == 0:
         return (
-            f"no worker polls task queue {task_queue!r} (namespace {client.namespace!r}), so "
+            f"no worker polls task queue {task_queue!r} (namespace {namespace!r}), so "
             f"no run of agent {agent!r} can start: start a worker that hosts it ({start}), "
             "or check the task queue and namespace"
         )
@@ -107,6 +103,9 @@ async def hosting_problem(client: Client, task_queue: str, agent: str) -> str | 
     )
 
 
+_FIRST_POLL_SECONDS = 5.0
+
+
 async def check_hosted(client: Client, task_queue: str, agent: str, *, run_id: str | None) -> None:
     """Raise :class:`ConfigError` when no worker on ``task_queue`` hosts ``agent``.
 
@@ -114,12 +113,20 @@ async def check_hosted(client: Client, task_queue: str, agent: str, *, run_id: s
     A server that refuses to describe task queues (say, an API key without the
     permission) skips the check rather than block every start.
     """
-    try:
-        problem = await hosting_problem(client, task_queue, agent)
-    except RPCError as e:
-        if e.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
-            return
-        raise
+    deadline = time.monotonic() + _FIRST_POLL_SECONDS
+    while True:
+        try:
+            hosting = await hosted_agents(client, task_queue)
+        except RPCError as e:
+            if e.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                return
+            raise
+        # A worker started a moment ago may not have polled yet: give it a few seconds
+        # before saying nobody serves the queue (`ratchet worker & ratchet run ...`).
+        if hosting.pollers or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+    problem = _problem(hosting, client.namespace, task_queue, agent)
     if problem is None:
         return
     if run_id is not None:
