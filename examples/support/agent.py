@@ -26,7 +26,7 @@ def order_status(order_id: int) -> dict[str, Any]:
 
 @tool(side_effects=True)
 def refund_order(order_id: int, ctx: ToolContext) -> str:
-    """Refund an order.
+    """Refund an order: use it when the customer asks for a refund.
 
     Args:
         order_id: the order number to refund.
