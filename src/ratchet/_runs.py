@@ -1,0 +1,379 @@
+"""One run: its handle (RunHandle), its line in a listing (RunInfo) and its statuses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, get_args
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.service import RPCError, RPCStatusCode
+
+from ._history import read_run, run_input
+from ._protocol import (
+    APPROVE_UPDATE,
+    END_CHAT_SIGNAL,
+    PENDING_QUERY,
+    SEND_UPDATE,
+    STATUS_QUERY,
+    ApprovalAnswer,
+    ApprovalRecord,
+    ChatMessage,
+    ChatReply,
+    PendingApproval,
+    RunInput,
+    RunResult,
+    RunState,
+    RunStatus,
+)
+from ._search import AGENT, COST, STATUS, TOKENS, TURNS
+from .errors import (
+    ApprovalError,
+    BudgetExceeded,
+    ConfigError,
+    RatchetError,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+)
+from .events import MessageRecorded, ModelCallFinished, RunEvent, RunFinished
+from .messages import Message
+from .transcripts import TranscriptStore
+
+__all__ = [
+    "ACCEPT_TIMEOUT",
+    "RUN_STATES",
+    "TEMPORAL_ONLY_STATES",
+    "TENANT_RE",
+    "RunHandle",
+    "RunInfo",
+    "check_status",
+    "run_info",
+]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One line of ``ratchet ls``."""
+
+    id: str
+    agent: str
+    status: str
+    """One of :data:`RUN_STATES`: ratchet's state (starting, queued, running,
+    waiting-approval, waiting-input, completed, failed, cancelled), or Temporal's for a
+    run it closed itself (terminated, timed_out)."""
+    started: datetime | None
+    closed: datetime | None
+    turns: int | None = None
+    """From search attributes, when the namespace has them."""
+    tokens: int | None = None
+    cost_usd: float | None = None
+
+
+class RunHandle:
+    """A handle to one run (a workflow execution), by its id."""
+
+    def __init__(self, handle: WorkflowHandle[object, RunResult], client: Client) -> None:
+        self._handle = handle
+        self._client = client
+
+    @property
+    def id(self) -> str:
+        """The run's workflow id."""
+        return self._handle.id
+
+    async def result(self) -> RunResult:
+        """Wait for the run to finish.
+
+        Raises:
+            RunFailed: the run failed; ``error_type`` names the cause from the taxonomy.
+        """
+        try:
+            return await self._handle.result()
+        except WorkflowFailureError as e:
+            if isinstance(e.cause, CancelledError):
+                raise RunCancelled(self.id) from e
+            cause = e.cause
+            while cause.__cause__ is not None and not isinstance(cause, ApplicationError):
+                cause = cause.__cause__
+            if isinstance(cause, ApplicationError):
+                if cause.type == "BudgetExceeded" and cause.details:
+                    d = cause.details[0]
+                    raise BudgetExceeded(
+                        self.id, cause.message, d["budget"], d["used"], d["limit"]
+                    ) from e
+                raise RunFailed(self.id, cause.type or "ApplicationError", cause.message) from e
+            raise RunFailed(self.id, type(cause).__name__, str(cause)) from e
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def status(self) -> RunStatus:
+        """The run's live status (needs a worker to answer the query)."""
+        status: RunStatus = await self._query(STATUS_QUERY, RunStatus)
+        return status
+
+    async def transcript(self) -> list[Message]:
+        """Every message so far, the system instructions included, read from the event
+        history of all the run's executions (no worker needed).
+
+        A message enters the transcript when the workflow hands it to the model (tool
+        results), or when the model answers; results recorded after the run's last
+        model call close it.
+        """
+        messages: dict[int, Message] = {}
+        async for event in self.events(follow=False):
+            if isinstance(event, MessageRecorded):
+                messages[event.index] = event.message
+        return [messages[i] for i in sorted(messages)]
+
+    async def events(
+        self, after: int = 0, *, follow: bool = True, store: TranscriptStore | None = None
+    ) -> AsyncIterator[RunEvent]:
+        """The run's events (``ratchet.events``): the past ones, then the live ones.
+
+        Each event comes once, in order. Past events are read from the event history;
+        live ones arrive through the server's long poll on the history (one request
+        waits until the run records something new), so following costs no polling.
+        It ends after the run's final event (``run_finished``); across a
+        continue-as-new it goes on with the next execution.
+
+        Args:
+            after: resume after this ``seq`` (0: from the start).
+            follow: False stops at the end of what is recorded now.
+            store: a transcript store, to show prompts the history alone cannot
+                resolve (see :func:`ratchet.events.events_of`).
+
+        Raises:
+            RunNotFound: no run has that id.
+        """
+        async for event in read_run(self._client, self.id, store=store, follow=follow, after=after):
+            yield event
+
+    async def first_reply(self) -> str:
+        """The agent's answer to the run's prompt: its first answer without tool calls.
+
+        For a chat run this returns as soon as the agent answers the opening message,
+        while the run stays open for :meth:`send`.
+
+        Raises:
+            RunFailed: the run ended before answering.
+        """
+        async for event in self.events():
+            if isinstance(event, ModelCallFinished) and event.response is not None:
+                if not event.response.tool_calls:
+                    return event.response.content or ""
+            elif isinstance(event, RunFinished):
+                break
+        return (await self.result()).output
+
+    async def _query(self, name: str, result_type: Any) -> Any:
+        try:
+            # A query is answered by a worker; without one the server would hold it for
+            # its full deadline, so fail fast and let callers say what is missing.
+            return await self._handle.query(
+                name, result_type=result_type, rpc_timeout=timedelta(seconds=5)
+            )
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def input(self) -> RunInput:
+        """What the run was started with (agent, prompt, model, chat, tenant)."""
+        return await run_input(self._client, self.id)
+
+    async def info(self) -> RunInfo:
+        """The run's status as ``ratchet ls`` shows it, from the server (no worker needed):
+        ratchet's state (``waiting-approval``, ``queued``, ``waiting-input``...) when
+        the namespace has ratchet's search attributes, else Temporal's."""
+        try:
+            desc = await self._handle.describe()
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+        info = await run_info(desc)
+        assert info is not None  # describe() names the latest execution
+        return info
+
+    async def temporal_status(self) -> str:
+        """Temporal's view of the execution: running, completed, failed, ..."""
+        try:
+            desc = await self._handle.describe()
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+        return _status_name(desc.status)
+
+    async def follow(self) -> AsyncIterator[Message]:
+        """Yield each transcript message as it is recorded, until the run ends.
+
+        Built on :meth:`events` (no polling). Call :meth:`result` afterwards for the
+        outcome.
+        """
+        async for event in self.events():
+            if isinstance(event, MessageRecorded):
+                yield event.message
+
+    async def pending(self) -> list[PendingApproval]:
+        """Tool calls of this run waiting for approval."""
+        pending: list[PendingApproval] = await self._query(PENDING_QUERY, list[PendingApproval])
+        return pending
+
+    async def approve(
+        self, call_id: str, *, approver: str, reason: str = "", raise_to: float | None = None
+    ) -> ApprovalRecord:
+        """Approve a waiting tool call; it runs and the agent goes on.
+
+        For a spent budget waiting for a decision (``Limits(on_budget="ask")``, tool
+        ``budget``), approving lets the run go on with the budget raised to
+        ``raise_to`` (default: by its configured amount beyond what the run used);
+        the record's ``raise_to`` says to what.
+
+        Raises:
+            ApprovalError: the call was answered already, or is not waiting, or
+                ``raise_to`` is given for a tool call or is not above what was used.
+        """
+        return await self._answer(call_id, True, approver, reason, raise_to)
+
+    async def deny(self, call_id: str, *, approver: str, reason: str = "") -> ApprovalRecord:
+        """Deny a waiting tool call; the model is told who denied it and why."""
+        return await self._answer(call_id, False, approver, reason)
+
+    async def _answer(
+        self, call_id: str, approve: bool, approver: str, reason: str, raise_to: float | None = None
+    ) -> ApprovalRecord:
+        answer = ApprovalAnswer(
+            call_id=call_id, approve=approve, approver=approver, reason=reason, raise_to=raise_to
+        )
+        record: ApprovalRecord = await self._update(
+            APPROVE_UPDATE, answer, ApprovalRecord, ApprovalError
+        )
+        return record
+
+    async def send(self, text: str) -> ChatReply:
+        """Send a follow-up message to a chat run and wait for the agent's reply.
+
+        Messages are answered in the order they arrive, one at a time.
+
+        Raises:
+            ConfigError: the run is not a chat, has ended, or the message is empty.
+        """
+        reply: ChatReply = await self._update(
+            SEND_UPDATE, ChatMessage(text=text), ChatReply, ConfigError
+        )
+        return reply
+
+    async def end_chat(self) -> None:
+        """Close a chat run once the messages already sent are answered."""
+        try:
+            await self._handle.signal(END_CHAT_SIGNAL)
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def _update(
+        self, name: str, arg: Any, result_type: type[Any], refused: type[RatchetError]
+    ) -> Any:
+        """Run an update: refused ones raise ``refused``; a run no worker picks up fails
+        fast instead of hanging (the update needs a worker to be accepted)."""
+        try:
+            update = await self._handle.start_update(
+                name,
+                arg,
+                result_type=result_type,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                rpc_timeout=ACCEPT_TIMEOUT,
+            )
+            return await update.result()
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise refused(f"run {self.id}: {message}") from e
+        except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+            raise RatchetError(
+                f"run {self.id}: no worker took the request within "
+                f"{ACCEPT_TIMEOUT.total_seconds():.0f} s; is a worker running for its agent?"
+            ) from e
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def cancel(self) -> None:
+        """Ask the run to stop: in-flight model and tool calls are cancelled, the
+        transcript is kept and :meth:`result` raises :class:`~ratchet.RunCancelled`."""
+        try:
+            await self._handle.cancel()
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+
+    async def picked_up(self) -> bool:
+        """Whether a worker has started working on the run (a workflow task started)."""
+        try:
+            async for event in self._handle.fetch_history_events():
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                    return True
+        except RPCError as e:
+            raise _not_found(self.id, e) from e
+        return False
+
+
+ACCEPT_TIMEOUT = timedelta(seconds=30)
+TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
+TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_RATCHET_STATE = {"canceled": "cancelled"}
+
+RUN_STATES: tuple[str, ...] = (*get_args(RunState), "terminated", "timed_out")
+"""Every status a run can have in ``ratchet ls``: ratchet's, and Temporal's own for runs
+it closed itself (terminated, timed out)."""
+
+
+def check_status(status: str) -> str:
+    """``status`` if it is one of :data:`RUN_STATES`, else a ConfigError saying which are."""
+    if status in RUN_STATES:
+        return status
+    hint = " (ratchet spells it 'cancelled')" if status == "canceled" else ""
+    raise ConfigError(f"unknown status {status!r}{hint}; use one of: {', '.join(RUN_STATES)}")
+
+
+async def run_info(wf: WorkflowExecution) -> RunInfo | None:
+    """One run as ``ratchet ls`` shows it; None for an earlier execution of a long run."""
+    attrs = wf.typed_search_attributes
+    temporal_state = _status_name(wf.status)
+    if temporal_state == "continued_as_new":
+        return None
+    name = attrs.get(AGENT) or str((await wf.memo()).get("agent", "?"))
+    # A run closed by Temporal itself (terminated, timed out) never reported it.
+    state = (
+        temporal_state
+        if temporal_state in ("terminated", "timed_out")
+        else attrs.get(STATUS) or _RATCHET_STATE.get(temporal_state, temporal_state)
+    )
+    return RunInfo(
+        id=wf.id,
+        agent=name,
+        status=state,
+        started=wf.start_time,
+        closed=wf.close_time,
+        turns=attrs.get(TURNS),
+        tokens=attrs.get(TOKENS),
+        cost_usd=attrs.get(COST),
+    )
+
+
+def _status_name(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower() if status is not None else "unknown"
+
+
+def _not_found(run_id: str, e: RPCError) -> Exception:
+    if e.status == RPCStatusCode.NOT_FOUND and "already completed" in e.message:
+        return ConfigError(f"run {run_id!r} has already ended")
+    if e.status == RPCStatusCode.NOT_FOUND:
+        return RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`")
+    return e
