@@ -25,6 +25,10 @@ TASKS = ["Has order 1044 shipped?", "Please refund order 1043."]
 console = Console(highlight=False, soft_wrap=True)
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 async def main() -> int:
     console.print(
         "[bold]ratchet demo[/]: starting the embedded services (first run builds the local LLM)"
@@ -53,8 +57,8 @@ async def main() -> int:
             else:
                 console.print(f"[bold green]answer:[/] {escape(result.output)}")
                 console.print(
-                    f"  {result.turns} turns · {result.tool_calls} tool calls · "
-                    f"{result.usage.total_tokens} tokens"
+                    f"  {plural(result.turns, 'turn')} · {plural(result.tool_calls, 'tool call')}"
+                    f" · {plural(result.usage.total_tokens, 'token')}"
                 )
             console.print(f"  run id:  {handle.id}")
             console.print(f"  history: {services.ui_url}/namespaces/default/workflows/{handle.id}")

@@ -86,9 +86,18 @@ class RunInfo:
 class RunHandle:
     """A handle to one run (a workflow execution), by its id."""
 
-    def __init__(self, handle: WorkflowHandle[object, RunResult], client: Client) -> None:
+    def __init__(
+        self, handle: WorkflowHandle[object, RunResult], client: Client, *, existed: bool = False
+    ) -> None:
         self._handle = handle
         self._client = client
+        self._existed = existed
+
+    @property
+    def existed(self) -> bool:
+        """Whether :meth:`AgentClient.start` found a run with this id and attached to it,
+        instead of starting one."""
+        return self._existed
 
     @property
     def id(self) -> str:

@@ -139,7 +139,8 @@ class AgentClient:
             raise ConfigError(
                 f"bad tenant {tenant!r}: 1-64 letters, digits, '_', '-' or '.', e.g. acme"
             )
-        if check_hosted:
+        existed = id is not None and await self._exists(id)
+        if check_hosted and not existed:
             await _check_hosted(self.temporal, self.task_queue, agent, run_id=id)
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
         indexed = await self._has_search_attributes()
@@ -176,16 +177,26 @@ class AgentClient:
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
             handle = self.temporal.get_workflow_handle(run_id, result_type=RunResult)
-        run = RunHandle(handle, self.temporal)
+        run = RunHandle(handle, self.temporal, existed=existed)
         if id is not None and not attach:
             existing = await run.input()
             if (existing.agent, existing.prompt) != (agent, prompt):
                 raise ConfigError(
                     f"run {run_id!r} already exists, as a run of agent {existing.agent!r} "
-                    f"with another prompt ({shorten(existing.prompt, 80)!r}); attach to it "
-                    "with attach=True (ratchet run --attach), or choose another id"
+                    f"with another prompt ({shorten(existing.prompt, 80)!r}); follow it with "
+                    f"`ratchet run {existing.agent} --id {run_id} --attach` (from Python: "
+                    "start(..., attach=True)), or choose another id"
                 )
         return run
+
+    async def _exists(self, run_id: str) -> bool:
+        try:
+            await self.temporal.get_workflow_handle(run_id).describe()
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
 
     async def run(
         self, agent: str, prompt: str, *, id: str | None = None, model: str | None = None

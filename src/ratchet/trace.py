@@ -384,10 +384,11 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
     """The human-readable timeline of a :class:`Trace`, as ``ratchet trace`` prints it."""
     import json
 
-    from ._render import shorten, without_error_prefix
+    from ._render import plural, shorten, without_error_prefix
 
     def text(s: str | None, limit: int = 200) -> str:
-        return (s or "") if full else shorten(s or "", limit)
+        # Whole messages keep their lines, indented under the step they belong to.
+        return (s or "").replace("\n", "\n      ") if full else shorten(s or "", limit)
 
     lines = [f"run {t.run_id} · agent {t.agent} · {t.status}", f"prompt: {text(t.prompt)}"]
     turn = 0
@@ -449,7 +450,8 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
     lines += [
         "── totals",
         f"  wall {wall}: model {tt.model_seconds:.2f} s, tools {tt.tool_seconds:.2f} s{waiting}",
-        f"  {tt.model_calls} model calls, {tt.tool_calls} tool calls, {tt.attempts} attempts",
+        f"  {plural(tt.model_calls, 'model call')}, {plural(tt.tool_calls, 'tool call')}, "
+        f"{_retries(tt.attempts - sum(1 for s in t.steps if s.activity_id))}",
         f"  tokens {tt.input_tokens} in / {tt.output_tokens} out, cost ${tt.cost_usd:.6f}"
         + (f" ({tt.unpriced_calls} unpriced calls)" if tt.unpriced_calls else ""),
         f"  slowest: {tt.slowest_step or '-'}",
@@ -461,6 +463,10 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
     if t.error is not None:
         lines.append(f"error: {text(t.error, 400)}")
     return lines
+
+
+def _retries(n: int) -> str:
+    return "no retries" if n <= 0 else "1 retry" if n == 1 else f"{n} retries"
 
 
 def _calls(m: Message) -> str:

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from .. import events as ev
-from .._protocol import DEFAULT_TASK_QUEUE
+from .._protocol import DEFAULT_TASK_QUEUE, RunInput
 from .._render import describe_event, plural, shorten
 from ..agent import parse_model
 from ..client import RUN_STATES, AgentClient, RunHandle, check_status
@@ -24,7 +24,9 @@ from ._follow import _warn_if_no_worker, follow_run
 @_run
 async def run(
     agent: Annotated[str, typer.Argument(help="Name of the agent.")],
-    prompt: Annotated[str, typer.Argument(help="What to ask the agent.")],
+    prompt: Annotated[
+        str | None, typer.Argument(help="What to ask the agent (not needed with --attach).")
+    ] = None,
     id: Annotated[
         str | None,
         typer.Option("--id", help="Run id; the same id and prompt again attach to that run."),
@@ -44,7 +46,11 @@ async def run(
     namespace: Namespace = None,
 ) -> None:
     """Start a run of AGENT and follow its progress."""
-    if not prompt.strip():
+    if attach and id is None:
+        raise ConfigError("--attach follows the run with this --id: give --id RUN")
+    if prompt is None and attach:
+        prompt = (await _existing_input(id, address, namespace)).prompt
+    if prompt is None or not prompt.strip():
         raise ConfigError("the prompt is empty: tell the agent what to do")
     if model is not None:
         parse_model(model)
@@ -55,7 +61,8 @@ async def run(
     if not wait:
         out.print(handle.id)
         return
-    out.print(f"run {handle.id}")
+    following = " (it existed already: following it)" if handle.existed else ""
+    out.print(f"run {handle.id}{following}")
     url = _ui_url(handle.id, address, namespace)
     hint = asyncio.create_task(_warn_if_no_worker(handle, task_queue))
     try:
@@ -63,11 +70,11 @@ async def run(
     except asyncio.CancelledError:  # Ctrl-C: the run is durable, only this view ends
         err.print(
             f"stopped following; run {handle.id} goes on. Follow it again with "
-            f"`ratchet run {agent} ... --id {handle.id} --attach`, see it with "
+            f"`ratchet run {agent} --id {handle.id} --attach`, see it with "
             f"`ratchet show {handle.id}`, stop it with `ratchet cancel {handle.id}`",
             markup=False,
         )
-        raise
+        raise typer.Exit(130) from None
     finally:
         hint.cancel()
     try:
@@ -85,6 +92,15 @@ async def run(
     )
     if url:
         out.print(f"history: {url}")
+
+
+async def _existing_input(
+    run_id: str | None, address: str | None, namespace: str | None
+) -> RunInput:
+    """What the run with this id was started with (``--attach`` without a prompt)."""
+    assert run_id is not None
+    client = await AgentClient.connect(address, namespace=namespace)
+    return await client.get(run_id).input()
 
 
 @_run
