@@ -44,7 +44,7 @@ async def main() -> int:
     async with create_worker(client, [agent], task_queue=queue):
         agents = AgentClient(client, task_queue=queue)
         for prompt in TASKS:
-            console.print(f"\n[bold]customer:[/] {prompt}")
+            console.print()  # the follower prints the customer's message as its first step
             handle = await agents.start(agent.name, prompt)
             if "refund" in prompt:
                 refund_runs.append(handle.id)
