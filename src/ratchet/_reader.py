@@ -460,9 +460,8 @@ class HistoryReader:
             self._s.approval_of[call.id] = approval_id
             if approval_id in self._s.requested:
                 continue  # carried over from the previous execution: asked already
-
-            s = self._s
-            s.after_task.append(
+            # The workflow asks in the task that reads this reply: dated by that task.
+            self._s.after_task.append(
                 functools.partial(
                     self._approval_requested,
                     approval_id=approval_id,
