@@ -34,8 +34,6 @@ async def main() -> int:
         "[bold]ratchet demo[/]: starting the embedded services (first run builds the local LLM)"
     )
     services = up(on_progress=lambda line: console.print(f"  {line}", markup=False))
-    console.print(f"  Temporal {services.temporal_address} · Web UI {services.ui_url}")
-    console.print(f"  local LLM {services.llm_base_url}")
     client = await connect(services.temporal_address)
     await register_search_attributes(client)  # agent, status, tokens, cost in `ratchet ls`
     queue = f"ratchet-demo-{uuid.uuid4().hex[:6]}"
