@@ -106,10 +106,10 @@ def _problem(hosting: QueueHosting, namespace: str, task_queue: str, agent: str)
 _FIRST_POLL_SECONDS = 5.0
 
 
-async def check_hosted(client: Client, task_queue: str, agent: str, *, run_id: str | None) -> None:
+async def check_hosted(client: Client, task_queue: str, agent: str) -> None:
     """Raise :class:`ConfigError` when no worker on ``task_queue`` hosts ``agent``.
 
-    A run that already has the id ``run_id`` passes: starting attaches to it.
+    A start that attaches to an existing run does not call it: it starts nothing.
     A server that refuses to describe task queues (say, an API key without the
     permission) skips the check rather than block every start.
     """
@@ -127,13 +127,5 @@ async def check_hosted(client: Client, task_queue: str, agent: str, *, run_id: s
             break
         await asyncio.sleep(0.25)
     problem = _problem(hosting, client.namespace, task_queue, agent)
-    if problem is None:
-        return
-    if run_id is not None:
-        try:
-            await client.get_workflow_handle(run_id).describe()
-            return
-        except RPCError as e:
-            if e.status != RPCStatusCode.NOT_FOUND:
-                raise
-    raise ConfigError(problem)
+    if problem is not None:
+        raise ConfigError(problem)

@@ -141,7 +141,7 @@ class AgentClient:
             )
         existed = id is not None and await self._exists(id)
         if check_hosted and not existed:
-            await _check_hosted(self.temporal, self.task_queue, agent, run_id=id)
+            await _check_hosted(self.temporal, self.task_queue, agent)
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
         indexed = await self._has_search_attributes()
         try:
@@ -178,7 +178,7 @@ class AgentClient:
             # Closed run with this id: attach to it rather than start a second one.
             handle = self.temporal.get_workflow_handle(run_id, result_type=RunResult)
         run = RunHandle(handle, self.temporal, existed=existed)
-        if id is not None and not attach:
+        if existed and not attach:
             existing = await run.input()
             if (existing.agent, existing.prompt) != (agent, prompt):
                 raise ConfigError(
