@@ -109,4 +109,6 @@ def test_the_schema_is_a_stable_contract() -> None:
         "prompt_compacted",
         "continued_as_new",
         "run_finished",
+        "token",
+        "tokens_superseded",
     }

@@ -23,9 +23,10 @@ from . import events as ev
 from ._protocol import RunInput
 from ._reader import HistoryReader
 from .errors import RunNotFound
+from .streaming import DeltaStore
 from .transcripts import TranscriptStore
 
-__all__ = ["executions", "read_run", "run_input"]
+__all__ = ["executions", "history_events", "read_run", "run_input"]
 
 
 async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
@@ -110,14 +111,36 @@ async def read_run(
     *,
     store: TranscriptStore | None = None,
     follow: bool = False,
-    after: int = 0,
+    after: int | str = 0,
+    deltas: DeltaStore | None = None,
 ) -> AsyncIterator[ev.RunEvent]:
     """Run events of ``run_id`` from its history; with ``follow``, then live until it ends.
 
     Following uses the server's long poll (``wait_new_event``): one request waits
     until the history grows, so a follower costs one call per batch of new events,
-    not a poll loop. Events with ``seq <= after`` are read but not yielded.
+    not a poll loop. Events at or before the cursor ``after`` (see
+    :func:`ratchet.events.cursor`) are read but not yielded. With ``follow`` and
+    ``deltas``, the live ``token`` events of running model calls are merged in
+    (``_live``).
     """
+    seq_after, token_after = ev.parse_cursor(after)
+    recorded = history_events(client, run_id, store=store, follow=follow)
+    if not follow or deltas is None:
+        async for _, event in recorded:
+            if event.seq > seq_after:
+                yield event
+        return
+    from ._live import with_tokens
+
+    async for event in with_tokens(recorded, deltas, seq_after, token_after):
+        yield event
+
+
+async def history_events(
+    client: Client, run_id: str, *, store: TranscriptStore | None = None, follow: bool = False
+) -> AsyncIterator[tuple[str, ev.RunEvent]]:
+    """Every run event of ``run_id``'s history with the Temporal run id of the execution
+    that recorded it; with ``follow``, then live until the run ends."""
     reader = HistoryReader(client.data_converter, run_id, store=store)
     ids = await _execution_ids(client, run_id)
     index = 0
@@ -130,8 +153,7 @@ async def read_run(
             page = await _history_page(client, run_id, execution_id, token, wait=follow)
             for event in page.history.events:
                 for out in await reader.feed(index, event):
-                    if out.seq > after:
-                        yield out
+                    yield execution_id, out
                 if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                     attrs = event.workflow_execution_continued_as_new_event_attributes
                     next_id = attrs.new_execution_run_id

@@ -266,6 +266,8 @@ class ModelRequest(BaseModel):
     max_tokens: int | None = None
     timeout_seconds: float = 120.0
     heartbeat_seconds: float = 2.0
+    stream: bool = False
+    """Stream the reply to subscribers (``AgentSpec.stream``), if the provider can."""
 
 
 class ModelResponse(BaseModel):
@@ -287,6 +289,8 @@ class ModelResponse(BaseModel):
     recorded before ratchet kept it): with the prompt, the tools and the request's
     sampling parameters, :func:`ratchet.models.render_wire_request` rebuilds the body
     that was sent."""
+    warnings: list[str] = []
+    """What the provider did differently than asked (e.g. it could not stream)."""
 
 
 class ToolRequest(BaseModel):

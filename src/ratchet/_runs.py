@@ -49,8 +49,16 @@ from .errors import (
     RunFailed,
     RunNotFound,
 )
-from .events import MessageRecorded, ModelCallFinished, RunEvent, RunFinished
+from .events import (
+    MessageRecorded,
+    ModelCallFinished,
+    RunEvent,
+    RunFinished,
+    TokenDelta,
+    TokensSuperseded,
+)
 from .messages import Message
+from .streaming import DeltaStore, default_delta_store
 from .transcripts import TranscriptStore
 
 __all__ = [
@@ -87,11 +95,17 @@ class RunHandle:
     """A handle to one run (a workflow execution), by its id."""
 
     def __init__(
-        self, handle: WorkflowHandle[object, RunResult], client: Client, *, existed: bool = False
+        self,
+        handle: WorkflowHandle[object, RunResult],
+        client: Client,
+        *,
+        existed: bool = False,
+        deltas: DeltaStore | None = None,
     ) -> None:
         self._handle = handle
         self._client = client
         self._existed = existed
+        self._deltas = deltas
 
     @property
     def existed(self) -> bool:
@@ -149,7 +163,12 @@ class RunHandle:
         return [messages[i] for i in sorted(messages)]
 
     async def events(
-        self, after: int = 0, *, follow: bool = True, store: TranscriptStore | None = None
+        self,
+        after: int | str = 0,
+        *,
+        follow: bool = True,
+        store: TranscriptStore | None = None,
+        tokens: bool = True,
     ) -> AsyncIterator[RunEvent]:
         """The run's events (``ratchet.events``): the past ones, then the live ones.
 
@@ -159,17 +178,63 @@ class RunHandle:
         It ends after the run's final event (``run_finished``); across a
         continue-as-new it goes on with the next execution.
 
+        While following, a model call that streams (``Agent(stream=True)``, the
+        default) yields ``token`` events as its reply is written, read from the delta
+        store (``ratchet.streaming``), and ``tokens_superseded`` when a retried attempt
+        voids the earlier one's pieces. Its ``message`` event is authoritative.
+
         Args:
-            after: resume after this ``seq`` (0: from the start).
-            follow: False stops at the end of what is recorded now.
+            after: resume after this cursor: an event's ``seq``, or a token's
+                ``"seq:attempt:offset"`` (:func:`ratchet.events.cursor` gives both;
+                0: from the start).
+            follow: False stops at the end of what is recorded now (no tokens).
             store: a transcript store, to show prompts the history alone cannot
                 resolve (see :func:`ratchet.events.events_of`).
+            tokens: False leaves the token events out.
 
         Raises:
             RunNotFound: no run has that id.
+            ValueError: ``after`` is not a cursor.
         """
-        async for event in read_run(self._client, self.id, store=store, follow=follow, after=after):
+        deltas = self._delta_store() if tokens and follow else None
+        async for event in read_run(
+            self._client, self.id, store=store, follow=follow, after=after, deltas=deltas
+        ):
             yield event
+
+    def _delta_store(self) -> DeltaStore | None:
+        if self._deltas is None:
+            # RATCHET_TRANSCRIPT_STORE's, else the embedded default: what workers use.
+            self._deltas = default_delta_store()
+        return self._deltas
+
+    async def stream_text(self, *, delta: bool = False) -> AsyncIterator[str]:
+        """The text of the run's model replies as it is written, until the run ends.
+
+        By default each item is the whole text of the current reply so far: a UI
+        replaces what it shows with it. A retried attempt starts over, and when a reply
+        is recorded, its final text (authoritative; for a provider that did not
+        stream, the only one) is yielded if it differs from what streamed. The next
+        model call starts again from its first piece.
+
+        With ``delta=True`` each item is only the new text: pieces of a superseded
+        attempt cannot be taken back then (use :meth:`events` to see retries).
+        """
+        text = ""
+        async for event in self.events():
+            match event:
+                case TokenDelta(kind="text"):
+                    text += event.text
+                    yield event.text if delta else text
+                case TokensSuperseded():
+                    text = ""
+                case ModelCallFinished():
+                    final = (event.response.content or "") if event.response else ""
+                    if final and final != text:
+                        yield final[len(text) :] if delta and final.startswith(text) else final
+                    text = ""
+                case _:
+                    pass
 
     async def first_reply(self) -> str:
         """The agent's answer to the run's prompt: its first answer without tool calls.

@@ -38,6 +38,7 @@ from .errors import ConfigError, RetryableToolError, TranscriptEntryMissing
 from .messages import Message, Usage, message_hash, opening_messages
 from .models import Provider, ProviderRequest, ProviderResponse
 from .pricing import DEFAULT_PRICES, Price, cost_of
+from .streaming import CallKey, DeltaStore, DeltaWriter, delta_store_for
 from .telemetry import instrument_model_call, instrument_tool_call
 from .tools import ToolContext, ToolSpec
 from .transcripts import TranscriptStore, load_prompt, load_tools, save_messages, save_tools
@@ -56,6 +57,7 @@ class AgentActivities:
         store: TranscriptStore | None = None,
         payload_limit: int | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
+        deltas: DeltaStore | None = None,
     ) -> None:
         self.agents = dict(agents)
         self.providers = dict(providers)
@@ -64,6 +66,17 @@ class AgentActivities:
         self.payload_limit = payload_limit
         self.rate_limits = dict(rate_limits or {})
         self._tools_cache: dict[str, list[ToolSpec]] = {}
+        self._deltas = deltas
+        self._deltas_resolved = deltas is not None
+
+    @property
+    def deltas(self) -> DeltaStore | None:
+        """Where streamed replies go: by default the delta store beside the transcript
+        store (None: a store of a kind without one; calls then do not stream)."""
+        if not self._deltas_resolved:
+            self._deltas = delta_store_for(self.store)
+            self._deltas_resolved = True
+        return self._deltas
 
     @property
     def store(self) -> TranscriptStore:
@@ -168,7 +181,7 @@ class AgentActivities:
         try:
             if request.linear:
                 _check_window(request.messages, request.context_window_tokens)
-            reply = await self._send(request, provider, model_name, key)
+            reply = await self._send(request, provider, model_name, key, stream=request.stream)
         except ApplicationError as e:
             if request.linear and e.type == "ContextTooLong":
                 # The compaction that follows starts from this prompt's head: store it.
@@ -192,6 +205,7 @@ class AgentActivities:
             cost_usd=cost_of(request.model, usage, self.prices),
             transcript_ref=head,
             wire=reply.wire,
+            warnings=reply.warnings,
         )
         size = len(response.model_dump_json())
         if size > _MAX_RESPONSE_BYTES:
@@ -205,25 +219,49 @@ class AgentActivities:
         return response
 
     async def _send(
-        self, request: ModelRequest, provider: Provider, model_name: str, key: str
+        self,
+        request: ModelRequest,
+        provider: Provider,
+        model_name: str,
+        key: str,
+        *,
+        stream: bool = False,
     ) -> ProviderResponse:
         """Send one request to the provider, heartbeating; counted in the call's attempts.
 
         With shared limits for the provider it first waits for capacity, then settles
-        the usage; the reservation is estimated from the request's full prompt.
+        the usage; the reservation is estimated from the request's full prompt. With
+        ``stream`` (and a provider and store that can), the reply's deltas go to the
+        delta store as they arrive.
         """
         asked = _provider_request(request, model_name)
+        writer = self._delta_writer() if stream and provider.supports_streaming else None
 
         def send() -> Coroutine[Any, Any, ProviderResponse]:
             request_sent()
+            if writer is not None:
+                return provider.stream(asked, writer.add)
             return provider.complete(asked)
 
         limit = self.rate_limits.get(key)
         work = send() if limit is None else limited_call(key, limit, request, send)
-        response = await _heartbeating(work, request.heartbeat_seconds)
+        try:
+            response = await _heartbeating(work, request.heartbeat_seconds)
+        finally:
+            if writer is not None:
+                await writer.close()
         # Recorded at once: if this attempt still fails, the next one counts it.
         answered(response.usage)
         return response
+
+    def _delta_writer(self) -> DeltaWriter | None:
+        """A writer for this attempt's deltas; None when no delta store is configured."""
+        store = self.deltas
+        if store is None:
+            return None
+        info = activity.info()
+        key = CallKey(execution=info.workflow_run_id or "", call_id=info.activity_id)
+        return DeltaWriter(store, info.workflow_id or "", key, info.attempt)
 
     @activity.defn(name=TOOL_ACTIVITY)
     @instrument_tool_call

@@ -197,6 +197,9 @@ class AgentSpec(BaseModel):
     """At most this many runs of the agent work at once; the others wait, queued."""
     max_concurrent_runs_per_tenant: int | None = None
     """Like ``max_concurrent_runs``, per tenant (``AgentClient.start(tenant=...)``)."""
+    stream: bool = True
+    """Stream model replies to subscribers where the provider supports it (live only:
+    the history records the final message either way)."""
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -221,6 +224,9 @@ class Agent:
             runs beyond it wait in arrival order, with status ``queued``.
         max_concurrent_runs_per_tenant: the same cap per tenant, for runs started
             with ``AgentClient.start(tenant=...)``.
+        stream: stream model replies to subscribers as they are written (``token``
+            events, ``RunHandle.stream_text``), where the provider supports it. Only
+            the final message enters the history either way.
     """
 
     def __init__(
@@ -238,6 +244,7 @@ class Agent:
         policy: Policy | None = None,
         max_concurrent_runs: int | None = None,
         max_concurrent_runs_per_tenant: int | None = None,
+        stream: bool = True,
     ) -> None:
         check_agent_name(name)
         for label, cap in (
@@ -266,6 +273,7 @@ class Agent:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.model_task_queue = model_task_queue
+        self.stream = stream
         self.policy = policy or Policy()
         for rule in self.policy.rules:
             if rule.tool != "*" and rule.tool not in self.tools:
@@ -291,6 +299,7 @@ class Agent:
             policy=self.policy,
             max_concurrent_runs=self.max_concurrent_runs,
             max_concurrent_runs_per_tenant=self.max_concurrent_runs_per_tenant,
+            stream=self.stream,
         )
 
     def __repr__(self) -> str:

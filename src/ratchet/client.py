@@ -57,6 +57,7 @@ from .agent import PROVIDER_RE, check_agent_name, parse_model
 from .errors import (
     ConfigError,
 )
+from .streaming import DeltaStore
 
 __all__ = ["RUN_STATES", "AgentClient", "RunHandle", "RunInfo", "check_status"]
 
@@ -70,9 +71,18 @@ class AgentClient:
         result = await client.run("support", "Where is order 1042?")
     """
 
-    def __init__(self, client: Client, *, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        deltas: DeltaStore | None = None,
+    ) -> None:
         self.temporal = client
         self.task_queue = task_queue
+        self.deltas = deltas
+        """Where run handles read streamed replies from (None: the delta store of
+        ``RATCHET_TRANSCRIPT_STORE``, else the embedded default, as workers use)."""
         self._search_attributes: bool | None = None
 
     async def _has_search_attributes(self) -> bool:
@@ -177,7 +187,7 @@ class AgentClient:
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
             handle = self.temporal.get_workflow_handle(run_id, result_type=RunResult)
-        run = RunHandle(handle, self.temporal, existed=existed)
+        run = RunHandle(handle, self.temporal, existed=existed, deltas=self.deltas)
         if existed and not attach:
             existing = await run.input()
             if (existing.agent, existing.prompt) != (agent, prompt):
@@ -224,7 +234,9 @@ class AgentClient:
         if not run_id.strip():
             raise ConfigError("the run id is empty")
         return RunHandle(
-            self.temporal.get_workflow_handle(run_id, result_type=RunResult), self.temporal
+            self.temporal.get_workflow_handle(run_id, result_type=RunResult),
+            self.temporal,
+            deltas=self.deltas,
         )
 
     async def list(

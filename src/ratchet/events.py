@@ -18,9 +18,13 @@ The union :data:`RunEvent` is a pydantic discriminated union on ``type``; its JS
 schema (``RunEventAdapter.json_schema()``) is a documented, stable contract: fields
 are only ever added, with defaults.
 
-Live-only events (token deltas, added by the streaming feature) never enter the
-history: they will come from a live source merged into :meth:`RunHandle.events`,
-and carry the ``seq`` of the model call they belong to plus their own offset.
+Live-only events never enter the history: ``token`` (a piece of a model reply as it
+streams) and ``tokens_superseded`` (a retried attempt's pieces are void). They come
+from the delta store (``ratchet.streaming``), merged into :meth:`RunHandle.events`
+while a model call runs, and carry the ``seq`` of the ``model_call_started`` event of
+their call with their own ``attempt`` and ``offset``. Resume after one with its
+:func:`cursor` (``"seq:attempt:offset"``). A reader of a history (:func:`events_of`)
+never sees them: once the call finishes, its ``message`` event is authoritative.
 """
 
 from __future__ import annotations
@@ -58,10 +62,14 @@ __all__ = [
     "RunFinished",
     "RunOutcome",
     "RunStarted",
+    "TokenDelta",
+    "TokensSuperseded",
     "ToolCallFinished",
     "ToolCallRejected",
     "ToolCallStarted",
+    "cursor",
     "events_of",
+    "parse_cursor",
 ]
 
 CallOutcome = Literal["completed", "failed", "timed_out", "cancelled"]
@@ -290,6 +298,41 @@ class RunFinished(_Event):
     """A completed run's answers that may not be whole (cut off, or empty)."""
 
 
+class TokenDelta(_Event):
+    """Live only: a piece of a model call's reply, as the provider streamed it.
+
+    ``seq``, ``execution`` and ``history_event_id`` are those of the call's
+    ``model_call_started`` event; ``(attempt, offset)`` orders the pieces of a call.
+    """
+
+    type: Literal["token"] = "token"
+    call_id: str
+    turn: int
+    attempt: int
+    """The attempt that streamed it; a later attempt's first piece supersedes it."""
+    offset: int
+    """Position within the attempt's pieces, from 0."""
+    kind: Literal["text", "tool_arguments"] = "text"
+    """``text``: the reply's text. ``tool_arguments``: a piece of a tool call's JSON."""
+    text: str
+    tool_call_index: int | None = None
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+
+
+class TokensSuperseded(_Event):
+    """Live only: the pieces of an attempt of a model call are void (the attempt failed
+    and was retried, or the call finished with a later attempt's reply): drop them."""
+
+    type: Literal["tokens_superseded"] = "tokens_superseded"
+    call_id: str
+    turn: int
+    attempt: int
+    """The attempt whose pieces are void."""
+    by_attempt: int
+    """The attempt that replaces them."""
+
+
 RunEvent = Annotated[
     RunStarted
     | AgentSnapshotted
@@ -306,7 +349,9 @@ RunEvent = Annotated[
     | BudgetDecision
     | PromptCompacted
     | ContinuedAsNew
-    | RunFinished,
+    | RunFinished
+    | TokenDelta
+    | TokensSuperseded,
     Field(discriminator="type"),
 ]
 """Any run event, discriminated by ``type``."""
@@ -347,3 +392,37 @@ async def events_of(
         for event in h.events:
             out.extend(await reader.feed(execution, event))
     return out
+
+
+def cursor(event: RunEvent) -> str:
+    """Where to resume after ``event`` (``RunHandle.events(after=...)``): its ``seq``, or
+    ``"seq:attempt:offset"`` for a token."""
+    if isinstance(event, TokenDelta):
+        return f"{event.seq}:{event.attempt}:{event.offset}"
+    if isinstance(event, TokensSuperseded):
+        # Resuming re-reads the later attempt from its start.
+        return f"{event.seq}:{event.by_attempt}:-1"
+    return str(event.seq)
+
+
+def parse_cursor(value: int | str) -> tuple[int, tuple[int, int] | None]:
+    """A cursor's ``seq`` and, for a token's, its ``(attempt, offset)``.
+
+    Raises:
+        ValueError: not a cursor (``"12"`` or ``"12:1:40"``).
+    """
+    if isinstance(value, int):
+        return value, None
+    parts = value.split(":")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 1 and numbers[0] >= 0:
+        return numbers[0], None
+    if len(numbers) == 3 and numbers[0] >= 0 and numbers[1] >= 0:
+        return numbers[0], (numbers[1], numbers[2])
+    raise ValueError(
+        f"bad event cursor {value!r}: use an event's seq (e.g. '12') or a token's "
+        "cursor (e.g. '12:1:40'), as ratchet.events.cursor(event) gives"
+    )

@@ -7,6 +7,7 @@ one, so attempts are visible in the event history and bounded in one place.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, assert_never
@@ -16,12 +17,16 @@ from temporalio.exceptions import ApplicationError
 
 from ..agent import ToolMode
 from ..messages import Message, ToolCall, Usage
+from ..streaming._delta import Delta, DeltaSink
+from ._envelope_stream import AnswerText
 from ._errors import classify_openai_error, model_error
 from ._json_mode import parse_envelope
 from ._provider import Provider, ProviderRequest, ProviderResponse
 from ._wire import WireFormat, render_wire_request
 
 __all__ = ["OpenAICompatible"]
+
+_log = logging.getLogger("ratchet.models")
 
 
 class OpenAICompatible(Provider):
@@ -66,9 +71,16 @@ class OpenAICompatible(Provider):
         self._headers = default_headers
         self._unavailable_hint = unavailable_hint
         self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}
+        # Endpoints (base URL, model) that refused ``stream``: their calls go plain at once.
+        self._no_streaming: set[tuple[str | None, str]] = set()
+
+    supports_streaming = True
+
+    def _resolved_base_url(self) -> str | None:
+        return self._base_url() if callable(self._base_url) else self._base_url
 
     def _client(self) -> openai.AsyncOpenAI:
-        base_url = self._base_url() if callable(self._base_url) else self._base_url
+        base_url = self._resolved_base_url()
         if callable(self._base_url) and base_url is None:
             raise model_error(
                 "ModelConnectionError",
@@ -130,6 +142,173 @@ class OpenAICompatible(Provider):
             # of a retried attempt's failure ("Failure exceeds size limit.").
             raise classify_openai_error(e) from None
         return _to_response(completion, wire, request.turn)
+
+    async def stream(self, request: ProviderRequest, on_delta: DeltaSink) -> ProviderResponse:
+        """Stream the reply (SSE, usage in the last chunk); fall back to a plain call,
+        with a warning, when the endpoint rejects ``stream``."""
+        endpoint = (self._resolved_base_url(), self._model_name or request.model)
+        if endpoint in self._no_streaming:
+            response = await self.complete(request)
+            return _with_warning(response, _FELL_BACK_BEFORE)
+        wire = self._wire_format(request).model_copy(update={"stream": True})
+        body = render_wire_request(
+            request.messages,
+            request.tools,
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+            wire=wire,
+        )
+        try:
+            chunks = await self._client().chat.completions.create(
+                **body, timeout=request.timeout_seconds
+            )
+        except ApplicationError:
+            raise
+        except openai.BadRequestError as e:
+            # Some endpoints reject ``stream`` or ``stream_options``: answer without.
+            # A request that is bad for another reason fails the plain call the same way.
+            response = await self.complete(request)
+            self._no_streaming.add(endpoint)
+            warning = (
+                f"the endpoint rejected streaming ({_short(e)}); this call and the next ones "
+                "to it were made without streaming"
+            )
+            _log.warning("model %s: %s", request.model, warning)
+            return _with_warning(response, warning)
+        except Exception as e:
+            raise classify_openai_error(e) from None
+        assembled = _Assembly(wire, on_delta)
+        try:
+            async for chunk in chunks:
+                assembled.add(chunk)
+        except ApplicationError:
+            raise
+        except Exception as e:
+            raise classify_openai_error(e) from None
+        finally:
+            # Closes the HTTP stream: on cancellation the provider sees the disconnect
+            # and stops generating (and billing).
+            await chunks.close()
+        return assembled.response(request.turn)
+
+
+_FELL_BACK_BEFORE = (
+    "made without streaming: the endpoint rejected streaming earlier (see that call's warning)"
+)
+
+
+def _with_warning(response: ProviderResponse, warning: str) -> ProviderResponse:
+    return response.model_copy(update={"warnings": [*response.warnings, warning]})
+
+
+def _short(e: openai.APIStatusError) -> str:
+    text = str(e.message or e)
+    return f"HTTP {e.status_code}: {text[:200]}"
+
+
+class _Assembly:
+    """A streamed reply put back together: text, tool calls, usage, finish reason."""
+
+    def __init__(self, wire: WireFormat, on_delta: DeltaSink) -> None:
+        self.wire = wire
+        self.on_delta = on_delta
+        self.content: list[str] = []
+        self.saw_content = False
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.usage: Any = None
+        self.model = ""
+        self.finish_reason: str | None = None
+        envelope = wire.tool_mode == "json_schema" and not wire.answer_only
+        self.answer_text = AnswerText() if envelope else None
+
+    def add(self, chunk: Any) -> None:
+        self.model = getattr(chunk, "model", None) or self.model
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        for choice in getattr(chunk, "choices", None) or []:
+            if getattr(choice, "index", 0) != 0:
+                continue
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = choice.delta
+            if delta is None:
+                continue
+            if delta.content is not None:
+                self.saw_content = True
+                self.content.append(delta.content)
+                text = (
+                    self.answer_text.feed(delta.content)
+                    if self.answer_text is not None
+                    else delta.content
+                )
+                if text:
+                    self.on_delta(Delta(text=text))
+            for tc in delta.tool_calls or []:
+                self._tool_call_piece(tc)
+
+    def _tool_call_piece(self, tc: Any) -> None:
+        call = self.calls.setdefault(tc.index, {"id": None, "name": "", "arguments": []})
+        fn = getattr(tc, "function", None)
+        new_id = tc.id if tc.id and not call["id"] else None
+        if new_id:
+            call["id"] = new_id
+        name = getattr(fn, "name", None) if fn is not None else None
+        if name and not call["name"]:
+            call["name"] = name
+        arguments = (getattr(fn, "arguments", None) or "") if fn is not None else ""
+        call["arguments"].append(arguments)
+        if arguments or new_id or name:
+            self.on_delta(
+                Delta(
+                    text=arguments,
+                    kind="tool_arguments",
+                    tool_call_index=tc.index,
+                    tool_call_id=call["id"],
+                    tool_name=call["name"] or None,
+                )
+            )
+
+    def response(self, turn: int) -> ProviderResponse:
+        if self.finish_reason == "content_filter":
+            raise model_error("ContentFiltered", "the provider stopped the answer")
+        if self.finish_reason is None:
+            # Every chat-completions stream ends its choice with a finish reason: without
+            # one the reply was cut off, and recording it would keep half an answer.
+            raise model_error(
+                "ModelServerError", "the provider's stream ended before the reply was finished"
+            )
+        content = "".join(self.content) if self.saw_content else None
+        usage = Usage(
+            input_tokens=getattr(self.usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(self.usage, "completion_tokens", 0) or 0,
+            requests=1,
+        )
+        if self.wire.tool_mode == "json_schema" and not self.wire.answer_only:
+            message = parse_envelope(content or "", turn)
+        else:
+            calls = [
+                ToolCall(
+                    id=c["id"] or f"call_t{turn}_{index}",
+                    name=c["name"],
+                    arguments="".join(c["arguments"]),
+                )
+                for index, c in sorted(self.calls.items())
+            ]
+            message = Message.assistant(content, calls)
+        warnings = []
+        if self.usage is None:
+            warnings.append(
+                "the streamed reply carried no usage (stream_options.include_usage): its "
+                "tokens are counted as 0"
+            )
+        return ProviderResponse(
+            message=message,
+            usage=usage,
+            model=self.model,
+            finish_reason=self.finish_reason,
+            wire=self.wire,
+            warnings=warnings,
+        )
 
 
 def _follows_tool_result(messages: list[Message]) -> bool:

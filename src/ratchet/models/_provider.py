@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..agent import ToolMode
 from ..messages import Message, Usage
+from ..streaming._delta import DeltaSink
 from ..tools import ToolSpec
 from ._wire import WireFormat
 
@@ -63,6 +64,9 @@ class ProviderResponse(BaseModel):
     wire: WireFormat | None = None
     """How the request was rendered, for :func:`ratchet.models.render_wire_request`.
     None: the provider does not say (a trace then shows the logical messages only)."""
+    warnings: list[str] = []
+    """What went differently than asked, for the run's trace: e.g. the endpoint
+    rejected ``stream`` and the call was made without streaming."""
 
 
 class Provider(ABC):
@@ -76,6 +80,21 @@ class Provider(ABC):
     so Temporal knows whether to retry.
     """
 
+    supports_streaming: bool = False
+    """Whether :meth:`stream` streams. Providers that do override :meth:`stream` and set
+    it; ratchet then streams every agent's calls unless ``Agent(stream=False)``."""
+
     @abstractmethod
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
         """Send one request to the model and return its reply."""
+
+    async def stream(self, request: ProviderRequest, on_delta: DeltaSink) -> ProviderResponse:
+        """Send one request, handing each piece of the reply to ``on_delta`` as it arrives;
+        return the whole reply, as :meth:`complete` would.
+
+        Only the returned reply is recorded: the deltas are a live view for subscribers.
+        When the endpoint cannot stream, answer with :meth:`complete` and say so in
+        :attr:`ProviderResponse.warnings`. The default does exactly that, silently (a
+        provider that never streams has ``supports_streaming = False``).
+        """
+        return await self.complete(request)

@@ -52,6 +52,9 @@ class WireFormat(BaseModel):
     answer_only: bool = False
     """``json_schema`` mode only: the tool results were attached to the user's message
     and the model asked for a plain-text answer (no tools, no ``response_format``)."""
+    stream: bool = False
+    """The reply was streamed: the body asked for ``stream`` with usage in the last chunk
+    (``stream_options.include_usage``)."""
     revision: int = WIRE_REVISION
     """Which revision of the rendering produced the body (see ``WIRE_REVISION``)."""
 
@@ -86,6 +89,9 @@ def render_wire_request(
         body["temperature"] = temperature
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
+    if wire.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
     return body
 
 

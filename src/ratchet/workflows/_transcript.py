@@ -119,6 +119,7 @@ class FullTranscript(Transcript):
             max_tokens=spec.max_tokens,
             timeout_seconds=limits.model_timeout_seconds,
             heartbeat_seconds=limits.model_heartbeat_seconds,
+            stream=spec.stream,
         )
 
     def mark_stored(self, message_hash: str) -> None:
@@ -205,6 +206,7 @@ class LinearTranscript(Transcript):
             max_tokens=spec.max_tokens,
             timeout_seconds=limits.model_timeout_seconds,
             heartbeat_seconds=limits.model_heartbeat_seconds,
+            stream=spec.stream,
         )
 
     def stored_prompt(self) -> str:

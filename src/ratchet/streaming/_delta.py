@@ -1,0 +1,58 @@
+"""A piece of a model's reply as it streams: what a provider emits, what a store keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["CallKey", "Delta", "DeltaKind", "DeltaSink", "StoredDelta"]
+
+DeltaKind = Literal["text", "tool_arguments"]
+"""``text``: a piece of the answer's text. ``tool_arguments``: a piece of a tool call's
+JSON arguments (its id and name come with the call's first piece)."""
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One piece of a reply, in the order the provider streamed it."""
+
+    text: str
+    kind: DeltaKind = "text"
+    tool_call_index: int | None = None
+    """``tool_arguments`` only: which of the reply's tool calls (0, 1, ...)."""
+    tool_call_id: str | None = None
+    """``tool_arguments`` only: the call's id, when the provider has said it."""
+    tool_name: str | None = None
+    """``tool_arguments`` only: the tool's name, when the provider has said it."""
+
+
+DeltaSink = Callable[[Delta], None]
+"""Where a streaming provider hands each delta. It never blocks and never raises: the
+deltas are queued and written by the model activity in the background."""
+
+
+@dataclass(frozen=True)
+class CallKey:
+    """The model call a delta belongs to: one attempt of one activity of one execution.
+
+    ``execution`` is the Temporal run id of the workflow execution (unique even when a
+    run id is reused), ``call_id`` the model activity's id (``turn2-model``)."""
+
+    execution: str
+    call_id: str
+
+
+@dataclass(frozen=True)
+class StoredDelta:
+    """A delta as a :class:`~ratchet.streaming.DeltaStore` keeps it."""
+
+    key: CallKey
+    attempt: int
+    """The activity attempt that streamed it (1, 2, ...): a retry streams again under
+    the next attempt, and supersedes the earlier attempt's pieces."""
+    offset: int
+    """Position within the attempt, from 0."""
+    delta: Delta
+    created: float
+    """When the worker wrote it, in seconds since the epoch."""
