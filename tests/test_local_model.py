@@ -13,8 +13,11 @@ from temporalio.client import Client
 
 from examples.support import agent, db
 from ratchet import AgentClient, create_worker
+from ratchet.events import ModelCallFinished, TokenDelta
 from ratchet.local import LlamaServer, ensure_llama_server, smollm2_model_path
 from ratchet.local._proc import free_port
+from ratchet.streaming import delta_store_for
+from ratchet.transcripts import SQLiteTranscriptStore
 
 # On a fresh machine the first test builds llama-server (5-8 minutes on 2 cores).
 pytestmark = pytest.mark.timeout(1800)
@@ -65,3 +68,35 @@ async def test_demo_agent_with_the_local_model(
     assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
     if table_check is not None:
         assert db.refunds_for(order_id) == table_check
+
+
+async def test_the_local_models_answer_streams(
+    temporal_client: Client,
+    local_llm: LlamaServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real model streams through llama-server's SSE: the subscriber gets the answer
+    as token events before the run records it, and they add up to the recorded answer."""
+    monkeypatch.setenv("RATCHET_LOCAL_LLM_URL", local_llm.base_url)
+    monkeypatch.setenv("SUPPORT_DB", str(tmp_path / "shop.sqlite"))
+    queue = f"local-stream-{uuid.uuid4().hex[:6]}"
+    store = SQLiteTranscriptStore(tmp_path / "transcripts.sqlite")
+    deltas = delta_store_for(store)
+    async with create_worker(temporal_client, [agent], task_queue=queue, transcript_store=store):
+        client = AgentClient(temporal_client, task_queue=queue, deltas=deltas)
+        handle = await client.start("support", "Where is order 1042?")
+        events = [e async for e in handle.events()]
+        result = await handle.result()
+    tokens = [e for e in events if isinstance(e, TokenDelta)]
+    last_call = [e for e in events if isinstance(e, ModelCallFinished)][-1]
+    answer_tokens = [t for t in tokens if t.call_id == last_call.call_id and t.kind == "text"]
+    assert len(answer_tokens) > 1, f"the answer did not stream: {tokens}"
+    assert [t.offset for t in answer_tokens] == sorted(t.offset for t in answer_tokens)
+    assert "".join(t.text for t in answer_tokens) == result.output
+    # Each piece reached the subscriber before the recorded reply.
+    finished_at = events.index(last_call)
+    assert all(events.index(t) < finished_at for t in answer_tokens)
+    assert last_call.wire is not None and last_call.wire.stream
+    assert last_call.request_body is not None and last_call.request_body["stream"] is True
+    assert last_call.usage.output_tokens > 0, "llama-server sent no usage chunk"

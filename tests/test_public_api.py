@@ -228,6 +228,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "DeltaStore",
         "DeltaWriter",
         "PostgresDeltaStore",
+        "RETENTION_ENV",
         "SQLiteDeltaStore",
         "StoredDelta",
         "default_delta_store",

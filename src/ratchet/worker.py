@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .models import OpenAICompatible, Provider
 from .payloads import describe_storage, payload_limit
 from .pricing import DEFAULT_PRICES, Price
+from .streaming import DeltaStore
 from .transcripts import TranscriptStore
 from .workflows import AgentWorkflow, LimiterWorkflow, SlotsWorkflow
 
@@ -116,6 +117,7 @@ def create_worker(
     prices: Mapping[str, Price] | None = None,
     transcript_store: TranscriptStore | None = None,
     rate_limits: Mapping[str, RateLimit] | None = None,
+    delta_store: DeltaStore | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A Temporal worker hosting ``agents``: the agent workflow and its activities.
@@ -134,6 +136,9 @@ def create_worker(
         rate_limits: provider name → :class:`~ratchet.RateLimit`: model calls to these
             providers wait for capacity from the provider's limiter workflow, shared by
             every worker (give all workers the same limits).
+        delta_store: where streamed replies go for subscribers (see
+            :mod:`ratchet.streaming`). Default: the one beside ``transcript_store``
+            (``<name>-deltas.sqlite``, or the same PostgreSQL database).
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     hosted: dict[str, Agent] = {}
@@ -145,7 +150,9 @@ def create_worker(
         hosted[agent.name] = agent
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
-    acts = _activities(client, hosted, providers, prices, rate_limits, transcript_store)
+    acts = _activities(
+        client, hosted, providers, prices, rate_limits, transcript_store, delta_store
+    )
     options = _options(worker_options)
     # Clients read this to refuse runs of agents no worker hosts (ratchet._hosting).
     options.setdefault("identity", announce_agents(client.identity, hosted))
@@ -174,6 +181,7 @@ def create_model_worker(
     providers: Mapping[str, Provider] | None = None,
     prices: Mapping[str, Price] | None = None,
     transcript_store: TranscriptStore | None = None,
+    delta_store: DeltaStore | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A worker for one provider's model calls, on that provider's own task queue.
@@ -192,10 +200,11 @@ def create_model_worker(
         providers: extra providers, as in :func:`create_worker`.
         prices: extra prices, as in :func:`create_worker`.
         transcript_store: the store the agents' workers use, as in :func:`create_worker`.
+        delta_store: where streamed replies go, as in :func:`create_worker`.
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     limits = {provider: rate_limit} if rate_limit else None
-    acts = _activities(client, {}, providers, prices, limits, transcript_store)
+    acts = _activities(client, {}, providers, prices, limits, transcript_store, delta_store)
     if provider not in acts.providers:
         known = ", ".join(sorted(acts.providers))
         raise ConfigError(f"no provider named {provider!r} (known: {known}); pass providers=")
@@ -220,6 +229,7 @@ def _activities(
     prices: Mapping[str, Price] | None,
     rate_limits: Mapping[str, RateLimit] | None,
     transcript_store: TranscriptStore | None,
+    delta_store: DeltaStore | None = None,
 ) -> AgentActivities:
     all_providers = {**default_providers(), **(providers or {})}
     for name in rate_limits or {}:
@@ -233,6 +243,7 @@ def _activities(
         store=transcript_store,
         payload_limit=payload_limit(client.data_converter.external_storage),
         rate_limits=rate_limits,
+        deltas=delta_store,
     )
 
 

@@ -12,7 +12,7 @@ written, then pruned by the workers that write: only the history remains.
 """
 
 from ._delta import CallKey, Delta, DeltaKind, DeltaSink, StoredDelta
-from ._locate import default_delta_store, delta_store_for, delta_store_from_url
+from ._locate import RETENTION_ENV, default_delta_store, delta_store_for, delta_store_from_url
 from ._postgres import PostgresDeltaStore
 from ._sqlite import SQLiteDeltaStore
 from ._store import DEFAULT_RETENTION, DeltaStore
@@ -20,6 +20,7 @@ from ._writer import DeltaWriter
 
 __all__ = [
     "DEFAULT_RETENTION",
+    "RETENTION_ENV",
     "CallKey",
     "Delta",
     "DeltaKind",
