@@ -419,6 +419,7 @@ class HistoryReader:
             last_attempt_seconds=step.last_attempt_seconds(self._at),
             wire=resp.wire,
             request_body=_body(step, resp),
+            warnings=resp.warnings,
         )
         for call in resp.message.tool_calls or []:
             s.calls[call.id] = (req.turn, call)

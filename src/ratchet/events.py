@@ -177,6 +177,8 @@ class ModelCallFinished(_Event):
     """The exact JSON body sent to the provider (messages after any tool-mode
     transformation, tools offered, ``response_format``, parameters), rebuilt from the
     prompt and ``wire``; None when the provider did not say how it rendered it."""
+    warnings: list[str] = Field(default_factory=list)
+    """What the provider did differently than asked, e.g. it could not stream."""
 
 
 class ToolCallRejected(_Event):

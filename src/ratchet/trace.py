@@ -70,6 +70,10 @@ class ModelStep(_Step):
     output_tokens: int = 0
     cost_usd: float | None = None
     finish_reason: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    """What the provider did differently than asked (e.g. it could not stream)."""
+    streamed: bool = False
+    """The reply was streamed to subscribers as it was written."""
 
 
 class ToolStep(_Step):
@@ -191,6 +195,8 @@ async def trace_of(
                 m.cost_usd = e.cost_usd
                 m.finish_reason = e.finish_reason
                 m.request_body = e.request_body
+                m.warnings = list(e.warnings)
+                m.streamed = e.wire is not None and e.wire.stream
             case ev.ToolCallStarted():
                 request = waiting.pop(e.call_id, None)
                 steps[e.call_id] = ToolStep(
@@ -400,12 +406,15 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
         retry = f", {step.attempts} attempts" if step.attempts > 1 else ""
         if isinstance(step, ModelStep):
             cost = "" if step.cost_usd is None else f", ${step.cost_usd:.6f}"
+            streamed = ", streamed" if step.streamed else ""
             lines.append(
                 f"  model {step.model} [{step.status}] {took}{retry}, "
-                f"{step.input_tokens} in / {step.output_tokens} out tokens{cost}"
+                f"{step.input_tokens} in / {step.output_tokens} out tokens{cost}{streamed}"
             )
             if step.last_retry_error:
                 lines.append(f"    last retry error: {text(step.last_retry_error)}")
+            for warning in step.warnings:
+                lines.append(f"    warning: {text(warning, 400)}")
             # What the model saw: the body sent on the wire when the provider said how it
             # rendered the prompt (a tool mode may rewrite it), else ratchet's messages.
             sent = _sent(step)
