@@ -104,6 +104,7 @@ class ScriptedRequestHandler(BaseHTTPRequestHandler):
     # ACK (40 ms on Linux) and a paced stream would not keep its rate.
     disable_nagle_algorithm = True
 
+    # Watches the client's socket while an answer is held; made on first use.
     _watch: selectors.BaseSelector | None = None
 
     def finish(self) -> None:
