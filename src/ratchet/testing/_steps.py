@@ -5,6 +5,10 @@ constructors here (:func:`reply`, :func:`tool_calls`, :func:`error`,
 :func:`hang`, ...); :class:`~ratchet.testing.ScriptedModelServer` answers each
 chat-completion request with the next one. Steps are plain immutable data: how
 they look on the wire is :mod:`ratchet.testing._wire`'s business.
+
+Answers to ``stream: true`` requests can be paced like a real model
+(``chunk_delay``, ``chunk_chars``) or stalled mid-stream
+(``stall_after_chunks``) to test what happens while a stream is in flight.
 """
 
 from __future__ import annotations
@@ -127,7 +131,22 @@ class Step:
         error_param: OpenAI error ``param`` (``error`` steps).
         headers: Extra response headers, as ``(name, value)`` pairs.
         hang_seconds: For ``hang`` steps, how long until the connection is
-            closed without a response; ``None`` means until ``stop()``.
+            closed without a response; for stalled streams
+            (``stall_after_chunks``), how long the stall lasts before the
+            connection is closed without finishing. ``None`` means until
+            ``stop()`` (or until the client disconnects).
+        chunk_delay: Seconds between successive chunks of a streamed answer
+            (a fixed token rate). The first chunk (the role chunk) goes at once,
+            after ``delay``; ``data: [DONE]`` follows the last chunk at once.
+            Non-streamed answers are not paced.
+        chunk_chars: Characters of content or tool-call arguments per streamed
+            chunk; ``None`` means the server's default (8).
+        stall_after_chunks: Stream the role chunk and this many further chunks,
+            then send nothing more: the connection stays open until the client
+            disconnects, ``hang_seconds`` pass or the server stops. If the
+            answer has fewer chunks, all are sent and the stall comes before
+            ``data: [DONE]``. A non-streamed request answered by such a step
+            gets no answer at all, like a :func:`hang`.
         expect: Optional assertion on the request this step answers.
     """
 
@@ -144,6 +163,9 @@ class Step:
     error_param: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     hang_seconds: float | None = None
+    chunk_delay: float = 0.0
+    chunk_chars: int | None = None
+    stall_after_chunks: int | None = None
     expect: Expectation | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +177,26 @@ class Step:
             raise ValueError("a tool_calls step needs at least one call")
         if self.hang_seconds is not None and self.hang_seconds < 0:
             raise ValueError(f"hang seconds must be >= 0, got {self.hang_seconds}")
+        if self.chunk_delay < 0:
+            raise ValueError(f"chunk_delay must be >= 0, got {self.chunk_delay}")
+        if self.chunk_chars is not None and self.chunk_chars < 1:
+            raise ValueError(f"chunk_chars must be >= 1, got {self.chunk_chars}")
+        if self.stall_after_chunks is not None and self.stall_after_chunks < 0:
+            raise ValueError(f"stall_after_chunks must be >= 0, got {self.stall_after_chunks}")
+        if self.kind in ("error", "hang") and self._stream_options():
+            raise ValueError(
+                "chunk_delay, chunk_chars and stall_after_chunks shape a streamed answer; "
+                f"they apply to reply and tool_calls steps, not to {self.kind} steps"
+            )
+        if (
+            self.kind in ("reply", "tool_calls")
+            and self.hang_seconds is not None
+            and self.stall_after_chunks is None
+        ):
+            raise ValueError(
+                f"hang_seconds on a {self.kind} step bounds a stall: "
+                "it needs stall_after_chunks too"
+            )
 
     def expecting(self, check: Expectation) -> Step:
         """Returns a copy of this step that asserts ``check`` on its request.
@@ -169,16 +211,33 @@ class Step:
 
     def describe(self) -> str:
         """Returns a short human-readable form used in failure messages."""
+        streaming = "".join(f", {name}={value!r}" for name, value in self._stream_options())
         if self.kind == "reply":
             if self.finish_reason != "stop":
-                return f"reply({shorten(self.content)!r}, finish_reason={self.finish_reason!r})"
-            return f"reply({shorten(self.content)!r})"
+                return (
+                    f"reply({shorten(self.content)!r}, "
+                    f"finish_reason={self.finish_reason!r}{streaming})"
+                )
+            return f"reply({shorten(self.content)!r}{streaming})"
         if self.kind == "tool_calls":
-            return f"tool_calls({', '.join(c.name for c in self.tool_calls)})"
+            return f"tool_calls({', '.join(c.name for c in self.tool_calls)}{streaming})"
         if self.kind == "error":
             code = f", code={self.error_code!r}" if self.error_code else ""
             return f"error({self.status}{code})"
         return "hang()" if self.hang_seconds is None else f"hang({self.hang_seconds})"
+
+    def _stream_options(self) -> list[tuple[str, object]]:
+        """The streaming options set away from their defaults, as ``(name, value)``."""
+        options: list[tuple[str, object]] = []
+        if self.chunk_delay:
+            options.append(("chunk_delay", self.chunk_delay))
+        if self.chunk_chars is not None:
+            options.append(("chunk_chars", self.chunk_chars))
+        if self.stall_after_chunks is not None:
+            options.append(("stall_after_chunks", self.stall_after_chunks))
+            if self.hang_seconds is not None:
+                options.append(("stall_seconds", self.hang_seconds))
+        return options
 
 
 def call(
@@ -206,6 +265,10 @@ def reply(
     finish_reason: FinishReason = "stop",
     usage: ScriptedUsage | None = None,
     delay: float = 0.0,
+    chunk_delay: float = 0.0,
+    chunk_chars: int | None = None,
+    stall_after_chunks: int | None = None,
+    stall_seconds: float | None = None,
     expect: Expectation | None = None,
 ) -> Step:
     """A final assistant message.
@@ -215,6 +278,15 @@ def reply(
         finish_reason: ``"stop"``; use ``"length"`` to simulate truncation.
         usage: Reported usage; estimated from the request if omitted.
         delay: Seconds to wait before answering.
+        chunk_delay: When streamed, seconds between successive chunks (a fixed
+            token rate); the first (role) chunk goes at once.
+        chunk_chars: When streamed, characters per content or arguments chunk;
+            ``None`` means 8.
+        stall_after_chunks: When streamed, send the role chunk and this many
+            further chunks, then stall with the connection open (see
+            :class:`Step`).
+        stall_seconds: How long a stall lasts before the connection is closed
+            unfinished; ``None`` means until the client disconnects or ``stop()``.
         expect: Optional assertion on the request.
 
     Returns:
@@ -226,6 +298,10 @@ def reply(
         finish_reason=finish_reason,
         usage=usage,
         delay=delay,
+        chunk_delay=chunk_delay,
+        chunk_chars=chunk_chars,
+        stall_after_chunks=stall_after_chunks,
+        hang_seconds=stall_seconds,
         expect=expect,
     )
 
@@ -235,6 +311,10 @@ def reply_json(
     *,
     usage: ScriptedUsage | None = None,
     delay: float = 0.0,
+    chunk_delay: float = 0.0,
+    chunk_chars: int | None = None,
+    stall_after_chunks: int | None = None,
+    stall_seconds: float | None = None,
     expect: Expectation | None = None,
 ) -> Step:
     """A final assistant message whose content is ``json.dumps(obj)``.
@@ -245,12 +325,30 @@ def reply_json(
         obj: Any JSON-serializable value.
         usage: Reported usage; estimated from the request if omitted.
         delay: Seconds to wait before answering.
+        chunk_delay: When streamed, seconds between successive chunks (a fixed
+            token rate); the first (role) chunk goes at once.
+        chunk_chars: When streamed, characters per content or arguments chunk;
+            ``None`` means 8.
+        stall_after_chunks: When streamed, send the role chunk and this many
+            further chunks, then stall with the connection open (see
+            :class:`Step`).
+        stall_seconds: How long a stall lasts before the connection is closed
+            unfinished; ``None`` means until the client disconnects or ``stop()``.
         expect: Optional assertion on the request.
 
     Returns:
         The step.
     """
-    return reply(json.dumps(obj), usage=usage, delay=delay, expect=expect)
+    return reply(
+        json.dumps(obj),
+        usage=usage,
+        delay=delay,
+        chunk_delay=chunk_delay,
+        chunk_chars=chunk_chars,
+        stall_after_chunks=stall_after_chunks,
+        stall_seconds=stall_seconds,
+        expect=expect,
+    )
 
 
 def tool_calls(
@@ -258,6 +356,10 @@ def tool_calls(
     text: str | None = None,
     usage: ScriptedUsage | None = None,
     delay: float = 0.0,
+    chunk_delay: float = 0.0,
+    chunk_chars: int | None = None,
+    stall_after_chunks: int | None = None,
+    stall_seconds: float | None = None,
     expect: Expectation | None = None,
 ) -> Step:
     """An assistant message calling one or more tools (``finish_reason="tool_calls"``).
@@ -267,13 +369,22 @@ def tool_calls(
         text: Optional message content sent alongside the calls.
         usage: Reported usage; estimated from the request if omitted.
         delay: Seconds to wait before answering.
+        chunk_delay: When streamed, seconds between successive chunks (a fixed
+            token rate); the first (role) chunk goes at once.
+        chunk_chars: When streamed, characters per content or arguments chunk;
+            ``None`` means 8.
+        stall_after_chunks: When streamed, send the role chunk and this many
+            further chunks, then stall with the connection open (see
+            :class:`Step`).
+        stall_seconds: How long a stall lasts before the connection is closed
+            unfinished; ``None`` means until the client disconnects or ``stop()``.
         expect: Optional assertion on the request.
 
     Returns:
         The step.
 
     Raises:
-        ValueError: If no calls are given.
+        ValueError: If no calls are given, or an option is out of range.
     """
     return Step(
         kind="tool_calls",
@@ -282,6 +393,10 @@ def tool_calls(
         finish_reason="tool_calls",
         usage=usage,
         delay=delay,
+        chunk_delay=chunk_delay,
+        chunk_chars=chunk_chars,
+        stall_after_chunks=stall_after_chunks,
+        hang_seconds=stall_seconds,
         expect=expect,
     )
 
@@ -359,6 +474,10 @@ def content_filtered(
     *,
     usage: ScriptedUsage | None = None,
     delay: float = 0.0,
+    chunk_delay: float = 0.0,
+    chunk_chars: int | None = None,
+    stall_after_chunks: int | None = None,
+    stall_seconds: float | None = None,
     expect: Expectation | None = None,
 ) -> Step:
     """A response cut off by the content filter (``finish_reason="content_filter"``).
@@ -367,6 +486,15 @@ def content_filtered(
         text: Partial content sent before the filter hit; ``None`` sends null.
         usage: Reported usage; estimated from the request if omitted.
         delay: Seconds to wait before answering.
+        chunk_delay: When streamed, seconds between successive chunks (a fixed
+            token rate); the first (role) chunk goes at once.
+        chunk_chars: When streamed, characters per content or arguments chunk;
+            ``None`` means 8.
+        stall_after_chunks: When streamed, send the role chunk and this many
+            further chunks, then stall with the connection open (see
+            :class:`Step`).
+        stall_seconds: How long a stall lasts before the connection is closed
+            unfinished; ``None`` means until the client disconnects or ``stop()``.
         expect: Optional assertion on the request.
 
     Returns:
@@ -378,6 +506,10 @@ def content_filtered(
         finish_reason="content_filter",
         usage=usage,
         delay=delay,
+        chunk_delay=chunk_delay,
+        chunk_chars=chunk_chars,
+        stall_after_chunks=stall_after_chunks,
+        hang_seconds=stall_seconds,
         expect=expect,
     )
 

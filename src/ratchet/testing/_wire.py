@@ -10,7 +10,7 @@ its lock, :mod:`ratchet.testing._http` delivers it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from ._steps import ScriptedUsage, Step
 
 __all__ = [
     "Answer",
+    "DeliveryReport",
     "completion_body",
     "error_body",
     "estimate_usage",
@@ -32,10 +33,18 @@ __all__ = [
 # client-side delta accumulation is really exercised, not just one big chunk.
 _STREAM_PIECE_CHARS = 8
 
+DeliveryReport = Callable[[int, bool], None]
+"""Told ``(chunks_sent, client_disconnected)`` as a held or streamed answer goes out."""
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """How the HTTP layer must answer one request (computed under the lock)."""
+    """How the HTTP layer must answer one request (computed under the lock).
+
+    ``hang_seconds`` bounds a hang, or the stall of a stream cut off by
+    ``stall_after_chunks``; ``report`` (if set) is told each chunk sent and a
+    client's disconnect, from the thread serving the request.
+    """
 
     status: int = 200
     body: dict[str, Any] | None = None
@@ -45,6 +54,10 @@ class Answer:
     hang_seconds: float | None = None
     stream: bool = False
     include_usage: bool = False
+    chunk_delay: float = 0.0
+    chunk_chars: int | None = None
+    stall_after_chunks: int | None = None
+    report: DeliveryReport | None = None
 
 
 def error_body(
@@ -155,18 +168,27 @@ def model_body(model: str) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": 0, "owned_by": "ratchet"}
 
 
-def _pieces(text: str) -> list[str]:
-    return [text[i : i + _STREAM_PIECE_CHARS] for i in range(0, len(text), _STREAM_PIECE_CHARS)]
-
-
-def stream_chunks(completion: Mapping[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+def stream_chunks(
+    completion: Mapping[str, Any], include_usage: bool, piece_chars: int | None = None
+) -> list[dict[str, Any]]:
     """Splits a non-streamed completion into ``chat.completion.chunk`` objects.
 
     The chunk sequence follows the OpenAI API: a role chunk, content pieces,
     per tool call a header chunk (id, name) followed by argument pieces, a
     final chunk with ``finish_reason`` and, if requested via
     ``stream_options.include_usage``, a usage chunk with no choices.
+
+    Args:
+        completion: The ``chat.completion`` object to stream.
+        include_usage: Whether to end with the usage chunk.
+        piece_chars: Characters of content or arguments per chunk; ``None``
+            means 8.
     """
+    size = piece_chars or _STREAM_PIECE_CHARS
+
+    def pieces(text: str) -> list[str]:
+        return [text[i : i + size] for i in range(0, len(text), size)]
+
     base = {
         "id": completion["id"],
         "object": "chat.completion.chunk",
@@ -192,7 +214,7 @@ def stream_chunks(completion: Mapping[str, Any], include_usage: bool) -> list[di
 
     content: str | None = message.get("content")
     chunks = [chunk({"role": "assistant", "content": "" if content is not None else None})]
-    chunks.extend(chunk({"content": piece}) for piece in _pieces(content or ""))
+    chunks.extend(chunk({"content": piece}) for piece in pieces(content or ""))
     for i, tc in enumerate(message.get("tool_calls") or []):
         header = {
             "index": i,
@@ -203,7 +225,7 @@ def stream_chunks(completion: Mapping[str, Any], include_usage: bool) -> list[di
         chunks.append(chunk({"tool_calls": [header]}))
         chunks.extend(
             chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
-            for piece in _pieces(tc["function"]["arguments"])
+            for piece in pieces(tc["function"]["arguments"])
         )
     chunks.append(chunk({}, choice["finish_reason"]))
     if include_usage:
