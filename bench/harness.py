@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,11 @@ class JsonLineProcess:
             await self.proc.wait()
 
 
-async def _spawn(args: list[str], log: Path, name: str) -> JsonLineProcess:
+async def _spawn(
+    args: list[str], log: Path, name: str, extra_env: Mapping[str, str] | None = None
+) -> JsonLineProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_AGENTS_DISABLE_TRACING": "1"}
+    env.update(extra_env or {})
     # Cache bytecode as a deployed worker does. With PYTHONDONTWRITEBYTECODE=1 and an
     # editable install, every module the workflow sandbox re-imports for each run would
     # be compiled from source again. The cache lives with the logs, not in the tree.
@@ -112,7 +116,12 @@ async def start_model_server(logs: Path) -> tuple[JsonLineProcess, str]:
 
 
 async def start_worker(
-    impl: str, address: str, queue: str, model_url: str, logs: Path
+    impl: str,
+    address: str,
+    queue: str,
+    model_url: str,
+    logs: Path,
+    extra_env: Mapping[str, str] | None = None,
 ) -> JsonLineProcess:
     log = logs / f"worker-{impl}-{queue}.log"
     proc = await _spawn(
@@ -129,6 +138,7 @@ async def start_worker(
         ],
         log,
         f"worker {impl}",
+        extra_env,
     )
     await proc.read(120)  # {"ready": true}
     return proc

@@ -45,7 +45,7 @@ from temporalio.testing import WorkflowEnvironment
 from ratchet import AgentClient
 from ratchet import _search as ratchet_search
 
-from . import harness, procstat, workload
+from . import harness, procstat, results_block, workload
 from .harness import JsonLineProcess
 from .impl_ratchet import AGENT as RATCHET_AGENT
 from .impl_ratchet import HITL_AGENT as RATCHET_HITL_AGENT
@@ -978,7 +978,9 @@ def finish(report: Report, args: argparse.Namespace, logs: Path) -> int:
         Path(args.results) if args.results else (None if mode.name == "smoke" else RESULTS)
     )
     if results_path is not None:
-        results_path.write_text(report.markdown())
+        # Keep the sections other scripts own (python -m bench.streaming's).
+        old = results_path.read_text() if results_path.exists() else ""
+        results_path.write_text(results_block.carry_over(old, report.markdown()))
         log(f"\nwrote {results_path}")
     if args.json:
         Path(args.json).write_text(
