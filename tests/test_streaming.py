@@ -374,3 +374,21 @@ async def test_json_schema_mode_streams_the_answer_text_not_the_envelope(
     streamed = [t for t in tokens(events) if t.call_id == second.call_id]
     assert len(streamed) > 5
     assert "".join(t.text for t in streamed) == answer
+
+
+async def test_a_failing_delta_store_costs_the_tokens_not_the_events(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    from ratchet.streaming import SQLiteDeltaStore
+
+    broken = SQLiteDeltaStore(tmp_path / "broken.sqlite")
+    await broken.close()  # every read now raises
+    model_server.add(reply(ANSWER, chunk_chars=4, chunk_delay=0.02))
+    async with hosted(temporal_client, [streamer()], model_server) as client:
+        client.deltas = broken
+        handle = await client.start("streamer", "Where is 1042?")
+        events = [e async for e in handle.events()]
+    assert not tokens(events)
+    assert events[-1].type == "run_finished"
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert any(isinstance(e, MessageRecorded) and e.message.content == ANSWER for e in events)
