@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from temporalio.client import Client
 
 from ratchet import Agent, AgentClient, Limits
 from ratchet.cli import follow_run
+from ratchet.cli._follow import _Progress
+from ratchet.events import TokenDelta
 from ratchet.streaming import CallKey, Delta, delta_store_for
 from ratchet.testing import ScriptedModelServer, call, hang, reply, tool_calls
 from ratchet.transcripts import SQLiteTranscriptStore
@@ -295,3 +298,24 @@ async def ratchet_with_input(stdin: bytes, *args: str, env: dict[str, str]) -> t
     out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def test_the_live_line_names_the_tool_whose_call_the_model_is_writing() -> None:
+    now = datetime.now(UTC)
+    progress = _Progress()
+    progress.saw(
+        TokenDelta(
+            seq=3,
+            at=now,
+            call_id="turn1-model",
+            turn=1,
+            attempt=1,
+            offset=0,
+            kind="tool_arguments",
+            text='{"order_id": ',
+            tool_call_index=0,
+            tool_call_id="call_1",
+            tool_name="lookup_order",
+        )
+    )
+    assert "model writing a call to lookup_order" in progress.line()
