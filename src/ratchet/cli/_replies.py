@@ -50,11 +50,6 @@ class ReplyPrinter:
         """A reply's line is printed but not ended."""
         self._at_line_start = True
 
-    @property
-    def writing(self) -> bool:
-        """A reply's line is open: print nothing else before :meth:`end_line`."""
-        return self._open
-
     def token(self, event: ev.TokenDelta) -> None:
         """Print a piece of reply text; tool-argument pieces are not printed."""
         if event.kind != "text" or not event.text:
