@@ -2,7 +2,8 @@
 
 Starts (or reuses) the embedded Temporal dev server and the local LLM, hosts the
 support agent in a worker inside this process, runs two customer requests and
-prints each model call and tool call as it is recorded. The services keep
+prints each model call and tool call as it is recorded, and the model's answers as
+they are written (``follow_run`` streams them). The services keep
 running afterwards (`ratchet down` stops them), so a second demo starts at once.
 """
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ from . import events as ev
 from .streaming import CallKey, DeltaStore, StoredDelta
 
 __all__ = ["with_tokens"]
+
+_log = logging.getLogger("ratchet.streaming")
 
 _WAIT_SECONDS = 1.0
 """How long one wait on the store lasts before the history is looked at again."""
@@ -65,11 +68,31 @@ class _OpenCall:
         )
 
 
-async def _tokens(deltas: DeltaStore, call: _OpenCall) -> AsyncIterator[ev.RunEvent]:
+class _Tail:
+    """The store, while it works: a failing store ends the tokens, never the events."""
+
+    def __init__(self, store: DeltaStore) -> None:
+        self.store: DeltaStore | None = store
+
+    def failed(self, e: Exception) -> None:
+        _log.warning(
+            "token events stopped: the delta store %r failed (%s: %s); the run's events go on",
+            self.store,
+            type(e).__name__,
+            e,
+        )
+        self.store = None
+
+
+async def _tokens(tail: _Tail, call: _OpenCall) -> AsyncIterator[ev.RunEvent]:
     """The call's deltas after its cursor, with a ``tokens_superseded`` before the first
     piece of a later attempt."""
-    while True:
-        rows = await deltas.read(call.key, call.after)
+    while tail.store is not None:
+        try:
+            rows = await tail.store.read(call.key, call.after)
+        except Exception as e:
+            tail.failed(e)
+            return
         for row in rows:
             if call.after[0] and row.attempt > call.after[0]:
                 yield call.superseded(row.attempt)
@@ -100,25 +123,34 @@ async def with_tokens(
             if isinstance(e, asyncio.CancelledError):
                 raise
 
+    tail = _Tail(deltas)
     producer = asyncio.create_task(pump())
     waiting: asyncio.Task[tuple[str, ev.RunEvent] | BaseException | None] | None = None
     open_calls: dict[str, _OpenCall] = {}
     try:
         while True:
-            if open_calls and (waiting is not None or queue.empty()):
+            if open_calls and tail.store is not None and (waiting is not None or queue.empty()):
                 # Caught up with the history, and calls are streaming: tail the store.
-                version = await deltas.version()
+                try:
+                    version = await tail.store.version()
+                except Exception as e:
+                    tail.failed(e)
+                    continue
                 for call in list(open_calls.values()):
-                    async for token in _tokens(deltas, call):
+                    async for token in _tokens(tail, call):
                         yield token
+                if tail.store is None:
+                    continue
                 if waiting is None:
                     waiting = asyncio.create_task(queue.get())
-                changed = asyncio.create_task(deltas.wait_changed(version, _WAIT_SECONDS))
+                changed = asyncio.create_task(tail.store.wait_changed(version, _WAIT_SECONDS))
                 await asyncio.wait({waiting, changed}, return_when=asyncio.FIRST_COMPLETED)
                 if not changed.done():
                     changed.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await changed
+                elif changed.exception() is not None:
+                    tail.failed(changed.exception())  # type: ignore[arg-type]
                 if not waiting.done():
                     continue  # the store changed: read it again (the wait stays pending)
                 item = waiting.result()
@@ -144,13 +176,13 @@ async def with_tokens(
                 ):
                     # A reply was recorded: its pieces come before it.
                     for call in list(open_calls.values()):
-                        async for token in _tokens(deltas, call):
+                        async for token in _tokens(tail, call):
                             yield token
                 case ev.ModelCallFinished() if event.call_id in open_calls:
                     call = open_calls.pop(event.call_id)
                     if event.seq > seq_after:
                         # Everything the worker wrote is in the store by now.
-                        async for token in _tokens(deltas, call):
+                        async for token in _tokens(tail, call):
                             yield token
                         if call.after[0] and call.after[0] < event.attempts:
                             yield call.superseded(event.attempts)

@@ -8,8 +8,10 @@ from . import events as ev
 from .messages import Message
 
 __all__ = [
+    "answer_prefix",
     "describe_event",
     "describe_message",
+    "describe_tool_start",
     "plural",
     "shorten",
     "without_error_prefix",
@@ -36,6 +38,11 @@ def _call_text(name: str, arguments: str) -> str:
     return f"{name}({shorten(arguments, 80)})"
 
 
+def answer_prefix(turn: int) -> str:
+    """How the line of a model's answer starts; a streamed answer follows it piece by piece."""
+    return f"model     turn {turn}: answer "
+
+
 def describe_message(message: Message, turn: int) -> str | None:
     """A one-line description of a transcript message, or None for the system prompt."""
     if message.role == "system":
@@ -46,7 +53,7 @@ def describe_message(message: Message, turn: int) -> str | None:
         calls = ", ".join(_call_text(c.name, c.arguments) for c in message.tool_calls)
         return f"model     turn {turn}: call {calls}"
     if message.role == "assistant":
-        return f"model     turn {turn}: answer {shorten(message.content or '')}"
+        return answer_prefix(turn) + shorten(message.content or "")
     marker = "error" if message.is_error else "result"
     return f"tool      {message.name} {marker}: {shorten(without_error_prefix(message.content))}"
 
@@ -105,6 +112,12 @@ def describe_event(event: ev.RunEvent, run_id: str) -> str | None:
             return None
         case _:
             return None
+
+
+def describe_tool_start(event: ev.ToolCallStarted) -> str:
+    """The line of a tool call as it starts to run (a live view prints it; ``show``
+    leaves it out, each call's result line says it ran)."""
+    return f"tool      {_call_text(event.tool, json.dumps(event.arguments))} started"
 
 
 def _error(event: ev.ModelCallFinished | ev.ToolCallFinished) -> str:

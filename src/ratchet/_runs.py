@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ from .events import (
 from .messages import Message
 from .streaming import DeltaStore, default_delta_store
 from .transcripts import TranscriptStore
+
+_log = logging.getLogger("ratchet.streaming")
 
 __all__ = [
     "ACCEPT_TIMEOUT",
@@ -205,7 +208,15 @@ class RunHandle:
     def _delta_store(self) -> DeltaStore | None:
         if self._deltas is None:
             # RATCHET_TRANSCRIPT_STORE's, else the embedded default: what workers use.
-            self._deltas = default_delta_store()
+            try:
+                self._deltas = default_delta_store()
+            except Exception as e:
+                # Tokens are a live view; the events themselves come from the history.
+                _log.warning(
+                    "no token events: the delta store cannot be opened (%s: %s)",
+                    type(e).__name__,
+                    e,
+                )
         return self._deltas
 
     async def stream_text(self, *, delta: bool = False) -> AsyncIterator[str]:

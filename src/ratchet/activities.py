@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar, assert_never
 
@@ -45,6 +46,8 @@ from .transcripts import TranscriptStore, load_prompt, load_tools, save_messages
 
 __all__ = ["AgentActivities"]
 
+_log = logging.getLogger("ratchet.streaming")
+
 
 class AgentActivities:
     """Activity implementations bound to the agents and providers a worker hosts."""
@@ -74,8 +77,14 @@ class AgentActivities:
         """Where streamed replies go: by default the delta store beside the transcript
         store (None: a store of a kind without one; calls then do not stream)."""
         if not self._deltas_resolved:
-            self._deltas = delta_store_for(self.store)
             self._deltas_resolved = True
+            try:
+                self._deltas = delta_store_for(self.store)
+            except Exception as e:
+                # Streaming is a live view: without its store, calls are made plain.
+                _log.warning(
+                    "streaming is off on this worker: no delta store (%s: %s)", type(e).__name__, e
+                )
         return self._deltas
 
     @property

@@ -28,6 +28,15 @@ Address = Annotated[
 ]
 Namespace = Annotated[str | None, typer.Option(help="Temporal namespace (default: 'default').")]
 TaskQueue = Annotated[str, typer.Option(help="Task queue the agent's workers poll.")]
+Stream = Annotated[
+    bool,
+    typer.Option(
+        "--stream/--no-stream",
+        help="Print the model's replies as they are written (--no-stream: whole, once "
+        "recorded). Streamed replies are read from the delta store beside "
+        "RATCHET_TRANSCRIPT_STORE, the one the workers use.",
+    ),
+]
 TranscriptStoreUrl = Annotated[
     str | None,
     typer.Option(

@@ -17,7 +17,17 @@ from .._render import describe_event, plural, shorten
 from ..agent import parse_model
 from ..client import RUN_STATES, AgentClient, RunHandle, check_status
 from ..errors import ConfigError, RatchetError, RunFailed
-from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run, _ui_url, err, out
+from ._common import (
+    Address,
+    Namespace,
+    Stream,
+    TaskQueue,
+    TranscriptStoreUrl,
+    _run,
+    _ui_url,
+    err,
+    out,
+)
 from ._follow import _warn_if_no_worker, follow_run
 
 
@@ -41,6 +51,7 @@ async def run(
         str | None, typer.Option(help="Override the model, e.g. openai:gpt-4o-mini.")
     ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = True,
+    stream: Stream = True,
     task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
     address: Address = None,
     namespace: Namespace = None,
@@ -66,7 +77,7 @@ async def run(
     url = _ui_url(handle.id, address, namespace)
     hint = asyncio.create_task(_warn_if_no_worker(handle, task_queue))
     try:
-        await follow_run(handle)
+        await follow_run(handle, stream=stream)
     except asyncio.CancelledError:  # Ctrl-C: the run is durable, only this view ends
         err.print(
             f"stopped following; run {handle.id} goes on. Follow it again with "
