@@ -164,9 +164,10 @@ class OpenAICompatible(Provider):
             )
         except ApplicationError:
             raise
-        except openai.BadRequestError as e:
-            # Some endpoints reject ``stream`` or ``stream_options``: answer without.
-            # A request that is bad for another reason fails the plain call the same way.
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+            if not _refuses_streaming(e):
+                raise classify_openai_error(e) from None
+            # The endpoint rejects ``stream`` or ``stream_options``: answer without.
             response = await self.complete(request)
             self._no_streaming.add(endpoint)
             warning = (
@@ -195,6 +196,17 @@ class OpenAICompatible(Provider):
 _FELL_BACK_BEFORE = (
     "made without streaming: the endpoint rejected streaming earlier (see that call's warning)"
 )
+
+
+def _refuses_streaming(e: openai.APIStatusError) -> bool:
+    """A 400/422 about the ``stream`` parameters themselves (its ``param``, or its
+    message naming them), not about the prompt: only those are worth a plain retry."""
+    body = e.body if isinstance(e.body, dict) else {}
+    inner = body.get("error", body)
+    param = inner.get("param") if isinstance(inner, dict) else None
+    if isinstance(param, str) and param.startswith("stream"):
+        return True
+    return "stream" in str(e.message or "").lower()
 
 
 def _with_warning(response: ProviderResponse, warning: str) -> ProviderResponse:

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from ..agent import Agent
 from ..client import AgentClient
 from ..models import OpenAICompatible
+from ..streaming import SQLiteDeltaStore, delta_store_for
 from ..transcripts import SQLiteTranscriptStore, TranscriptStore
 from ..worker import create_worker
 from ._server import ScriptedModelServer
@@ -67,7 +68,9 @@ async def in_process_worker(
         task_queue: The queue to poll; by default a fresh ``test-<random>`` one.
         transcript_store: Where model calls keep their messages; by default a
             SQLite file in a temporary directory removed afterwards. Pass one
-            store to several workers that must serve the same runs.
+            store to several workers that must serve the same runs. Streamed
+            replies go to the delta store beside it, which the yielded client
+            reads (``RunHandle.events`` yields their ``token`` events).
         **worker_options: Passed to :func:`ratchet.create_worker` (e.g. ``providers``
             to add more, ``max_cached_workflows``, ``rate_limits``).
     """
@@ -77,6 +80,12 @@ async def in_process_worker(
         if transcript_store is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="ratchet-test-"))
             transcript_store = SQLiteTranscriptStore(Path(directory) / "transcripts.sqlite")
+            stack.push_async_callback(transcript_store.close)
+            if "delta_store" not in worker_options:
+                # Its own, closed with the directory (not the process-wide shared one).
+                own = SQLiteDeltaStore(Path(directory) / "transcripts-deltas.sqlite")
+                stack.push_async_callback(own.close)
+                worker_options["delta_store"] = own
         worker = create_worker(
             client,
             agents,
@@ -86,4 +95,6 @@ async def in_process_worker(
             **worker_options,
         )
         await stack.enter_async_context(worker)
-        yield AgentClient(client, task_queue=queue)
+        # The client reads streamed replies where this worker writes them.
+        deltas = worker_options.get("delta_store") or delta_store_for(transcript_store)
+        yield AgentClient(client, task_queue=queue, deltas=deltas)
