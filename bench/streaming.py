@@ -9,7 +9,9 @@ process of its own (``bench.worker ratchet_streaming``). The scripted server ans
 in handler mode, by the prompt's first word, and streams its answers at a fixed rate
 (``chunk_delay``) in pieces of :data:`CHUNK_CHARS` characters, each piece a distinct
 word (``t007 ``), so every piece can be found again. It notes when each request
-arrives (``time.perf_counter``, the one clock of this process). Then:
+arrives, and the server notes when it wrote each chunk (``RecordedRequest.chunk_times``).
+Every time is ``time.monotonic()`` (``CLOCK_MONOTONIC``, one clock for every process of
+the machine); the server and all subscribers are in this process. Then:
 
 1. **Time to first token** at the subscriber: the same one-call answer, read by
    the plain in-process ``openai`` streaming loop (the baseline), by
@@ -147,12 +149,13 @@ class Script:
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
-        self.arrived: dict[str, list[float]] = {}
+        self.arrived: dict[str, list[tuple[float, int]]] = {}
+        """Prompt key -> (arrival time, request index) of its requests."""
 
     def __call__(self, request: RecordedRequest) -> Step:
-        now = time.perf_counter()
+        now = time.monotonic()
         kind, key = prompt_words(request)[:2]
-        self.arrived.setdefault(key, []).append(now)
+        self.arrived.setdefault(key, []).append((now, request.index))
         m = self.mode
         pace = 1 / m.rate
         if kind == "ttft":
@@ -175,7 +178,8 @@ class Script:
             )
         raise ValueError(f"unexpected prompt {prompt_words(request)!r}")
 
-    def received(self, key: str) -> float:
+    def first(self, key: str) -> tuple[float, int]:
+        """When the first request with ``key`` arrived, and its index."""
         return self.arrived[key][0]
 
 
@@ -184,7 +188,7 @@ class Script:
 
 @dataclass
 class Received:
-    """One answer as a client got it; times from ``time.perf_counter``."""
+    """One answer as a client got it; times from ``time.monotonic()``."""
 
     asked: float
     """When the client asked (before starting the run, or before the HTTP call)."""
@@ -196,9 +200,11 @@ class Received:
     the call's deltas only from then on)."""
     requested: float = math.nan
     """When the scripted server received the model request (filled in by the driver)."""
+    sent: list[float] = field(default_factory=list)
+    """When the scripted server wrote each piece (filled in by the driver)."""
 
     def add(self, text: str) -> None:
-        self.pieces.append(time.perf_counter())
+        self.pieces.append(time.monotonic())
         self.text += text
 
 
@@ -222,7 +228,7 @@ def plain_loop(base_url: str) -> Fetch:
     client = openai.AsyncOpenAI(base_url=base_url, api_key=workload.API_KEY, max_retries=0)
 
     async def fetch(prompt: str) -> Received:
-        got = Received(time.perf_counter())
+        got = Received(time.monotonic())
         stream = await client.chat.completions.create(
             model=workload.MODEL,
             messages=[
@@ -242,13 +248,13 @@ def plain_loop(base_url: str) -> Fetch:
 
 def ratchet_subscriber(client: AgentClient) -> Fetch:
     async def fetch(prompt: str) -> Received:
-        got = Received(time.perf_counter())
+        got = Received(time.monotonic())
         handle = await client.start(agents.TTFT, prompt)
         async for event in handle.events():
             if isinstance(event, TokenDelta) and event.kind == "text" and event.text:
                 got.add(event.text)
             elif isinstance(event, ModelCallStarted) and got.call_seen is None:
-                got.call_seen = time.perf_counter()
+                got.call_seen = time.monotonic()
         await handle.result()
         return got
 
@@ -261,7 +267,7 @@ def contrib_subscriber(client: Client, queue: str) -> Fetch:
     from . import stream_openai_agents as oa
 
     async def fetch(prompt: str) -> Received:
-        got = Received(time.perf_counter())
+        got = Received(time.monotonic())
         handle = await client.start_workflow(
             oa.WORKFLOW, prompt, id=f"oa-stream-{uuid.uuid4().hex}", task_queue=queue
         )
@@ -305,18 +311,9 @@ def gaps(c: Contender) -> list[float]:
     return [ms(b - a) for s in c.samples for a, b in itertools.pairwise(s.pieces)]
 
 
-def piece_delay_added(c: Contender, base: Contender) -> list[float]:
-    """For every piece: when it arrived (since the request) minus when the same piece
-    arrived through the baseline, at the baseline's median."""
-    width = min((len(s.pieces) for s in base.samples), default=0)
-    base_at = [
-        statistics.median(s.pieces[k] - s.requested for s in base.samples) for k in range(width)
-    ]
-    return [
-        ms(s.pieces[k] - s.requested - base_at[k])
-        for s in c.samples
-        for k in range(min(width, len(s.pieces)))
-    ]
+def piece_latency(c: Contender) -> list[float]:
+    """For every piece: when the client had it minus when the scripted server wrote it."""
+    return [ms(at - left) for s in c.samples for at, left in zip(s.pieces, s.sent, strict=False)]
 
 
 # -- history -------------------------------------------------------------------------------
@@ -518,7 +515,9 @@ class Bench:
                 if got.text != expected:
                     c.errors.append(f"got {len(got.pieces)} pieces, text {got.text[:60]!r}...")
                     continue
-                got.requested = self.script.received(key)
+                got.requested, index = self.script.first(key)
+                # Chunk 0 is the role chunk; chunk k + 1 carries piece k.
+                got.sent = list(self.server.requests[index].chunk_times[1 : len(got.pieces) + 1])
                 if i >= self.mode.warmup:
                     c.samples.append(got)
             log(f"  round {i + 1}/{self.mode.warmup + self.mode.runs}")
@@ -631,35 +630,35 @@ class Report:
     def base(self) -> Contender:
         return self.bench.contenders[0]
 
-    def added(self, c: Contender, q: float) -> float:
-        return pct(ttft(c), q) - pct(ttft(self.base), q)
-
     def contender(self, short: str) -> Contender | None:
         return next((c for c in self.bench.contenders if c.short == short), None)
+
+    def added(self, c: Contender, q: float, figure: Callable[[Contender], list[float]]) -> float:
+        """``figure``'s quantile ``q`` for ``c`` minus the plain loop's."""
+        return pct(figure(c), q) - pct(figure(self.base), q)
 
     def ttft_table(self) -> list[str]:
         m = self.bench.mode
         lines = [
-            f"**Time to first token and inter-token delay** ({m.runs} runs per client, taking "
-            f"turns; an answer of {m.ttft_pieces} pieces streamed at {m.rate:g} pieces/s; ms; "
-            '"added" is the figure minus the plain loop\'s, measured in the same invocation)',
+            f"**Time to first token** ({m.runs} runs per client, taking turns; an answer of "
+            f"{m.ttft_pieces} pieces streamed at {m.rate:g} pieces/s; ms from the model request "
+            'to the first piece at the client; "added" is the figure minus the plain '
+            "loop's, measured in the same invocation)",
             "",
             "| client | TTFT p50 | TTFT p95 | added p50 | added p95 | ask → first piece p50 "
-            "| gap p50 | gap p95 | piece delay added p50 | piece delay added p95 | runs |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| runs |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in self.bench.contenders:
             if c.skipped is not None:
-                lines.append(f"| {c.label} | not measured: {c.skipped} |" + " |" * 9)
+                lines.append(f"| {c.label} | not measured: {c.skipped} |" + " |" * 5)
                 continue
-            t, g = ttft(c), gaps(c)
-            delay = piece_delay_added(c, self.base)
+            t = ttft(c)
             runs = f"{len(c.samples)}" + (f" ({len(c.errors)} failed)" if c.errors else "")
             lines.append(
                 f"| {c.label} | {fmt(pct(t, 0.5))} | {fmt(pct(t, 0.95))} "
-                f"| {signed(self.added(c, 0.5))} | {signed(self.added(c, 0.95))} "
-                f"| {fmt(pct(from_asking(c), 0.5))} | {fmt(pct(g, 0.5))} | {fmt(pct(g, 0.95))} "
-                f"| {signed(pct(delay, 0.5))} | {signed(pct(delay, 0.95))} | {runs} |"
+                f"| {signed(self.added(c, 0.5, ttft))} | {signed(self.added(c, 0.95, ttft))} "
+                f"| {fmt(pct(from_asking(c), 0.5))} | {runs} |"
             )
         for c in self.bench.contenders:
             seen = [ms(s.call_seen - s.requested) for s in c.samples if s.call_seen is not None]
@@ -670,6 +669,29 @@ class Report:
                     f"{signed(pct(seen, 0.5))} ms (p50), {signed(pct(seen, 0.95))} ms (p95) "
                     "after the model request arrived; it reads a call's deltas from then on.",
                 ]
+        return lines
+
+    def inter_token_table(self) -> list[str]:
+        m = self.bench.mode
+        lines = [
+            f"**Inter-token delay** (the same runs, every piece after the first too: "
+            f"{m.runs} runs of {m.ttft_pieces} pieces per client; ms)",
+            "",
+            "| client | piece latency p50 | piece latency p95 | added p50 | added p95 "
+            "| gap p50 | gap p95 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in self.bench.contenders:
+            if c.skipped is not None:
+                lines.append(f"| {c.label} | not measured |" + " |" * 5)
+                continue
+            lat, g = piece_latency(c), gaps(c)
+            lines.append(
+                f"| {c.label} | {fmt(pct(lat, 0.5))} | {fmt(pct(lat, 0.95))} "
+                f"| {signed(self.added(c, 0.5, piece_latency))} "
+                f"| {signed(self.added(c, 0.95, piece_latency))} "
+                f"| {fmt(pct(g, 0.5))} | {fmt(pct(g, 0.95))} |"
+            )
         return lines
 
     def history_table(self) -> list[str]:
@@ -731,7 +753,7 @@ class Report:
         ):
             c = self.contender(short)
             if c is not None and c.samples:
-                added = self.added(c, 0.5)
+                added = self.added(c, 0.5, ttft)
                 out.append(
                     f"time to first token ({where}, embedded SQLite delta store): ratchet adds "
                     f"{fmt(added)} ms at p50 over the plain loop (goal ≤ {TTFT_GOAL_MS:g} ms) → "
@@ -739,9 +761,9 @@ class Report:
                 )
         ours, theirs = self.contender("ratchet"), self.contender("contrib")
         if ours is not None and ours.samples:
-            added = self.added(ours, 0.5)
+            added = self.added(ours, 0.5, ttft)
             if theirs is not None and theirs.samples:
-                contrib = self.added(theirs, 0.5)
+                contrib = self.added(theirs, 0.5, ttft)
                 measured = f"the OpenAI Agents SDK's Workflow Streams adds {fmt(contrib)} ms here; "
                 beaten = added < contrib and added < 100
             else:
@@ -786,6 +808,8 @@ class Report:
             "",
             *self.ttft_table(),
             "",
+            *self.inter_token_table(),
+            "",
             *self.history_table(),
             "",
             *self.cpu_table(),
@@ -818,7 +842,7 @@ class Report:
                     "call_seen_ms": [
                         ms(s.call_seen - s.requested) for s in c.samples if s.call_seen is not None
                     ],
-                    "piece_delay_added_ms": piece_delay_added(c, self.base) if c.samples else [],
+                    "piece_latency_ms": piece_latency(c),
                 }
                 for c in b.contenders
             },
@@ -849,13 +873,13 @@ HOW_TO_READ = """### How to read this
 
 - **TTFT** (time to first token): from the moment the scripted server received the
   model request (noted in its handler) to the moment the client had the first piece of
-  text; one clock (`time.perf_counter`) in one process. The scripted server sends its
-  role chunk at once and the first piece one `chunk_delay` later, for every client
-  alike, so **added** is what the client's path adds: for ratchet, the worker's
-  provider stream, the delta store write (a thread hop and a SQLite commit) and the
-  subscriber's poll of `PRAGMA data_version` (every 5 ms) and read. **ask → first
-  piece** starts earlier, before the client started the run (ratchet: `start()`,
-  workflow task, activity; the plain loop: its HTTP call).
+  text, both `time.monotonic()` in this process. The scripted server sends its role
+  chunk at once and the first piece one `chunk_delay` later, for every client alike, so
+  **added** is what the client's path adds: for ratchet, the worker's provider stream,
+  the delta store write (a thread hop and a SQLite commit) and the subscriber's poll of
+  `PRAGMA data_version` (every 5 ms) and read. **ask → first piece** starts earlier,
+  before the client started the run (ratchet: `start()`, a workflow task, the activity;
+  the plain loop: its HTTP call).
 - The **plain loop** is `openai.AsyncOpenAI().chat.completions.create(stream=True)` in
   this process. **ratchet** is `RunHandle.events()` in this process, reading the
   `token` events of a run of a one-call agent; the worker is either in this process
@@ -867,14 +891,19 @@ HOW_TO_READ = """### How to read this
   publishes each stream event through Workflow Streams (a signal per 100 ms batch) and
   the subscriber polls with `WorkflowStreamClient.subscribe` (a workflow update, 100 ms
   cooldown), the library's defaults.
-- **gap**: time between successive pieces at the client; the server sends one every
-  `chunk_delay`. **piece delay added**: for every piece of every run, when it arrived
-  (since the request) minus when the same piece arrived through the plain loop (its
-  median over the plain loop's runs): how much later a reader sees each word.
+- **piece latency**: for every piece of every run, when the client had it minus when
+  the scripted server wrote its chunk (`RecordedRequest.chunk_times`, noted just after
+  the write, so the plain loop can come out a little below 0); **added** is that
+  minus the plain loop's at the same quantile: how much later a reader sees each word.
+  It does not count the server's own pacing drift (a pause in the server delays every
+  later piece for every client alike). **gap**: time between successive pieces at the
+  client; the server sends one every `chunk_delay`.
 - **History**: the run's event history as the server returns it (`fetch_history_events`),
   protobuf bytes, divided by its 2 model turns. The raw bytes (and base64 inside them)
   are searched for the answer's pieces (`t000 `, `t001 `...): a delta in the history
   would show as more occurrences in the streamed run's history than in the other's.
+  In both, each piece occurs twice: in the answering model call's result
+  (`ActivityTaskCompleted`) and in the run's result (`WorkflowExecutionCompleted`).
 - **Worker CPU**: user + system CPU of ratchet's worker process (`/proc/PID/stat`, 10 ms
   ticks) while the runs of one setting ran, per 1,000 pieces of answer. **streaming
   off** is `Agent(stream=False)`: the provider call is a plain one, and the answer

@@ -70,6 +70,8 @@ def test_streaming_bench_smoke(tmp_path: Path) -> None:
         assert len(c["ttft_ms"]) == runs and all(t > 0 for t in c["ttft_ms"]), key
         assert c["pieces"] == [pieces] * runs, key
         assert len(c["gaps_ms"]) == runs * (pieces - 1), key
+        # Every piece is matched with the moment the scripted server wrote it.
+        assert len(c["piece_latency_ms"]) == runs * pieces, key
     assert all(clients[k]["call_seen_ms"] for k in ("ratchet", "ratchet-process"))
     contrib = clients["contrib"]
     assert contrib["skipped"] or contrib["ttft_ms"] or contrib["errors"]
@@ -82,6 +84,10 @@ def test_streaming_bench_smoke(tmp_path: Path) -> None:
     assert all(cpu["runs"][s] > 0 and cpu["cpu_s"][s] >= 0 for s in settings)
     # The report renders every table and states every target.
     for row in (
+        "**Time to first token**",
+        "**Inter-token delay**",
+        "**History bytes per turn**",
+        "**Worker CPU per 1,000 pieces**",
         "| plain openai streaming loop (baseline) |",
         "| ratchet RunHandle.events(), worker in this process |",
         "| ratchet RunHandle.events(), worker in its own process |",

@@ -88,6 +88,23 @@ def test_a_fast_token_rate_is_kept() -> None:
     server.verify()
 
 
+def test_each_chunk_notes_when_it_left() -> None:
+    """``chunk_times``: one ``time.monotonic()`` per chunk sent, paced, before the client has it."""
+    step = reply("abcdefghijkl", delay=0.1, chunk_delay=0.05, chunk_chars=4)
+    with ScriptedModelServer([step]) as server, _client(server) as client:
+        asked = time.monotonic()
+        timed = _timed_chunks(client.chat.completions.create(model="m", messages=USER, stream=True))
+    [request] = server.requests
+    sent = request.chunk_times
+    assert len(sent) == request.chunks_sent == len(timed) == 5  # role, 3 pieces, finish
+    assert asked + 0.1 <= sent[0]  # after the delay
+    assert all(gap >= 0.05 - 0.002 for gap in _gaps(list(sent))), _gaps(list(sent))
+    # Noted just after it was written: the client has each chunk about then (it may
+    # read it a moment before the server's thread notes the time), within the gap.
+    assert all(-0.01 < at - left < 0.05 for (at, _), left in zip(timed, sent, strict=True))
+    server.verify()
+
+
 def test_tool_call_arguments_stream_at_the_rate_with_the_usage_chunk() -> None:
     arguments = {"query": "abcdefghij"}
     step = tool_calls(call("search", arguments), chunk_delay=0.05, chunk_chars=5)

@@ -41,6 +41,10 @@ class RecordedRequest:
         chunks_sent: Stream chunks (``chat.completion.chunk`` events, the role
             chunk included, ``[DONE]`` not) written so far; it grows while the
             answer streams. 0 for answers not streamed.
+        chunk_times: ``time.monotonic()`` just after each of the ``chunks_sent``
+            chunks was written (and flushed), in order: when each piece left, to
+            time what a client adds to a stream (the clock is system-wide on Linux,
+            so another process's arrival times compare).
         client_disconnected: The client hung up before the answer was complete:
             during its ``delay``, a hang, a stream (before ``data: [DONE]``)
             or a stall. ``False`` for an answer delivered whole, and for one
@@ -62,6 +66,7 @@ class RecordedRequest:
     error: str | None = None
     rejected_stream: bool = False
     chunks_sent: int = 0
+    chunk_times: tuple[float, ...] = ()
     client_disconnected: bool = False
 
     @property

@@ -424,10 +424,14 @@ class ScriptedModelServer:
 
     def _record_delivery(self, index: int, chunks_sent: int, client_disconnected: bool) -> None:
         """Updates request ``index``'s record as its answer goes out (a :data:`DeliveryReport`)."""
+        now = time.monotonic()
         with self._cond:
+            record = self._requests[index]
+            new_chunks = max(0, chunks_sent - len(record.chunk_times))
             self._requests[index] = dataclasses.replace(
-                self._requests[index],
+                record,
                 chunks_sent=chunks_sent,
+                chunk_times=(*record.chunk_times, *(now,) * new_chunks),
                 client_disconnected=client_disconnected,
             )
             if client_disconnected:
