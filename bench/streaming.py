@@ -799,7 +799,7 @@ class Report:
             f"took {meta['seconds'] / 60:.1f} min",
             f"- machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
             f"{meta['machine']['memory']}, {meta['machine']['os']}",
-            f"- load average (1 min) at the start of each phase: {meta['load']}"
+            f"- load average (1 min) at the start of each phase and at the end: {meta['load']}"
             " (the machine is shared: other processes ran during the measurement)",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
             f"- the scripted server streams {m.rate:g} pieces/s (`chunk_delay` "
@@ -952,6 +952,7 @@ async def measure(mode: Mode) -> Report:
             bench.note_load()
             log("worker CPU, streaming on and off ...")
             await bench.worker_cpu()
+            bench.note_load()
         finally:
             await bench.teardown()
     meta = {
