@@ -13,9 +13,13 @@ import base64
 import json
 import os
 import re
+import shutil
+import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +33,8 @@ from temporalio.testing import WorkflowEnvironment
 from ratchet import Agent, Limits, tool
 from ratchet._protocol import MODEL_ACTIVITY, TOOL_ACTIVITY
 from ratchet.codec import AesGcmCodec, CodecServer, encrypted_converter
-from ratchet.local import down, status, up
-from ratchet.local._proc import free_port
+from ratchet.local import LocalServices, down, status, up
+from ratchet.local._proc import free_port, pid_alive
 from ratchet.messages import Message
 from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
 from ratchet.transcripts import SQLiteTranscriptStore
@@ -273,7 +277,7 @@ async def test_encrypted_payloads_are_decrypted_and_expanded(
 def test_the_endpoint_answers_the_ui_origin_on_loopback_names_only(
     endpoint: CodecServer,
 ) -> None:
-    body = {"payloads": []}
+    body: dict[str, Any] = {"payloads": []}
     preflight = {
         "Origin": UI,
         "Access-Control-Request-Method": "POST",
@@ -313,68 +317,156 @@ def test_a_codec_server_needs_keys_or_a_store() -> None:
         CodecServer(None, token=None, port=0)
 
 
-async def test_ratchet_up_gives_the_web_ui_the_codec_endpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_server: ScriptedModelServer
-) -> None:
-    # An isolated instance: its own data directory and ports, never the shared services.
-    monkeypatch.setenv("RATCHET_DATA_DIR", str(tmp_path / "data"))
-    for name in ("RATCHET_TRANSCRIPT_STORE", "RATCHET_ENCRYPTION_KEYS", "RATCHET_CODEC_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    port, ui_port, codec_port = free_port(), free_port(), free_port()
-    try:
-        services = await asyncio.to_thread(
-            up,
-            temporal=True,
-            llm=False,
-            temporal_port=port,
-            temporal_ui_port=ui_port,
-            codec_port=codec_port,
-        )
-        codec_url = f"http://127.0.0.1:{codec_port}"
-        assert services.codec_url == codec_url
-        report = status()
-        assert report["codec"].running and report["codec"].managed
-        command = json.loads((tmp_path / "data" / "services.json").read_text())["services"][
-            "temporal"
-        ]["command"]
-        assert command[command.index("--ui-codec-endpoint") + 1] == codec_url
+@dataclass
+class Isolated:
+    """Services `ratchet up` started for one test, with their ports and data directory."""
 
-        # The Web UI tells the browser to call it.
-        settings_url = f"http://127.0.0.1:{ui_port}/api/v1/settings"
-        with urllib.request.urlopen(settings_url, timeout=10) as response:
-            settings = json.loads(response.read())
-        assert settings["Codec"]["Endpoint"] == codec_url
+    services: LocalServices
+    port: int
+    ui_port: int
+    codec_url: str
+    data: Path
 
-        # A run on these services: the UI's decode call shows its first prompt.
-        store = SQLiteTranscriptStore(tmp_path / "data" / "transcripts.sqlite")
-        assert services.temporal_address is not None
+    @property
+    def ui_origin(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    async def first_model_input(self, model_server: ScriptedModelServer) -> tuple[str, Any]:
+        """Run the refund agent on these services; its id and first model-call input."""
+        assert self.services.temporal_address is not None
+        store = SQLiteTranscriptStore(self.data / "transcripts.sqlite")  # the default store
         client = await Client.connect(
-            services.temporal_address, data_converter=pydantic_data_converter
+            self.services.temporal_address, data_converter=pydantic_data_converter
         )
         try:
             run_id = await run_refund(client, model_server, store)
             [first, _] = await scheduled_inputs(client, run_id, MODEL_ACTIVITY)
         finally:
             await store.close()
-        origin = f"http://127.0.0.1:{ui_port}"
-        status_code, got, answer = await asyncio.to_thread(
-            post, f"{codec_url}/decode", first, ui_headers(origin)
-        )
-        assert status_code == 200 and got["Access-Control-Allow-Origin"] == origin
-        shown = data_of(answer["payloads"][0])
-        assert [m["content"] for m in shown["prompt"]] == [INSTRUCTIONS, PROMPT]
-        status_code, _, _ = await asyncio.to_thread(
-            post, f"{codec_url}/decode", first, ui_headers(UI)
-        )
-        assert status_code == 403  # not this UI's origin
+        return run_id, first
 
-        again = await asyncio.to_thread(
-            up, temporal=True, llm=False, temporal_port=port, temporal_ui_port=ui_port
+
+@pytest.fixture
+def isolated_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Isolated]:
+    """`ratchet up` on its own data directory and ports, never the shared services."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("RATCHET_DATA_DIR", str(data))
+    for name in ("RATCHET_TRANSCRIPT_STORE", "RATCHET_ENCRYPTION_KEYS", "RATCHET_CODEC_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    port, ui_port, codec_port = free_port(), free_port(), free_port()
+    try:
+        services = up(
+            temporal=True,
+            llm=False,
+            temporal_port=port,
+            temporal_ui_port=ui_port,
+            codec_port=codec_port,
         )
-        assert again == services
-        codec_pid = status()["codec"].pid
-        assert codec_pid is not None
+        yield Isolated(services, port, ui_port, f"http://127.0.0.1:{codec_port}", data)
     finally:
-        lines = down(timeout=5)
-    assert any("codec endpoint" in line and "stopped" in line for line in lines), lines
+        down(timeout=5)
+
+
+async def test_ratchet_up_gives_the_web_ui_the_codec_endpoint(
+    isolated_up: Isolated, model_server: ScriptedModelServer
+) -> None:
+    codec_url = isolated_up.codec_url
+    assert isolated_up.services.codec_url == codec_url
+    report = status()
+    assert report["codec"].running and report["codec"].managed
+    state = json.loads((isolated_up.data / "services.json").read_text())["services"]
+    command = state["temporal"]["command"]
+    assert command[command.index("--ui-codec-endpoint") + 1] == codec_url
+
+    # The Web UI tells the browser to call it.
+    settings_url = f"{isolated_up.services.ui_url}/api/v1/settings"
+    with urllib.request.urlopen(settings_url, timeout=10) as response:
+        settings = json.loads(response.read())
+    assert settings["Codec"]["Endpoint"] == codec_url
+
+    # A run on these services: the UI's decode call shows its prompt, read from the
+    # default transcript store in the data directory.
+    _, first = await isolated_up.first_model_input(model_server)
+    origin = isolated_up.ui_origin
+    status_code, got, answer = await asyncio.to_thread(
+        post, f"{codec_url}/decode", first, ui_headers(origin)
+    )
+    assert status_code == 200 and got["Access-Control-Allow-Origin"] == origin
+    shown = data_of(answer["payloads"][0])
+    assert [m["content"] for m in shown["prompt"]] == [INSTRUCTIONS, PROMPT]
+    status_code, _, _ = await asyncio.to_thread(post, f"{codec_url}/decode", first, ui_headers(UI))
+    assert status_code == 403  # not this UI's origin
+
+    # `ratchet up` again reuses everything; a codec endpoint that died comes back at
+    # the URL the running UI was given.
+    def up_again() -> LocalServices:
+        return up(
+            temporal=True,
+            llm=False,
+            temporal_port=isolated_up.port,
+            temporal_ui_port=isolated_up.ui_port,
+            on_progress=progress.append,
+        )
+
+    progress: list[str] = []
+    assert await asyncio.to_thread(up_again) == isolated_up.services
+    codec_pid = status()["codec"].pid
+    assert codec_pid is not None
+    os.kill(codec_pid, signal.SIGKILL)  # up() started it for this test
+    await asyncio.to_thread(wait_until_gone, codec_pid)
     assert not status()["codec"].running
+    restarted = await asyncio.to_thread(up_again)
+    assert restarted.codec_url == codec_url, progress
+    assert status()["codec"].running and status()["codec"].pid != codec_pid
+    status_code, _, _ = await asyncio.to_thread(
+        post, f"{codec_url}/decode", first, ui_headers(origin)
+    )
+    assert status_code == 200
+
+    lines = down(timeout=5)
+    assert any(line.startswith("stopped codec endpoint") for line in lines), lines
+    assert not status()["codec"].running
+
+
+def wait_until_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while pid_alive(pid):  # reaps it: up() started it from this process
+        assert time.monotonic() < deadline, f"pid {pid} still runs"
+        time.sleep(0.05)
+
+
+async def test_the_web_ui_page_shows_the_prompt(
+    isolated_up: Isolated, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """The real Web UI in a real browser: the model call's input shows the instructions."""
+    playwright = pytest.importorskip("playwright.async_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium (apt install chromium)")
+    run_id, _ = await isolated_up.first_model_input(model_server)
+    assert isolated_up.services.temporal_address is not None
+    client = await Client.connect(isolated_up.services.temporal_address)
+    execution = (await client.get_workflow_handle(run_id).describe()).run_id
+    ui = isolated_up.services.ui_url
+    page_url = f"{ui}/namespaces/default/workflows/{run_id}/{execution}/history"
+    decoded: list[int] = []
+
+    def seen(response: Any) -> None:
+        if response.url.startswith(isolated_up.codec_url):
+            decoded.append(response.status)
+
+    async with playwright.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.on("response", seen)
+            await page.goto(page_url)
+            # Open the first model call's Activity Task Scheduled row.
+            await page.get_by_text("ratchet.call_model").last.click()
+            await page.get_by_text(INSTRUCTIONS).first.wait_for(timeout=15_000)
+            await page.screenshot(path=str(tmp_path / "web-ui-model-call.png"), full_page=True)
+            text = await page.inner_text("body")
+        finally:
+            await browser.close()
+    assert decoded and set(decoded) == {200}
+    assert PROMPT in text and "tools_offered" in text and "lookup_order" in text

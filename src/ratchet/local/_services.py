@@ -377,6 +377,7 @@ def _start_codec(
     if entry is not None and _entry_alive(entry):
         # Its allowed origin may be another UI port: a fresh one costs a second.
         terminate_pid(_entry_pid(entry))
+        _wait_port_closed(int(entry.get("port", 0)))
     if port_open(port):
         port = free_port()
     try:
@@ -400,11 +401,18 @@ def _keep_codec(services: dict[str, _Entry], temporal: _Entry, progress: Progres
         progress(f"{_LABELS['codec']} already running (pid {entry['pid']}) at {entry['url']}")
         return
     port = int(url.rsplit(":", 1)[1])
+    _wait_port_closed(port)
     try:
         services["codec"] = _run_codec(port, int(temporal.get("ui_port", 0)), progress)
     except LocalServiceError as e:
         services.pop("codec", None)
         progress(f"the Web UI will show prompts as transcript references: {e}")
+
+
+def _wait_port_closed(port: int) -> None:
+    # A killed multi-threaded process looks dead (its main thread is a zombie) a moment
+    # before its last thread exits and its listening socket closes.
+    _wait_until(lambda: not port_open(port), 5.0)
 
 
 def _run_codec(port: int, ui_port: int, progress: ProgressCallback) -> _Entry:
