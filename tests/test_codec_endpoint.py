@@ -275,7 +275,7 @@ async def test_encrypted_payloads_are_decrypted_and_expanded(
 
 
 def test_the_endpoint_answers_the_ui_origin_on_loopback_names_only(
-    endpoint: CodecServer,
+    endpoint: CodecServer, store: SQLiteTranscriptStore
 ) -> None:
     body: dict[str, Any] = {"payloads": []}
     preflight = {
@@ -292,9 +292,26 @@ def test_the_endpoint_answers_the_ui_origin_on_loopback_names_only(
     rebound = {**ui_headers(), "Host": f"evil.example:{port}"}
     status_code, _, answer = post(f"{endpoint.url}/decode", body, rebound)
     assert status_code == 421 and "payloads" not in answer
-    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost", f"[::1]:{port}"):
         status_code, _, _ = post(f"{endpoint.url}/decode", body, {**ui_headers(), "Host": host})
         assert status_code == 200, host
+    # The public name an authenticating reverse proxy forwards, when allowed.
+    proxied = {**ui_headers(), "Host": "codec.example.com"}
+    with CodecServer(
+        None,
+        token=None,
+        port=0,
+        origins=[UI],
+        transcript_store=store,
+        allowed_hosts=["codec.example.com"],
+    ) as behind_proxy:
+        status_code, _, _ = post(f"{behind_proxy.url}/decode", body, proxied)
+        assert status_code == 200
+    # With a token, a rebound page has no way in anyway: any Host name is answered.
+    with CodecServer(None, token=TOKEN, port=0, origins=[UI], transcript_store=store) as guarded:
+        headers = {**proxied, "Authorization": f"Bearer {TOKEN}"}
+        status_code, _, _ = post(f"{guarded.url}/decode", body, headers)
+        assert status_code == 200
 
 
 def test_encode_never_expands_and_without_keys_changes_nothing(endpoint: CodecServer) -> None:

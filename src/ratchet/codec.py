@@ -425,8 +425,8 @@ class CodecServer:
 
     Requests must carry ``Authorization: Bearer <token>``; browsers may call it from
     ``origins`` only (CORS), and ``OPTIONS`` preflights are answered without a token.
-    Bound to a loopback address, it answers only requests addressed to a loopback
-    name (the ``Host`` header), so no web page reaches it through DNS rebinding.
+    Without a token it answers only requests addressed (``Host``) to a loopback name
+    or one of ``allowed_hosts``, so no web page reaches it through DNS rebinding.
 
     Args:
         codec: the codec to apply, usually from :func:`codec_from_env`; None when
@@ -438,6 +438,8 @@ class CodecServer:
         port: the port to bind; 0 picks a free one (see :attr:`url`).
         transcript_store: the workers' transcript store, to expand model-call inputs
             from; None shows them as recorded. The server does not close it.
+        allowed_hosts: host names it also answers without a token, e.g. the public
+            name an authenticating reverse proxy forwards in ``Host``.
 
     Raises:
         ConfigError: the token is empty, or None with a non-loopback host; there is
@@ -453,6 +455,7 @@ class CodecServer:
         host: str = "127.0.0.1",
         port: int = 8888,
         transcript_store: TranscriptStore | None = None,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         if token is not None and not token.strip():
             raise ConfigError("the codec server's token is empty")
@@ -473,7 +476,8 @@ class CodecServer:
                 _Decoder(codec, expander),
                 token,
                 {o.rstrip("/") for o in origins},
-                loopback=_is_loopback(host),
+                # With a token, a rebound page cannot authenticate: any Host will do.
+                hosts=None if token is not None else _LOOPBACK_NAMES | _host_names(allowed_hosts),
             )
         except OSError as e:
             raise ConfigError(
@@ -527,6 +531,10 @@ class CodecServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _host_names(hosts: Sequence[str]) -> frozenset[str]:
+    return frozenset(h.strip().lower().strip("[]") for h in hosts if h.strip())
 
 
 def _is_loopback(host: str) -> bool:
@@ -591,12 +599,12 @@ class _CodecHTTPServer(ThreadingHTTPServer):
         token: str | None,
         origins: set[str],
         *,
-        loopback: bool,
+        hosts: frozenset[str] | None,
     ) -> None:
         self.decoder = decoder
         self.token = token
         self.origins = origins
-        self.loopback = loopback
+        self.hosts = hosts
         try:
             super().__init__(address, _CodecHandler)
         except OSError:
@@ -688,7 +696,10 @@ class _CodecHandler(BaseHTTPRequestHandler):
         if not self._host_allowed():
             self._send_json(
                 HTTPStatus.MISDIRECTED_REQUEST,
-                {"error": "this codec server answers requests for 127.0.0.1 or localhost only"},
+                {
+                    "error": "without a token this codec server answers requests for "
+                    "127.0.0.1, localhost or its allowed host names only"
+                },
             )
             return False
         if not self._origin_allowed():
@@ -698,14 +709,14 @@ class _CodecHandler(BaseHTTPRequestHandler):
 
     def _host_allowed(self) -> bool:
         host = self.headers.get("Host")
-        if not self._config.loopback or host is None:
+        if self._config.hosts is None or host is None:
             return True
         name = host.strip().lower()
         if name.startswith("["):  # [::1]:8888
             name = name[1:].partition("]")[0]
         else:
             name = name.rpartition(":")[0] if ":" in name else name
-        return name in _LOOPBACK_NAMES
+        return name in self._config.hosts
 
     def _origin_allowed(self) -> bool:
         origin = self.headers.get("Origin")

@@ -78,6 +78,14 @@ def codec_server(
             "which sends none.",
         ),
     ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --no-auth, a host name it also answers besides 127.0.0.1 and "
+            "localhost (the public name an authenticating reverse proxy forwards); repeat "
+            "for several."
+        ),
+    ] = None,
     transcript_store: TranscriptStoreUrl = None,
     expand: Annotated[
         bool,
@@ -130,6 +138,7 @@ def codec_server(
             host=host,
             port=port,
             transcript_store=store,
+            allowed_hosts=allow_host or (),
         )
     except ConfigError as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
