@@ -41,6 +41,7 @@ from ratchet.transcripts import SQLiteTranscriptStore
 
 from .conftest import hosted
 
+HISTORIES = Path(__file__).parent / "histories"
 UI = "http://127.0.0.1:8233"
 INSTRUCTIONS = "You are the refunds desk of Quillfeather Stationery. Never promise cash."
 PROMPT = "Please refund order 1042, the ink arrived dried out."
@@ -221,6 +222,22 @@ async def test_other_payloads_pass_through_unchanged(
         ]
     }
     assert await decode(endpoint, mixed) == mixed
+
+
+async def test_model_calls_recorded_before_linear_history_pass_through(
+    endpoint: CodecServer,
+) -> None:
+    # Their input holds the whole prompt already (a golden history of such a run).
+    history = json.loads((HISTORIES / "pre-linear" / "tool_then_answer.json").read_text())
+    inputs = [
+        e["activityTaskScheduledEventAttributes"]["input"]
+        for e in history["events"]
+        if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name")
+        == MODEL_ACTIVITY
+    ]
+    assert inputs and "You are a support agent." in plain_text(inputs[0])
+    for recorded in inputs:
+        assert await decode(endpoint, recorded) == recorded
 
 
 async def test_a_missing_store_entry_is_said_and_the_payload_kept(

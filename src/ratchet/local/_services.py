@@ -267,10 +267,11 @@ def up(
             services["temporal"] = entry
             _save_state(services)
             codec_entry = services.get("codec")
+            codec_alive = codec_entry is not None and _entry_alive(codec_entry)
             result = LocalServices(
                 temporal_address=entry["address"],
                 ui_url=entry.get("ui_url"),
-                codec_url=codec_entry.get("url") if codec_entry is not None else None,
+                codec_url=entry.get("codec_url") if codec_alive else None,
             )
         if llm:
             entry = _ensure_llm(services.get("llm"), llm_port, binary, model, progress)
@@ -351,7 +352,12 @@ def _ensure_temporal(
         ui_codec_endpoint=codec_url,
     )
     progress(f"starting {label} at {server.address}")
-    server.start()
+    try:
+        server.start()
+    except LocalServiceError:
+        if codec_url is not None:  # not recorded yet: nothing else would stop it
+            terminate_pid(_entry_pid(services.pop("codec")))
+        raise
     pid = server.detach()
     progress(f"{label} running (pid {pid}); Web UI at {server.ui_url}")
     started = {
