@@ -24,7 +24,8 @@ def up(
         ),
     ] = True,
 ) -> None:
-    """Start the embedded Temporal dev server (Web UI on :8233) and the local LLM."""
+    """Start the embedded Temporal dev server (Web UI on :8233, showing exact prompts) and
+    the local LLM."""
     from ..local import LocalServiceError
     from ..local import up as local_up
 
