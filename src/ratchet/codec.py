@@ -15,7 +15,9 @@ so a key is rotated by putting a new one first and keeping the old one after it
 for as long as histories written with it are read. :func:`ratchet.connect` (and
 so every worker, ``AgentClient`` and CLI command) encrypts whenever keys are
 configured. A :class:`CodecServer` lets the Temporal Web UI (or
-``temporal --codec-endpoint``) decode payloads for people who hold a token.
+``temporal --codec-endpoint``) decode payloads for people who hold a token, and
+shows each model call's input with its transcript references expanded into the
+exact prompt (with or without encryption).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,7 +52,9 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from ._prompt_expansion import PromptExpander
 from .errors import ConfigError, RatchetError
+from .transcripts import TranscriptStore
 
 __all__ = [
     "DEFAULT_ORIGINS",
@@ -86,6 +91,9 @@ _NONCE_BYTES = 12
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _GENERATE_HINT = "generate one with `ratchet codec-server --generate-key`"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+# A decode waits this long for the transcript store before answering 504.
+_REQUEST_TIMEOUT_SECONDS = 60.0
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 log = logging.getLogger("ratchet.codec")
 
@@ -406,30 +414,48 @@ class CodecServer:
 
     It implements Temporal's remote codec protocol: ``POST <endpoint>/encode`` and
     ``POST <endpoint>/decode`` take ``{"payloads": [...]}`` (payloads in protobuf
-    JSON form, bytes base64-encoded) and answer in the same shape. Requests must
-    carry ``Authorization: Bearer <token>``; browsers may call it from ``origins``
-    only (CORS), and ``OPTIONS`` preflights are answered without a token.
+    JSON form, bytes base64-encoded) and answer in the same shape.
+
+    ``/decode`` decrypts with ``codec`` and, given a ``transcript_store``, shows each
+    model call's input as it was sent: its fields are kept and ``prompt`` (the
+    messages), ``tools_offered`` and ``expanded_by`` (a note that they are not in the
+    history) are added; every other payload comes back as it was. ``/encode`` never
+    expands: it encrypts with ``codec``, or returns the payloads unchanged without one
+    (the Web UI encodes what a person types into its forms, e.g. a signal's input).
+
+    Requests must carry ``Authorization: Bearer <token>``; browsers may call it from
+    ``origins`` only (CORS), and ``OPTIONS`` preflights are answered without a token.
+    Without a token it answers only requests addressed (``Host``) to a loopback name
+    or one of ``allowed_hosts``, so no web page reaches it through DNS rebinding.
 
     Args:
-        codec: the codec to apply, usually from :func:`codec_from_env`.
+        codec: the codec to apply, usually from :func:`codec_from_env`; None when
+            payloads are not encrypted (then ``/decode`` only expands prompts).
         token: the bearer token clients must send. None serves without
             authentication, which is allowed on a loopback ``host`` only.
         origins: the Web UI origins allowed to call it from a browser.
         host: the address to bind (default: loopback only).
         port: the port to bind; 0 picks a free one (see :attr:`url`).
+        transcript_store: the workers' transcript store, to expand model-call inputs
+            from; None shows them as recorded. The server does not close it.
+        allowed_hosts: host names it also answers without a token, e.g. the public
+            name an authenticating reverse proxy forwards in ``Host``.
 
     Raises:
-        ConfigError: the token is empty, or None with a non-loopback host.
+        ConfigError: the token is empty, or None with a non-loopback host; there is
+            neither a codec nor a store; the port cannot be bound.
     """
 
     def __init__(
         self,
-        codec: PayloadCodec,
+        codec: PayloadCodec | None,
         *,
         token: str | None,
         origins: Sequence[str] = DEFAULT_ORIGINS,
         host: str = "127.0.0.1",
         port: int = 8888,
+        transcript_store: TranscriptStore | None = None,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         if token is not None and not token.strip():
             raise ConfigError("the codec server's token is empty")
@@ -438,9 +464,20 @@ class CodecServer:
                 f"refusing to serve decrypted payloads without a token on {host}: set "
                 f"{TOKEN_ENV}, or bind 127.0.0.1"
             )
+        if codec is None and transcript_store is None:
+            raise ConfigError(
+                "the codec server has nothing to do: give it encryption keys, a transcript "
+                "store to expand prompts from, or both"
+            )
+        expander = None if transcript_store is None else PromptExpander(transcript_store)
         try:
             self._httpd = _CodecHTTPServer(
-                (host, port), codec, token, {o.rstrip("/") for o in origins}
+                (host, port),
+                _Decoder(codec, expander),
+                token,
+                {o.rstrip("/") for o in origins},
+                # With a token, a rebound page cannot authenticate: any Host will do.
+                hosts=None if token is not None else _LOOPBACK_NAMES | _host_names(allowed_hosts),
             )
         except OSError as e:
             raise ConfigError(
@@ -473,6 +510,7 @@ class CodecServer:
             self._httpd.serve_forever()
         finally:
             self._httpd.server_close()
+            self._httpd.decoder.close()
 
     def stop(self) -> None:
         """Stop serving (when :meth:`start` started it) and close the socket."""
@@ -481,6 +519,7 @@ class CodecServer:
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
+        self._httpd.decoder.close()
 
     def __enter__(self) -> CodecServer:
         return self.start()
@@ -494,6 +533,10 @@ class CodecServer:
         self.stop()
 
 
+def _host_names(hosts: Sequence[str]) -> frozenset[str]:
+    return frozenset(h.strip().lower().strip("[]") for h in hosts if h.strip())
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -503,20 +546,70 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _Decoder:
+    """What ``/encode`` and ``/decode`` do, on one event loop for every request.
+
+    Request threads hand their work to that loop: a transcript store's connections
+    (Postgres) belong to the loop that opened them.
+    """
+
+    def __init__(self, codec: PayloadCodec | None, expander: PromptExpander | None) -> None:
+        self.codec = codec
+        self.expander = expander
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="ratchet-codec-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, operation: str, payloads: Sequence[Payload]) -> list[Payload]:
+        work = self._encode(payloads) if operation == "encode" else self._decode(payloads)
+        return self._call(work)
+
+    def _call(self, work: Coroutine[Any, Any, list[Payload]]) -> list[Payload]:
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        try:
+            return future.result(_REQUEST_TIMEOUT_SECONDS)
+        except FutureTimeout:
+            future.cancel()
+            raise
+
+    async def _encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads) if self.codec is None else await self.codec.encode(payloads)
+
+    async def _decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        plain = list(payloads) if self.codec is None else await self.codec.decode(payloads)
+        return plain if self.expander is None else await self.expander.expand(plain)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
 class _CodecHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
         self,
         address: tuple[str, int],
-        codec: PayloadCodec,
+        decoder: _Decoder,
         token: str | None,
         origins: set[str],
+        *,
+        hosts: frozenset[str] | None,
     ) -> None:
-        self.codec = codec
+        self.decoder = decoder
         self.token = token
         self.origins = origins
-        super().__init__(address, _CodecHandler)
+        self.hosts = hosts
+        try:
+            super().__init__(address, _CodecHandler)
+        except OSError:
+            decoder.close()
+            raise
 
 
 class _CodecHandler(BaseHTTPRequestHandler):
@@ -533,8 +626,7 @@ class _CodecHandler(BaseHTTPRequestHandler):
 
     def do_OPTIONS(self) -> None:
         """CORS preflight: answered for allowed origins, without a token."""
-        if not self._origin_allowed():
-            self._send_json(HTTPStatus.FORBIDDEN, {"error": "origin not allowed"})
+        if not self._caller_allowed():
             return
         self.send_response(HTTPStatus.NO_CONTENT)
         self._cors_headers()
@@ -546,8 +638,7 @@ class _CodecHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """``/encode`` and ``/decode``."""
-        if not self._origin_allowed():
-            self._send_json(HTTPStatus.FORBIDDEN, {"error": "origin not allowed"})
+        if not self._caller_allowed():
             return
         if not self._authorized():
             self._send_json(
@@ -577,12 +668,16 @@ class _CodecHandler(BaseHTTPRequestHandler):
                 HTTPStatus.BAD_REQUEST, {"error": f"expected {{'payloads': [...]}}: {e}"}
             )
             return
-        codec = self._config.codec
-        transform = codec.encode if operation == "encode" else codec.decode
         try:
-            result = asyncio.run(transform(request.payloads))
+            result = self._config.decoder.run(operation, request.payloads)
         except RatchetError as e:
             self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+            return
+        except FutureTimeout:
+            self._send_json(
+                HTTPStatus.GATEWAY_TIMEOUT,
+                {"error": f"{operation} took over {_REQUEST_TIMEOUT_SECONDS:.0f} s"},
+            )
             return
         except Exception as e:
             log.exception("codec server: %s failed", operation)
@@ -593,7 +688,35 @@ class _CodecHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """Nothing to get: the protocol is POST only."""
-        self._send_json(HTTPStatus.NOT_FOUND, {"error": "POST to /encode or /decode"})
+        if self._caller_allowed():
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": "POST to /encode or /decode"})
+
+    def _caller_allowed(self) -> bool:
+        """Refuse (and answer) requests from other origins or for other host names."""
+        if not self._host_allowed():
+            self._send_json(
+                HTTPStatus.MISDIRECTED_REQUEST,
+                {
+                    "error": "without a token this codec server answers requests for "
+                    "127.0.0.1, localhost or its allowed host names only"
+                },
+            )
+            return False
+        if not self._origin_allowed():
+            self._send_json(HTTPStatus.FORBIDDEN, {"error": "origin not allowed"})
+            return False
+        return True
+
+    def _host_allowed(self) -> bool:
+        host = self.headers.get("Host")
+        if self._config.hosts is None or host is None:
+            return True
+        name = host.strip().lower()
+        if name.startswith("["):  # [::1]:8888
+            name = name[1:].partition("]")[0]
+        else:
+            name = name.rpartition(":")[0] if ":" in name else name
+        return name in self._config.hosts
 
     def _origin_allowed(self) -> bool:
         origin = self.headers.get("Origin")

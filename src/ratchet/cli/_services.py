@@ -10,24 +10,37 @@ import typer
 from rich.markup import escape
 
 from ..errors import ConfigError
-from ._common import err, out
+from ._common import TranscriptStoreUrl, err, out
 
 
 def up(
     llm: Annotated[bool, typer.Option(help="Also start the embedded local LLM.")] = True,
+    codec: Annotated[
+        bool,
+        typer.Option(
+            help="Give the Web UI a codec endpoint, so it shows each model call's exact "
+            "prompt (read from RATCHET_TRANSCRIPT_STORE's store) and decrypts payloads "
+            "when RATCHET_ENCRYPTION_KEYS is set."
+        ),
+    ] = True,
 ) -> None:
-    """Start the embedded Temporal dev server (Web UI on :8233) and the local LLM."""
+    """Start the embedded Temporal dev server (Web UI on :8233, showing exact prompts) and
+    the local LLM."""
     from ..local import LocalServiceError
     from ..local import up as local_up
 
     try:
-        services = local_up(llm=llm, on_progress=lambda line: err.print(f"  {line}", markup=False))
+        services = local_up(
+            llm=llm, codec=codec, on_progress=lambda line: err.print(f"  {line}", markup=False)
+        )
     except LocalServiceError as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(1) from None
     if services.temporal_address:
         asyncio.run(_register(services.temporal_address))
     out.print(f"Temporal  {services.temporal_address}   Web UI {services.ui_url}")
+    if services.codec_url:
+        out.print(f"codec     {services.codec_url}   (the Web UI shows the exact prompts)")
     if services.llm_base_url:
         out.print(f"local LLM {services.llm_base_url}")
 
@@ -66,12 +79,31 @@ def codec_server(
             "which sends none.",
         ),
     ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --no-auth, a host name it also answers besides 127.0.0.1 and "
+            "localhost (the public name an authenticating reverse proxy forwards); repeat "
+            "for several."
+        ),
+    ] = None,
+    transcript_store: TranscriptStoreUrl = None,
+    expand: Annotated[
+        bool,
+        typer.Option(
+            "--expand/--no-expand",
+            help="Show each model call's input with its transcript references expanded "
+            "into the exact prompt and tools, read from the workers' transcript store.",
+        ),
+    ] = True,
     generate_key: Annotated[
         bool, typer.Option("--generate-key", help="Print a new 'id:base64key' entry and exit.")
     ] = False,
 ) -> None:
-    """Decode payloads for the Temporal Web UI with the RATCHET_ENCRYPTION_KEYS keys.
+    """Decode payloads for the Temporal Web UI: the exact prompts, decrypted.
 
+    Each model call's input is shown with the messages and tools it sent (from the
+    transcript store); with RATCHET_ENCRYPTION_KEYS set, payloads are decrypted too.
     Clients send `Authorization: Bearer $RATCHET_CODEC_TOKEN`. Point the Web UI's
     codec server setting (or `temporal ... --codec-endpoint`) at this address.
     """
@@ -80,16 +112,18 @@ def codec_server(
 
     from ..codec import DEFAULT_ORIGINS, TOKEN_ENV, CodecServer, codec_from_env
     from ..codec import generate_key as new_key
+    from ..transcripts import store_from_url
 
     if generate_key:
         out.print(f"k{datetime.now(UTC):%Y%m%d}:{new_key()}", markup=False)
         return
     try:
         codec = codec_from_env()
-        if codec is None:
+        if codec is None and not expand:
             raise ConfigError(
-                "no keys: set RATCHET_ENCRYPTION_KEYS (or RATCHET_ENCRYPTION_KEYS_FILE) to the "
-                "workers' keys; `ratchet codec-server --generate-key` makes one"
+                "nothing to decode: set RATCHET_ENCRYPTION_KEYS (or RATCHET_ENCRYPTION_KEYS_FILE) "
+                "to the workers' keys (`ratchet codec-server --generate-key` makes one), or "
+                "drop --no-expand to show exact prompts"
             )
         token = os.environ.get(TOKEN_ENV) or None
         if token is None and not no_auth:
@@ -97,17 +131,29 @@ def codec_server(
                 f"set {TOKEN_ENV} to the secret clients send as 'Authorization: Bearer <token>', "
                 "or pass --no-auth to serve on 127.0.0.1 without one"
             )
+        store = store_from_url(transcript_store) if expand else None
         server = CodecServer(
-            codec, token=token, origins=origin or DEFAULT_ORIGINS, host=host, port=port
+            codec,
+            token=token,
+            origins=origin or DEFAULT_ORIGINS,
+            host=host,
+            port=port,
+            transcript_store=store,
+            allowed_hosts=allow_host or (),
         )
     except ConfigError as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(1) from None
     auth = "bearer token required" if token else "no token required"
+    keys = (
+        f"keys {', '.join(codec.key_ids)}, active {codec.active_key_id}"
+        if codec is not None
+        else "no keys: payloads are not decrypted"
+    )
+    prompts = f"prompts from {store!r}" if store is not None else "prompts not expanded"
     err.print(
-        f"codec server on {server.url} ({auth}; keys {', '.join(codec.key_ids)}, "
-        f"active {codec.active_key_id}; origins {', '.join(origin or DEFAULT_ORIGINS)}); "
-        "Ctrl-C to stop",
+        f"codec server on {server.url} ({auth}; {keys}; {prompts}; "
+        f"origins {', '.join(origin or DEFAULT_ORIGINS)}); Ctrl-C to stop",
         markup=False,
     )
     with suppress(KeyboardInterrupt):

@@ -1,7 +1,8 @@
 """``ratchet up`` / ``ratchet down``: long-lived embedded services tracked in a state file.
 
-:func:`up` starts (or reuses) the Temporal dev server and the local LLM server
-as detached processes and records them in ``data_dir()/services.json``;
+:func:`up` starts (or reuses) the Temporal dev server, the codec endpoint its
+Web UI calls (to show the exact prompts) and the local LLM server as detached
+processes and records them in ``data_dir()/services.json``;
 :func:`down` stops what is recorded there. Any later process (a worker, the
 CLI, a test) discovers the services through that file, e.g. with
 :func:`local_llm_base_url`.
@@ -12,14 +13,19 @@ State file layout (version 1)::
      "services": {
        "temporal": {"pid": 123, "port": 7233, "ui_port": 8233,
                     "address": "127.0.0.1:7233", "ui_url": "http://127.0.0.1:8233",
+                    "codec_url": "http://127.0.0.1:8234",
                     "log_path": "...", "command": [...], "started_at": "...",
                     "external": false},
+       "codec": {"pid": 125, "port": 8234, "url": "http://127.0.0.1:8234",
+                 "log_path": "...", "command": [...], "started_at": "..."},
        "llm": {"pid": 124, "port": 8677, "base_url": "http://127.0.0.1:8677/v1",
                "model": "SmolLM2-135M-Instruct", "log_path": "...",
                "command": [...], "started_at": "..."}}}
 
 ``"external": true`` marks a Temporal server that was already listening and
-that ratchet only uses; :func:`down` never stops it.
+that ratchet only uses; :func:`down` never stops it. ``codec_url`` is absent for
+a dev server started without a codec endpoint (by an older ratchet, or with
+``codec=False``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ._codec import DEFAULT_CODEC_PORT, CodecEndpoint, ui_origins
+from ._errors import LocalServiceError
 from ._llm import (
     LOCAL_MODEL_NAME,
     LlamaServer,
@@ -68,8 +76,12 @@ DEFAULT_LLM_PORT = 8677
 LOCAL_LLM_URL_ENV = "RATCHET_LOCAL_LLM_URL"
 
 _STATE_VERSION = 1
-_SERVICE_NAMES = ("temporal", "llm")
-_LABELS = {"temporal": "Temporal dev server", "llm": "local LLM server (llama-server)"}
+_SERVICE_NAMES = ("temporal", "llm", "codec")
+_LABELS = {
+    "temporal": "Temporal dev server",
+    "llm": "local LLM server (llama-server)",
+    "codec": "codec endpoint",
+}
 
 ProgressCallback = Callable[[str], None]
 _Entry = dict[str, Any]
@@ -84,12 +96,15 @@ class LocalServices:
         ui_url: Temporal Web UI URL (None if not requested or unknown).
         llm_base_url: OpenAI-compatible base URL of the local LLM (None if not requested).
         llm_model: Model name to send in requests to ``llm_base_url``.
+        codec_url: The codec endpoint the Web UI calls to show the exact prompts
+            (None if not running).
     """
 
     temporal_address: str | None = None
     ui_url: str | None = None
     llm_base_url: str | None = None
     llm_model: str | None = None
+    codec_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,11 +112,11 @@ class ServiceStatus:
     """State of one embedded service, as reported by :func:`status`.
 
     Attributes:
-        name: ``"temporal"`` or ``"llm"``.
+        name: ``"temporal"``, ``"llm"`` or ``"codec"``.
         running: True if the process (or, for an external server, the port) answers.
         managed: True if ratchet started the process and :func:`down` will stop it.
         pid: PID of the recorded process, if ratchet started it.
-        address: Temporal gRPC target or LLM base URL.
+        address: Temporal gRPC target, LLM base URL or codec endpoint URL.
         ui_url: Temporal Web UI URL (None for the LLM).
         log_path: The service's log file, if ratchet started it.
     """
@@ -196,6 +211,8 @@ def up(
     temporal_port: int = DEFAULT_TEMPORAL_PORT,
     temporal_ui_port: int = DEFAULT_TEMPORAL_UI_PORT,
     llm_port: int = DEFAULT_LLM_PORT,
+    codec: bool = True,
+    codec_port: int = DEFAULT_CODEC_PORT,
 ) -> LocalServices:
     """Start the embedded services, or reuse them if they are already running.
 
@@ -206,6 +223,14 @@ def up(
     ``llm_port`` is taken by something else. The first LLM start builds
     ``llama-server`` (several minutes, reported through ``on_progress``).
 
+    With ``codec``, a dev server ratchet starts gets a codec endpoint
+    (``--ui-codec-endpoint``): its Web UI then shows each model call's input with
+    the messages and tools it sent, and decrypts payloads when
+    ``RATCHET_ENCRYPTION_KEYS`` is set. The endpoint reads the transcript store of
+    this process's environment (``RATCHET_TRANSCRIPT_STORE``, else the default),
+    which the workers must share. If it cannot start, the dev server starts
+    without it (reported through ``on_progress``).
+
     Args:
         temporal: Start/reuse the Temporal dev server (SQLite file
             ``data_dir()/temporal.sqlite``).
@@ -214,6 +239,8 @@ def up(
         temporal_port: gRPC port of the Temporal server.
         temporal_ui_port: Preferred Web UI port (a free one is used if taken).
         llm_port: Preferred port of the local LLM server.
+        codec: Start (or keep alive) the Web UI's codec endpoint.
+        codec_port: Preferred port of the codec endpoint.
 
     Returns:
         Where the requested services can be reached.
@@ -235,18 +262,23 @@ def up(
         services = _load_state()
         if temporal:
             entry = _ensure_temporal(
-                services.get("temporal"), temporal_port, temporal_ui_port, progress
+                services, temporal_port, temporal_ui_port, progress, codec_port if codec else None
             )
             services["temporal"] = entry
             _save_state(services)
-            result = LocalServices(temporal_address=entry["address"], ui_url=entry.get("ui_url"))
+            codec_entry = services.get("codec")
+            codec_alive = codec_entry is not None and _entry_alive(codec_entry)
+            result = LocalServices(
+                temporal_address=entry["address"],
+                ui_url=entry.get("ui_url"),
+                codec_url=entry.get("codec_url") if codec_alive else None,
+            )
         if llm:
             entry = _ensure_llm(services.get("llm"), llm_port, binary, model, progress)
             services["llm"] = entry
             _save_state(services)
-            result = LocalServices(
-                temporal_address=result.temporal_address,
-                ui_url=result.ui_url,
+            result = dataclasses.replace(
+                result,
                 llm_base_url=entry["base_url"],
                 llm_model=entry.get("model", LOCAL_MODEL_NAME),
             )
@@ -254,9 +286,18 @@ def up(
 
 
 def _ensure_temporal(
-    entry: _Entry | None, port: int, ui_port: int, progress: ProgressCallback
+    services: dict[str, _Entry],
+    port: int,
+    ui_port: int,
+    progress: ProgressCallback,
+    codec_port: int | None,
 ) -> _Entry:
+    """The dev server's entry, started or reused; ``services["codec"]`` follows it.
+
+    ``codec_port`` None: no codec endpoint is started (a running one is left alone).
+    """
     label = _LABELS["temporal"]
+    entry = services.get("temporal")
     if entry is not None:
         recorded_port = int(entry.get("port", 0))
         if entry.get("external"):
@@ -267,6 +308,8 @@ def _ensure_temporal(
             # It may have been started a moment ago and still be coming up.
             if _wait_until(lambda: port_open(recorded_port), 10.0):
                 progress(f"{label} already running (pid {entry['pid']}) at {entry['address']}")
+                if codec_port is not None:
+                    _keep_codec(services, entry, progress)
                 return entry
             progress(f"{label} (pid {entry['pid']}) is not answering; restarting it")
             terminate_pid(_entry_pid(entry))
@@ -277,6 +320,12 @@ def _ensure_temporal(
             f"using the Temporal server already listening at {address} (not started "
             "by ratchet; `ratchet down` will leave it running)"
         )
+        if codec_port is not None:
+            progress(
+                "its Web UI shows model calls' prompts as transcript references; for the "
+                "exact prompts, run `ratchet codec-server --no-auth` and set it as the "
+                "UI's codec endpoint"
+            )
         return {
             "external": True,
             "port": port,
@@ -286,18 +335,32 @@ def _ensure_temporal(
 
     if port_open(ui_port):
         ui_port = free_port()
+    codec_url: str | None = None
+    if codec_port is not None:
+        codec_entry = _start_codec(services.get("codec"), codec_port, ui_port, progress)
+        if codec_entry is None:
+            services.pop("codec", None)
+        else:
+            services["codec"] = codec_entry
+            codec_url = codec_entry["url"]
     root = data_dir()
     server = TemporalDevServer(
         db_path=root / "temporal.sqlite",
         log_path=root / "logs" / "temporal.log",
         port=port,
         ui_port=ui_port,
+        ui_codec_endpoint=codec_url,
     )
     progress(f"starting {label} at {server.address}")
-    server.start()
+    try:
+        server.start()
+    except LocalServiceError:
+        if codec_url is not None:  # not recorded yet: nothing else would stop it
+            terminate_pid(_entry_pid(services.pop("codec")))
+        raise
     pid = server.detach()
     progress(f"{label} running (pid {pid}); Web UI at {server.ui_url}")
-    return {
+    started = {
         "pid": pid,
         "port": port,
         "ui_port": ui_port,
@@ -307,6 +370,72 @@ def _ensure_temporal(
         "command": server.command(),
         "started_at": _now(),
         "external": False,
+    }
+    if codec_url is not None:
+        started["codec_url"] = codec_url
+    return started
+
+
+def _start_codec(
+    entry: _Entry | None, port: int, ui_port: int, progress: ProgressCallback
+) -> _Entry | None:
+    """Start the codec endpoint for a dev server about to start; None if it cannot."""
+    if entry is not None and _entry_alive(entry):
+        # Its allowed origin may be another UI port: a fresh one costs a second.
+        terminate_pid(_entry_pid(entry))
+        _wait_port_closed(int(entry.get("port", 0)))
+    if port_open(port):
+        port = free_port()
+    try:
+        return _run_codec(port, ui_port, progress)
+    except LocalServiceError as e:
+        progress(f"the Web UI will show prompts as transcript references: {e}")
+        return None
+
+
+def _keep_codec(services: dict[str, _Entry], temporal: _Entry, progress: ProgressCallback) -> None:
+    """Restart the running dev server's codec endpoint if it died (same URL)."""
+    url = temporal.get("codec_url")
+    if not isinstance(url, str):
+        progress(
+            "its Web UI shows model calls' prompts as transcript references (it was started "
+            "without a codec endpoint); `ratchet down` then `ratchet up` adds one"
+        )
+        return
+    entry = services.get("codec")
+    if entry is not None and _entry_alive(entry):
+        progress(f"{_LABELS['codec']} already running (pid {entry['pid']}) at {entry['url']}")
+        return
+    port = int(url.rsplit(":", 1)[1])
+    _wait_port_closed(port)
+    try:
+        services["codec"] = _run_codec(port, int(temporal.get("ui_port", 0)), progress)
+    except LocalServiceError as e:
+        services.pop("codec", None)
+        progress(f"the Web UI will show prompts as transcript references: {e}")
+
+
+def _wait_port_closed(port: int) -> None:
+    # A killed multi-threaded process looks dead (its main thread is a zombie) a moment
+    # before its last thread exits and its listening socket closes.
+    _wait_until(lambda: not port_open(port), 5.0)
+
+
+def _run_codec(port: int, ui_port: int, progress: ProgressCallback) -> _Entry:
+    label = _LABELS["codec"]
+    endpoint = CodecEndpoint(
+        port=port, origins=ui_origins(ui_port), log_path=data_dir() / "logs" / "codec.log"
+    )
+    progress(f"starting {label} at {endpoint.url} (the Web UI shows the exact prompts)")
+    endpoint.start()
+    pid = endpoint.detach()
+    return {
+        "pid": pid,
+        "port": port,
+        "url": endpoint.url,
+        "log_path": str(endpoint.log_path),
+        "command": endpoint.command(),
+        "started_at": _now(),
     }
 
 
@@ -376,13 +505,14 @@ def down(timeout: float = 10.0) -> list[str]:
     lines: list[str] = []
     with _state_lock():
         services = _load_state()
-        # LLM first: it is the one that nothing else depends on.
-        for name in ("llm", "temporal"):
+        # LLM first: it is the one that nothing else depends on. The codec endpoint
+        # last: the Web UI calls it while it runs.
+        for name in ("llm", "temporal", "codec"):
             entry = services.get(name)
             if entry is None:
                 continue
             label = _LABELS[name]
-            where = entry.get("address") or entry.get("base_url") or "?"
+            where = entry.get("address") or entry.get("base_url") or entry.get("url") or "?"
             if entry.get("external"):
                 lines.append(
                     f"left the Temporal server at {where} running (not started by ratchet)"
@@ -425,7 +555,8 @@ def status() -> dict[str, ServiceStatus]:
     """Report the recorded embedded services (for ``ratchet status``).
 
     Returns:
-        One :class:`ServiceStatus` per service name (``"temporal"``, ``"llm"``);
+        One :class:`ServiceStatus` per service name (``"temporal"``, ``"llm"``,
+        ``"codec"``);
         services never started are reported as not running and not managed.
     """
     services = _load_state()
@@ -435,7 +566,7 @@ def status() -> dict[str, ServiceStatus]:
         if entry is None:
             report[name] = ServiceStatus(name=name, running=False, managed=False)
             continue
-        address = entry.get("address") if name == "temporal" else entry.get("base_url")
+        address = entry.get({"temporal": "address", "llm": "base_url"}.get(name, "url"))
         log_path = entry.get("log_path")
         if entry.get("external"):
             running = port_open(int(entry.get("port", 0)))
@@ -457,7 +588,7 @@ def services_status() -> dict[str, dict[str, Any]]:
     """Return :func:`status` as plain JSON-serialisable dicts (e.g. for ``--json`` output).
 
     Returns:
-        ``{"temporal": {...}, "llm": {...}}`` with the :class:`ServiceStatus`
+        ``{"temporal": {...}, "llm": {...}, "codec": {...}}`` with the :class:`ServiceStatus`
         fields; ``log_path`` is a string.
     """
     report: dict[str, dict[str, Any]] = {}

@@ -63,6 +63,9 @@ class TemporalDevServer(ManagedProcess):
         ui_port: Web UI port; None runs the server headless.
         binary: The ``temporal`` CLI; defaults to :func:`temporal_binary`.
         log_level: The server's log level (``debug``, ``info``, ``warn``, ``error``).
+        ui_codec_endpoint: The codec endpoint the Web UI calls to decode payloads
+            (``--ui-codec-endpoint``), e.g. the one :func:`ratchet.local.up` starts
+            so the UI shows the exact prompts; None: the UI shows payloads as stored.
         extra_args: Appended to the ``start-dev`` command line as is.
     """
 
@@ -77,6 +80,7 @@ class TemporalDevServer(ManagedProcess):
         ui_port: int | None = DEFAULT_TEMPORAL_UI_PORT,
         binary: Path | None = None,
         log_level: str = "warn",
+        ui_codec_endpoint: str | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         # The CLI otherwise contacts a version-check host on every start, which
@@ -87,6 +91,7 @@ class TemporalDevServer(ManagedProcess):
         self.ui_port = ui_port
         self.binary = binary
         self.log_level = log_level
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.extra_args = extra_args
 
     @property
@@ -124,6 +129,8 @@ class TemporalDevServer(ManagedProcess):
                 str(self.ui_port),
                 "--ui-disable-news-fetch",
             ]
+            if self.ui_codec_endpoint is not None:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.db_path is not None:
             cmd += [
                 "--db-filename",
