@@ -356,16 +356,7 @@ class RunHandle:
                 or the workers require a proof and ``proof`` is missing, expired or
                 made for another answer (the call keeps waiting).
         """
-        return await self._answer(
-            ApprovalAnswer(
-                call_id=call_id,
-                approve=True,
-                approver=approver,
-                reason=reason,
-                raise_to=raise_to,
-                proof=proof,
-            )
-        )
+        return await self._answer(call_id, True, approver, reason, raise_to, proof)
 
     async def deny(
         self, call_id: str, *, approver: str, reason: str = "", proof: str | None = None
@@ -374,13 +365,25 @@ class RunHandle:
 
         ``proof`` is as for :meth:`approve` (signed with ``approve=False``).
         """
-        return await self._answer(
-            ApprovalAnswer(
-                call_id=call_id, approve=False, approver=approver, reason=reason, proof=proof
-            )
-        )
+        return await self._answer(call_id, False, approver, reason, None, proof)
 
-    async def _answer(self, answer: ApprovalAnswer) -> ApprovalRecord:
+    async def _answer(
+        self,
+        call_id: str,
+        approve: bool,
+        approver: str,
+        reason: str,
+        raise_to: float | None = None,
+        proof: str | None = None,
+    ) -> ApprovalRecord:
+        answer = ApprovalAnswer(
+            call_id=call_id,
+            approve=approve,
+            approver=approver,
+            reason=reason,
+            raise_to=raise_to,
+            proof=proof,
+        )
         record: ApprovalRecord = await self._update(
             APPROVE_UPDATE, answer, ApprovalRecord, ApprovalError
         )

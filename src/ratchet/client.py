@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import builtins
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -336,20 +337,23 @@ class AgentClient:
         """
         if not 1 <= page_size <= 1000:
             raise ConfigError(f"page_size must be from 1 to 1000, got {page_size}")
-        token = _decode_page_token(page_token) if page_token is not None else None
         query, keep = await self._visibility_query(
             agent, status, tenant, started_after, started_before
         )
+        token = _decode_page_token(page_token, query) if page_token is not None else None
         executions = self.temporal.list_workflows(query, page_size=page_size, next_page_token=token)
         try:
             await executions.fetch_next_page()
         except RPCError as e:
-            if e.status == RPCStatusCode.INVALID_ARGUMENT and token is not None:
-                raise ConfigError(f"bad page token {page_token!r}: {e.message}") from e
+            if token is not None and e.status in (
+                RPCStatusCode.INVALID_ARGUMENT,
+                RPCStatusCode.UNKNOWN,
+            ):
+                raise ConfigError(f"bad page token {page_token!r}: the server refused it") from e
             raise
         runs = [info async for info in _infos(_aiter(executions.current_page or ()), keep)]
         next_token = executions.next_page_token
-        return RunPage(runs, _encode_page_token(next_token) if next_token else None)
+        return RunPage(runs, _encode_page_token(next_token, query) if next_token else None)
 
     async def _visibility_query(
         self,
@@ -541,17 +545,30 @@ def _query_time(name: str, when: datetime | None) -> str | None:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _encode_page_token(token: bytes) -> str:
-    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+def _encode_page_token(token: bytes, query: str) -> str:
+    """The server's page token, marked with the listing it continues."""
+    return base64.urlsafe_b64encode(_listing_mark(query) + token).decode().rstrip("=")
 
 
-def _decode_page_token(token: str) -> bytes:
+def _decode_page_token(token: str, query: str) -> bytes:
+    """The server's page token, if ``token`` is one :func:`_encode_page_token` made for
+    this listing: the server answers a token it cannot read only after retrying for
+    seconds, and then without saying what was wrong."""
+    mark = _listing_mark(query)
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) <= len(mark) or raw[: len(mark)] != mark:
         raise ConfigError(
-            f"bad page token {token!r}: pass the next_page_token of the previous page"
-        ) from None
+            f"bad page token {token!r}: pass the next_page_token of the previous page, "
+            "with the same filters"
+        )
+    return raw[len(mark) :]
+
+
+def _listing_mark(query: str) -> bytes:
+    return hashlib.sha256(query.encode()).digest()[:8]
 
 
 def _check_provider(provider: str) -> None:
