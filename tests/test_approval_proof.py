@@ -12,14 +12,14 @@ import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from ratchet import Agent, ApprovalError, ConfigError, Policy, RunHandle, require_approval, tool
+from ratchet import ApprovalError, ConfigError, RunHandle
 from ratchet._protocol import APPROVE_UPDATE
 from ratchet.approval_proof import SECRET_ENV, sign_approval, verify_approval
-from ratchet.testing import RecordedRequest, ScriptedModelServer, ScriptedUsage, call, reply
-from ratchet.testing import tool_calls as model_calls
+from ratchet.testing import ScriptedModelServer, ScriptedUsage, call, reply, tool_calls
 from ratchet.trace import build_trace
 
 from .conftest import decoded_history_text, hosted
+from .test_approvals import agent, refunds, told
 from .test_budgets import budget_agent, looping_steps, waiting_budget
 from .test_cli import address, ratchet
 
@@ -97,31 +97,6 @@ def test_a_proof_of_another_version_or_a_short_secret_is_refused() -> None:
 
 # -- a run whose worker requires proofs -------------------------------------------------
 
-refunds: list[int] = []
-
-
-@tool(side_effects=True)
-def refund(order_id: int, amount: int) -> str:
-    """Refund an amount (in dollars) on an order."""
-    refunds.append(order_id)
-    return f"refunded ${amount} on order {order_id}"
-
-
-GUARDED = Agent(
-    "proven",
-    instructions="You are a support agent.",
-    model="openai:m",
-    tools=[refund],
-    policy=Policy(rules=[require_approval("refund", reason="refunds need a person")]),
-)
-
-
-def told(text: str):  # type: ignore[no-untyped-def]
-    def check(req: RecordedRequest) -> bool:
-        return req.messages[-1]["role"] == "tool" and text in req.messages[-1]["content"]
-
-    return check
-
 
 async def waiting_call(handle: RunHandle) -> str:
     for _ in range(400):
@@ -146,12 +121,12 @@ async def test_a_worker_with_the_secret_records_only_proven_answers(
     monkeypatch.setenv(SECRET_ENV, SECRET)
     refunds.clear()
     model_server.add(
-        model_calls(call("refund", {"order_id": 77, "amount": 500})),
+        tool_calls(call("refund", {"order_id": 77, "amount": 500})),
         reply("Refunded.").expecting(told("refunded $500 on order 77")),
     )
     # No workflow cache: every workflow task replays the run, answers refused included.
-    async with hosted(temporal_client, [GUARDED], model_server, max_cached_workflows=0) as client:
-        handle = await client.start("proven", "refund $500 on 77")
+    async with hosted(temporal_client, [agent()], model_server, max_cached_workflows=0) as client:
+        handle = await client.start("guarded", "refund $500 on 77")
         call_id = await waiting_call(handle)
 
         def proof(**change: Any) -> str:
@@ -202,7 +177,7 @@ async def test_a_worker_with_the_secret_records_only_proven_answers(
         status = await handle.status()
         history = await temporal_client.get_workflow_handle(handle.id).fetch_history()
     model_server.verify()
-    assert refunds == [77]
+    assert refunds == [(77, 500)]
     assert [(a.approver, a.authenticated) for a in status.approvals] == [("alice", True)]
     trace = await build_trace(temporal_client, handle.id)
     assert [a.approver for a in trace.approvals] == ["alice"]
@@ -246,11 +221,11 @@ async def test_without_a_secret_answers_are_taken_as_before(
 ) -> None:
     monkeypatch.delenv(SECRET_ENV, raising=False)
     model_server.add(
-        model_calls(call("refund", {"order_id": 78, "amount": 900})),
+        tool_calls(call("refund", {"order_id": 78, "amount": 900})),
         reply("Not refunded.").expecting(told("bob denied this call: too large")),
     )
-    async with hosted(temporal_client, [GUARDED], model_server) as client:
-        handle = await client.start("proven", "refund $900 on 78")
+    async with hosted(temporal_client, [agent()], model_server) as client:
+        handle = await client.start("guarded", "refund $900 on 78")
         call_id = await waiting_call(handle)
         answer = {"call_id": call_id, "approve": False, "approver": "bob", "reason": "too large"}
         await temporal_client.get_workflow_handle(handle.id).execute_update(APPROVE_UPDATE, answer)
@@ -264,11 +239,11 @@ async def test_ratchet_approve_signs_with_the_secret_in_its_environment(
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)  # the worker's (in this process)
     model_server.add(
-        model_calls(call("refund", {"order_id": 79, "amount": 300})),
+        tool_calls(call("refund", {"order_id": 79, "amount": 300})),
         reply("Refunded.").expecting(told("refunded $300 on order 79")),
     )
-    async with hosted(temporal_client, [GUARDED], model_server) as client:
-        handle = await client.start("proven", "refund $300 on 79")
+    async with hosted(temporal_client, [agent()], model_server) as client:
+        handle = await client.start("guarded", "refund $300 on 79")
         call_id = await waiting_call(handle)
         where = ("--address", address(temporal_client))
         unsigned = await ratchet(
