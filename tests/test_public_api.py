@@ -44,6 +44,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "RunHandle",
         "RunInfo",
         "RunNotFound",
+        "RunPage",
         "RunResult",
         "RunStatus",
         "Tool",
@@ -64,6 +65,14 @@ EXPECTED: dict[str, list[str] | None] = {
     ],
     "ratchet.activities": [
         "AgentActivities",
+    ],
+    "ratchet.approval_proof": [
+        "MAX_AGE",
+        "MIN_SECRET_BYTES",
+        "SECRET_ENV",
+        "secret_from_env",
+        "sign_approval",
+        "verify_approval",
     ],
     "ratchet.agent": [
         "Agent",
@@ -86,7 +95,9 @@ EXPECTED: dict[str, list[str] | None] = {
         "RUN_STATES",
         "RunHandle",
         "RunInfo",
+        "RunPage",
         "check_status",
+        "check_tenant",
     ],
     "ratchet.codec": [
         "AesGcmCodec",

@@ -8,7 +8,7 @@ from ._limiter_protocol import LimiterStatus, RateLimit
 from ._protocol import ApprovalRecord, ChatReply, PendingApproval, RunResult, RunStatus
 from ._search import register_search_attributes
 from .agent import Agent, Limits
-from .client import RUN_STATES, AgentClient, RunHandle, RunInfo
+from .client import RUN_STATES, AgentClient, RunHandle, RunInfo, RunPage
 from .errors import (
     ApprovalError,
     BudgetExceeded,
@@ -56,6 +56,7 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunNotFound",
+    "RunPage",
     "RunResult",
     "RunStatus",
     "Tool",

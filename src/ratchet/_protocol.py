@@ -24,6 +24,7 @@ SNAPSHOT_ACTIVITY = "ratchet.snapshot_agent"
 MODEL_ACTIVITY = "ratchet.call_model"
 TOOL_ACTIVITY = "ratchet.run_tool"
 COMPACT_ACTIVITY = "ratchet.compact_transcript"
+VERIFY_APPROVAL_ACTIVITY = "ratchet.verify_approval"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -92,6 +93,31 @@ class ApprovalAnswer(BaseModel):
     raise_to: float | None = None
     """Budget decisions only: the budget's new limit (default: raised by its configured
     amount beyond what the run used)."""
+    proof: str | None = None
+    """An HMAC that a service holding the deployment's approval secret vouches for
+    ``approver`` (:func:`ratchet.approval_proof.sign_approval`). Workers with
+    ``RATCHET_APPROVAL_SECRET`` set refuse answers without a valid one."""
+
+
+class ApprovalCheck(BaseModel):
+    """Input of the local activity that checks an answer's proof before it is recorded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    run_id: str
+    """The run's workflow id (what the proof was signed for)."""
+    answer: ApprovalAnswer
+
+
+class ApprovalVerdict(BaseModel):
+    """The check's outcome for an answer it accepts (a refusal fails the activity)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    authenticated: bool
+    """True: the worker has a secret and the proof is valid. False: the worker has no
+    secret, so answers are taken as they come."""
 
 
 class ApprovalRecord(BaseModel):
@@ -114,6 +140,9 @@ class ApprovalRecord(BaseModel):
     """The policy rule that asked for the approval."""
     raise_to: float | None = None
     """Budget decisions: the new limit the run went on with."""
+    authenticated: bool = False
+    """The answer carried a proof the worker verified with its approval secret: a
+    trusted service authenticated ``approver`` (see :mod:`ratchet.approval_proof`)."""
 
 
 class RunInput(BaseModel):
@@ -362,8 +391,11 @@ __all__ = [
     "STATUS_QUERY",
     "TOOL_ACTIVITY",
     "TRANSCRIPT_QUERY",
+    "VERIFY_APPROVAL_ACTIVITY",
     "WORKFLOW_TYPE",
     "AgentSpec",
+    "ApprovalCheck",
+    "ApprovalVerdict",
     "Carried",
     "CompactRequest",
     "CompactResult",

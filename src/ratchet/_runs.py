@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
@@ -40,7 +40,7 @@ from ._protocol import (
     RunState,
     RunStatus,
 )
-from ._search import AGENT, COST, STATUS, TOKENS, TURNS
+from ._search import AGENT, COST, STATUS, TENANT, TOKENS, TURNS
 from .errors import (
     ApprovalError,
     BudgetExceeded,
@@ -71,7 +71,9 @@ __all__ = [
     "TENANT_RE",
     "RunHandle",
     "RunInfo",
+    "RunPage",
     "check_status",
+    "check_tenant",
     "run_info",
 ]
 
@@ -92,6 +94,16 @@ class RunInfo:
     """From search attributes, when the namespace has them."""
     tokens: int | None = None
     cost_usd: float | None = None
+    tenant: str | None = None
+    """Whose run it is (``AgentClient.start(tenant=...)``); None: no tenant."""
+
+
+class RunPage(NamedTuple):
+    """One page of :meth:`AgentClient.list_page`."""
+
+    runs: list[RunInfo]
+    next_page_token: str | None
+    """Pass it as ``page_token`` for the next page; None: this was the last one."""
 
 
 class RunHandle:
@@ -314,7 +326,13 @@ class RunHandle:
         return pending
 
     async def approve(
-        self, call_id: str, *, approver: str, reason: str = "", raise_to: float | None = None
+        self,
+        call_id: str,
+        *,
+        approver: str,
+        reason: str = "",
+        raise_to: float | None = None,
+        proof: str | None = None,
     ) -> ApprovalRecord:
         """Approve a waiting tool call; it runs and the agent goes on.
 
@@ -323,21 +341,48 @@ class RunHandle:
         ``raise_to`` (default: by its configured amount beyond what the run used);
         the record's ``raise_to`` says to what.
 
+        Args:
+            call_id: the waiting call's id (:meth:`pending`).
+            approver: who answers; the audit trail records this name.
+            reason: why; shown to the model and in the audit trail.
+            raise_to: budget decisions only: the budget's new limit.
+            proof: :func:`ratchet.approval_proof.sign_approval` of this answer, by a
+                service that authenticated ``approver``. Required when the workers
+                have ``RATCHET_APPROVAL_SECRET`` set (authenticated approvals).
+
         Raises:
             ApprovalError: the call was answered already, or is not waiting, or
-                ``raise_to`` is given for a tool call or is not above what was used.
+                ``raise_to`` is given for a tool call or is not above what was used,
+                or the workers require a proof and ``proof`` is missing, expired or
+                made for another answer (the call keeps waiting).
         """
-        return await self._answer(call_id, True, approver, reason, raise_to)
+        return await self._answer(call_id, True, approver, reason, raise_to, proof)
 
-    async def deny(self, call_id: str, *, approver: str, reason: str = "") -> ApprovalRecord:
-        """Deny a waiting tool call; the model is told who denied it and why."""
-        return await self._answer(call_id, False, approver, reason)
+    async def deny(
+        self, call_id: str, *, approver: str, reason: str = "", proof: str | None = None
+    ) -> ApprovalRecord:
+        """Deny a waiting tool call; the model is told who denied it and why.
+
+        ``proof`` is as for :meth:`approve` (signed with ``approve=False``).
+        """
+        return await self._answer(call_id, False, approver, reason, None, proof)
 
     async def _answer(
-        self, call_id: str, approve: bool, approver: str, reason: str, raise_to: float | None = None
+        self,
+        call_id: str,
+        approve: bool,
+        approver: str,
+        reason: str,
+        raise_to: float | None = None,
+        proof: str | None = None,
     ) -> ApprovalRecord:
         answer = ApprovalAnswer(
-            call_id=call_id, approve=approve, approver=approver, reason=reason, raise_to=raise_to
+            call_id=call_id,
+            approve=approve,
+            approver=approver,
+            reason=reason,
+            raise_to=raise_to,
+            proof=proof,
         )
         record: ApprovalRecord = await self._update(
             APPROVE_UPDATE, answer, ApprovalRecord, ApprovalError
@@ -411,7 +456,8 @@ class RunHandle:
 
 ACCEPT_TIMEOUT = timedelta(seconds=30)
 TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
-TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+"""A tenant name: it goes into visibility queries, so no quotes, spaces or line breaks."""
 _RATCHET_STATE = {"canceled": "cancelled"}
 
 RUN_STATES: tuple[str, ...] = (*get_args(RunState), "terminated", "timed_out")
@@ -427,13 +473,23 @@ def check_status(status: str) -> str:
     raise ConfigError(f"unknown status {status!r}{hint}; use one of: {', '.join(RUN_STATES)}")
 
 
+def check_tenant(tenant: str) -> str:
+    """``tenant`` if it is a valid tenant name, else a ConfigError saying what is."""
+    if not isinstance(tenant, str) or not TENANT_RE.match(tenant):
+        raise ConfigError(
+            f"bad tenant {tenant!r}: 1-64 letters, digits, '_', '-' or '.', e.g. acme"
+        )
+    return tenant
+
+
 async def run_info(wf: WorkflowExecution) -> RunInfo | None:
     """One run as ``ratchet ls`` shows it; None for an earlier execution of a long run."""
     attrs = wf.typed_search_attributes
     temporal_state = _status_name(wf.status)
     if temporal_state == "continued_as_new":
         return None
-    name = attrs.get(AGENT) or str((await wf.memo()).get("agent", "?"))
+    name = attrs.get(AGENT) or str(await _memo_field(wf, "agent") or "?")
+    tenant = attrs.get(TENANT) or await _memo_field(wf, "tenant")
     # A run closed by Temporal itself (terminated, timed out) never reported it.
     state = (
         temporal_state
@@ -449,7 +505,16 @@ async def run_info(wf: WorkflowExecution) -> RunInfo | None:
         turns=attrs.get(TURNS),
         tokens=attrs.get(TOKENS),
         cost_usd=attrs.get(COST),
+        tenant=str(tenant) if tenant is not None else None,
     )
+
+
+async def _memo_field(wf: WorkflowExecution, key: str) -> Any:
+    """A start memo field: runs started without (some of) the search attributes keep
+    their agent and tenant there too. Only fields present are decoded."""
+    if key not in wf.raw_info.memo.fields:
+        return None
+    return await wf.memo_value(key, None)
 
 
 def _status_name(status: WorkflowExecutionStatus | None) -> str:

@@ -1,10 +1,14 @@
-"""Search attributes: a run's agent, status, turns, tokens and cost in Temporal visibility.
+"""Search attributes: a run's agent, status, turns, tokens, cost and tenant in Temporal
+visibility.
 
 They make ``ratchet ls --agent X --status Y`` a server-side query and show up as
-columns in the Temporal Web UI. A namespace must have them registered (``ratchet
-up`` does it for the embedded server; ``register_search_attributes`` for any
-other); a run started where they are missing simply does not set them, because
-an upsert of an unknown attribute would fail the workflow task.
+columns in the Temporal Web UI. ``RatchetTenant`` is set once, when a run starts for
+a tenant: listing a tenant's runs filters on it in the visibility query itself.
+
+A namespace must have them registered (``ratchet up`` does it for the embedded
+server; ``register_search_attributes`` for any other); a run started where they are
+missing simply does not set them, because an upsert of an unknown attribute would
+fail the workflow task.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ __all__ = [
     "AGENT",
     "ALL",
     "COST",
+    "RUN_ATTRIBUTES",
     "STATUS",
+    "TENANT",
     "TOKENS",
     "TURNS",
     "register_search_attributes",
+    "registered_search_attributes",
     "search_attributes_registered",
 ]
 
@@ -34,7 +41,13 @@ STATUS = SearchAttributeKey.for_keyword("RatchetStatus")
 TURNS = SearchAttributeKey.for_int("RatchetTurns")
 TOKENS = SearchAttributeKey.for_int("RatchetTokens")
 COST = SearchAttributeKey.for_float("RatchetCostUsd")
-ALL: list[SearchAttributeKey] = [AGENT, STATUS, TURNS, TOKENS, COST]  # type: ignore[type-arg]
+TENANT = SearchAttributeKey.for_keyword("RatchetTenant")
+ALL: list[SearchAttributeKey] = [AGENT, STATUS, TURNS, TOKENS, COST, TENANT]  # type: ignore[type-arg]
+
+RUN_ATTRIBUTES = frozenset({AGENT.name, STATUS.name, TURNS.name, TOKENS.name, COST.name})
+"""The attributes a run keeps up to date itself (``RunInput.search_attributes``).
+``RatchetTenant`` came later and is checked on its own: a namespace registered before
+it still gets the others."""
 
 _INDEXED = {
     AGENT.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -42,18 +55,25 @@ _INDEXED = {
     TURNS.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
     TOKENS.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
     COST.name: IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    TENANT.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 
 
-async def search_attributes_registered(client: Client) -> bool:
-    """Whether the client's namespace has all of ratchet's search attributes."""
+async def registered_search_attributes(client: Client) -> frozenset[str]:
+    """Which of ratchet's search attributes the client's namespace has (none when they
+    cannot be listed)."""
     try:
         response = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=client.namespace)
         )
     except RPCError:  # e.g. no permission to list them (Temporal Cloud API keys)
-        return False
-    return all(name in response.custom_attributes for name in _INDEXED)
+        return frozenset()
+    return frozenset(name for name in _INDEXED if name in response.custom_attributes)
+
+
+async def search_attributes_registered(client: Client) -> bool:
+    """Whether the client's namespace has the search attributes runs keep up to date."""
+    return await registered_search_attributes(client) >= RUN_ATTRIBUTES
 
 
 async def register_search_attributes(client: Client) -> None:

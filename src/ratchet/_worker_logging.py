@@ -23,6 +23,7 @@ __all__ = ["EXPECTED_FAILURE_TYPES", "ExpectedFailureFilter", "install_expected_
 EXPECTED_FAILURE_TYPES = frozenset(
     {
         *MODEL_ERRORS,
+        "ApprovalError",
         "BudgetExceeded",
         "ConfigError",
         "PayloadTooLarge",

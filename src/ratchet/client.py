@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import builtins
+import hashlib
 import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
@@ -46,20 +51,29 @@ from ._runs import (
     ACCEPT_TIMEOUT,
     RUN_STATES,
     TEMPORAL_ONLY_STATES,
-    TENANT_RE,
     RunHandle,
     RunInfo,
+    RunPage,
     check_status,
+    check_tenant,
     run_info,
 )
-from ._search import AGENT, STATUS, search_attributes_registered
+from ._search import AGENT, RUN_ATTRIBUTES, STATUS, TENANT, registered_search_attributes
 from .agent import PROVIDER_RE, check_agent_name, parse_model
 from .errors import (
     ConfigError,
 )
 from .streaming import DeltaStore
 
-__all__ = ["RUN_STATES", "AgentClient", "RunHandle", "RunInfo", "check_status"]
+__all__ = [
+    "RUN_STATES",
+    "AgentClient",
+    "RunHandle",
+    "RunInfo",
+    "RunPage",
+    "check_status",
+    "check_tenant",
+]
 
 
 class AgentClient:
@@ -83,12 +97,16 @@ class AgentClient:
         self.deltas = deltas
         """Where run handles read streamed replies from (None: the delta store of
         ``RATCHET_TRANSCRIPT_STORE``, else the embedded default, as workers use)."""
-        self._search_attributes: bool | None = None
+        self._registered: frozenset[str] | None = None
+
+    async def _registered_attributes(self) -> frozenset[str]:
+        """Which of ratchet's search attributes the namespace has (asked once)."""
+        if self._registered is None:
+            self._registered = await registered_search_attributes(self.temporal)
+        return self._registered
 
     async def _has_search_attributes(self) -> bool:
-        if self._search_attributes is None:
-            self._search_attributes = await search_attributes_registered(self.temporal)
-        return self._search_attributes
+        return await self._registered_attributes() >= RUN_ATTRIBUTES
 
     @classmethod
     async def connect(
@@ -126,9 +144,11 @@ class AgentClient:
         :meth:`RunHandle.send`.
 
         ``tenant`` names whose run it is: the agent's
-        ``max_concurrent_runs_per_tenant`` counts runs per tenant, and the run's tasks
+        ``max_concurrent_runs_per_tenant`` counts runs per tenant, the run's tasks
         carry it as Temporal's fairness key (servers with task queue fairness
-        enabled then share workers fairly between tenants).
+        enabled then share workers fairly between tenants), and the run carries it
+        in the ``RatchetTenant`` search attribute (when the namespace has it), so
+        :meth:`list` can ask for one tenant's runs.
 
         With ``check_hosted=True`` the run starts only if a worker on the task queue
         hosts ``agent`` (asked in one RPC; workers that do not say what they host
@@ -145,15 +165,22 @@ class AgentClient:
             raise ConfigError("the prompt is empty: tell the agent what to do")
         if model is not None:
             parse_model(model)
-        if tenant is not None and not TENANT_RE.match(tenant):
-            raise ConfigError(
-                f"bad tenant {tenant!r}: 1-64 letters, digits, '_', '-' or '.', e.g. acme"
-            )
+        if tenant is not None:
+            check_tenant(tenant)
         existed = id is not None and await self._exists(id)
         if check_hosted and not existed:
             await _check_hosted(self.temporal, self.task_queue, agent)
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
-        indexed = await self._has_search_attributes()
+        registered = await self._registered_attributes()
+        indexed = registered >= RUN_ATTRIBUTES
+        attributes: builtins.list[SearchAttributePair[str]] = []
+        if indexed:
+            attributes += [
+                SearchAttributePair(AGENT, agent),
+                SearchAttributePair(STATUS, "starting"),
+            ]
+        if tenant and TENANT.name in registered:
+            attributes.append(SearchAttributePair(TENANT, tenant))
         try:
             handle = await self.temporal.start_workflow(
                 WORKFLOW_TYPE,
@@ -170,14 +197,9 @@ class AgentClient:
                 result_type=RunResult,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                memo={"agent": agent},
-                search_attributes=(
-                    TypedSearchAttributes(
-                        [SearchAttributePair(AGENT, agent), SearchAttributePair(STATUS, "starting")]
-                    )
-                    if indexed
-                    else None
-                ),
+                # Listings read the agent and tenant here when the search attributes lack them.
+                memo={"agent": agent, **({"tenant": tenant} if tenant else {})},
+                search_attributes=TypedSearchAttributes(attributes) if attributes else None,
                 # A worker that dies holding a workflow task (milliseconds of work) hands
                 # it to another after this, not after Temporal's 10 s default.
                 task_timeout=timedelta(seconds=5),
@@ -215,11 +237,20 @@ class AgentClient:
         handle = await self.start(agent, prompt, id=id, model=model)
         return await handle.result()
 
-    async def pending(self, *, limit: int = 100) -> list[tuple[str, PendingApproval]]:
-        """Tool calls waiting for approval across runs, as (run id, call)."""
+    async def pending(
+        self, *, limit: int = 100, tenant: str | None = None
+    ) -> list[tuple[str, PendingApproval]]:
+        """Tool calls waiting for approval across runs, as (run id, call).
+
+        Args:
+            limit: look at this many runs at most.
+            tenant: only runs of this tenant (as :meth:`list`).
+        """
         indexed = await self._has_search_attributes()
         # Without search attributes every running run must be asked.
-        waiting = await self.list(limit=limit, status="waiting-approval" if indexed else "running")
+        waiting = await self.list(
+            limit=limit, status="waiting-approval" if indexed else "running", tenant=tenant
+        )
         out: list[tuple[str, PendingApproval]] = []
         for run in waiting:
             try:
@@ -240,43 +271,142 @@ class AgentClient:
         )
 
     async def list(
-        self, *, limit: int = 20, agent: str | None = None, status: str | None = None
-    ) -> list[RunInfo]:
+        self,
+        *,
+        limit: int = 20,
+        agent: str | None = None,
+        status: str | None = None,
+        tenant: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> builtins.list[RunInfo]:
         """The most recent runs, newest first.
 
         Args:
             limit: at most this many.
             agent: only runs of this agent.
             status: only runs in this state, one of :data:`RUN_STATES`.
+            tenant: only this tenant's runs; the visibility query itself asks for them
+                (the ``RatchetTenant`` search attribute), so no other tenant's run is
+                ever fetched.
+            started_after: only runs started at or after this (time-zone aware) time.
+            started_before: only runs started before this time.
 
         Raises:
-            ConfigError: a bad agent name, or a status not in :data:`RUN_STATES`.
+            ConfigError: a bad agent name, tenant or time, a status not in
+                :data:`RUN_STATES`, or a tenant filter on a namespace without the
+                ``RatchetTenant`` search attribute.
         """
-        if agent is not None:
-            check_agent_name(agent)
-        if status is not None:
-            status = check_status(status)
-        indexed = await self._has_search_attributes()
-        query = f"WorkflowType = '{WORKFLOW_TYPE}'"
-        if indexed and agent:
-            query += f" AND {AGENT.name} = '{agent}'"
-        if status in TEMPORAL_ONLY_STATES:  # closed by Temporal: never reported by the run
-            query += f" AND ExecutionStatus = '{TEMPORAL_ONLY_STATES[status]}'"
-        elif indexed and status:
-            query += f" AND {STATUS.name} = '{status}'"
-        runs: list[RunInfo] = []
-        async for wf in self.temporal.list_workflows(query):
-            info = await run_info(wf)
-            if info is None:
-                continue  # an earlier execution of a long run: its latest one is listed
-            if (agent and info.agent != agent) or (status and info.status != status):
-                continue
+        query, keep = await self._visibility_query(
+            agent, status, tenant, started_after, started_before
+        )
+        runs: builtins.list[RunInfo] = []
+        async for info in _infos(self.temporal.list_workflows(query), keep):
             runs.append(info)
             if len(runs) >= limit:
                 break
         # The server lists running runs first, then by close time: show newest first.
         far_past = datetime.min.replace(tzinfo=UTC)
         return sorted(runs, key=lambda r: r.started or far_past, reverse=True)
+
+    async def list_page(
+        self,
+        *,
+        page_size: int = 20,
+        page_token: str | None = None,
+        agent: str | None = None,
+        status: str | None = None,
+        tenant: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> RunPage:
+        """One page of runs, in the server's order (running runs first, then closed runs,
+        most recently closed first), and the token of the next page.
+
+        The filters are as for :meth:`list`; the same filters go with every page of a
+        listing. Without ratchet's search attributes the agent and status filters are
+        applied to each page after it is fetched, so a page may hold fewer runs.
+
+        Args:
+            page_size: at most this many runs (1-1000).
+            page_token: ``next_page_token`` of the previous page; None: the first page.
+
+        Raises:
+            ConfigError: as for :meth:`list`; a page size out of range; a page token
+                that no page gave.
+        """
+        if not 1 <= page_size <= 1000:
+            raise ConfigError(f"page_size must be from 1 to 1000, got {page_size}")
+        query, keep = await self._visibility_query(
+            agent, status, tenant, started_after, started_before
+        )
+        token = _decode_page_token(page_token, query) if page_token is not None else None
+        executions = self.temporal.list_workflows(query, page_size=page_size, next_page_token=token)
+        try:
+            await executions.fetch_next_page()
+        except RPCError as e:
+            if token is not None and e.status in (
+                RPCStatusCode.INVALID_ARGUMENT,
+                RPCStatusCode.UNKNOWN,
+            ):
+                raise ConfigError(f"bad page token {page_token!r}: the server refused it") from e
+            raise
+        runs = [info async for info in _infos(_aiter(executions.current_page or ()), keep)]
+        next_token = executions.next_page_token
+        return RunPage(runs, _encode_page_token(next_token, query) if next_token else None)
+
+    async def _visibility_query(
+        self,
+        agent: str | None,
+        status: str | None,
+        tenant: str | None,
+        started_after: datetime | None,
+        started_before: datetime | None,
+    ) -> tuple[str, Callable[[RunInfo], bool]]:
+        """The visibility query for these filters, and the check of what it could not
+        ask the server (agent and status, without search attributes)."""
+        if agent is not None:
+            check_agent_name(agent)
+        if status is not None:
+            status = check_status(status)
+        if tenant is not None:
+            check_tenant(tenant)
+        after = _query_time("started_after", started_after)
+        before = _query_time("started_before", started_before)
+        if started_after and started_before and started_after >= started_before:
+            raise ConfigError(
+                f"started_after ({after}) is not before started_before ({before}): no run can match"
+            )
+        registered = await self._registered_attributes()
+        indexed = registered >= RUN_ATTRIBUTES
+        # Earlier executions of a long run are left out: its latest one is listed.
+        query = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'ContinuedAsNew'"
+        if indexed and agent:
+            query += f" AND {AGENT.name} = '{agent}'"
+        if status in TEMPORAL_ONLY_STATES:  # closed by Temporal: never reported by the run
+            query += f" AND ExecutionStatus = '{TEMPORAL_ONLY_STATES[status]}'"
+        elif indexed and status:
+            query += f" AND {STATUS.name} = '{status}'"
+        if tenant is not None:
+            if TENANT.name not in registered:
+                raise ConfigError(
+                    f"cannot list the runs of tenant {tenant!r}: namespace "
+                    f"{self.temporal.namespace!r} has no {TENANT.name} search attribute. "
+                    "Register ratchet's search attributes (`ratchet up` does for the embedded "
+                    "server; else `await ratchet.register_search_attributes(client)`); runs "
+                    "started since then carry their tenant"
+                )
+            # check_tenant allows no quote, space or line break: nothing can escape the string.
+            query += f" AND {TENANT.name} = '{tenant}'"
+        if after:
+            query += f" AND StartTime >= '{after}'"
+        if before:
+            query += f" AND StartTime < '{before}'"
+
+        def keep(info: RunInfo) -> bool:
+            return not (agent and info.agent != agent) and not (status and info.status != status)
+
+        return query, keep
 
     async def limits(self) -> builtins.list[LimiterStatus]:
         """Every provider limiter: its limits, the usage of its current window, its queue.
@@ -390,6 +520,55 @@ _NO_WORKER = (
     RPCStatusCode.DEADLINE_EXCEEDED,
     RPCStatusCode.FAILED_PRECONDITION,
 )
+
+
+async def _infos(
+    executions: AsyncIterator[WorkflowExecution], keep: Callable[[RunInfo], bool]
+) -> AsyncIterator[RunInfo]:
+    async for wf in executions:
+        info = await run_info(wf)
+        if info is not None and keep(info):
+            yield info
+
+
+async def _aiter(items: Iterable[WorkflowExecution]) -> AsyncIterator[WorkflowExecution]:
+    for item in items:
+        yield item
+
+
+def _query_time(name: str, when: datetime | None) -> str | None:
+    """``when`` as the RFC 3339 UTC time a visibility query takes."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        raise ConfigError(f"{name} has no time zone: give an aware datetime, e.g. in UTC")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _encode_page_token(token: bytes, query: str) -> str:
+    """The server's page token, marked with the listing it continues."""
+    return base64.urlsafe_b64encode(_listing_mark(query) + token).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, query: str) -> bytes:
+    """The server's page token, if ``token`` is one :func:`_encode_page_token` made for
+    this listing: the server answers a token it cannot read only after retrying for
+    seconds, and then without saying what was wrong."""
+    mark = _listing_mark(query)
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) <= len(mark) or raw[: len(mark)] != mark:
+        raise ConfigError(
+            f"bad page token {token!r}: pass the next_page_token of the previous page, "
+            "with the same filters"
+        )
+    return raw[len(mark) :]
+
+
+def _listing_mark(query: str) -> bytes:
+    return hashlib.sha256(query.encode()).digest()[:8]
 
 
 def _check_provider(provider: str) -> None:

@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from ._approval_check import verify_approval_answer
 from ._hosting import announce_agents
 from ._limiter_protocol import RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
@@ -167,6 +168,7 @@ def create_worker(
             acts.compact_transcript,
             request_slot,
             check_runs,
+            verify_approval_answer,
         ],
         **options,
     )

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..approval_proof import secret_from_env, sign_approval
 from ..client import AgentClient
 from ..errors import ConfigError
 from ._common import Address, Namespace, _run, out
@@ -66,10 +67,28 @@ async def _answer(
     client = await AgentClient.connect(address, namespace=namespace)
     handle = client.get(run_id)
     who = _approver(approver)
+    # An operator holding the deployment's approval secret is trusted to name the
+    # approver; without it the answer goes unsigned (workers that require a proof
+    # refuse it, and say so).
+    secret = secret_from_env()
+    proof = (
+        sign_approval(
+            secret,
+            run_id=run_id,
+            call_id=call_id,
+            approve=approve,
+            approver=who,
+            raise_to=raise_to,
+        )
+        if secret is not None
+        else None
+    )
     if approve:
-        record = await handle.approve(call_id, approver=who, reason=reason, raise_to=raise_to)
+        record = await handle.approve(
+            call_id, approver=who, reason=reason, raise_to=raise_to, proof=proof
+        )
     else:
-        record = await handle.deny(call_id, approver=who, reason=reason)
+        record = await handle.deny(call_id, approver=who, reason=reason, proof=proof)
     verb = "approved" if approve else "denied"
     raised = f"; {record.rule} raised to {record.raise_to:g}" if record.raise_to is not None else ""
     out.print(f"{verb} {record.call_id} ({record.tool}) of {run_id} as {record.approver}{raised}")
@@ -92,7 +111,11 @@ async def approve(
     address: Address = None,
     namespace: Namespace = None,
 ) -> None:
-    """Approve a tool call (or a spent budget) that waits for approval; the agent goes on."""
+    """Approve a tool call (or a spent budget) that waits for approval; the agent goes on.
+
+    With RATCHET_APPROVAL_SECRET set, the answer is signed with it (for workers that
+    require authenticated approvals).
+    """
     await _answer(True, run_id, call_id, reason, approver, address, namespace, raise_to)
 
 

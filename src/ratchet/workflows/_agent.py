@@ -103,9 +103,10 @@ class AgentWorkflow:
         return self._approvals.waiting()
 
     @workflow.update(name=APPROVE_UPDATE)
-    def approve(self, answer: ApprovalAnswer) -> ApprovalRecord:
-        """Approve or deny one waiting tool call (the validator rejects bad answers)."""
-        return self._approvals.answer(answer, self._budgets.used_now)
+    async def approve(self, answer: ApprovalAnswer) -> ApprovalRecord:
+        """Approve or deny one waiting tool call (the validator rejects bad answers; the
+        worker then checks the answer's proof)."""
+        return await self._approvals.answer(answer, self._budgets.used_now)
 
     @approve.validator
     def _check_answer(self, answer: ApprovalAnswer) -> None:

@@ -8,14 +8,18 @@ from datetime import timedelta
 from typing import Any, Literal, assert_never
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from .._protocol import (
         ASKED_MEMO,
+        VERIFY_APPROVAL_ACTIVITY,
         AgentSpec,
         ApprovalAnswer,
+        ApprovalCheck,
         ApprovalRecord,
+        ApprovalVerdict,
         Carried,
         PendingApproval,
     )
@@ -27,6 +31,11 @@ __all__ = ["Approvals", "BudgetUse"]
 BUDGET_ASK_PATCH = "ratchet.budget-ask-memo"
 """Runs since this patch record a budget's request for a decision in their memo; only
 runs that ask carry the marker."""
+
+APPROVAL_PROOF_PATCH = "ratchet.approval-proof"
+"""Runs since this patch check each answer's proof in an activity before recording it
+(workers with ``RATCHET_APPROVAL_SECRET`` refuse answers without a valid one); answers
+recorded before it replay as they were taken."""
 
 BudgetUse = Callable[[str, float], float]
 """What a budget has used now, given its name and what it had used when it asked."""
@@ -54,8 +63,14 @@ class Approvals:
     def waiting(self) -> list[PendingApproval]:
         return list(self._pending.values())
 
-    def answer(self, answer: ApprovalAnswer, budget_use: BudgetUse) -> ApprovalRecord:
-        """Record a person's answer (``check`` has accepted it)."""
+    async def answer(self, answer: ApprovalAnswer, budget_use: BudgetUse) -> ApprovalRecord:
+        """Record a person's answer (``check`` has accepted it), once its proof holds."""
+        authenticated = False
+        if workflow.patched(APPROVAL_PROOF_PATCH):
+            authenticated = await _verify(answer)
+            # While the proof was checked, the deadline may have passed or another
+            # answer may have been recorded: the first recorded decision stands.
+            self.check(answer, budget_use)
         pending = self._pending[answer.call_id]
         record = ApprovalRecord(
             call_id=answer.call_id,
@@ -66,6 +81,7 @@ class Approvals:
             reason=answer.reason,
             at=workflow.now(),
             raise_to=_raise_to(pending, answer, budget_use),
+            authenticated=authenticated,
         )
         self._answers[answer.call_id] = record
         return record
@@ -176,6 +192,38 @@ class Approvals:
     def cancel(self) -> None:
         """The run is cancelled: nothing waits any more."""
         self._pending.clear()
+
+
+async def _verify(answer: ApprovalAnswer) -> bool:
+    """Whether the worker authenticated the answer's proof; refuses the answer (the
+    update fails, the call keeps waiting) when the worker requires a valid proof.
+
+    A local activity: the secret is in the worker's environment, which workflow code
+    must not read, and the check takes microseconds. Only its verdict is recorded.
+    """
+    try:
+        verdict: ApprovalVerdict = await workflow.execute_local_activity(
+            VERIFY_APPROVAL_ACTIVITY,
+            ApprovalCheck(run_id=workflow.info().workflow_id, answer=answer),
+            result_type=ApprovalVerdict,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(
+                maximum_attempts=3, non_retryable_error_types=["ApprovalError"]
+            ),
+            summary=f"check the proof of {answer.approver}'s answer to {answer.call_id}",
+        )
+    except ActivityError as e:
+        cause = e.cause
+        if isinstance(cause, ApplicationError) and cause.type == "ApprovalError":
+            raise ApplicationError(
+                cause.message, type="ApprovalError", non_retryable=True
+            ) from None
+        raise ApplicationError(
+            f"the worker could not check the answer's proof ({cause or e}); answer again",
+            type="ApprovalError",
+            non_retryable=True,
+        ) from None
+    return verdict.authenticated
 
 
 def _raise_to(
