@@ -66,14 +66,6 @@ EXPECTED: dict[str, list[str] | None] = {
     "ratchet.activities": [
         "AgentActivities",
     ],
-    "ratchet.approval_proof": [
-        "MAX_AGE",
-        "MIN_SECRET_BYTES",
-        "SECRET_ENV",
-        "secret_from_env",
-        "sign_approval",
-        "verify_approval",
-    ],
     "ratchet.agent": [
         "Agent",
         "AgentSpec",
@@ -84,6 +76,14 @@ EXPECTED: dict[str, list[str] | None] = {
         "ModelRef",
         "ToolMode",
         "parse_model",
+    ],
+    "ratchet.approval_proof": [
+        "MAX_AGE",
+        "MIN_SECRET_BYTES",
+        "SECRET_ENV",
+        "secret_from_env",
+        "sign_approval",
+        "verify_approval",
     ],
     "ratchet.cli": [
         "app",
