@@ -386,3 +386,38 @@ async def test_openapi_and_console_are_served(api: Api) -> None:
     assert nothing.headers["content-type"] == "application/problem+json"
     assert runs.status_code == 401 and runs.json()["error_type"] == "Unauthorized"
     assert runs.headers["cache-control"] == "no-store"
+
+
+async def test_with_authenticated_approvals_the_api_vouches_for_its_approvers(
+    temporal_client: Client,
+    model_server: ScriptedModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker side (ratchet.approval_proof, RunHandle.approve(proof=...)) comes with
+    # authenticated approvals; until it is there this test has nothing to check.
+    pytest.importorskip("ratchet.approval_proof")
+    from ratchet import ApprovalError
+
+    monkeypatch.setenv("RATCHET_APPROVAL_SECRET", "correct-horse-battery-staple-42")
+    store = KeyStore(tmp_path / "keys.sqlite")
+    keys = keys_of_every_role(store)
+    model_server.add(tool_calls(call("refund", {"order_id": 3, "amount": 300})), reply("Done."))
+    async with hosted(temporal_client, agents(), model_server) as client:
+        app = create_app(client, agents=agents(), auth=AuthSettings(keys=store))
+        with serve(app) as served:
+            async with served.client(keys["approver"]) as http:
+                run_id = (
+                    await http.post("/v1/runs", json={"agent": "guarded", "prompt": "refund"})
+                ).json()["id"]
+                await wait_for_status(http, run_id, "waiting-approval")
+                [pending] = (await http.get("/v1/approvals")).json()
+                # Straight through Temporal, without the API's proof: refused.
+                with pytest.raises(ApprovalError):
+                    await client.get(run_id).approve(pending["call_id"], approver="mallory")
+                path = f"/v1/runs/{run_id}/approvals/{pending['call_id']}/approve"
+                record = (await http.post(path, json={"reason": "ok"})).json()
+                await wait_for_status(http, run_id, "completed")
+    assert record["approver"] == "approver" and record["approved"] is True
+    assert record.get("authenticated", True) is True
+    store.close()
