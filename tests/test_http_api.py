@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx2 as httpx
 import pytest
@@ -421,3 +421,36 @@ async def test_with_authenticated_approvals_the_api_vouches_for_its_approvers(
     assert record["approver"] == "approver" and record["approved"] is True
     assert record.get("authenticated", True) is True
     store.close()
+
+
+def test_the_schema_patterns_accept_only_what_ratchet_accepts() -> None:
+    """What the schema allows, ratchet's own checks allow too (no schema-valid 400)."""
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    from ratchet._runs import TENANT_RE
+    from ratchet.agent import PROVIDER_RE, check_agent_name
+    from ratchet.errors import ConfigError
+    from ratchet.http import _schemas
+
+    def agent_ok(value: str) -> bool:
+        try:
+            check_agent_name(value)
+        except ConfigError:
+            return False
+        return True
+
+    checks = {
+        _schemas.AGENT_NAME: agent_ok,
+        _schemas.TENANT: lambda v: TENANT_RE.match(v) is not None,
+        _schemas.PROVIDER: lambda v: PROVIDER_RE.match(v) is not None,
+    }
+    samples = ["a", "A1", "acme", "a.b-c_d", "1a", "-a", "a b", "a\n", "", "é", "a" * 65]
+    for pattern, ratchet_ok in checks.items():
+        adapter: TypeAdapter[str] = TypeAdapter(Annotated[str, Field(pattern=pattern)])
+        for sample in samples:
+            try:
+                adapter.validate_python(sample)
+            except ValidationError:
+                continue
+            assert ratchet_ok(sample), (pattern, sample)
+        assert ratchet_ok("acme") and adapter.validate_python("acme")

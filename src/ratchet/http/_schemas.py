@@ -12,15 +12,17 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from .._runs import RUN_STATES, TENANT_RE
-from ..agent import _AGENT_NAME_RE, PROVIDER_RE, Agent, Limits
+from .._runs import RUN_STATES
+from ..agent import Agent, Limits
 from ..policy import Policy
 from ._roles import Role
 
 # The API's constraints, in its schema, so a client (or a fuzzer) knows them up front.
-AGENT_NAME = _AGENT_NAME_RE.pattern
-TENANT = TENANT_RE.pattern
-PROVIDER = PROVIDER_RE.pattern
+# Written as JSON Schema regexes (ECMA: `$` ends the text; Python's `\Z` does not exist),
+# accepting exactly what ratchet's checks accept (tests/test_http_api.py compares them).
+AGENT_NAME = r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$"
+TENANT = r"^[A-Za-z0-9_.-]{1,64}$"
+PROVIDER = r"^[a-z][a-z0-9_-]*$"
 MODEL = r"^(local|[a-z][a-z0-9_-]*:.*\S.*)$"
 NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 """Holds a character Python's ``str.strip()`` keeps (a portable ``\\S``)."""
