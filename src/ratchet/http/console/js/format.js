@@ -6,12 +6,12 @@ import { h } from "./dom.js";
 
 const pad = (n, width = 2) => String(n).padStart(width, "0");
 
-/** "+02:00" for the browser's zone at that instant. */
-export function utcOffset(date) {
+/** "UTC+02:00" (or "+02:00" when short) for the browser's zone at that instant. */
+export function utcOffset(date, short = false) {
   const minutes = -date.getTimezoneOffset();
   const sign = minutes >= 0 ? "+" : "-";
   const abs = Math.abs(minutes);
-  return `UTC${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+  return `${short ? "" : "UTC"}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
 }
 
 export function parseTime(value) {
@@ -21,7 +21,7 @@ export function parseTime(value) {
 }
 
 /** Local wall time with its offset: "2026-11-29 13:04:05 UTC+01:00" (date left out when today). */
-export function localTime(value, { date: withDate = "auto", ms = false } = {}) {
+export function localTime(value, { date: withDate = "auto", ms = false, short = false } = {}) {
   const d = parseTime(value);
   if (!d) return "—";
   const today = new Date();
@@ -30,7 +30,7 @@ export function localTime(value, { date: withDate = "auto", ms = false } = {}) {
   let clock = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   if (ms) clock += `.${pad(d.getMilliseconds(), 3)}`;
   const showDate = withDate === true || (withDate === "auto" && !sameDay);
-  return `${showDate ? day + " " : ""}${clock} ${utcOffset(d)}`;
+  return `${showDate ? day + " " : ""}${clock} ${utcOffset(d, short)}`;
 }
 
 /** The UTC instant, for tooltips: "2026-11-29 12:04:05 UTC". */

@@ -104,6 +104,7 @@ async function signOut() {
 }
 
 function signedOut() {
+  Session.forget();
   state.session = null;
   if (state.badge) state.badge.stop();
   state.badge = null;

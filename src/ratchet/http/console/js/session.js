@@ -4,6 +4,7 @@
 import { api, setCsrfToken } from "./api.js";
 
 export const ROLES = ["viewer", "operator", "approver", "admin"];
+const SIGNED_IN_KEY = "ratchet.signedIn";
 
 export class Session {
   constructor(me) {
@@ -18,12 +19,18 @@ export class Session {
   }
 
   static async current() {
+    // The session cookie is HttpOnly: remember that we signed in, so a first visit
+    // goes straight to the login instead of asking the server (and logging a 401).
+    if (!localStorage.getItem(SIGNED_IN_KEY)) return null;
     try {
       const me = await api.get("v1/me", { quiet401: true });
       if (me.csrf_token) setCsrfToken(me.csrf_token);
       return new Session(me);
     } catch (err) {
-      if (err.status === 401) return null;
+      if (err.status === 401) {
+        localStorage.removeItem(SIGNED_IN_KEY);
+        return null;
+      }
       throw err;
     }
   }
@@ -31,7 +38,14 @@ export class Session {
   static async login(apiKey) {
     const me = await api.post("v1/session", { api_key: apiKey }, { quiet401: true });
     setCsrfToken(me.csrf_token);
+    localStorage.setItem(SIGNED_IN_KEY, "1");
     return new Session(me);
+  }
+
+  /** The server ended the session (401): forget it here too. */
+  static forget() {
+    setCsrfToken(null);
+    localStorage.removeItem(SIGNED_IN_KEY);
   }
 
   async logout() {
@@ -39,6 +53,7 @@ export class Session {
       await api.delete("v1/session", { quiet401: true });
     } finally {
       setCsrfToken(null);
+      localStorage.removeItem(SIGNED_IN_KEY);
     }
   }
 }

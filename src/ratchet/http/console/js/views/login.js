@@ -32,6 +32,8 @@ export function mountLogin(main, onSignedIn) {
   },
     h("h1", "ratchet"),
     h("p.muted", "Durable agents on Temporal: runs, traces, approvals."),
+    // Password managers and Chrome expect a username next to a password field.
+    h("input", { type: "text", name: "username", autocomplete: "username", value: "api-key", hidden: true, "aria-hidden": "true", tabindex: "-1" }),
     h("label", { for: "api-key" }, "API key"),
     key,
     h("p.help#api-key-help", "Make one with ", h("code", "ratchet keys create --role viewer"), "."),

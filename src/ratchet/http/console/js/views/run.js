@@ -15,7 +15,7 @@ import { LogPane } from "./run/log.js";
 import { TimelinePane, updateLiveText } from "./run/timeline.js";
 import { UsagePane } from "./run/usage.js";
 import { WaterfallPane } from "./run/waterfall.js";
-import { temporalEventUrl } from "./run/links.js";
+import { temporalRunUrl } from "./run/links.js";
 
 const PANES = [
   ["chat", "Conversation", "1"],
@@ -32,6 +32,7 @@ export function mountRun(main, ctx, runId, params) {
   const view = {
     model,
     run: null,
+    runVersion: 0,
     selected: params.get("step") || "",
     isOpen: (key) => opened.has(key),
     setOpen: (key, open) => (open ? opened.add(key) : opened.delete(key)),
@@ -135,7 +136,7 @@ export function mountRun(main, ctx, runId, params) {
     const wall = started ? ((closed ? new Date(closed) : new Date()) - new Date(started)) / 1000 : null;
     const running = !model.finished && !isTerminal(run.status);
     const pendingCount = model.pending.size;
-    const temporal = run.temporal_ui_url ? temporalEventUrl({ ...run, temporal_ui_url: run.temporal_ui_url }, { execution: model.executions }) : null;
+    const temporal = temporalRunUrl(run);
     head.replaceChildren(
       h("div.run-title",
         h("h1.mono", runId), statusPill(status),
@@ -184,8 +185,11 @@ export function mountRun(main, ctx, runId, params) {
   // --- data ---------------------------------------------------------------------------------
   async function loadRun() {
     try {
-      view.run = await api.get(`v1/runs/${enc(runId)}`);
-      view.run.latestExecution = model.executions;
+      const fresh = await api.get(`v1/runs/${enc(runId)}`);
+      // Re-render the cards (their Temporal links) only when the run's links changed.
+      const linksChanged = !view.run || view.run.temporal_ui_url !== fresh.temporal_ui_url || JSON.stringify(view.run.executions) !== JSON.stringify(fresh.executions);
+      view.run = fresh;
+      view.runVersion = (view.runVersion || 0) + (linksChanged ? 1 : 0);
       schedule({ history: true });
     } catch (err) {
       if (err.status === 404) {
@@ -201,7 +205,6 @@ export function mountRun(main, ctx, runId, params) {
   const stream = new RunStream(runId, {
     onEvent(event) {
       const changed = model.apply(event);
-      if (changed.history && view.run) view.run.latestExecution = model.executions;
       if (changed.history || changed.live) schedule(changed);
       if (event.type === "run_finished") loadRun();
     },

@@ -48,7 +48,7 @@ export class LogPane {
       for (const c of cats) counts[c] += 1;
       if (!cats.has(this.filter)) continue;
       if (query && !searchText(event).includes(query)) continue;
-      nodes.push(this.cache.get(event.seq, this.view.run ? 1 : 0, () => this.row(event, cats)));
+      nodes.push(this.cache.get(event.seq, this.view.runVersion || 0, () => this.row(event, cats)));
     }
     for (const [name, button] of this.buttons) {
       button.setAttribute("aria-pressed", String(name === this.filter));
@@ -67,9 +67,10 @@ export class LogPane {
         type: "button", title: stepKey ? "Show in the timeline" : "", disabled: !stepKey,
         onclick: () => stepKey && this.view.select(stepKey, true),
       },
-      h("span.log-seq.mono", `#${event.seq}`),
-      h("time.log-time", { datetime: event.at, title: utcTime(event.at) }, localTime(event.at, { ms: true, date: false })),
-      h(`span.log-type.type-${event.type}`, event.type.replaceAll("_", " ")),
+      h("span.log-line",
+        h(`span.log-type.type-${event.type}`, event.type.replaceAll("_", " ")),
+        h("span.log-seq.mono", `#${event.seq}`),
+        h("time.log-time", { datetime: event.at, title: utcTime(event.at) }, localTime(event.at, { ms: true, date: false, short: true }))),
       h("span.log-summary", summary(event))),
       temporalLink(this.view.run, event, "T"),
     );

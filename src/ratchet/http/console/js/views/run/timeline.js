@@ -30,7 +30,7 @@ export class TimelinePane {
       nodes.push(this.turnHeads.get(`turn${turn}`, version, () => turnHead(model, turn, steps)));
       for (const step of steps) {
         // The run's Temporal link is part of what a card shows: re-render when it arrives.
-        const version = `${step.version}:${this.view.run ? 1 : 0}:${model.finished ? 1 : 0}`;
+        const version = `${step.version}:${this.view.runVersion || 0}:${model.finished ? 1 : 0}`;
         nodes.push(this.cache.get(step.key, version, () => this.card(step)));
       }
     }
@@ -144,13 +144,15 @@ export class TimelinePane {
       f ? fact("duration", `${duration(f.duration_seconds)}${f.attempts > 1 ? ` over ${f.attempts} attempts (last ${duration(f.last_attempt_seconds)})` : ""}`) : null,
       temporalLink(this.view.run, step.started || step.rejected || f),
     ));
+    // A call waiting for a person: the decision comes first.
+    if (pending) body.push(section("Approval", this.approvalBlock(step, pending), { open: true }));
     body.push(section("Arguments", h("pre.json.arguments", prettyJson(args ?? {})), { open: true }));
     if (step.policy) {
       body.push(section("Policy", h("p.policy",
         h(`span.pill.policy-${step.policy.decision}`, step.policy.decision.replace("_", " ")), " by rule ", h("code", step.policy.rule),
         step.policy.reason ? ` — ${step.policy.reason}` : ""), { open: true }));
     }
-    if (step.request || step.approval) body.push(section("Approval", this.approvalBlock(step, pending), { open: true }));
+    if (!pending && (step.request || step.approval)) body.push(section("Approval", this.approvalBlock(step, pending), { open: true }));
     if (step.rejected) body.push(section("Rejected by the workflow", h("pre.text.error-text", step.rejected.reason), { open: true }));
     if (f) {
       if (f.result !== null && f.result !== undefined) body.push(section(f.is_error ? "Result (an error, told to the model)" : "Result", h(`pre.json.result${f.is_error ? ".error-text" : ""}`, prettyJson(f.result)), { open: true }));

@@ -39,7 +39,7 @@ export class WaterfallPane {
     const pct = (t) => `${(((t - start) / (end - start)) * 100).toFixed(3)}%`;
     const tickEvery = NICE.find((n) => total / n <= 8) || NICE[NICE.length - 1];
     const ticks = [];
-    for (let t = 0; t <= total + 1e-9; t += tickEvery) ticks.push(h("span.tick", { style: { left: pct(start + t * 1000) } }, duration(t, { coarse: t >= 1 })));
+    for (let t = 0; t <= total + 1e-9; t += tickEvery) ticks.push(h("span.tick", { style: { left: pct(start + t * 1000) } }, tickLabel(t, tickEvery)));
     return h("section.wf-turn", { "aria-label": `Turn ${turn}` },
       h("div.wf-head", h("strong", turn ? `Turn ${turn}` : "Run"), h("span.muted", ` ${duration(total)} · from ${localTime(start)}`)),
       h("div.wf-row.wf-axis", h("span.wf-label"), h("div.wf-track", ticks)),
@@ -61,4 +61,12 @@ export class WaterfallPane {
       }),
     );
   }
+}
+
+/** "0", "250 ms", "1.5 s", "2m 30s": as precise as the tick spacing. */
+function tickLabel(t, every) {
+  if (t === 0) return "0";
+  if (every < 1) return t < 1 ? `${Math.round(t * 1000)} ms` : `${Number(t.toFixed(2))} s`;
+  if (t < 60) return `${Number(t.toFixed(1))} s`;
+  return duration(t, { coarse: true });
 }
