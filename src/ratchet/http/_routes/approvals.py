@@ -1,0 +1,122 @@
+"""``/v1/approvals`` and ``/v1/runs/{id}/approvals/...``: the inbox, approve, deny.
+
+The approver recorded is always the authenticated principal, never a name the caller
+types. With authenticated approvals on (``RATCHET_APPROVAL_SECRET``), each answer also
+carries a proof signed with the secret, which the run checks before recording it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+from ..._protocol import ApprovalRecord, PendingApproval
+from ...errors import ConfigError, RatchetError, RunNotFound
+from .._context import ApiContext, visible_run
+from .._problems import PROBLEM_RESPONSES, ProblemError
+from .._roles import Principal
+from .._schemas import ApproveBody, DenyBody, PendingInfo
+from ._deps import Approver, Ctx, Viewer
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["approvals"], responses=PROBLEM_RESPONSES)
+
+_MAX_RUNS = 500
+"""The inbox asks at most this many waiting runs (newest first) for their calls."""
+
+
+@router.get("/approvals", summary="Tool calls and budgets waiting for a decision, across runs")
+async def pending_approvals(ctx: Ctx, principal: Viewer) -> list[PendingInfo]:
+    # Without search attributes every running run must be asked.
+    status = "waiting-approval" if await ctx.lister.indexed() else "running"
+    run_ids: list[str] = []
+    token: str | None = None
+    while len(run_ids) < _MAX_RUNS:
+        page = await ctx.lister.page(
+            status=status, tenant=principal.tenant, page_size=100, page_token=token
+        )
+        run_ids += [r.info.id for r in page.runs]
+        token = page.next_page_token
+        if token is None:
+            break
+    answers = await asyncio.gather(
+        *(ctx.client.get(i).pending() for i in run_ids), return_exceptions=True
+    )
+    out: list[PendingInfo] = []
+    for run_id, calls in zip(run_ids, answers, strict=True):
+        if isinstance(calls, WorkflowQueryFailedError | RPCError | RatchetError):
+            continue  # closed meanwhile, or no worker to answer for it now
+        if isinstance(calls, BaseException):
+            raise calls
+        out += [_info(run_id, c) for c in calls]
+    return sorted(out, key=lambda p: p.requested_at)
+
+
+def _info(run_id: str, p: PendingApproval) -> PendingInfo:
+    return PendingInfo(
+        run_id=run_id,
+        call_id=p.call_id,
+        tool=p.tool,
+        arguments=p.arguments,
+        rule=p.rule,
+        reason=p.reason,
+        requested_at=p.requested_at,
+        deadline=p.deadline,
+        kind=p.kind,
+    )
+
+
+@router.post(
+    "/runs/{run_id}/approvals/{call_id}/approve",
+    summary="Approve a waiting call (or raise a spent budget)",
+)
+async def approve(
+    run_id: str, call_id: str, body: ApproveBody, ctx: Ctx, principal: Approver
+) -> ApprovalRecord:
+    return await _answer(ctx, principal, run_id, call_id, True, body.reason, body.raise_to)
+
+
+@router.post("/runs/{run_id}/approvals/{call_id}/deny", summary="Deny a waiting call, saying why")
+async def deny(
+    run_id: str, call_id: str, body: DenyBody, ctx: Ctx, principal: Approver
+) -> ApprovalRecord:
+    return await _answer(ctx, principal, run_id, call_id, False, body.reason, None)
+
+
+async def _answer(
+    ctx: ApiContext,
+    principal: Principal,
+    run_id: str,
+    call_id: str,
+    approve: bool,
+    reason: str,
+    raise_to: float | None,
+) -> ApprovalRecord:
+    handle, _ = await visible_run(ctx, principal, run_id)
+    proof: dict[str, Any] = {}
+    if ctx.sign_approval is not None:
+        proof["proof"] = ctx.sign_approval(
+            run_id=run_id,
+            call_id=call_id,
+            approve=approve,
+            approver=principal.name,
+            raise_to=raise_to,
+        )
+    # Typed loosely until RunHandle.approve/deny take ``proof`` (authenticated approvals).
+    answer: Any = handle.approve if approve else handle.deny
+    extra: dict[str, Any] = {"raise_to": raise_to} if approve else {}
+    try:
+        record: ApprovalRecord = await answer(
+            call_id, approver=principal.name, reason=reason, **extra, **proof
+        )
+    except (RunNotFound, ConfigError):
+        # The run was found a moment ago: it has ended since (and so has its approval).
+        raise ProblemError(
+            409, "ApprovalError", f"run {run_id!r} has ended; {call_id!r} waits no more"
+        ) from None
+    return record

@@ -1,0 +1,192 @@
+"""``/v1/runs``: start, list, read, steer and cancel runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Response
+
+from ..._protocol import ChatReply
+from ..._runs import RUN_STATES
+from ...errors import RunNotFound
+from ...messages import Message
+from ...trace import Trace, build_trace
+from .._context import ApiContext, visible_run
+from .._listing import ListedRun
+from .._problems import PROBLEM_RESPONSES, ProblemError
+from .._roles import Principal
+from .._schemas import (
+    Accepted,
+    RunDetail,
+    RunPageBody,
+    RunSummary,
+    SendMessage,
+    StartedRun,
+    StartRun,
+)
+from ._deps import Ctx, Operator, Viewer
+
+__all__ = ["router", "start_visible_run"]
+
+router = APIRouter(prefix="/v1", tags=["runs"], responses=PROBLEM_RESPONSES)
+
+
+async def start_visible_run(ctx: ApiContext, principal: Principal, body: StartRun) -> StartedRun:
+    """Start a run as ``principal`` (in its tenant), or return the run with ``body.id``.
+
+    Raises:
+        ProblemError: 409 when the id names a run the principal may not see.
+    """
+    agent = ctx.agent(body.agent)
+    taken = ProblemError(
+        409, "ConfigError", f"run id {body.id!r} is taken by another run; choose another"
+    )
+    if body.id is not None and principal.tenant is not None:
+        # Checked before starting: attaching would answer with another tenant's details.
+        try:
+            await visible_run(ctx, principal, body.id)
+        except RunNotFound:
+            if await _exists(ctx, body.id):
+                raise taken from None
+    handle = await ctx.client.start(
+        agent.name,
+        body.prompt,
+        id=body.id,
+        model=body.model,
+        chat=body.chat,
+        tenant=principal.tenant,
+    )
+    if handle.existed and not principal.sees((await handle.input()).tenant):
+        raise taken  # started by another tenant in the meantime
+    info = await handle.info()
+    return StartedRun(id=handle.id, existed=handle.existed, agent=agent.name, status=info.status)
+
+
+async def _exists(ctx: ApiContext, run_id: str) -> bool:
+    try:
+        await ctx.client.get(run_id).info()
+    except RunNotFound:
+        return False
+    return True
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    summary="Start a run (idempotent with a client-given id)",
+    responses={200: {"model": StartedRun, "description": "The run with this id existed"}},
+)
+async def start_run(
+    body: StartRun, ctx: Ctx, principal: Operator, response: Response
+) -> StartedRun:
+    started = await start_visible_run(ctx, principal, body)
+    if started.existed:
+        response.status_code = 200
+    return started
+
+
+@router.get("/runs", summary="List runs, newest first, a page at a time")
+async def list_runs(
+    ctx: Ctx,
+    principal: Viewer,
+    agent: str | None = None,
+    status: Annotated[str | None, Query(description=f"One of: {', '.join(RUN_STATES)}")] = None,
+    tenant: str | None = None,
+    started_after: datetime | None = None,
+    started_before: datetime | None = None,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    page_token: str | None = None,
+) -> RunPageBody:
+    if principal.tenant is not None:
+        if tenant not in (None, principal.tenant):
+            return RunPageBody(runs=[], next_page_token=None)
+        tenant = principal.tenant
+    page = await ctx.lister.page(
+        agent=agent,
+        status=status,
+        tenant=tenant,
+        started_after=started_after,
+        started_before=started_before,
+        page_size=page_size,
+        page_token=page_token,
+    )
+    return RunPageBody(runs=[_summary(r) for r in page.runs], next_page_token=page.next_page_token)
+
+
+def _summary(run: ListedRun) -> RunSummary:
+    i = run.info
+    return RunSummary(
+        id=i.id,
+        agent=i.agent,
+        status=i.status,
+        tenant=run.tenant,
+        started=i.started,
+        closed=i.closed,
+        turns=i.turns,
+        tokens=i.tokens,
+        cost_usd=i.cost_usd,
+    )
+
+
+@router.get("/runs/{run_id}", summary="A run's status and what it was started with")
+async def get_run(run_id: str, ctx: Ctx, principal: Viewer) -> RunDetail:
+    handle, run_input = await visible_run(ctx, principal, run_id)
+    summary = _summary(ListedRun(await handle.info(), run_input.tenant))
+    ui = None
+    if ctx.temporal_ui_url:
+        namespace = quote(ctx.client.temporal.namespace, safe="")
+        base = ctx.temporal_ui_url.rstrip("/")
+        ui = f"{base}/namespaces/{namespace}/workflows/{quote(run_id, safe='')}"
+    return RunDetail(
+        **summary.model_dump(),
+        prompt=run_input.prompt,
+        model=run_input.model,
+        chat=run_input.chat,
+        temporal_ui_url=ui,
+    )
+
+
+@router.get("/runs/{run_id}/trace", summary="A run's timeline: every prompt, call and result")
+async def get_trace(run_id: str, ctx: Ctx, principal: Viewer) -> Trace:
+    await visible_run(ctx, principal, run_id)
+    return await build_trace(ctx.client.temporal, run_id, store=ctx.transcript_store)
+
+
+@router.get("/runs/{run_id}/transcript", summary="Every message of a run so far")
+async def get_transcript(run_id: str, ctx: Ctx, principal: Viewer) -> list[Message]:
+    handle, _ = await visible_run(ctx, principal, run_id)
+    return await handle.transcript()
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202, summary="Cancel a running run")
+async def cancel_run(run_id: str, ctx: Ctx, principal: Operator) -> Accepted:
+    handle, _ = await visible_run(ctx, principal, run_id)
+    state = await handle.temporal_status()
+    if state != "running":
+        raise ProblemError(
+            409,
+            "ConfigError",
+            f"run {run_id!r} is already {state}; only running runs can be cancelled",
+        )
+    await handle.cancel()
+    return Accepted(id=run_id, action="cancel")
+
+
+@router.post("/runs/{run_id}/messages", summary="Send a chat run a message; wait for the reply")
+async def send_message(run_id: str, body: SendMessage, ctx: Ctx, principal: Operator) -> ChatReply:
+    handle, _ = await visible_run(ctx, principal, run_id)
+    return await handle.send(body.text)
+
+
+@router.post("/runs/{run_id}/end", status_code=202, summary="End a chat run")
+async def end_chat(run_id: str, ctx: Ctx, principal: Operator) -> Accepted:
+    handle, run_input = await visible_run(ctx, principal, run_id)
+    if not run_input.chat:
+        raise ProblemError(409, "ConfigError", f"run {run_id!r} is not a chat; cancel it instead")
+    state = await handle.temporal_status()
+    if state != "running":
+        raise ProblemError(409, "ConfigError", f"run {run_id!r} has already ended ({state})")
+    await handle.end_chat()
+    return Accepted(id=run_id, action="end")
