@@ -40,6 +40,7 @@ CONSOLE_DIR = ROOT / "src" / "ratchet" / "http" / "console"
 TIME_ZONE = "Asia/Kolkata"
 ZONE_OFFSET = "UTC+05:30"
 
+TOOL_EVENTS = {"policy_decision", "tool_call_started", "tool_call_finished", "tool_call_rejected"}
 INSTRUCTIONS = "You are Acme's support agent. Refunds over $100 need a person's approval."
 ANSWER = (
     "Order 1042 left our warehouse on Monday and the carrier expects to deliver it on "
@@ -169,6 +170,12 @@ class Tab:
         )
 
 
+async def open_step(step: Any) -> None:
+    """Open a timeline step (a <details>) by clicking its summary, unless it is open."""
+    if await step.get_attribute("open") is None:
+        await step.locator(":scope > summary").click()
+
+
 # --- the server ---------------------------------------------------------------------------
 
 
@@ -289,7 +296,7 @@ async def test_a_run_started_from_the_console_streams_its_answer(
         assert len(lengths) >= 4 and lengths == sorted(lengths), (
             f"the answer should grow piece by piece before the run ends; lengths seen: {lengths}"
         )
-        assert lengths[-1] < len(ANSWER), "every sample saw the whole answer: nothing streamed"
+        assert lengths[0] < len(ANSWER) // 2, f"the first piece seen was most of it: {lengths}"
         # Once recorded, the message from the history replaces the streamed text.
         await expect(page.locator(".final-answer .outcome")).to_contain_text("Run completed")
         await expect(page.locator(".messages .msg.assistant").last).to_contain_text(ANSWER)
@@ -325,7 +332,7 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         timeline = page.locator(".pane-timeline")
         # The first model call: its prompt as sent starts with the system instructions.
         model_call = timeline.locator("details.step-model").first
-        await model_call.locator("summary").first.click()
+        await open_step(model_call)
         system = model_call.locator(".prompt-msg.role-system")
         await expect(system).to_contain_text("system instructions")
         await expect(system).to_contain_text(INSTRUCTIONS)
@@ -333,7 +340,7 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         await expect(model_call.locator(".request-body")).to_contain_text('"tools"')
         # The tool call: its arguments, its result.
         tool_step = timeline.locator("details.step-tool", has_text="lookup_order")
-        await tool_step.locator("summary").first.click()
+        await open_step(tool_step)
         await expect(tool_step.locator(".arguments")).to_contain_text('"order_id": 1042')
         await expect(tool_step.locator(".result")).to_contain_text("ACME Post")
         # The step is in the URL: a reload shows it again.
@@ -341,8 +348,11 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         # The event log: filter to tool events, then search.
         log = page.locator(".pane-log")
         await log.locator("button.filter", has_text="tools").click()
-        await expect(log.locator(".log-row").first).to_contain_text("tool")
-        assert await log.locator(".log-row[data-type='model_call_started']").count() == 0
+        await expect(log.locator(".log-row[data-type='model_call_started']")).to_have_count(0)
+        types = {
+            await row.get_attribute("data-type") for row in await log.locator(".log-row").all()
+        }
+        assert {"tool_call_started", "tool_call_finished"} <= types <= TOOL_EVENTS
         await page.keyboard.press("/")
         await page.keyboard.type("ACME Post")
         await expect(log.locator(".log-row[data-type='tool_call_finished']")).to_have_count(1)
@@ -400,8 +410,8 @@ async def test_an_approver_approves_a_refund_that_a_viewer_cannot(
         # The run's timeline says who approved, when and why.
         await approver.go(f"/runs/{handle.id}")
         refund_step = page.locator("details.step-tool", has_text="refund")
-        await expect(refund_step.locator("summary")).to_contain_text("approved by alice")
-        await refund_step.locator("summary").first.click()
+        await expect(refund_step.locator(":scope > summary")).to_contain_text("approved by alice")
+        await open_step(refund_step)
         record = refund_step.locator(".approval-record")
         await expect(record).to_contain_text("customer sent photos of the damage")
         await expect(record.locator("time")).to_contain_text(ZONE_OFFSET)
