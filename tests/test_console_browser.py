@@ -14,10 +14,12 @@ too (``RATCHET_CONSOLE_SCREENSHOTS=docs/img``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,11 +29,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
+from temporalio.service import RPCError
 
-from ratchet import Agent, AgentClient, Limits, Policy, require_approval, tool
+from ratchet import Agent, AgentClient, Limits, Policy, RateLimit, require_approval, tool
+from ratchet._limiter_protocol import limiter_id
 from ratchet.local._proc import free_port
 from ratchet.policy import arg
-from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
+from ratchet.testing import ScriptedModelServer, call, reply, scripted_provider, tool_calls
 
 from .conftest import ROOT, hosted
 
@@ -187,6 +191,8 @@ class Console:
     client: AgentClient
     keys: dict[str, str]
     browser: Any
+    provider: str
+    """A provider of this server's own, with rate limits (its limiter starts on first use)."""
 
     @asynccontextmanager
     async def tab(self, key_name: str) -> AsyncIterator[Tab]:
@@ -224,12 +230,22 @@ async def console(
             ("alice", "approver", None),
             ("victor", "viewer", None),
             ("acme-ops", "operator", "acme"),
+            ("ada", "admin", None),
         ]
     }
-    async with hosted(temporal_client, [SUPPORT], model_server) as client:
+    # A provider name of its own: its limiter is this test's alone, and ended after it.
+    provider = f"p{uuid.uuid4().hex[:8]}"
+    limited = Agent("console-limited", instructions="Be brief.", model=f"{provider}:m")
+    async with hosted(
+        temporal_client,
+        [SUPPORT, limited],
+        model_server,
+        providers={provider: scripted_provider(model_server)},
+        rate_limits={provider: RateLimit(rpm=50, tpm=100_000)},
+    ) as client:
         app = create_app(
             client,
-            agents=[SUPPORT],
+            agents=[SUPPORT, limited],
             auth=AuthSettings(keys=store),
             temporal_ui_url="http://127.0.0.1:8233",
             keepalive_seconds=2.0,
@@ -247,10 +263,13 @@ async def console(
             assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
             await asyncio.sleep(0.05)
         try:
-            yield Console(f"http://127.0.0.1:{port}", client, keys, browser)
+            yield Console(f"http://127.0.0.1:{port}", client, keys, browser, provider)
         finally:
             server.should_exit = True
             await serving
+            # A limiter left running would make every later `client.limits()` wait on it.
+            with contextlib.suppress(RPCError):
+                await temporal_client.get_workflow_handle(limiter_id(provider)).terminate("over")
 
 
 # --- scenarios ------------------------------------------------------------------------------
@@ -261,7 +280,8 @@ async def test_a_run_started_from_the_console_streams_its_answer(
 ) -> None:
     from playwright.async_api import expect
 
-    model_server.add(reply(ANSWER, chunk_chars=4, chunk_delay=0.06))
+    # About 4 s of streaming: long enough to see it grow on a loaded machine.
+    model_server.add(reply(ANSWER, chunk_chars=3, chunk_delay=0.08))
     async with console.tab("olga") as tab:
         page = tab.page
         await expect(page.locator("#whoami")).to_contain_text("operator")
@@ -278,7 +298,7 @@ async def test_a_run_started_from_the_console_streams_its_answer(
         lengths: list[int] = []
         live = page.locator("[data-testid=live-answer]")
         shot_taken = False
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if await page.locator(".final-answer:not([hidden])").count():
                 break
@@ -293,7 +313,7 @@ async def test_a_run_started_from_the_console_streams_its_answer(
                     await shots.take(page, "console-streaming", readme=True)
                     shot_taken = True
             await asyncio.sleep(0.05)
-        assert len(lengths) >= 4 and lengths == sorted(lengths), (
+        assert len(lengths) >= 3 and lengths == sorted(lengths), (
             f"the answer should grow piece by piece before the run ends; lengths seen: {lengths}"
         )
         assert lengths[0] < len(ANSWER) // 2, f"the first piece seen was most of it: {lengths}"
@@ -452,6 +472,72 @@ async def test_a_tenant_scoped_login_sees_only_its_tenants_runs(
         await expect(page.locator("#api-key")).to_be_visible()
         # 404 on the other tenant's run is the page's one expected console error.
         assert [e for e in tab.errors if "404" not in e] == []
+
+
+async def test_a_chat_run_answers_in_the_console_as_it_streams(
+    console: Console, model_server: ScriptedModelServer, shots: Shots
+) -> None:
+    from playwright.async_api import expect
+
+    model_server.add(
+        reply("Hello! Which order is it about?", chunk_chars=4, chunk_delay=0.03),
+        reply(ANSWER, chunk_chars=4, chunk_delay=0.05),
+    )
+    async with console.tab("olga") as tab:
+        page = tab.page
+        await tab.go("/new")
+        await page.select_option("#start-agent", SUPPORT.name)
+        await page.fill("#start-prompt", "Hi")
+        await page.click("details.more > summary")
+        await page.check("input[name=chat]")
+        await page.click("form.start-form button[type=submit]")
+        await expect(page.locator(".messages .msg.assistant").last).to_contain_text(
+            "Which order is it about?", timeout=20_000
+        )
+        # Between messages the run waits for the next one, and says so.
+        await expect(page.locator(".run-title .status")).to_have_text("waiting input")
+        composer = page.locator("#chat-input")
+        await composer.fill("Where is order 1042?")
+        await composer.press("Control+Enter")
+        # The reply streams in before it is recorded.
+        live = page.locator("[data-testid=live-answer]")
+        await expect(live).to_be_visible(timeout=20_000)
+        partial = await live.text_content() or ""
+        assert ANSWER.startswith(partial) and len(partial) < len(ANSWER)
+        await expect(page.locator(".messages .msg.user").last).to_contain_text("order 1042")
+        await expect(page.locator(".messages .msg.assistant").last).to_contain_text(ANSWER)
+        await shots.take(page, "console-chat", readme=True)
+        await page.locator("form.composer button", has_text="End chat").click()
+        await expect(page.locator(".final-answer .outcome")).to_contain_text("Run completed")
+        await expect(page.locator("#chat-input")).to_have_count(0)
+        tab.assert_no_console_errors()
+
+
+async def test_the_limits_board_is_live_and_an_admin_changes_a_limit(
+    console: Console, model_server: ScriptedModelServer, shots: Shots
+) -> None:
+    from playwright.async_api import expect
+
+    model_server.add(reply("ok"))
+    await (await console.client.start("console-limited", "Say ok")).result()
+    async with console.tab("victor") as viewer:
+        await viewer.go("/limits")
+        row = viewer.page.locator(f"tr[data-provider='{console.provider}']")
+        await expect(row).to_contain_text("/ 50")
+        assert await row.locator("button", has_text="Edit").count() == 0
+        viewer.assert_no_console_errors()
+    async with console.tab("ada") as admin:
+        page = admin.page
+        await admin.go("/limits")
+        row = page.locator(f"tr[data-provider='{console.provider}']")
+        await expect(row.locator("td").nth(1)).to_contain_text("1 / 50")
+        await row.locator("button", has_text="Edit").click()
+        await page.fill(".limit-form input[name=rpm]", "7")
+        await page.click(".limit-form button[type=submit]")
+        await expect(row.locator("td").nth(1)).to_contain_text("1 / 7")
+        await shots.take(page, "console-limits", readme=True)
+        admin.assert_no_console_errors()
+    assert (await console.client.limits_of(console.provider)).limit.rpm == 7
 
 
 # --- packaging ----------------------------------------------------------------------------

@@ -120,9 +120,26 @@ export class RunModel {
   // --- reading -----------------------------------------------------------------------
 
   get status() {
+    return this.statusWith(null);
+  }
+
+  /**
+   * The run's state (ratchet.RUN_STATES) as its events tell it, live; the server's
+   * status (search attributes, read every few seconds) fills in what events cannot:
+   * queued for a concurrency slot, closed by Temporal itself.
+   */
+  statusWith(serverStatus) {
     if (this.finished) return this.finished.outcome;
+    if (["terminated", "timed_out", "cancelled", "failed", "completed"].includes(serverStatus)) return serverStatus;
     if (this.pending.size) return "waiting-approval";
-    return this.started ? "running" : "unknown";
+    const steps = this.stepList();
+    const models = steps.filter((s) => s.kind === "model");
+    if (!models.length) return serverStatus || (this.started ? "starting" : "unknown");
+    const working = steps.some((s) => (s.kind === "model" || s.kind === "tool") && s.started && !s.finished && !s.rejected);
+    const chat = Boolean(this.started?.chat);
+    const last = models[models.length - 1];
+    if (chat && !working && last.finished && !(last.finished.response?.tool_calls || []).length) return "waiting-input";
+    return "running";
   }
 
   stepList() {

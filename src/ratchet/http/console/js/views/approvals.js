@@ -3,6 +3,7 @@
 
 import { api } from "../api.js";
 import { h, NodeCache, reconcile } from "../dom.js";
+import { localTime } from "../format.js";
 import { Poller } from "../poll.js";
 import { approvalForm } from "./approve.js";
 import { emptyState, moveSelection, problem } from "./common.js";
@@ -31,7 +32,7 @@ export function mountApprovals(main, ctx) {
         p.agent ? h("span.muted", ` · ${p.agent}`) : null, p.tenant ? h("span.muted", ` · tenant ${p.tenant}`) : null),
       approvalForm(ctx, p.run_id, p, () => poller.now()))));
     reconcile(list, nodes.length ? nodes : [emptyState("Nothing waits for a decision.", "Calls that a policy sends for approval show here.")]);
-    status.textContent = `${pending.length} pending · refreshed ${new Date().toLocaleTimeString()}`;
+    status.textContent = `${pending.length} pending · refreshed ${localTime(new Date(), { date: false })}`;
   }
 
   const poller = new Poller(load, 3000).start();

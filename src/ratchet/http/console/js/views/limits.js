@@ -3,7 +3,7 @@
 
 import { api, enc } from "../api.js";
 import { h } from "../dom.js";
-import { relative, timeEl } from "../format.js";
+import { localTime, relative, timeEl } from "../format.js";
 import { Poller } from "../poll.js";
 import { emptyState, problem } from "./common.js";
 
@@ -31,7 +31,7 @@ export function mountLimits(main, ctx) {
     const statuses = Array.isArray(data) ? data : data.limits || data.providers || [];
     board.replaceChildren(...statuses.map(row));
     if (!statuses.length) board.appendChild(h("tr", h("td", { colspan: 10 }, emptyState("No provider limiter is running.", "One starts with the first model call of a worker given --rate-limit."))));
-    status.textContent = `refreshed ${new Date().toLocaleTimeString()}`;
+    status.textContent = `refreshed ${localTime(new Date(), { date: false })}`;
   }
 
   function row(s) {

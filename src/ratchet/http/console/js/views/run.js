@@ -128,9 +128,7 @@ export function mountRun(main, ctx, runId, params) {
     const t = model.totals();
     // The events say it first; the server's status fills in what events cannot
     // (queued, waiting for input, terminated by Temporal).
-    let status = run.status || model.status;
-    if (model.finished) status = model.finished.outcome;
-    else if (model.pending.size) status = "waiting-approval";
+    const status = model.statusWith(run.status);
     const started = model.started?.at || run.started;
     const closed = model.finished?.at || run.closed;
     const wall = started ? ((closed ? new Date(closed) : new Date()) - new Date(started)) / 1000 : null;

@@ -3,7 +3,7 @@
 
 import { api, withQuery } from "../api.js";
 import { h } from "../dom.js";
-import { duration, timeEl, tokens, usd } from "../format.js";
+import { duration, localTime, timeEl, tokens, usd } from "../format.js";
 import { Poller } from "../poll.js";
 import { go, setParams } from "../router.js";
 import { RUN_STATUSES, emptyState, field, isTerminal, moveSelection, problem, select, statusPill } from "./common.js";
@@ -110,7 +110,7 @@ export function mountRuns(main, ctx, params) {
     newer.disabled = previous.length === 0 && !pageToken;
     older.disabled = !data.next_page_token;
     older.onclick = () => page(data.next_page_token, true);
-    status.textContent = `${runs.length} shown · refreshed ${new Date().toLocaleTimeString()}`;
+    status.textContent = `${runs.length} shown · refreshed ${localTime(new Date(), { date: false })}`;
   }
 
   const poller = new Poller(load, 3000).start();

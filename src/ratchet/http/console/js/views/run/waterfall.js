@@ -48,7 +48,8 @@ export class WaterfallPane {
         const running = lane.kind === "model" ? !lane.step.finished : lane.kind === "tool" ? !lane.step.finished : !lane.step.approval;
         const marks = lane.kind === "model" ? lane.step.failures.map((f) => h("span.wf-mark", { style: { left: pct(new Date(f.at).getTime()) }, title: `attempt ${f.attempt} failed: ${f.error}` })) : [];
         return h("div.wf-row", { dataset: { step: lane.step.key, lane: lane.kind } },
-          h("span.wf-label", { title: lane.label }, h(`span.icon.icon-${lane.kind === "approval" ? "approval" : lane.kind === "model" ? "model" : "tool"}`, { "aria-hidden": "true" }, lane.kind === "approval" ? "◷" : lane.kind === "model" ? "◆" : "⚒"), " ", lane.label),
+          // The duration is in the label too: a short call's bar is too thin to hold it.
+          h("span.wf-label", { title: lane.label }, h(`span.icon.icon-${lane.kind === "approval" ? "approval" : lane.kind === "model" ? "model" : "tool"}`, { "aria-hidden": "true" }, lane.kind === "approval" ? "◷" : lane.kind === "model" ? "◆" : "⚒"), " ", lane.label, h("span.wf-took", duration(seconds))),
           h("div.wf-track",
             h(`button.wf-bar.bar-${lane.kind}${running ? ".running" : ""}`, {
               type: "button",
