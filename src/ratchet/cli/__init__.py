@@ -15,8 +15,10 @@ import typer
 from ._approvals import approve, deny, pending
 from ._chat import chat, send
 from ._follow import follow_run
+from ._keys import keys_app
 from ._limits import limits_app
 from ._runs import cancel, list_runs, run, show, trace
+from ._serve import serve
 from ._services import codec_server, down, up
 from ._worker import worker
 
@@ -33,6 +35,8 @@ for command in (up, down, worker, run, trace, chat, send, pending, approve, deny
 app.command("ls")(list_runs)
 app.command()(show)
 app.add_typer(limits_app, name="limits")
+app.command()(serve)
+app.add_typer(keys_app, name="keys")
 app.command("codec-server")(codec_server)
 
 
