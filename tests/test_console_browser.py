@@ -343,12 +343,21 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         tool_calls(call("lookup_order", {"order_id": 1042}), chunk_chars=5, chunk_delay=0.02),
         reply("It shipped with ACME Post.", chunk_chars=4, chunk_delay=0.02),
     )
-    handle = await console.client.start(SUPPORT.name, "Where is order 1042?")
+    handle = await console.client.start(SUPPORT.name, "Where is order 1042? <b>Fast</b>")
     await handle.result()
     async with console.tab("victor") as tab:
         page = tab.page
         await tab.go(f"/runs/{handle.id}")
         await expect(page.locator(".run-title .status")).to_have_text("completed")
+        # What a run holds is text, never markup.
+        question = page.locator(".messages .msg.user")
+        await expect(question).to_contain_text("<b>Fast</b>")
+        assert await question.locator("b").count() == 0
+        # The run's page in the Temporal Web UI.
+        temporal = page.locator(".run-title a", has_text="Temporal")
+        assert (await temporal.get_attribute("href") or "").startswith(
+            f"http://127.0.0.1:8233/namespaces/default/workflows/{handle.id}"
+        )
         timeline = page.locator(".pane-timeline")
         # The first model call: its prompt as sent starts with the system instructions.
         model_call = timeline.locator("details.step-model").first
@@ -381,6 +390,7 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         await expect(page.locator(".wf-bar.bar-model")).to_have_count(2)
         await expect(page.locator(".wf-bar.bar-tool")).to_have_count(1)
         await page.keyboard.press("Escape")
+        await system.scroll_into_view_if_needed()
         await shots.take(page, "console-timeline", readme=True)
         tab.assert_no_console_errors()
 
