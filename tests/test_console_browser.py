@@ -272,6 +272,12 @@ async def console(
                 await temporal_client.get_workflow_handle(limiter_id(provider)).terminate("over")
 
 
+SAMPLE_ANSWER = """() => [
+    document.querySelector("[data-testid=live-answer]")?.textContent ?? null,
+    Boolean(document.querySelector(".final-answer:not([hidden])")),
+]"""
+
+
 # --- scenarios ------------------------------------------------------------------------------
 
 
@@ -300,18 +306,16 @@ async def test_a_run_started_from_the_console_streams_its_answer(
         shot_taken = False
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if await page.locator(".final-answer:not([hidden])").count():
+            # One look at the page per sample: the streamed text, and whether it ended.
+            text, done = await page.evaluate(SAMPLE_ANSWER)
+            if done:
                 break
-            if await live.count():
-                text = await live.first.text_content() or ""
-                if text and (not lengths or len(text) != lengths[-1]):
-                    lengths.append(len(text))
-                    assert ANSWER.startswith(text), (
-                        f"streamed text is not the answer's start: {text!r}"
-                    )
-                if not shot_taken and len(text) > len(ANSWER) // 2:
-                    await shots.take(page, "console-streaming", readme=True)
-                    shot_taken = True
+            if text and (not lengths or len(text) != lengths[-1]):
+                lengths.append(len(text))
+                assert ANSWER.startswith(text), f"not the answer's start: {text!r}"
+            if not shot_taken and len(text or "") > len(ANSWER) // 2:
+                await shots.take(page, "console-streaming", readme=True)
+                shot_taken = True
             await asyncio.sleep(0.05)
         assert len(lengths) >= 3 and lengths == sorted(lengths), (
             f"the answer should grow piece by piece before the run ends; lengths seen: {lengths}"
@@ -389,8 +393,9 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         # The waterfall has a bar per call.
         await expect(page.locator(".wf-bar.bar-model")).to_have_count(2)
         await expect(page.locator(".wf-bar.bar-tool")).to_have_count(1)
-        await page.keyboard.press("Escape")
-        await system.scroll_into_view_if_needed()
+        await page.keyboard.press("Escape")  # leaves the field (and empties a search field)
+        await expect(log.locator(".log-row[data-type='tool_call_started']")).to_have_count(1)
+        await model_call.evaluate("card => card.scrollIntoView({block: 'start'})")
         await shots.take(page, "console-timeline", readme=True)
         tab.assert_no_console_errors()
 
@@ -512,8 +517,8 @@ async def test_a_chat_run_answers_in_the_console_as_it_streams(
         # The reply streams in before it is recorded.
         live = page.locator("[data-testid=live-answer]")
         await expect(live).to_be_visible(timeout=20_000)
-        partial = await live.text_content() or ""
-        assert ANSWER.startswith(partial) and len(partial) < len(ANSWER)
+        partial, _ = await page.evaluate(SAMPLE_ANSWER)
+        assert partial is not None and ANSWER.startswith(partial) and len(partial) < len(ANSWER)
         await expect(page.locator(".messages .msg.user").last).to_contain_text("order 1042")
         await expect(page.locator(".messages .msg.assistant").last).to_contain_text(ANSWER)
         await shots.take(page, "console-chat", readme=True)

@@ -150,7 +150,7 @@ export function mountRun(main, ctx, runId, params) {
         fact("started", timeEl(started)),
         fact("closed", closed ? timeEl(closed) : "—"),
         fact("wall", wall === null ? "—" : duration(wall)),
-        fact("turns", String(model.finished?.turns ?? (Math.max(0, ...[...t.byTurn.keys()]) || run.turns || 0))),
+        fact("turns", String(model.finished?.turns ?? Math.max(run.turns || 0, ...model.stepList().map((s) => s.turn || 0)))),
         fact("tokens", `${tokens(t.input + t.output)} (${tokens(t.input)} in / ${tokens(t.output)} out)`),
         fact("cost", usd(t.cost)),
         model.executions > 1 ? fact("executions", String(model.executions)) : null),

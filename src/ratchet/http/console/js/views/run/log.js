@@ -13,13 +13,16 @@ export class LogPane {
     this.query = query;
     this.cache = new NodeCache();
     this.buttons = new Map();
+    const searched = () => {
+      if (this.query === this.search.value) return;
+      this.query = this.search.value;
+      view.setParams({ q: this.query });
+      this.render();
+    };
+    // "search" too: Escape or the clear button empties a search field without "input".
     this.search = h("input.log-search", {
       type: "search", placeholder: "Search events  ( / )", value: query, "aria-label": "Search events",
-      oninput: () => {
-        this.query = this.search.value;
-        view.setParams({ q: this.query });
-        this.render();
-      },
+      oninput: searched, onsearch: searched,
     });
     const bar = h("div.log-filters", { role: "group", "aria-label": "Show events" },
       LOG_FILTERS.map((name) => {

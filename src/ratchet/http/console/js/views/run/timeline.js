@@ -26,7 +26,7 @@ export class TimelinePane {
       nodes.push(h("p.muted.pad", model.started ? "No steps yet." : "Reading the run…"));
     }
     for (const [turn, steps] of model.turns()) {
-      const version = steps.map((s) => `${s.key}@${s.version}`).join(",");
+      const version = steps.map((s) => `${s.key}@${s.version}`).join(",") + (model.finished ? ":end" : "");
       nodes.push(this.turnHeads.get(`turn${turn}`, version, () => turnHead(model, turn, steps)));
       for (const step of steps) {
         // The run's Temporal link is part of what a card shows: re-render when it arrives.
@@ -86,7 +86,7 @@ export class TimelinePane {
         f ? ` · ${tokens(usage.input_tokens)} in / ${tokens(usage.output_tokens)} out` : "",
         f && f.cost_usd !== null && f.cost_usd !== undefined ? ` · ${usd(f.cost_usd)}` : ""),
       (f?.attempts || 1) > 1 || step.failures.length ? h("span.pill.warn", plural(Math.max(f?.attempts || 1, step.failures.length + 1), "attempt")) : null,
-      state !== "completed" ? statusPill(state) : null,
+      state !== "completed" && state !== "running" ? statusPill(state) : null,
     ];
     const body = [];
     body.push(h("div.facts",
@@ -187,6 +187,8 @@ export class TimelinePane {
 }
 
 function turnHead(model, turn, steps) {
+  const open = !model.finished && steps.some((s) => (s.kind === "model" || s.kind === "tool") && s.started && !s.finished && !s.rejected);
+  if (open) return h("h3.turn-head", { id: `turn-${turn}` }, turn ? `Turn ${turn}` : "Run", h("span.muted", " · "), h("span.live-dot", "running"));
   const spans = steps.map((s) => model.span(s)).filter(Boolean);
   const start = Math.min(...spans.map((s) => s[0]));
   const end = Math.max(...spans.map((s) => s[1]));
