@@ -6,9 +6,10 @@ an in-process worker on the real Temporal dev server, with the scripted model
 streaming its replies slowly enough to watch them arrive. Each test signs in with an
 API key of some role, as a person would, and checks what the page shows.
 
-Screenshots are kept under the test's temporary directory (the path is printed);
-with ``RATCHET_CONSOLE_SCREENSHOTS=DIR`` the ones the README shows are written there
-too (``RATCHET_CONSOLE_SCREENSHOTS=docs/img``).
+Screenshots are kept as artifacts under pytest's temporary directory
+(``console-screenshots*``; a failing test's captured output names it). With
+``RATCHET_CONSOLE_SCREENSHOTS=DIR`` the ones the README shows are written there too
+(``RATCHET_CONSOLE_SCREENSHOTS=docs/img``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ratchet import Agent, AgentClient, Limits, Policy, RateLimit, require_appro
 from ratchet._limiter_protocol import limiter_id
 from ratchet.local._proc import free_port
 from ratchet.policy import arg
-from ratchet.testing import ScriptedModelServer, call, reply, scripted_provider, tool_calls
+from ratchet.testing import ScriptedModelServer, call, error, reply, scripted_provider, tool_calls
 
 from .conftest import ROOT, hosted
 
@@ -82,6 +83,15 @@ SUPPORT = Agent(
         rules=[require_approval("refund", when=arg("amount") > 100, reason="refunds over $100")]
     ),
     limits=Limits(max_cost_usd=5.0),
+)
+
+# Continues as new every ~20 history events: a short run crosses executions.
+LONG = Agent(
+    "console-long",
+    instructions=INSTRUCTIONS,
+    model="openai:gpt-4o-mini",
+    tools=[lookup_order],
+    limits=Limits(model_retry_initial_seconds=0.1, continue_as_new_after_events=20),
 )
 
 
@@ -238,14 +248,14 @@ async def console(
     limited = Agent("console-limited", instructions="Be brief.", model=f"{provider}:m")
     async with hosted(
         temporal_client,
-        [SUPPORT, limited],
+        [SUPPORT, LONG, limited],
         model_server,
         providers={provider: scripted_provider(model_server)},
         rate_limits={provider: RateLimit(rpm=50, tpm=100_000)},
     ) as client:
         app = create_app(
             client,
-            agents=[SUPPORT, limited],
+            agents=[SUPPORT, LONG, limited],
             auth=AuthSettings(keys=store),
             temporal_ui_url="http://127.0.0.1:8233",
             keepalive_seconds=2.0,
@@ -400,6 +410,40 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         tab.assert_no_console_errors()
 
 
+async def test_a_long_run_shows_its_executions_and_a_retried_calls_error(
+    console: Console, model_server: ScriptedModelServer, shots: Shots
+) -> None:
+    from playwright.async_api import expect
+
+    model_server.add(
+        tool_calls(call("lookup_order", {"order_id": 1})),
+        tool_calls(call("lookup_order", {"order_id": 2})),
+        tool_calls(call("lookup_order", {"order_id": 3})),
+        error(503, message="upstream overloaded"),
+        reply("All three have shipped."),
+    )
+    handle = await console.client.start(LONG.name, "Check orders 1 to 3")
+    await handle.result()
+    async with console.tab("victor") as tab:
+        page = tab.page
+        await tab.go(f"/runs/{handle.id}")
+        await expect(page.locator(".run-title .status")).to_have_text("completed")
+        boundary = page.locator(".timeline .step.boundary").first
+        await expect(boundary).to_contain_text("Continued as new → execution 2")
+        await expect(boundary.locator("time")).to_contain_text(ZONE_OFFSET)
+        # The retried call is one step with two attempts, and says why the first failed.
+        retried = page.locator("details.step-model", has_text="2 attempts")
+        await expect(retried).to_have_count(1)
+        await open_step(retried)
+        await expect(retried.locator(".attempt-failed")).to_contain_text("upstream overloaded")
+        log = page.locator(".pane-log")
+        await log.locator("button.filter", has_text="errors").click()
+        await expect(log.locator(".log-row")).to_have_count(1)
+        await expect(log.locator(".log-row")).to_contain_text("attempt 1")
+        await shots.take(page, "console-long-run")
+        tab.assert_no_console_errors()
+
+
 async def test_an_approver_approves_a_refund_that_a_viewer_cannot(
     console: Console, model_server: ScriptedModelServer, shots: Shots
 ) -> None:
@@ -476,7 +520,7 @@ async def test_a_tenant_scoped_login_sees_only_its_tenants_runs(
         tenants = set(await page.locator("tr.run-row td:nth-child(4)").all_text_contents())
         assert tenants == {"acme"}
         assert await page.locator(f"tr.run-row[data-run='{theirs.id}']").count() == 0
-        await shots.take(page, "console-runs", readme=True)
+        await shots.take(page, "console-runs")
         # Another tenant's run does not exist, as far as this login can tell.
         await tab.go(f"/runs/{theirs.id}")
         await expect(page.locator("h1")).to_have_text("Run not found")
@@ -521,7 +565,7 @@ async def test_a_chat_run_answers_in_the_console_as_it_streams(
         assert partial is not None and ANSWER.startswith(partial) and len(partial) < len(ANSWER)
         await expect(page.locator(".messages .msg.user").last).to_contain_text("order 1042")
         await expect(page.locator(".messages .msg.assistant").last).to_contain_text(ANSWER)
-        await shots.take(page, "console-chat", readme=True)
+        await shots.take(page, "console-chat")
         await page.locator("form.composer button", has_text="End chat").click()
         await expect(page.locator(".final-answer .outcome")).to_contain_text("Run completed")
         await expect(page.locator("#chat-input")).to_have_count(0)
@@ -550,7 +594,7 @@ async def test_the_limits_board_is_live_and_an_admin_changes_a_limit(
         await page.fill(".limit-form input[name=rpm]", "7")
         await page.click(".limit-form button[type=submit]")
         await expect(row.locator("td").nth(1)).to_contain_text("1 / 7")
-        await shots.take(page, "console-limits", readme=True)
+        await shots.take(page, "console-limits")
         admin.assert_no_console_errors()
     assert (await console.client.limits_of(console.provider)).limit.rpm == 7
 

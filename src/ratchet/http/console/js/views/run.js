@@ -123,6 +123,15 @@ export function mountRun(main, ctx, runId, params) {
 
   // --- header ---------------------------------------------------------------------------
   let confirmCancel = false;
+  // The wall time of a running run grows with the clock: one text node, updated in place.
+  const wallClock = h("span.wall");
+  function tickWall() {
+    const run = view.run || {};
+    const started = model.started?.at || run.started;
+    const closed = model.finished?.at || run.closed;
+    wallClock.textContent = started ? duration(((closed ? new Date(closed) : new Date()) - new Date(started)) / 1000) : "—";
+  }
+  const wallTimer = setInterval(tickWall, 1000);
   function renderHead() {
     const run = view.run || {};
     const t = model.totals();
@@ -131,7 +140,7 @@ export function mountRun(main, ctx, runId, params) {
     const status = model.statusWith(run.status);
     const started = model.started?.at || run.started;
     const closed = model.finished?.at || run.closed;
-    const wall = started ? ((closed ? new Date(closed) : new Date()) - new Date(started)) / 1000 : null;
+    tickWall();
     const running = !model.finished && !isTerminal(run.status);
     const pendingCount = model.pending.size;
     const temporal = temporalRunUrl(run);
@@ -149,7 +158,7 @@ export function mountRun(main, ctx, runId, params) {
         fact("tenant", run.tenant ?? model.started?.tenant ?? "—"),
         fact("started", timeEl(started)),
         fact("closed", closed ? timeEl(closed) : "—"),
-        fact("wall", wall === null ? "—" : duration(wall)),
+        fact("wall", wallClock),
         fact("turns", String(model.finished?.turns ?? Math.max(run.turns || 0, ...model.stepList().map((s) => s.turn || 0)))),
         fact("tokens", `${tokens(t.input + t.output)} (${tokens(t.input)} in / ${tokens(t.output)} out)`),
         fact("cost", usd(t.cost)),
@@ -232,6 +241,7 @@ export function mountRun(main, ctx, runId, params) {
       statusPoller.stop();
       cancelAnimationFrame(frame);
       clearTimeout(ticker);
+      clearInterval(wallTimer);
     },
     onKey(event) {
       const pane = PANES.find(([, , key]) => key === event.key);
