@@ -469,6 +469,13 @@ async def test_an_approver_approves_a_refund_that_a_viewer_cannot(
             "POST", f"/v1/runs/{handle.id}/approvals/{call_id}/approve", {"reason": "me too"}
         )
         assert refused.status == 403
+        # The inbox links to the call in its run, where a viewer cannot answer it either.
+        await item.locator(".approval-run a").click()
+        waiting = page.locator("details.step-tool", has_text="refund")
+        await expect(waiting).to_have_attribute("open", "")
+        await expect(waiting).to_have_class(re.compile(r"\bselected\b"))
+        await expect(waiting.locator("[data-testid=approval-refused]")).to_be_visible()
+        assert await waiting.locator("button.approve").count() == 0
         viewer.assert_no_console_errors()
 
     async with console.tab("alice") as approver:

@@ -28,7 +28,7 @@ export function mountApprovals(main, ctx) {
     }
     pending.sort((a, b) => new Date(a.deadline) - new Date(b.deadline));
     const nodes = pending.map((p) => cache.get(`${p.run_id}/${p.call_id}`, 1, () => h("article.approval-item", { dataset: { run: p.run_id, call: p.call_id } },
-      h("div.approval-run", "run ", h("a.mono", { href: `#/runs/${encodeURIComponent(p.run_id)}?step=${encodeURIComponent(`tool:${p.tool_call_id || ""}`)}` }, p.run_id),
+      h("div.approval-run", "run ", h("a.mono", { href: `#/runs/${encodeURIComponent(p.run_id)}?approval=${encodeURIComponent(p.call_id)}`, title: "Open the run at this call" }, p.run_id),
         p.agent ? h("span.muted", ` · ${p.agent}`) : null, p.tenant ? h("span.muted", ` · tenant ${p.tenant}`) : null),
       approvalForm(ctx, p.run_id, p, () => poller.now()))));
     reconcile(list, nodes.length ? nodes : [emptyState("Nothing waits for a decision.", "Calls that a policy sends for approval show here.")]);

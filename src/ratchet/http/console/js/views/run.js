@@ -42,6 +42,8 @@ export function mountRun(main, ctx, runId, params) {
   };
   let visible = new Set((params.get("panes") || DEFAULT_PANES.join(",")).split(",").filter((p) => PANES.some(([n]) => n === p)));
   if (view.selected) opened.add(view.selected);
+  // From the approvals inbox: open the step of this approval once the events name it.
+  let approvalToShow = params.get("approval") || "";
 
   const panes = {
     chat: new ConversationPane(ctx, view),
@@ -78,6 +80,13 @@ export function mountRun(main, ctx, runId, params) {
     const { history, live } = dirty;
     dirty = { history: false, live: false };
     if (history) {
+      if (approvalToShow && model.approvalSteps.has(approvalToShow)) {
+        view.selected = model.approvalSteps.get(approvalToShow);
+        opened.add(view.selected);
+        setParams({ approval: "", step: view.selected });
+        approvalToShow = "";
+        requestAnimationFrame(() => panes.timeline.highlight(true));
+      }
       renderHead();
       for (const name of visible) if (name !== "waterfall") panes[name].render();
       if (visible.has("waterfall")) renderWaterfall();
