@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx2 as httpx
 import pytest
@@ -180,7 +180,7 @@ async def test_runs_are_listed_with_filters_and_pages(
         ).json()
         assert later["runs"] == []
         bad = await http.get("/v1/runs", params={"status": "canceled"})
-    assert bad.status_code == 400 and "cancelled" in bad.json()["detail"]
+    assert bad.status_code == 422 and "'cancelled'" in bad.json()["detail"]
     listed = next(r for r in completed["runs"] if r["id"] == ids[0])
     assert listed["agent"] == "helper" and listed["turns"] == 1 and listed["tenant"] is None
 
@@ -368,7 +368,7 @@ async def test_the_event_stream_resumes_after_last_event_id_and_keeps_alive(
     assert everything[-1].event == "run_finished"
     # The model waited a second before answering: idle time was filled with keep-alives.
     assert comments and all(c.startswith(":") for c in comments)
-    assert bad.status_code == 400 and "cursor" in bad.json()["detail"]
+    assert bad.status_code == 422 and "query.after" in bad.json()["detail"]
 
 
 async def test_openapi_and_console_are_served(api: Api) -> None:
@@ -386,3 +386,71 @@ async def test_openapi_and_console_are_served(api: Api) -> None:
     assert nothing.headers["content-type"] == "application/problem+json"
     assert runs.status_code == 401 and runs.json()["error_type"] == "Unauthorized"
     assert runs.headers["cache-control"] == "no-store"
+
+
+async def test_with_authenticated_approvals_the_api_vouches_for_its_approvers(
+    temporal_client: Client,
+    model_server: ScriptedModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker side (ratchet.approval_proof, RunHandle.approve(proof=...)) comes with
+    # authenticated approvals; until it is there this test has nothing to check.
+    pytest.importorskip("ratchet.approval_proof")
+    from ratchet import ApprovalError
+
+    monkeypatch.setenv("RATCHET_APPROVAL_SECRET", "correct-horse-battery-staple-42")
+    store = KeyStore(tmp_path / "keys.sqlite")
+    keys = keys_of_every_role(store)
+    model_server.add(tool_calls(call("refund", {"order_id": 3, "amount": 300})), reply("Done."))
+    async with hosted(temporal_client, agents(), model_server) as client:
+        app = create_app(client, agents=agents(), auth=AuthSettings(keys=store))
+        with serve(app) as served:
+            async with served.client(keys["approver"]) as http:
+                run_id = (
+                    await http.post("/v1/runs", json={"agent": "guarded", "prompt": "refund"})
+                ).json()["id"]
+                await wait_for_status(http, run_id, "waiting-approval")
+                [pending] = (await http.get("/v1/approvals")).json()
+                # Straight through Temporal, without the API's proof: refused.
+                with pytest.raises(ApprovalError):
+                    await client.get(run_id).approve(pending["call_id"], approver="mallory")
+                path = f"/v1/runs/{run_id}/approvals/{pending['call_id']}/approve"
+                record = (await http.post(path, json={"reason": "ok"})).json()
+                await wait_for_status(http, run_id, "completed")
+    assert record["approver"] == "approver" and record["approved"] is True
+    assert record.get("authenticated", True) is True
+    store.close()
+
+
+def test_the_schema_patterns_accept_only_what_ratchet_accepts() -> None:
+    """What the schema allows, ratchet's own checks allow too (no schema-valid 400)."""
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    from ratchet._runs import TENANT_RE
+    from ratchet.agent import PROVIDER_RE, check_agent_name
+    from ratchet.errors import ConfigError
+    from ratchet.http import _schemas
+
+    def agent_ok(value: str) -> bool:
+        try:
+            check_agent_name(value)
+        except ConfigError:
+            return False
+        return True
+
+    checks = {
+        _schemas.AGENT_NAME: agent_ok,
+        _schemas.TENANT: lambda v: TENANT_RE.match(v) is not None,
+        _schemas.PROVIDER: lambda v: PROVIDER_RE.match(v) is not None,
+    }
+    samples = ["a", "A1", "acme", "a.b-c_d", "1a", "-a", "a b", "a\n", "", "é", "a" * 65]
+    for pattern, ratchet_ok in checks.items():
+        adapter: TypeAdapter[str] = TypeAdapter(Annotated[str, Field(pattern=pattern)])
+        for sample in samples:
+            try:
+                adapter.validate_python(sample)
+            except ValidationError:
+                continue
+            assert ratchet_ok(sample), (pattern, sample)
+        assert ratchet_ok("acme") and adapter.validate_python("acme")

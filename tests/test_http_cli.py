@@ -49,6 +49,13 @@ async def test_keys_are_created_once_listed_and_revoked(tmp_path: Path) -> None:
     assert_clean_error(await ratchet("keys", "revoke", "nope", env=env), "no key with id")
 
 
+async def test_serve_and_keys_have_help() -> None:
+    for command in (["serve"], ["keys"], ["keys", "create"]):
+        result = await ratchet(*command, "--help")
+        assert result.returncode == 0 and "Usage" in result.stdout, result.stderr
+    assert "--app" in (await ratchet("serve", "--help")).stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

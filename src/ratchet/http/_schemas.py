@@ -7,17 +7,52 @@ are, so the API says exactly what the Python API says.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
+from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from .._runs import RUN_STATES
 from ..agent import Agent, Limits
 from ..policy import Policy
 from ._roles import Role
 
+# The API's constraints, in its schema, so a client (or a fuzzer) knows them up front.
+# Written as JSON Schema regexes (ECMA: `$` ends the text; Python's `\Z` does not exist),
+# accepting exactly what ratchet's checks accept (tests/test_http_api.py compares them).
+AGENT_NAME = r"^[a-zA-Z][a-zA-Z0-9_.-]{0,63}$"
+TENANT = r"^[A-Za-z0-9_.-]{1,64}$"
+PROVIDER = r"^[a-z][a-z0-9_-]*$"
+MODEL = r"^(local|[a-z][a-z0-9_-]*:.*\S.*)$"
+NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""Holds a character Python's ``str.strip()`` keeps (a portable ``\\S``)."""
+
+RunStatus = Literal[
+    "starting",
+    "queued",
+    "running",
+    "waiting-approval",
+    "waiting-input",
+    "completed",
+    "failed",
+    "cancelled",
+    "terminated",
+    "timed_out",
+]
+"""A run's status (``ratchet.RUN_STATES``)."""
+assert get_args(RunStatus) == RUN_STATES, "RunStatus must list ratchet.RUN_STATES"
+
+RunId = Annotated[str, Path(min_length=1, max_length=1000, pattern=NOT_BLANK)]
+AgentName = Annotated[str, Path(pattern=AGENT_NAME)]
+
 __all__ = [
+    "AGENT_NAME",
+    "NOT_BLANK",
+    "PROVIDER",
+    "TENANT",
     "Accepted",
     "AgentInfo",
+    "AgentName",
     "ApproveBody",
     "DenyBody",
     "KeyCreate",
@@ -28,7 +63,9 @@ __all__ = [
     "Me",
     "PendingInfo",
     "RunDetail",
+    "RunId",
     "RunPageBody",
+    "RunStatus",
     "RunSummary",
     "SendMessage",
     "StartRun",
@@ -81,11 +118,11 @@ class AgentInfo(BaseModel):
 
 
 class StartRun(_Request):
-    agent: str = Field(min_length=1, max_length=200)
-    prompt: str = Field(min_length=1)
-    id: str | None = Field(None, min_length=1, max_length=255)
+    agent: str = Field(pattern=AGENT_NAME)
+    prompt: str = Field(pattern=NOT_BLANK)
+    id: str | None = Field(None, max_length=1000, pattern=NOT_BLANK)
     """Idempotency: the same id, agent and prompt again return the existing run."""
-    model: str | None = Field(None, min_length=1, max_length=200)
+    model: str | None = Field(None, max_length=200, pattern=MODEL)
     """Overrides the agent's model, e.g. ``openai:gpt-4o-mini``."""
     chat: bool = False
     """Stay open for follow-up messages (``POST /v1/runs/{id}/messages``)."""
@@ -103,7 +140,7 @@ class RunSummary(BaseModel):
     id: str
     agent: str
     status: str
-    """One of ``ratchet.RUN_STATES``."""
+    """One of ``ratchet.RUN_STATES`` (``unknown`` for a status Temporal adds later)."""
     tenant: str | None
     started: AwareDatetime | None
     closed: AwareDatetime | None
@@ -128,7 +165,7 @@ class RunDetail(RunSummary):
 
 
 class SendMessage(_Request):
-    text: str = Field(min_length=1)
+    text: str = Field(pattern=NOT_BLANK)
 
 
 class Accepted(BaseModel):
@@ -165,13 +202,14 @@ class LimitsChange(_Request):
     """Requests per window; 0 removes the limit; absent keeps it."""
     tpm: int | None = Field(None, ge=0)
     """Tokens per window; 0 removes the limit; absent keeps it."""
-    window_seconds: float | None = Field(None, gt=0, le=86_400)
+    window_seconds: float | None = Field(None, gt=1, le=86_400)
+    """The window (over the limiter's 1 s margin); absent keeps it."""
 
 
 class KeyCreate(_Request):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(max_length=200, pattern=NOT_BLANK)
     role: Role
-    tenant: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    tenant: str | None = Field(None, pattern=TENANT)
 
 
 class KeyInfo(BaseModel):

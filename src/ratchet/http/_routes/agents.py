@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from .._problems import PROBLEM_RESPONSES
-from .._schemas import AgentInfo
+from .._schemas import AgentInfo, AgentName
 from ._deps import Ctx, Viewer
 
 __all__ = ["router"]
@@ -19,5 +19,5 @@ async def list_agents(ctx: Ctx, _: Viewer) -> list[AgentInfo]:
 
 
 @router.get("/agents/{name}", summary="Describe one agent")
-async def get_agent(name: str, ctx: Ctx, _: Viewer) -> AgentInfo:
+async def get_agent(name: AgentName, ctx: Ctx, _: Viewer) -> AgentInfo:
     return AgentInfo.of(ctx.agent(name))

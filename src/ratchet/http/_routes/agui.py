@@ -27,7 +27,7 @@ from .._agui import AguiTranslator, answers_turn
 from .._context import ApiContext, visible_run
 from .._problems import PROBLEM_RESPONSES, ProblemError, problem_of
 from .._roles import Principal
-from .._schemas import StartRun
+from .._schemas import AgentName, StartRun
 from .._sse import EventStreamResponse, keepalive_stream
 from ._deps import Ctx, Operator
 from .runs import start_visible_run
@@ -52,7 +52,7 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     responses=_STREAM,
 )
 async def agui_run(
-    agent: str, body: RunAgentInput, ctx: Ctx, principal: Operator
+    agent: AgentName, body: RunAgentInput, ctx: Ctx, principal: Operator
 ) -> EventStreamResponse:
     ctx.agent(agent)
     prompt = _last_user_text(body)

@@ -8,9 +8,9 @@ carries a proof signed with the secret, which the run checks before recording it
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
@@ -19,13 +19,14 @@ from ...errors import ConfigError, RatchetError, RunNotFound
 from .._context import ApiContext, visible_run
 from .._problems import PROBLEM_RESPONSES, ProblemError
 from .._roles import Principal
-from .._schemas import ApproveBody, DenyBody, PendingInfo
+from .._schemas import NOT_BLANK, ApproveBody, DenyBody, PendingInfo, RunId
 from ._deps import Approver, Ctx, Viewer
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["approvals"], responses=PROBLEM_RESPONSES)
 
+CallId = Annotated[str, Path(max_length=1000, pattern=NOT_BLANK)]
 _MAX_RUNS = 500
 """The inbox asks at most this many waiting runs (newest first) for their calls."""
 
@@ -76,14 +77,14 @@ def _info(run_id: str, p: PendingApproval) -> PendingInfo:
     summary="Approve a waiting call (or raise a spent budget)",
 )
 async def approve(
-    run_id: str, call_id: str, body: ApproveBody, ctx: Ctx, principal: Approver
+    run_id: RunId, call_id: CallId, body: ApproveBody, ctx: Ctx, principal: Approver
 ) -> ApprovalRecord:
     return await _answer(ctx, principal, run_id, call_id, True, body.reason, body.raise_to)
 
 
 @router.post("/runs/{run_id}/approvals/{call_id}/deny", summary="Deny a waiting call, saying why")
 async def deny(
-    run_id: str, call_id: str, body: DenyBody, ctx: Ctx, principal: Approver
+    run_id: RunId, call_id: CallId, body: DenyBody, ctx: Ctx, principal: Approver
 ) -> ApprovalRecord:
     return await _answer(ctx, principal, run_id, call_id, False, body.reason, None)
 

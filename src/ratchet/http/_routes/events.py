@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query, Request
 
 from ... import events as ev
 from ...errors import ConfigError
 from .._context import visible_run
 from .._problems import PROBLEM_RESPONSES
+from .._schemas import RunId
 from .._sse import EventStreamResponse, keepalive_stream, run_event_frame
 from ._deps import Ctx, Viewer
 
 __all__ = ["router"]
+
+CURSOR = r"^[0-9]+(:[0-9]+:-?[0-9]+)?$"
+"""What ``ratchet.events.cursor`` makes: an event's seq, or a token's seq:attempt:offset."""
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=PROBLEM_RESPONSES)
 
@@ -34,19 +38,21 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     responses=_STREAM,
 )
 async def run_events(
-    run_id: str,
+    run_id: RunId,
+    request: Request,
     ctx: Ctx,
     principal: Viewer,
     after: Annotated[
         str | None,
-        Query(description="Resume after this cursor (an event's SSE id), e.g. 12 or 12:1:40."),
-    ] = None,
-    last_event_id: Annotated[
-        str | None,
-        Header(description="Set by EventSource on reconnection; wins over `after`."),
+        Query(
+            description="Resume after this cursor (an event's SSE id), e.g. 12 or 12:1:40.",
+            pattern=CURSOR,
+        ),
     ] = None,
 ) -> EventStreamResponse:
-    cursor = last_event_id or after or "0"
+    """A browser's EventSource resumes by itself: on reconnection it sends the last id
+    it got in the ``Last-Event-ID`` header, which wins over ``after``."""
+    cursor = request.headers.get("last-event-id") or after or "0"
     try:
         ev.parse_cursor(cursor)
     except ValueError as e:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..._limiter_protocol import LimiterStatus, limiter_id
-from ...agent import PROVIDER_RE
 from .._problems import PROBLEM_RESPONSES, ProblemError
-from .._schemas import LimitsChange
+from .._schemas import PROVIDER, LimitsChange
 from ._deps import Admin, Ctx, Viewer
 
 __all__ = ["router"]
@@ -22,13 +23,9 @@ async def get_limits(ctx: Ctx, _: Viewer) -> list[LimiterStatus]:
 
 
 @router.put("/limits/{provider}", summary="Change a provider's limits live")
-async def set_limits(provider: str, body: LimitsChange, ctx: Ctx, _: Admin) -> LimiterStatus:
-    if not PROVIDER_RE.match(provider):
-        raise ProblemError(
-            400,
-            "ConfigError",
-            f"bad provider name {provider!r}: lower-case letters, digits, '_' and '-', e.g. openai",
-        )
+async def set_limits(
+    provider: Annotated[str, Path(pattern=PROVIDER)], body: LimitsChange, ctx: Ctx, _: Admin
+) -> LimiterStatus:
     try:
         await ctx.client.temporal.get_workflow_handle(limiter_id(provider)).describe()
     except RPCError as e:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response
+from pydantic import AwareDatetime
 
 from ..._protocol import ChatReply
-from ..._runs import RUN_STATES
 from ...errors import RunNotFound
 from ...messages import Message
 from ...trace import Trace, build_trace
@@ -18,9 +17,13 @@ from .._listing import ListedRun
 from .._problems import PROBLEM_RESPONSES, ProblemError
 from .._roles import Principal
 from .._schemas import (
+    AGENT_NAME,
+    TENANT,
     Accepted,
     RunDetail,
+    RunId,
     RunPageBody,
+    RunStatus,
     RunSummary,
     SendMessage,
     StartedRun,
@@ -91,11 +94,11 @@ async def start_run(
 async def list_runs(
     ctx: Ctx,
     principal: Viewer,
-    agent: str | None = None,
-    status: Annotated[str | None, Query(description=f"One of: {', '.join(RUN_STATES)}")] = None,
-    tenant: str | None = None,
-    started_after: datetime | None = None,
-    started_before: datetime | None = None,
+    agent: Annotated[str | None, Query(pattern=AGENT_NAME)] = None,
+    status: RunStatus | None = None,
+    tenant: Annotated[str | None, Query(pattern=TENANT)] = None,
+    started_after: AwareDatetime | None = None,
+    started_before: AwareDatetime | None = None,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     page_token: str | None = None,
 ) -> RunPageBody:
@@ -131,7 +134,7 @@ def _summary(run: ListedRun) -> RunSummary:
 
 
 @router.get("/runs/{run_id}", summary="A run's status and what it was started with")
-async def get_run(run_id: str, ctx: Ctx, principal: Viewer) -> RunDetail:
+async def get_run(run_id: RunId, ctx: Ctx, principal: Viewer) -> RunDetail:
     handle, run_input = await visible_run(ctx, principal, run_id)
     summary = _summary(ListedRun(await handle.info(), run_input.tenant))
     ui = None
@@ -149,19 +152,19 @@ async def get_run(run_id: str, ctx: Ctx, principal: Viewer) -> RunDetail:
 
 
 @router.get("/runs/{run_id}/trace", summary="A run's timeline: every prompt, call and result")
-async def get_trace(run_id: str, ctx: Ctx, principal: Viewer) -> Trace:
+async def get_trace(run_id: RunId, ctx: Ctx, principal: Viewer) -> Trace:
     await visible_run(ctx, principal, run_id)
     return await build_trace(ctx.client.temporal, run_id, store=ctx.transcript_store)
 
 
 @router.get("/runs/{run_id}/transcript", summary="Every message of a run so far")
-async def get_transcript(run_id: str, ctx: Ctx, principal: Viewer) -> list[Message]:
+async def get_transcript(run_id: RunId, ctx: Ctx, principal: Viewer) -> list[Message]:
     handle, _ = await visible_run(ctx, principal, run_id)
     return await handle.transcript()
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, summary="Cancel a running run")
-async def cancel_run(run_id: str, ctx: Ctx, principal: Operator) -> Accepted:
+async def cancel_run(run_id: RunId, ctx: Ctx, principal: Operator) -> Accepted:
     handle, _ = await visible_run(ctx, principal, run_id)
     state = await handle.temporal_status()
     if state != "running":
@@ -175,13 +178,15 @@ async def cancel_run(run_id: str, ctx: Ctx, principal: Operator) -> Accepted:
 
 
 @router.post("/runs/{run_id}/messages", summary="Send a chat run a message; wait for the reply")
-async def send_message(run_id: str, body: SendMessage, ctx: Ctx, principal: Operator) -> ChatReply:
+async def send_message(
+    run_id: RunId, body: SendMessage, ctx: Ctx, principal: Operator
+) -> ChatReply:
     handle, _ = await visible_run(ctx, principal, run_id)
     return await handle.send(body.text)
 
 
 @router.post("/runs/{run_id}/end", status_code=202, summary="End a chat run")
-async def end_chat(run_id: str, ctx: Ctx, principal: Operator) -> Accepted:
+async def end_chat(run_id: RunId, ctx: Ctx, principal: Operator) -> Accepted:
     handle, run_input = await visible_run(ctx, principal, run_id)
     if not run_input.chat:
         raise ProblemError(409, "ConfigError", f"run {run_id!r} is not a chat; cancel it instead")
