@@ -99,7 +99,10 @@ LONG = Agent(
 
 
 def chromium_executable() -> str | None:
-    """Debian's chromium: the binary itself, else the launcher script on PATH."""
+    """``$RATCHET_CHROMIUM``, else Debian's chromium: the binary itself, else the
+    launcher script on PATH."""
+    if chosen := os.environ.get("RATCHET_CHROMIUM"):
+        return chosen if Path(chosen).exists() else None
     for candidate in ("/usr/lib/chromium/chromium", shutil.which("chromium")):
         if candidate and Path(candidate).exists():
             return candidate
