@@ -511,6 +511,91 @@ async def test_an_approver_approves_a_refund_that_a_viewer_cannot(
     assert [(e.record.approver, e.record.approved) for e in answered] == [("alice", True)]  # type: ignore[union-attr]
 
 
+async def test_an_approver_denies_a_call_inline_in_the_runs_timeline(
+    console: Console, model_server: ScriptedModelServer
+) -> None:
+    from playwright.async_api import expect
+
+    model_server.add(
+        tool_calls(call("refund", {"order_id": 7, "amount": 900})),
+        reply("I cannot refund that order.", chunk_chars=6, chunk_delay=0.02),
+    )
+    handle = await console.client.start(SUPPORT.name, "Refund order 7 in full.")
+    async with console.tab("alice") as tab:
+        page = tab.page
+        await tab.go(f"/runs/{handle.id}")
+        waiting = page.locator("details.step-tool", has_text="refund")
+        form = waiting.locator("form.approval-actions")
+        await expect(form).to_be_visible(timeout=20_000)  # a waiting call opens itself
+        await expect(page.locator(".run-title .status")).to_have_text("waiting approval")
+        # Denying needs a reason: the model and the audit trail are told why.
+        await form.locator("button.deny").click()
+        await expect(waiting.locator(".form-error")).to_contain_text("Say why")
+        await form.locator("textarea").fill("over the refund limit for this customer")
+        await form.locator("button.deny").click()
+        await expect(waiting.locator(":scope > summary")).to_contain_text("denied by alice")
+        await expect(page.locator(".run-title .status")).to_have_text("completed", timeout=20_000)
+        await expect(page.locator(".approval-record")).to_contain_text("over the refund limit")
+        tab.assert_no_console_errors()
+    records = [e.record async for e in handle.events(follow=False) if e.type == "approval_answered"]
+    assert [(r.approved, r.approver, r.reason) for r in records] == [
+        (
+            False,
+            "alice",
+            "over the refund limit for this customer",
+        )
+    ]
+
+
+async def test_the_run_model_keeps_only_the_live_attempts_tokens(console: Console) -> None:
+    """The console's fold of run events (js/runmodel.js), in the browser: a retried
+    attempt's pieces are dropped, a resumed stream's repeats ignored, and the recorded
+    reply replaces the streamed text."""
+    context = await console.browser.new_context()
+    page = await context.new_page()
+    try:
+        await page.goto(f"{console.base}/")
+        states = await page.evaluate(RUN_MODEL_SCRIPT)
+    finally:
+        await context.close()
+    assert states == [
+        "Hel",  # attempt 1 streams...
+        "",  # ...and is superseded: its text is void
+        "Hi",  # attempt 2 streams; a repeated piece (same offset) counts once
+        "Hi",  # a late piece of attempt 1 changes nothing
+        None,  # the call finished: nothing live, the recorded message stands
+    ]
+
+
+RUN_MODEL_SCRIPT = """async () => {
+  const { RunModel } = await import("./js/runmodel.js");
+  const m = new RunModel("r");
+  const at = "2026-01-01T00:00:00+00:00";
+  const started = { type: "model_call_started", seq: 1, at, call_id: "turn1-model", turn: 1,
+    model: "m", messages: [], tools: [] };
+  const token = (attempt, offset, text) => ({ type: "token", seq: 1, at, call_id: "turn1-model",
+    turn: 1, attempt, offset, kind: "text", text });
+  const live = () => (m.liveSteps()[0]?.live.text ?? null);
+  const out = [];
+  m.apply(started);
+  m.apply(token(1, 0, "He")); m.apply(token(1, 1, "l"));
+  out.push(live());
+  m.apply({ type: "tokens_superseded", seq: 1, at, call_id: "turn1-model", turn: 1, attempt: 1,
+    by_attempt: 2 });
+  out.push(m.steps.get("turn1-model").live?.text ?? "");
+  m.apply(token(2, 0, "H")); m.apply(token(2, 1, "i")); m.apply(token(2, 1, "i"));
+  out.push(live());
+  m.apply(token(1, 2, "lo"));
+  out.push(live());
+  const reply = { role: "assistant", content: "Hi!" };
+  m.apply({ type: "message", seq: 2, at, index: 2, message: reply });
+  m.apply({ type: "model_call_finished", seq: 3, at, call_id: "turn1-model", turn: 1, model: "m",
+    outcome: "completed", response: reply });
+  out.push(live());
+  return out;
+}"""
+
+
 async def test_a_tenant_scoped_login_sees_only_its_tenants_runs(
     console: Console, model_server: ScriptedModelServer, shots: Shots
 ) -> None:
