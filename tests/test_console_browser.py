@@ -173,8 +173,12 @@ class Tab:
     async def go(self, hash_route: str) -> None:
         await self.page.goto(f"{self.base}/#{hash_route}")
 
-    def assert_no_console_errors(self) -> None:
+    async def assert_clean(self) -> None:
+        """No error in the browser console, and no "null" or "undefined" on the page
+        (a value a view forgot to leave out)."""
         assert not self.errors, f"the browser console printed errors: {self.errors}"
+        stray = await self.page.evaluate(STRAY_TEXT)
+        assert not stray, f"the page shows stray values: {stray}"
 
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """A request with this tab's session cookie and CSRF token, as the page sends them."""
@@ -285,6 +289,16 @@ async def console(
                 await temporal_client.get_workflow_handle(limiter_id(provider)).terminate("over")
 
 
+STRAY_TEXT = """() => {
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const stray = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (["null", "undefined", "NaN", "[object Object]"].includes(node.nodeValue.trim())) {
+            stray.push(`${node.parentElement.className}: ${node.nodeValue}`);
+        }
+    }
+    return stray;
+}"""
 SAMPLE_ANSWER = """() => [
     document.querySelector("[data-testid=live-answer]")?.textContent ?? null,
     Boolean(document.querySelector(".final-answer:not([hidden])")),
@@ -348,7 +362,7 @@ async def test_a_run_started_from_the_console_streams_its_answer(
         await tab.go("/runs")
         row = page.locator(f"tr.run-row[data-run='{run_id}']")
         await expect(row).to_contain_text("completed")
-        tab.assert_no_console_errors()
+        await tab.assert_clean()
 
 
 async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
@@ -410,7 +424,16 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         await expect(log.locator(".log-row[data-type='tool_call_started']")).to_have_count(1)
         await model_call.evaluate("card => card.scrollIntoView({block: 'start'})")
         await shots.take(page, "console-timeline", readme=True)
-        tab.assert_no_console_errors()
+        # Panes by keyboard, kept in the URL: hide the waterfall, show tokens and cost.
+        await page.keyboard.press("4")
+        await page.keyboard.press("5")
+        await expect(page.locator(".pane-waterfall")).to_have_count(0)
+        await expect(page.locator(".pane-usage .usage-totals")).to_contain_text("model calls")
+        assert "panes=chat%2Ctimeline%2Clog%2Cusage" in page.url
+        await page.reload()
+        await expect(page.locator(".pane-usage")).to_be_visible()
+        await expect(page.locator(".pane-waterfall")).to_have_count(0)
+        await tab.assert_clean()
 
 
 async def test_a_long_run_shows_its_executions_and_a_retried_calls_error(
@@ -444,7 +467,7 @@ async def test_a_long_run_shows_its_executions_and_a_retried_calls_error(
         await expect(log.locator(".log-row")).to_have_count(1)
         await expect(log.locator(".log-row")).to_contain_text("attempt 1")
         await shots.take(page, "console-long-run")
-        tab.assert_no_console_errors()
+        await tab.assert_clean()
 
 
 async def test_an_approver_approves_a_refund_that_a_viewer_cannot(
@@ -479,7 +502,7 @@ async def test_an_approver_approves_a_refund_that_a_viewer_cannot(
         await expect(waiting).to_have_class(re.compile(r"\bselected\b"))
         await expect(waiting.locator("[data-testid=approval-refused]")).to_be_visible()
         assert await waiting.locator("button.approve").count() == 0
-        viewer.assert_no_console_errors()
+        await viewer.assert_clean()
 
     async with console.tab("alice") as approver:
         page = approver.page
@@ -506,7 +529,7 @@ async def test_an_approver_approves_a_refund_that_a_viewer_cannot(
         await expect(record.locator("time")).to_contain_text(ZONE_OFFSET)
         await expect(page.locator(".wf-bar.bar-approval")).to_have_count(1)
         await shots.take(page, "console-approved-run")
-        approver.assert_no_console_errors()
+        await approver.assert_clean()
     answered = [e async for e in handle.events(follow=False) if e.type == "approval_answered"]
     assert [(e.record.approver, e.record.approved) for e in answered] == [("alice", True)]  # type: ignore[union-attr]
 
@@ -536,7 +559,7 @@ async def test_an_approver_denies_a_call_inline_in_the_runs_timeline(
         await expect(waiting.locator(":scope > summary")).to_contain_text("denied by alice")
         await expect(page.locator(".run-title .status")).to_have_text("completed", timeout=20_000)
         await expect(page.locator(".approval-record")).to_contain_text("over the refund limit")
-        tab.assert_no_console_errors()
+        await tab.assert_clean()
     records = [e.record async for e in handle.events(follow=False) if e.type == "approval_answered"]
     assert [(r.approved, r.approver, r.reason) for r in records] == [
         (
@@ -664,7 +687,7 @@ async def test_a_chat_run_answers_in_the_console_as_it_streams(
         await page.locator("form.composer button", has_text="End chat").click()
         await expect(page.locator(".final-answer .outcome")).to_contain_text("Run completed")
         await expect(page.locator("#chat-input")).to_have_count(0)
-        tab.assert_no_console_errors()
+        await tab.assert_clean()
 
 
 async def test_the_limits_board_is_live_and_an_admin_changes_a_limit(
@@ -679,7 +702,7 @@ async def test_the_limits_board_is_live_and_an_admin_changes_a_limit(
         row = viewer.page.locator(f"tr[data-provider='{console.provider}']")
         await expect(row).to_contain_text("/ 50")
         assert await row.locator("button", has_text="Edit").count() == 0
-        viewer.assert_no_console_errors()
+        await viewer.assert_clean()
     async with console.tab("ada") as admin:
         page = admin.page
         await admin.go("/limits")
@@ -690,7 +713,7 @@ async def test_the_limits_board_is_live_and_an_admin_changes_a_limit(
         await page.click(".limit-form button[type=submit]")
         await expect(row.locator("td").nth(1)).to_contain_text("1 / 7")
         await shots.take(page, "console-limits")
-        admin.assert_no_console_errors()
+        await admin.assert_clean()
     assert (await console.client.limits_of(console.provider)).limit.rpm == 7
 
 

@@ -104,7 +104,9 @@ export function mountRun(main, ctx, runId, params) {
 
   function layout() {
     const columns = ["chat", "timeline", "log", "usage"].filter((n) => visible.has(n));
-    workspace.replaceChildren(...columns.map((n) => frames[n]), visible.has("waterfall") ? frames.waterfall : null);
+    const shown = columns.map((n) => frames[n]);
+    if (visible.has("waterfall")) shown.push(frames.waterfall);
+    workspace.replaceChildren(...shown);
     workspace.style.gridTemplateColumns = columns.map((n) => (n === "timeline" ? "minmax(0, 1.4fr)" : "minmax(0, 1fr)")).join(" ") || "1fr";
     workspace.classList.toggle("with-waterfall", visible.has("waterfall"));
     frames.waterfall.style.gridColumn = `1 / span ${Math.max(1, columns.length)}`;

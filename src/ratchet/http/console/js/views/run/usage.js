@@ -26,7 +26,8 @@ export class UsagePane {
     ].filter(([name]) => limits[name] !== null && limits[name] !== undefined);
     const maxModel = Math.max(1, ...[...t.byModel.values()].map((m) => m.tokens));
     const maxTurn = Math.max(1, ...[...t.byTurn.values()].map((m) => m.tokens));
-    this.el.replaceChildren(
+    // Through h(): it skips the parts left out (null), where replaceChildren would print them.
+    this.el.replaceChildren(h("div.usage-body",
       h("div.usage-totals",
         stat(tokens(t.input + t.output), "tokens"), stat(tokens(t.input), "input"), stat(tokens(t.output), "output"),
         stat(usd(t.cost), t.unpriced ? `cost (${t.unpriced} unpriced)` : "cost"),
@@ -45,7 +46,7 @@ export class UsagePane {
       h("div.bars", [...t.byModel.entries()].map(([name, m]) => bar(name, m.tokens / maxModel, `${tokens(m.tokens)} · ${usd(m.cost)}`))),
       h("h4", "By turn"),
       h("div.bars", [...t.byTurn.entries()].sort((a, b) => a[0] - b[0]).map(([turn, m]) => bar(`turn ${turn}`, m.tokens / maxTurn, `${tokens(m.tokens)} · ${usd(m.cost)}`))),
-    );
+    ));
   }
 }
 
