@@ -55,7 +55,7 @@ def test_the_api_keeps_its_contract(fuzzed: tuple[str, str], mode: GenerationMod
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(
-            max_examples=12,
+            max_examples=10,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             derandomize=True,
