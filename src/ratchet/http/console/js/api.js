@@ -55,7 +55,10 @@ export async function request(method, path, body, { quiet401 = false } = {}) {
   const data = type.includes("json") ? await response.json().catch(() => ({})) : null;
   if (!response.ok) {
     // Not problem+json (a proxy's page, say): its status line says enough.
-    const problem = data && typeof data === "object" ? data : { title: `HTTP ${response.status}`, detail: `${response.status} ${response.statusText}`.trim() };
+    const problem =
+      data && typeof data === "object"
+        ? data
+        : { title: `HTTP ${response.status}`, detail: `${response.status} ${response.statusText}`.trim() };
     const error = new ApiError(response.status, problem);
     if (response.status === 401 && !quiet401) listeners.unauthorized.forEach((fn) => fn(error));
     throw error;

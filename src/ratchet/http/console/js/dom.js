@@ -28,8 +28,15 @@ export function h(spec, attrs, ...children) {
       Object.assign(el.style, value);
     } else if (key === "href" || key === "src") {
       el.setAttribute(key, safeUrl(value));
-    } else if (key === "value" || key === "checked" || key === "disabled" || key === "open" ||
-               key === "selected" || key === "hidden" || key === "required") {
+    } else if (
+      key === "value" ||
+      key === "checked" ||
+      key === "disabled" ||
+      key === "open" ||
+      key === "selected" ||
+      key === "hidden" ||
+      key === "required"
+    ) {
       el[key] = value;
     } else {
       el.setAttribute(key, value === true ? "" : String(value));

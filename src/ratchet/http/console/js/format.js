@@ -37,7 +37,11 @@ export function localTime(value, { date: withDate = "auto", ms = false, short = 
 export function utcTime(value) {
   const d = parseTime(value);
   if (!d) return "";
-  return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC").replace(/Z$/, " UTC");
+  return d
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, " UTC")
+    .replace(/Z$/, " UTC");
 }
 
 /** A <time> element: local time with offset, UTC on hover. */

@@ -18,7 +18,10 @@ const main = document.getElementById("main");
 const state = { session: null, view: null, badge: null, pendingKey: null };
 
 const VIEWS = {
-  runs: (ctx, route) => (route.segments.length > 1 ? mountRun(main, ctx, route.segments[1], route.params) : mountRuns(main, ctx, route.params)),
+  runs: (ctx, route) =>
+    route.segments.length > 1
+      ? mountRun(main, ctx, route.segments[1], route.params)
+      : mountRuns(main, ctx, route.params),
   approvals: (ctx, route) => mountApprovals(main, ctx, route.params),
   limits: (ctx, route) => mountLimits(main, ctx, route.params),
   new: (ctx, route) => mountStart(main, ctx, route.params),
@@ -52,7 +55,13 @@ function route() {
   }
   const mount = VIEWS[name];
   if (!mount) {
-    main.appendChild(h("section.page", h("h1", "Not found"), h("p", "No such page. ", h("a", { href: "#/runs" }, "Go to runs"))));
+    main.appendChild(
+      h(
+        "section.page",
+        h("h1", "Not found"),
+        h("p", "No such page. ", h("a", { href: "#/runs" }, "Go to runs")),
+      ),
+    );
     return;
   }
   state.view = mount(context(), current);
@@ -114,7 +123,10 @@ function signedOut() {
 // --- keyboard --------------------------------------------------------------------------
 
 function typing(target) {
-  return target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+  return (
+    target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
+  );
 }
 
 function onKey(event) {
@@ -159,7 +171,9 @@ function onKey(event) {
 
 async function boot() {
   document.getElementById("logout").addEventListener("click", signOut);
-  document.getElementById("help-button").addEventListener("click", () => document.getElementById("help").showModal());
+  document
+    .getElementById("help-button")
+    .addEventListener("click", () => document.getElementById("help").showModal());
   document.addEventListener("keydown", onKey);
   onUnauthorized(() => {
     if (state.session) {

@@ -3,10 +3,21 @@
 // pane re-renders only when it must (a token touches the answer, not the timeline).
 
 export const HISTORY_TYPES = [
-  "run_started", "agent_snapshotted", "message", "model_call_started",
-  "model_call_attempt_failed", "model_call_finished", "tool_call_rejected",
-  "policy_decision", "approval_requested", "approval_answered", "tool_call_started",
-  "tool_call_finished", "budget_decision", "prompt_compacted", "continued_as_new",
+  "run_started",
+  "agent_snapshotted",
+  "message",
+  "model_call_started",
+  "model_call_attempt_failed",
+  "model_call_finished",
+  "tool_call_rejected",
+  "policy_decision",
+  "approval_requested",
+  "approval_answered",
+  "tool_call_started",
+  "tool_call_finished",
+  "budget_decision",
+  "prompt_compacted",
+  "continued_as_new",
   "run_finished",
 ];
 export const LIVE_TYPES = ["token", "tokens_superseded"];
@@ -17,17 +28,17 @@ const approvalKey = (approvalId) => `approval:${approvalId}`;
 export class RunModel {
   constructor(runId) {
     this.runId = runId;
-    this.events = [];          // history events in seq order (no tokens)
+    this.events = []; // history events in seq order (no tokens)
     this.maxSeq = 0;
-    this.started = null;       // run_started
-    this.spec = null;          // the agent snapshot
-    this.finished = null;      // run_finished
+    this.started = null; // run_started
+    this.spec = null; // the agent snapshot
+    this.finished = null; // run_finished
     this.messages = new Map(); // transcript index -> {message, at, seq}
-    this.steps = new Map();    // key -> step (model, tool, budget approval, boundary, ...)
-    this.order = [];           // step keys, in the order they first appeared
-    this.pending = new Map();  // approval id -> {approval, stepKey, at}
+    this.steps = new Map(); // key -> step (model, tool, budget approval, boundary, ...)
+    this.order = []; // step keys, in the order they first appeared
+    this.pending = new Map(); // approval id -> {approval, stepKey, at}
     this.approvalSteps = new Map(); // approval id -> step key
-    this.stepOfSeq = new Map();     // event seq -> step key, for the event log
+    this.stepOfSeq = new Map(); // event seq -> step key, for the event log
     this.executions = 1;
     this.tokenPieces = 0;
   }
@@ -65,15 +76,33 @@ export class RunModel {
 
   modelStep(callId, turn) {
     return this.step(callId, () => ({
-      kind: "model", callId, turn, model: null, started: null, failures: [],
-      finished: null, live: null, cutOff: [], streamed: 0,
+      kind: "model",
+      callId,
+      turn,
+      model: null,
+      started: null,
+      failures: [],
+      finished: null,
+      live: null,
+      cutOff: [],
+      streamed: 0,
     }));
   }
 
   toolStep(callId, turn, tool) {
     return this.step(toolKey(callId), () => ({
-      kind: "tool", callId, turn, tool, arguments: null, rawArguments: null, policy: null,
-      request: null, approval: null, started: null, finished: null, rejected: null,
+      kind: "tool",
+      callId,
+      turn,
+      tool,
+      arguments: null,
+      rawArguments: null,
+      policy: null,
+      request: null,
+      approval: null,
+      started: null,
+      finished: null,
+      rejected: null,
       approvalId: null,
     }));
   }
@@ -114,7 +143,9 @@ export class RunModel {
 
   /** Model calls streaming right now (their reply is not recorded yet). */
   liveSteps() {
-    return this.order.map((k) => this.steps.get(k)).filter((s) => s.kind === "model" && s.live && !s.finished);
+    return this.order
+      .map((k) => this.steps.get(k))
+      .filter((s) => s.kind === "model" && s.live && !s.finished);
   }
 
   // --- reading -----------------------------------------------------------------------
@@ -130,15 +161,19 @@ export class RunModel {
    */
   statusWith(serverStatus) {
     if (this.finished) return this.finished.outcome;
-    if (["terminated", "timed_out", "cancelled", "failed", "completed"].includes(serverStatus)) return serverStatus;
+    if (["terminated", "timed_out", "cancelled", "failed", "completed"].includes(serverStatus))
+      return serverStatus;
     if (this.pending.size) return "waiting-approval";
     const steps = this.stepList();
     const models = steps.filter((s) => s.kind === "model");
     if (!models.length) return serverStatus || (this.started ? "starting" : "unknown");
-    const working = steps.some((s) => (s.kind === "model" || s.kind === "tool") && s.started && !s.finished && !s.rejected);
+    const working = steps.some(
+      (s) => (s.kind === "model" || s.kind === "tool") && s.started && !s.finished && !s.rejected,
+    );
     const chat = Boolean(this.started?.chat);
     const last = models[models.length - 1];
-    if (chat && !working && last.finished && !(last.finished.response?.tool_calls || []).length) return "waiting-input";
+    if (chat && !working && last.finished && !(last.finished.response?.tool_calls || []).length)
+      return "waiting-input";
     return "running";
   }
 
@@ -161,7 +196,17 @@ export class RunModel {
   }
 
   totals() {
-    const out = { input: 0, output: 0, cost: 0, unpriced: 0, modelCalls: 0, toolCalls: 0, attempts: 0, byModel: new Map(), byTurn: new Map() };
+    const out = {
+      input: 0,
+      output: 0,
+      cost: 0,
+      unpriced: 0,
+      modelCalls: 0,
+      toolCalls: 0,
+      attempts: 0,
+      byModel: new Map(),
+      byTurn: new Map(),
+    };
     for (const step of this.stepList()) {
       if (step.kind === "model" && step.finished) {
         const f = step.finished;
@@ -210,7 +255,11 @@ export class RunModel {
     const request = step.request;
     if (!request) return null;
     const start = new Date(request.requested_at).getTime();
-    const end = step.approval ? new Date(step.approval.at).getTime() : this.finished ? new Date(this.finished.at).getTime() : now;
+    const end = step.approval
+      ? new Date(step.approval.at).getTime()
+      : this.finished
+        ? new Date(this.finished.at).getTime()
+        : now;
     return [start, end];
   }
 }
@@ -268,7 +317,13 @@ const HANDLERS = {
     let key = m.approvalSteps.get(approval.call_id);
     if (!key || approval.kind === "budget") {
       key = approvalKey(approval.call_id);
-      m.step(key, () => ({ kind: "budget", turn: turnOf(approval.call_id), callId: approval.call_id, request: null, approval: null }));
+      m.step(key, () => ({
+        kind: "budget",
+        turn: turnOf(approval.call_id),
+        callId: approval.call_id,
+        request: null,
+        approval: null,
+      }));
       m.approvalSteps.set(approval.call_id, key);
     }
     const step = m.steps.get(key);
@@ -301,7 +356,11 @@ const HANDLERS = {
     m.touch(step, e);
   },
   budget_decision(m, e) {
-    const step = m.step(`budget-decision:${e.seq}`, () => ({ kind: "budget_decision", turn: lastTurn(m), event: e }));
+    const step = m.step(`budget-decision:${e.seq}`, () => ({
+      kind: "budget_decision",
+      turn: lastTurn(m),
+      event: e,
+    }));
     m.touch(step, e);
   },
   prompt_compacted(m, e) {
@@ -339,7 +398,12 @@ export function categories(event) {
   const t = event.type;
   if (t.startsWith("model_call") || t === "prompt_compacted") out.add("model");
   if (t.startsWith("tool_call") || t === "policy_decision") out.add("tools");
-  if (t.startsWith("approval") || t === "budget_decision" || (t === "policy_decision" && event.decision === "require_approval")) out.add("approvals");
+  if (
+    t.startsWith("approval") ||
+    t === "budget_decision" ||
+    (t === "policy_decision" && event.decision === "require_approval")
+  )
+    out.add("approvals");
   if (isError(event)) out.add("errors");
   return out;
 }

@@ -13,10 +13,19 @@ export function mountApprovals(main, ctx) {
   const status = h("p.muted.small", { role: "status" });
   const cache = new NodeCache();
   let selected = -1;
-  main.replaceChildren(h("section.page.approvals-page",
-    h("div.page-head", h("h1", "Approvals"), h("span.spacer"), status),
-    ctx.can("approver") ? null : h("p.role-note", `You are signed in as a ${ctx.session.role}: you can see what waits, but only an approver can answer.`),
-    list));
+  main.replaceChildren(
+    h(
+      "section.page.approvals-page",
+      h("div.page-head", h("h1", "Approvals"), h("span.spacer"), status),
+      ctx.can("approver")
+        ? null
+        : h(
+            "p.role-note",
+            `You are signed in as a ${ctx.session.role}: you can see what waits, but only an approver can answer.`,
+          ),
+      list,
+    ),
+  );
 
   async function load() {
     let pending;
@@ -27,11 +36,35 @@ export function mountApprovals(main, ctx) {
       throw err;
     }
     pending.sort((a, b) => new Date(a.deadline) - new Date(b.deadline));
-    const nodes = pending.map((p) => cache.get(`${p.run_id}/${p.call_id}`, 1, () => h("article.approval-item", { dataset: { run: p.run_id, call: p.call_id } },
-      h("div.approval-run", "run ", h("a.mono", { href: `#/runs/${encodeURIComponent(p.run_id)}?approval=${encodeURIComponent(p.call_id)}`, title: "Open the run at this call" }, p.run_id),
-        p.agent ? h("span.muted", ` · ${p.agent}`) : null, p.tenant ? h("span.muted", ` · tenant ${p.tenant}`) : null),
-      approvalForm(ctx, p.run_id, p, () => poller.now()))));
-    reconcile(list, nodes.length ? nodes : [emptyState("Nothing waits for a decision.", "Calls that a policy sends for approval show here.")]);
+    const nodes = pending.map((p) =>
+      cache.get(`${p.run_id}/${p.call_id}`, 1, () =>
+        h(
+          "article.approval-item",
+          { dataset: { run: p.run_id, call: p.call_id } },
+          h(
+            "div.approval-run",
+            "run ",
+            h(
+              "a.mono",
+              {
+                href: `#/runs/${encodeURIComponent(p.run_id)}?approval=${encodeURIComponent(p.call_id)}`,
+                title: "Open the run at this call",
+              },
+              p.run_id,
+            ),
+            p.agent ? h("span.muted", ` · ${p.agent}`) : null,
+            p.tenant ? h("span.muted", ` · tenant ${p.tenant}`) : null,
+          ),
+          approvalForm(ctx, p.run_id, p, () => poller.now()),
+        ),
+      ),
+    );
+    reconcile(
+      list,
+      nodes.length
+        ? nodes
+        : [emptyState("Nothing waits for a decision.", "Calls that a policy sends for approval show here.")],
+    );
     status.textContent = `${pending.length} pending · refreshed ${localTime(new Date(), { date: false })}`;
   }
 

@@ -13,11 +13,22 @@ import { relative, timeEl, prettyJson } from "../format.js";
  */
 export function approvalForm(ctx, runId, approval, onAnswered) {
   const budget = approval.kind === "budget" || approval.tool === "budget";
-  const reason = h("textarea", { name: "reason", rows: 2, placeholder: "Reason (required to deny)", "aria-label": "Reason" });
-  const raiseTo = budget ? h("input", {
-    type: "number", name: "raise_to", step: "any", min: "0", "aria-label": "Raise the budget to",
-    placeholder: suggestedRaise(approval.arguments),
-  }) : null;
+  const reason = h("textarea", {
+    name: "reason",
+    rows: 2,
+    placeholder: "Reason (required to deny)",
+    "aria-label": "Reason",
+  });
+  const raiseTo = budget
+    ? h("input", {
+        type: "number",
+        name: "raise_to",
+        step: "any",
+        min: "0",
+        "aria-label": "Raise the budget to",
+        placeholder: suggestedRaise(approval.arguments),
+      })
+    : null;
   const error = h("p.form-error", { role: "alert", hidden: true });
   const buttons = [];
 
@@ -33,8 +44,14 @@ export function approvalForm(ctx, runId, approval, onAnswered) {
     if (approve && raiseTo && raiseTo.value !== "") body.raise_to = Number(raiseTo.value);
     buttons.forEach((b) => (b.disabled = true));
     try {
-      const record = await api.post(`v1/runs/${enc(runId)}/approvals/${enc(approval.call_id)}/${approve ? "approve" : "deny"}`, body);
-      ctx.toast(`${approve ? "Approved" : "Denied"} ${approval.tool} as ${record.approver || ctx.session.principal}`, "ok");
+      const record = await api.post(
+        `v1/runs/${enc(runId)}/approvals/${enc(approval.call_id)}/${approve ? "approve" : "deny"}`,
+        body,
+      );
+      ctx.toast(
+        `${approve ? "Approved" : "Denied"} ${approval.tool} as ${record.approver || ctx.session.principal}`,
+        "ok",
+      );
       ctx.refreshBadge();
       onAnswered(record);
     } catch (err) {
@@ -45,24 +62,57 @@ export function approvalForm(ctx, runId, approval, onAnswered) {
   }
 
   const allowed = ctx.can("approver");
-  const approveButton = h("button.primary.approve", { type: "button", onclick: () => answer(true) }, budget ? "Raise budget" : "Approve");
-  const denyButton = h("button.danger.deny", { type: "button", onclick: () => answer(false) }, budget ? "Stop the run" : "Deny");
+  const approveButton = h(
+    "button.primary.approve",
+    { type: "button", onclick: () => answer(true) },
+    budget ? "Raise budget" : "Approve",
+  );
+  const denyButton = h(
+    "button.danger.deny",
+    { type: "button", onclick: () => answer(false) },
+    budget ? "Stop the run" : "Deny",
+  );
   buttons.push(approveButton, denyButton);
 
-  return h("div.approval-card", { dataset: { call: approval.call_id, run: runId } },
-    h("div.approval-head",
+  return h(
+    "div.approval-card",
+    { dataset: { call: approval.call_id, run: runId } },
+    h(
+      "div.approval-head",
       h("span.approval-tool", budget ? `budget ${approval.arguments?.budget ?? ""}` : approval.tool),
       h("span.muted", approval.rule ? ` rule ${approval.rule}` : ""),
       h("span.spacer"),
-      h("span.deadline", { title: "Denied automatically when nobody answers by then" }, "deadline ", timeEl(approval.deadline), " · ", relative(approval.deadline))),
+      h(
+        "span.deadline",
+        { title: "Denied automatically when nobody answers by then" },
+        "deadline ",
+        timeEl(approval.deadline),
+        " · ",
+        relative(approval.deadline),
+      ),
+    ),
     approval.reason ? h("p.approval-reason", approval.reason) : null,
     h("pre.json.arguments", prettyJson(approval.arguments)),
     h("p.muted.small", "requested ", timeEl(approval.requested_at)),
     allowed
-      ? h("form.approval-actions", { onsubmit: (e) => { e.preventDefault(); answer(true); } },
-        reason, raiseTo ? h("label.inline", "raise to ", raiseTo) : null, approveButton, denyButton)
-      : h("p.role-note", { dataset: { testid: "approval-refused" } },
-        `Your role (${ctx.session.role}) cannot answer approvals: an approver must.`),
+      ? h(
+          "form.approval-actions",
+          {
+            onsubmit: (e) => {
+              e.preventDefault();
+              answer(true);
+            },
+          },
+          reason,
+          raiseTo ? h("label.inline", "raise to ", raiseTo) : null,
+          approveButton,
+          denyButton,
+        )
+      : h(
+          "p.role-note",
+          { dataset: { testid: "approval-refused" } },
+          `Your role (${ctx.session.role}) cannot answer approvals: an approver must.`,
+        ),
     error,
   );
 }

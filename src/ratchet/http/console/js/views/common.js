@@ -3,7 +3,18 @@
 import { h } from "../dom.js";
 
 // ratchet's run states (ratchet.RUN_STATES), and Temporal's for runs it closed itself.
-export const RUN_STATUSES = ["starting", "queued", "running", "waiting-approval", "waiting-input", "completed", "failed", "cancelled", "terminated", "timed_out"];
+export const RUN_STATUSES = [
+  "starting",
+  "queued",
+  "running",
+  "waiting-approval",
+  "waiting-input",
+  "completed",
+  "failed",
+  "cancelled",
+  "terminated",
+  "timed_out",
+];
 const TERMINAL = new Set(["completed", "failed", "cancelled", "terminated", "timed_out"]);
 
 export function isTerminal(status) {
@@ -12,7 +23,10 @@ export function isTerminal(status) {
 
 export function statusPill(status) {
   const s = String(status || "unknown").toLowerCase();
-  return h(`span.pill.status.status-${s.replace(/-/g, "_").replace(/[^a-z_]/g, "")}`, s.replace(/[_-]/g, " "));
+  return h(
+    `span.pill.status.status-${s.replace(/-/g, "_").replace(/[^a-z_]/g, "")}`,
+    s.replace(/[_-]/g, " "),
+  );
 }
 
 /** A field with its label: h("label") around text and control. */
@@ -21,8 +35,11 @@ export function field(label, control, hint) {
 }
 
 export function select(name, options, value, attrs = {}) {
-  return h("select", { name, ...attrs },
-    options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)));
+  return h(
+    "select",
+    { name, ...attrs },
+    options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)),
+  );
 }
 
 export function loading(text = "Loading…") {
@@ -30,9 +47,14 @@ export function loading(text = "Loading…") {
 }
 
 export function problem(err) {
-  return h("div.problem", { role: "alert" },
-    h("strong", err.title || "Error"), " ", err.message,
-    err.errorType ? h("span.muted", ` (${err.errorType})`) : null);
+  return h(
+    "div.problem",
+    { role: "alert" },
+    h("strong", err.title || "Error"),
+    " ",
+    err.message,
+    err.errorType ? h("span.muted", ` (${err.errorType})`) : null,
+  );
 }
 
 export function emptyState(title, text) {

@@ -40,7 +40,9 @@ export function mountRun(main, ctx, runId, params) {
     setParams,
     answered: () => schedule({ history: true }),
   };
-  let visible = new Set((params.get("panes") || DEFAULT_PANES.join(",")).split(",").filter((p) => PANES.some(([n]) => n === p)));
+  let visible = new Set(
+    (params.get("panes") || DEFAULT_PANES.join(",")).split(",").filter((p) => PANES.some(([n]) => n === p)),
+  );
   if (view.selected) opened.add(view.selected);
   // From the approvals inbox: open the step of this approval once the events name it.
   let approvalToShow = params.get("approval") || "";
@@ -54,10 +56,27 @@ export function mountRun(main, ctx, runId, params) {
   };
   const frames = {};
   for (const [name, title, key] of PANES) {
-    frames[name] = h(`section.pane.pane-${name}`, { "aria-label": title, dataset: { pane: name } },
-      h("header.pane-head", h("h2", title), h("span.spacer"), h("kbd", { title: `Press ${key} to hide or show` }, key),
-        h("button.ghost.icon-button", { type: "button", title: `Hide ${title}`, "aria-label": `Hide ${title}`, onclick: () => toggle(name) }, "×")),
-      panes[name].el);
+    frames[name] = h(
+      `section.pane.pane-${name}`,
+      { "aria-label": title, dataset: { pane: name } },
+      h(
+        "header.pane-head",
+        h("h2", title),
+        h("span.spacer"),
+        h("kbd", { title: `Press ${key} to hide or show` }, key),
+        h(
+          "button.ghost.icon-button",
+          {
+            type: "button",
+            title: `Hide ${title}`,
+            "aria-label": `Hide ${title}`,
+            onclick: () => toggle(name),
+          },
+          "×",
+        ),
+      ),
+      panes[name].el,
+    );
   }
 
   const head = h("div.run-head");
@@ -107,12 +126,28 @@ export function mountRun(main, ctx, runId, params) {
     const shown = columns.map((n) => frames[n]);
     if (visible.has("waterfall")) shown.push(frames.waterfall);
     workspace.replaceChildren(...shown);
-    workspace.style.gridTemplateColumns = columns.map((n) => (n === "timeline" ? "minmax(0, 1.4fr)" : "minmax(0, 1fr)")).join(" ") || "1fr";
+    workspace.style.gridTemplateColumns =
+      columns.map((n) => (n === "timeline" ? "minmax(0, 1.4fr)" : "minmax(0, 1fr)")).join(" ") || "1fr";
     workspace.classList.toggle("with-waterfall", visible.has("waterfall"));
     frames.waterfall.style.gridColumn = `1 / span ${Math.max(1, columns.length)}`;
-    toggles.replaceChildren(...PANES.map(([name, title, key]) => h("button.toggle", {
-      type: "button", "aria-pressed": String(visible.has(name)), onclick: () => toggle(name), title: `${visible.has(name) ? "Hide" : "Show"} ${title} (${key})`,
-    }, h("kbd", key), " ", title)), h("span.spacer"), streamState);
+    toggles.replaceChildren(
+      ...PANES.map(([name, title, key]) =>
+        h(
+          "button.toggle",
+          {
+            type: "button",
+            "aria-pressed": String(visible.has(name)),
+            onclick: () => toggle(name),
+            title: `${visible.has(name) ? "Hide" : "Show"} ${title} (${key})`,
+          },
+          h("kbd", key),
+          " ",
+          title,
+        ),
+      ),
+      h("span.spacer"),
+      streamState,
+    );
     schedule({ history: true });
   }
 
@@ -140,7 +175,9 @@ export function mountRun(main, ctx, runId, params) {
     const run = view.run || {};
     const started = model.started?.at || run.started;
     const closed = model.finished?.at || run.closed;
-    wallClock.textContent = started ? duration(((closed ? new Date(closed) : new Date()) - new Date(started)) / 1000) : "—";
+    wallClock.textContent = started
+      ? duration(((closed ? new Date(closed) : new Date()) - new Date(started)) / 1000)
+      : "—";
   }
   const wallTimer = setInterval(tickWall, 1000);
   function renderHead() {
@@ -156,33 +193,83 @@ export function mountRun(main, ctx, runId, params) {
     const pendingCount = model.pending.size;
     const temporal = temporalRunUrl(run);
     head.replaceChildren(
-      h("div.run-title",
-        h("h1.mono", runId), statusPill(status),
+      h(
+        "div.run-title",
+        h("h1.mono", runId),
+        statusPill(status),
         (run.chat ?? model.started?.chat) ? h("span.pill", "chat") : null,
-        pendingCount ? h("a.pill.warn", { href: "#/approvals" }, `${pendingCount} approval${pendingCount === 1 ? "" : "s"} needed`) : null,
+        pendingCount
+          ? h(
+              "a.pill.warn",
+              { href: "#/approvals" },
+              `${pendingCount} approval${pendingCount === 1 ? "" : "s"} needed`,
+            )
+          : null,
         h("span.spacer"),
-        temporal ? h("a.button", { href: temporal, target: "_blank", rel: "noopener noreferrer" }, "Temporal history ↗") : null,
-        running && ctx.can("operator") ? cancelButton() : null),
-      h("dl.run-facts",
+        temporal
+          ? h(
+              "a.button",
+              { href: temporal, target: "_blank", rel: "noopener noreferrer" },
+              "Temporal history ↗",
+            )
+          : null,
+        running && ctx.can("operator") ? cancelButton() : null,
+      ),
+      h(
+        "dl.run-facts",
         fact("agent", run.agent || model.started?.agent),
         fact("model", run.model || model.spec?.model),
         fact("tenant", run.tenant ?? model.started?.tenant ?? "—"),
         fact("started", timeEl(started)),
         fact("closed", closed ? timeEl(closed) : "—"),
         fact("wall", wallClock),
-        fact("turns", String(model.finished?.turns ?? Math.max(run.turns || 0, ...model.stepList().map((s) => s.turn || 0)))),
+        fact(
+          "turns",
+          String(
+            model.finished?.turns ?? Math.max(run.turns || 0, ...model.stepList().map((s) => s.turn || 0)),
+          ),
+        ),
         fact("tokens", `${tokens(t.input + t.output)} (${tokens(t.input)} in / ${tokens(t.output)} out)`),
         fact("cost", usd(t.cost)),
-        model.executions > 1 ? fact("executions", String(model.executions)) : null),
-      h("details.run-prompt", h("summary", "Prompt"), h("pre.text", model.started?.prompt ?? run.prompt ?? "")),
+        model.executions > 1 ? fact("executions", String(model.executions)) : null,
+      ),
+      h(
+        "details.run-prompt",
+        h("summary", "Prompt"),
+        h("pre.text", model.started?.prompt ?? run.prompt ?? ""),
+      ),
     );
   }
 
   function cancelButton() {
-    if (!confirmCancel) return h("button.danger", { type: "button", onclick: () => { confirmCancel = true; renderHead(); } }, "Cancel run");
-    return h("span.confirm", "Cancel this run? ",
+    if (!confirmCancel)
+      return h(
+        "button.danger",
+        {
+          type: "button",
+          onclick: () => {
+            confirmCancel = true;
+            renderHead();
+          },
+        },
+        "Cancel run",
+      );
+    return h(
+      "span.confirm",
+      "Cancel this run? ",
       h("button.danger", { type: "button", onclick: doCancel }, "Yes, cancel"),
-      h("button", { type: "button", onclick: () => { confirmCancel = false; renderHead(); } }, "No"));
+      h(
+        "button",
+        {
+          type: "button",
+          onclick: () => {
+            confirmCancel = false;
+            renderHead();
+          },
+        },
+        "No",
+      ),
+    );
   }
 
   async function doCancel() {
@@ -205,7 +292,10 @@ export function mountRun(main, ctx, runId, params) {
     try {
       const fresh = await api.get(`v1/runs/${enc(runId)}`);
       // Re-render the cards (their Temporal links) only when the run's links changed.
-      const linksChanged = !view.run || view.run.temporal_ui_url !== fresh.temporal_ui_url || JSON.stringify(view.run.executions) !== JSON.stringify(fresh.executions);
+      const linksChanged =
+        !view.run ||
+        view.run.temporal_ui_url !== fresh.temporal_ui_url ||
+        JSON.stringify(view.run.executions) !== JSON.stringify(fresh.executions);
       view.run = fresh;
       view.runVersion = (view.runVersion || 0) + (linksChanged ? 1 : 0);
       schedule({ history: true });
@@ -213,7 +303,14 @@ export function mountRun(main, ctx, runId, params) {
       if (err.status === 404) {
         stream.close("closed");
         statusPoller.stop();
-        main.replaceChildren(h("section.page", h("h1", "Run not found"), problem(err), h("p", h("a", { href: "#/runs" }, "Back to runs"))));
+        main.replaceChildren(
+          h(
+            "section.page",
+            h("h1", "Run not found"),
+            problem(err),
+            h("p", h("a", { href: "#/runs" }, "Back to runs")),
+          ),
+        );
       } else {
         ctx.toastError(err, "Could not read the run");
       }
@@ -227,7 +324,14 @@ export function mountRun(main, ctx, runId, params) {
       if (event.type === "run_finished") loadRun();
     },
     onState(state, detail) {
-      streamState.textContent = { live: "● live", reconnecting: "reconnecting…", finished: "finished", failed: "stream closed", closed: "" }[state] ?? state;
+      streamState.textContent =
+        {
+          live: "● live",
+          reconnecting: "reconnecting…",
+          finished: "finished",
+          failed: "stream closed",
+          closed: "",
+        }[state] ?? state;
       streamState.className = `stream-state state-${state}`;
       if (detail) {
         streamState.title = detail;
@@ -269,7 +373,8 @@ export function mountRun(main, ctx, runId, params) {
         const keys = [...panes.timeline.list.querySelectorAll("[data-step]")].map((el) => el.dataset.step);
         if (!keys.length) return false;
         const at = keys.indexOf(view.selected);
-        const next = keys[Math.max(0, Math.min(keys.length - 1, at < 0 ? 0 : at + (event.key === "j" ? 1 : -1)))];
+        const next =
+          keys[Math.max(0, Math.min(keys.length - 1, at < 0 ? 0 : at + (event.key === "j" ? 1 : -1)))];
         view.selected = next;
         setParams({ step: next });
         panes.timeline.highlight(false);

@@ -11,7 +11,7 @@ export class ConversationPane {
     this.view = view;
     this.cache = new NodeCache();
     this.liveNodes = new Map(); // call id -> {node, text, tools}
-    this.sending = [];          // messages sent from here, not yet in the transcript
+    this.sending = []; // messages sent from here, not yet in the transcript
     this.list = h("div.messages", { "aria-live": "off" });
     this.composer = h("div.composer-slot");
     this.answer = h("div.final-answer", { hidden: true });
@@ -26,9 +26,15 @@ export class ConversationPane {
       nodes.push(this.cache.get(`m${entry.index}`, 1, () => messageNode(entry, this.view)));
     }
     // Sent from this page and not recorded yet: shown greyed until the run records it.
-    const recorded = new Set(model.transcript().filter((e) => e.message.role === "user").map((e) => e.message.content));
+    const recorded = new Set(
+      model
+        .transcript()
+        .filter((e) => e.message.role === "user")
+        .map((e) => e.message.content),
+    );
     this.sending = this.sending.filter((text) => !recorded.has(text));
-    for (const text of this.sending) nodes.push(h("div.msg.user.sending", h("div.msg-role", "you · sending…"), h("pre.text", text)));
+    for (const text of this.sending)
+      nodes.push(h("div.msg.user.sending", h("div.msg-role", "you · sending…"), h("pre.text", text)));
     const live = new Set();
     for (const step of model.liveSteps()) {
       live.add(step.key);
@@ -53,8 +59,13 @@ export class ConversationPane {
     if (!entry) {
       const text = h("pre.text.live-answer", { dataset: { testid: "live-answer" } });
       const tools = h("div.live-tools");
-      const node = h("div.msg.assistant.streaming", { dataset: { call: step.callId } },
-        h("div.msg-role", "assistant ", h("span.live-dot", "streaming")), text, tools);
+      const node = h(
+        "div.msg.assistant.streaming",
+        { dataset: { call: step.callId } },
+        h("div.msg-role", "assistant ", h("span.live-dot", "streaming")),
+        text,
+        tools,
+      );
       entry = { node, text, tools };
       this.liveNodes.set(step.key, entry);
     }
@@ -73,7 +84,15 @@ export class ConversationPane {
       entry.text.textContent = step.live.text;
       entry.text.hidden = !step.live.text;
       const calls = [...step.live.toolArgs.values()];
-      entry.tools.replaceChildren(...calls.map((c) => h("div.live-call", h("span.mono", `writing a call to ${c.name || "a tool"}…`), h("pre.json", c.text))));
+      entry.tools.replaceChildren(
+        ...calls.map((c) =>
+          h(
+            "div.live-call",
+            h("span.mono", `writing a call to ${c.name || "a tool"}…`),
+            h("pre.json", c.text),
+          ),
+        ),
+      );
     }
     if (stick) this.el.scrollTop = this.el.scrollHeight;
   }
@@ -84,9 +103,21 @@ export class ConversationPane {
     if (!f) return;
     const ok = f.outcome === "completed";
     this.answer.replaceChildren(
-      h(`div.outcome.${ok ? "ok" : "bad"}`, h("strong", ok ? "Run completed" : `Run ${f.outcome}`), " ", timeEl(f.at),
-        f.error ? h("p.error-text", f.error_type ? h("span.error-type", f.error_type) : null, " ", f.error) : null,
-        (f.warnings || []).length ? h("ul.warnings", f.warnings.map((w) => h("li", w))) : null),
+      h(
+        `div.outcome.${ok ? "ok" : "bad"}`,
+        h("strong", ok ? "Run completed" : `Run ${f.outcome}`),
+        " ",
+        timeEl(f.at),
+        f.error
+          ? h("p.error-text", f.error_type ? h("span.error-type", f.error_type) : null, " ", f.error)
+          : null,
+        (f.warnings || []).length
+          ? h(
+              "ul.warnings",
+              f.warnings.map((w) => h("li", w)),
+            )
+          : null,
+      ),
     );
   }
 
@@ -102,31 +133,42 @@ export class ConversationPane {
       return;
     }
     if (key === "readonly") {
-      this.composer.replaceChildren(h("p.role-note", `A chat run. Your role (${this.ctx.session.role}) cannot send messages.`));
+      this.composer.replaceChildren(
+        h("p.role-note", `A chat run. Your role (${this.ctx.session.role}) cannot send messages.`),
+      );
       return;
     }
-    const input = h("textarea#chat-input", { rows: 2, placeholder: "Message the agent…  (Ctrl+Enter to send)", "aria-label": "Message" });
+    const input = h("textarea#chat-input", {
+      rows: 2,
+      placeholder: "Message the agent…  (Ctrl+Enter to send)",
+      "aria-label": "Message",
+    });
     const send = h("button.primary", { type: "submit" }, "Send");
     const end = h("button", { type: "button", onclick: () => this.endChat(end) }, "End chat");
-    const form = h("form.composer", {
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const text = input.value.trim();
-        if (!text) return;
-        input.value = "";
-        this.sending.push(text);
-        this.render();
-        try {
-          // The reply streams in over the run's events; the POST returns once it is whole.
-          await api.post(`v1/runs/${enc(this.view.model.runId)}/messages`, { text });
-        } catch (err) {
-          this.sending = this.sending.filter((t) => t !== text);
-          input.value = text;
-          this.ctx.toastError(err, "Message not sent");
+    const form = h(
+      "form.composer",
+      {
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const text = input.value.trim();
+          if (!text) return;
+          input.value = "";
+          this.sending.push(text);
           this.render();
-        }
+          try {
+            // The reply streams in over the run's events; the POST returns once it is whole.
+            await api.post(`v1/runs/${enc(this.view.model.runId)}/messages`, { text });
+          } catch (err) {
+            this.sending = this.sending.filter((t) => t !== text);
+            input.value = text;
+            this.ctx.toastError(err, "Message not sent");
+            this.render();
+          }
+        },
       },
-    }, input, h("div.composer-actions", send, end));
+      input,
+      h("div.composer-actions", send, end),
+    );
     this.composer.replaceChildren(form);
   }
 
@@ -145,17 +187,41 @@ export class ConversationPane {
 function messageNode(entry, view) {
   const m = entry.message;
   if (m.role === "system") {
-    return h("details.msg.system", h("summary", h("span.msg-role", "system instructions"), " ", h("span.muted", preview(m.content, 70))), h("pre.text", m.content));
+    return h(
+      "details.msg.system",
+      h("summary", h("span.msg-role", "system instructions"), " ", h("span.muted", preview(m.content, 70))),
+      h("pre.text", m.content),
+    );
   }
   if (m.role === "tool") {
-    return h(`details.msg.tool${m.is_error ? ".error" : ""}`,
-      h("summary", h("span.msg-role", `${m.is_error ? "tool error" : "tool result"} · ${m.name || ""}`), " ", h("span.muted", preview(m.content, 70))),
-      h("pre.json", prettyJson(m.content)));
+    return h(
+      `details.msg.tool${m.is_error ? ".error" : ""}`,
+      h(
+        "summary",
+        h("span.msg-role", `${m.is_error ? "tool error" : "tool result"} · ${m.name || ""}`),
+        " ",
+        h("span.muted", preview(m.content, 70)),
+      ),
+      h("pre.json", prettyJson(m.content)),
+    );
   }
-  return h(`div.msg.${m.role}`, { dataset: { index: entry.index } },
+  return h(
+    `div.msg.${m.role}`,
+    { dataset: { index: entry.index } },
     h("div.msg-role", m.role === "user" ? "user" : "assistant", " ", h("span.muted.small", timeEl(entry.at))),
     m.content ? h("pre.text", m.content) : null,
-    (m.tool_calls || []).map((c) => h("button.call-chip", { type: "button", title: "Show this call in the timeline", onclick: () => view.select(`tool:${c.id}`, true) },
-      h("span.icon-tool", "⚒ "), c.name, h("span.muted.mono", ` ${preview(c.arguments, 50)}`))),
+    (m.tool_calls || []).map((c) =>
+      h(
+        "button.call-chip",
+        {
+          type: "button",
+          title: "Show this call in the timeline",
+          onclick: () => view.select(`tool:${c.id}`, true),
+        },
+        h("span.icon-tool", "⚒ "),
+        c.name,
+        h("span.muted.mono", ` ${preview(c.arguments, 50)}`),
+      ),
+    ),
   );
 }

@@ -20,12 +20,21 @@ export function temporalEventUrl(run, event) {
   const known = Array.isArray(run.executions) ? run.executions.find((e) => e.execution === execution) : null;
   const runId = known ? known.run_id : null;
   if (!runId) return base;
-  return event.history_event_id ? `${base}/${encodeURIComponent(runId)}/history/events/${event.history_event_id}` : `${base}/${encodeURIComponent(runId)}/history`;
+  return event.history_event_id
+    ? `${base}/${encodeURIComponent(runId)}/history/events/${event.history_event_id}`
+    : `${base}/${encodeURIComponent(runId)}/history`;
 }
 
 export function temporalLink(run, event, label = "Temporal") {
   const url = temporalEventUrl(run, event);
   if (!url) return null;
-  const where = event.history_event_id ? `event ${event.history_event_id} of execution ${event.execution || 1}` : `execution ${event.execution || 1}`;
-  return h("a.temporal-link", { href: url, target: "_blank", rel: "noopener noreferrer", title: `In the Temporal Web UI: ${where}` }, label, " ↗");
+  const where = event.history_event_id
+    ? `event ${event.history_event_id} of execution ${event.execution || 1}`
+    : `execution ${event.execution || 1}`;
+  return h(
+    "a.temporal-link",
+    { href: url, target: "_blank", rel: "noopener noreferrer", title: `In the Temporal Web UI: ${where}` },
+    label,
+    " ↗",
+  );
 }
