@@ -43,8 +43,11 @@ chromium:
 		echo "chromium: found $$(command -v chromium) ($$(dpkg-query -W -f='$${Version}' chromium 2>/dev/null || echo 'version unknown'))"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "chromium: not found; installing Debian's chromium package with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
-		echo "chromium: installed chromium $$(dpkg-query -W -f='$${Version}' chromium)"; \
+		if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then \
+			echo "chromium: installed chromium $$(dpkg-query -W -f='$${Version}' chromium)"; \
+		else \
+			echo "chromium: apt-get could not install it: the console's browser tests will be skipped (and fail under CI=true)"; \
+		fi; \
 	else \
 		echo "chromium: not found and not root: the console's browser tests will be skipped (sudo apt-get install chromium)"; \
 	fi
