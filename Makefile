@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck llm unit down histories chaos recovery bench history-bench limits-bench clean
+.PHONY: install demo test lint typecheck llm chromium unit down histories chaos recovery bench history-bench limits-bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
@@ -35,10 +35,27 @@ typecheck: install
 llm: install
 	$(PY) -c 'from ratchet.local import ensure_llama_server; print(ensure_llama_server(on_progress=print))'
 
+# The console's browser tests drive Debian's chromium through Playwright (which cannot
+# download its own browsers here). Installed with apt when missing and we are root;
+# otherwise the browser tests skip, and fail under CI=true.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: found $$(command -v chromium) ($$(dpkg-query -W -f='$${Version}' chromium 2>/dev/null || echo 'version unknown'))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium: not found; installing Debian's chromium package with apt-get"; \
+		if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then \
+			echo "chromium: installed chromium $$(dpkg-query -W -f='$${Version}' chromium)"; \
+		else \
+			echo "chromium: apt-get could not install it: the console's browser tests will be skipped (and fail under CI=true)"; \
+		fi; \
+	else \
+		echo "chromium: not found and not root: the console's browser tests will be skipped (sudo apt-get install chromium)"; \
+	fi
+
 unit: install
 	$(PY) -m pytest -q
 
-test: lint typecheck llm unit
+test: lint typecheck llm chromium unit
 
 down: install
 	$(VENV)/bin/ratchet down
