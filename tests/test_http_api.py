@@ -394,9 +394,6 @@ async def test_with_authenticated_approvals_the_api_vouches_for_its_approvers(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The worker side (ratchet.approval_proof, RunHandle.approve(proof=...)) comes with
-    # authenticated approvals; until it is there this test has nothing to check.
-    pytest.importorskip("ratchet.approval_proof")
     from ratchet import ApprovalError
 
     monkeypatch.setenv("RATCHET_APPROVAL_SECRET", "correct-horse-battery-staple-42")

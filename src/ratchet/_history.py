@@ -26,7 +26,7 @@ from .errors import RunNotFound
 from .streaming import DeltaStore
 from .transcripts import TranscriptStore
 
-__all__ = ["executions", "history_events", "read_run", "run_input"]
+__all__ = ["execution_ids", "executions", "history_events", "read_run", "run_input"]
 
 
 async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
@@ -37,6 +37,11 @@ async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
         handle = client.get_workflow_handle(run_id, run_id=execution_id)
         out.append([e async for e in handle.fetch_history_events()])
     return out
+
+
+async def execution_ids(client: Client, run_id: str) -> list[str]:
+    """The Temporal run ids of every execution of a run, the first one first."""
+    return await _execution_ids(client, run_id)
 
 
 async def _execution_ids(client: Client, run_id: str) -> list[str]:

@@ -105,6 +105,11 @@ class AgentClient:
             self._registered = await registered_search_attributes(self.temporal)
         return self._registered
 
+    async def has_search_attributes(self) -> bool:
+        """Whether the namespace has ratchet's search attributes (asked once, then kept):
+        without them, listings filter by agent and status after each page."""
+        return await self._has_search_attributes()
+
     async def _has_search_attributes(self) -> bool:
         return await self._registered_attributes() >= RUN_ATTRIBUTES
 

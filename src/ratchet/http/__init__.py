@@ -7,9 +7,8 @@ OpenAPI document is ``/v1/openapi.json``); the console is at ``/``.
 Modules: ``_app`` (the factory), ``_auth`` (who is asking, and may they), ``_roles``
 (roles and principals), ``_keys`` (the API key store), ``_oidc`` (JWT bearer tokens),
 ``_sessions`` (console sessions, CSRF, the login rate limit), ``_problems`` (errors
-as problem+json), ``_schemas`` (request and response bodies), ``_listing`` (runs a
-page at a time), ``_sse`` (event streams), ``_agui`` (run events as AG-UI events),
-``_routes`` (one module per resource).
+as problem+json), ``_schemas`` (request and response bodies), ``_sse`` (event
+streams), ``_agui`` (run events as AG-UI events), ``_routes`` (one module per resource).
 """
 
 from ._app import APPROVAL_SECRET_ENV, create_app

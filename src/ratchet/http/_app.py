@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -18,12 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from ..agent import Agent
+from ..approval_proof import MIN_SECRET_BYTES, sign_approval
 from ..client import AgentClient
 from ..errors import ConfigError
 from ..transcripts import TranscriptStore
 from ._auth import Authenticator, AuthSettings
 from ._context import ApiContext
-from ._listing import RunLister
 from ._problems import Problem, install_problem_handlers
 from ._routes import ROUTERS
 from ._sessions import CSRF_HEADER
@@ -88,7 +87,6 @@ def create_app(
         client=agent_client,
         agents=by_name,
         auth=Authenticator(auth),
-        lister=RunLister(agent_client),
         keepalive_seconds=keepalive_seconds,
         temporal_ui_url=temporal_ui_url,
         sign_approval=_approval_signer(approval_secret or os.environ.get(APPROVAL_SECRET_ENV)),
@@ -116,14 +114,12 @@ def create_app(
 def _approval_signer(secret: str | None) -> Callable[..., str] | None:
     if not secret:
         return None
-    try:
-        module: Any = importlib.import_module("ratchet.approval_proof")
-    except ImportError:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
-            f"{APPROVAL_SECRET_ENV} is set, but this ratchet cannot sign approvals "
-            "(ratchet.approval_proof is missing); upgrade ratchet or unset it"
-        ) from None
-    sign: Callable[..., str] = partial(module.sign_approval, secret)
+            f"{APPROVAL_SECRET_ENV} is {len(secret.encode())} bytes; use at least "
+            f"{MIN_SECRET_BYTES} random bytes (the workers must have the same secret)"
+        )
+    sign: Callable[..., str] = partial(sign_approval, secret)
     return sign
 
 

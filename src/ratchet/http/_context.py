@@ -14,7 +14,6 @@ from ..client import AgentClient, RunHandle
 from ..errors import RunNotFound
 from ..transcripts import TranscriptStore
 from ._auth import Authenticator
-from ._listing import RunLister
 from ._problems import ProblemError
 from ._roles import Principal
 
@@ -26,7 +25,6 @@ class ApiContext:
     client: AgentClient
     agents: dict[str, Agent]
     auth: Authenticator
-    lister: RunLister
     keepalive_seconds: float
     temporal_ui_url: str | None
     sign_approval: Callable[..., str] | None

@@ -155,6 +155,13 @@ class RunPageBody(BaseModel):
     """Pass as ``page_token`` for the next page; null on the last page."""
 
 
+class ExecutionRef(BaseModel):
+    execution: int
+    """1, 2, ...: the ``execution`` of the run's events (each continue-as-new starts one)."""
+    run_id: str
+    """Temporal's run id of that execution, for links to its events in the Web UI."""
+
+
 class RunDetail(RunSummary):
     prompt: str
     model: str | None
@@ -162,6 +169,9 @@ class RunDetail(RunSummary):
     chat: bool
     temporal_ui_url: str | None
     """The run's page in the Temporal Web UI, when the server knows its address."""
+    executions: list[ExecutionRef] = []
+    """The run's executions, first first (a step links to
+    ``{temporal_ui_url}/{run_id}/history/events/{history_event_id}``)."""
 
 
 class SendMessage(_Request):
@@ -176,6 +186,8 @@ class Accepted(BaseModel):
 
 class PendingInfo(BaseModel):
     run_id: str
+    agent: str | None = None
+    tenant: str | None = None
     call_id: str
     tool: str
     """``budget`` for a spent budget waiting for a decision."""

@@ -8,13 +8,14 @@ carries a proof signed with the secret, which the run checks before recording it
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from ..._protocol import ApprovalRecord, PendingApproval
+from ..._runs import RunInfo
 from ...errors import ConfigError, RatchetError, RunNotFound
 from .._context import ApiContext, visible_run
 from .._problems import PROBLEM_RESPONSES, ProblemError
@@ -34,14 +35,16 @@ _MAX_RUNS = 500
 @router.get("/approvals", summary="Tool calls and budgets waiting for a decision, across runs")
 async def pending_approvals(ctx: Ctx, principal: Viewer) -> list[PendingInfo]:
     # Without search attributes every running run must be asked.
-    status = "waiting-approval" if await ctx.lister.indexed() else "running"
+    status = "waiting-approval" if await ctx.client.has_search_attributes() else "running"
     run_ids: list[str] = []
+    runs: dict[str, RunInfo] = {}
     token: str | None = None
     while len(run_ids) < _MAX_RUNS:
-        page = await ctx.lister.page(
+        page = await ctx.client.list_page(
             status=status, tenant=principal.tenant, page_size=100, page_token=token
         )
-        run_ids += [r.info.id for r in page.runs]
+        run_ids += [r.id for r in page.runs]
+        runs.update((r.id, r) for r in page.runs)
         token = page.next_page_token
         if token is None:
             break
@@ -54,13 +57,15 @@ async def pending_approvals(ctx: Ctx, principal: Viewer) -> list[PendingInfo]:
             continue  # closed meanwhile, or no worker to answer for it now
         if isinstance(calls, BaseException):
             raise calls
-        out += [_info(run_id, c) for c in calls]
+        out += [_info(runs[run_id], c) for c in calls]
     return sorted(out, key=lambda p: p.requested_at)
 
 
-def _info(run_id: str, p: PendingApproval) -> PendingInfo:
+def _info(run: RunInfo, p: PendingApproval) -> PendingInfo:
     return PendingInfo(
-        run_id=run_id,
+        run_id=run.id,
+        agent=run.agent,
+        tenant=run.tenant,
         call_id=p.call_id,
         tool=p.tool,
         arguments=p.arguments,
@@ -99,22 +104,22 @@ async def _answer(
     raise_to: float | None,
 ) -> ApprovalRecord:
     handle, _ = await visible_run(ctx, principal, run_id)
-    proof: dict[str, Any] = {}
+    proof: str | None = None
     if ctx.sign_approval is not None:
-        proof["proof"] = ctx.sign_approval(
+        proof = ctx.sign_approval(
             run_id=run_id,
             call_id=call_id,
             approve=approve,
             approver=principal.name,
-            raise_to=raise_to,
+            raise_to=raise_to if approve else None,
         )
-    # Typed loosely until RunHandle.approve/deny take ``proof`` (authenticated approvals).
-    answer: Any = handle.approve if approve else handle.deny
-    extra: dict[str, Any] = {"raise_to": raise_to} if approve else {}
     try:
-        record: ApprovalRecord = await answer(
-            call_id, approver=principal.name, reason=reason, **extra, **proof
-        )
+        if approve:
+            record = await handle.approve(
+                call_id, approver=principal.name, reason=reason, raise_to=raise_to, proof=proof
+            )
+        else:
+            record = await handle.deny(call_id, approver=principal.name, reason=reason, proof=proof)
     except (RunNotFound, ConfigError):
         # The run was found a moment ago: it has ended since (and so has its approval).
         raise ProblemError(

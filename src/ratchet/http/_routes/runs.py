@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime
 
+from ..._history import execution_ids
 from ..._protocol import ChatReply
+from ..._runs import RunInfo
 from ...errors import RunNotFound
 from ...messages import Message
 from ...trace import Trace, build_trace
 from .._context import ApiContext, visible_run
-from .._listing import ListedRun
 from .._problems import PROBLEM_RESPONSES, ProblemError
 from .._roles import Principal
 from .._schemas import (
     AGENT_NAME,
     TENANT,
     Accepted,
+    ExecutionRef,
     RunDetail,
     RunId,
     RunPageBody,
@@ -106,7 +109,7 @@ async def list_runs(
         if tenant not in (None, principal.tenant):
             return RunPageBody(runs=[], next_page_token=None)
         tenant = principal.tenant
-    page = await ctx.lister.page(
+    page = await ctx.client.list_page(
         agent=agent,
         status=status,
         tenant=tenant,
@@ -118,13 +121,12 @@ async def list_runs(
     return RunPageBody(runs=[_summary(r) for r in page.runs], next_page_token=page.next_page_token)
 
 
-def _summary(run: ListedRun) -> RunSummary:
-    i = run.info
+def _summary(i: RunInfo) -> RunSummary:
     return RunSummary(
         id=i.id,
         agent=i.agent,
         status=i.status,
-        tenant=run.tenant,
+        tenant=i.tenant,
         started=i.started,
         closed=i.closed,
         turns=i.turns,
@@ -136,7 +138,9 @@ def _summary(run: ListedRun) -> RunSummary:
 @router.get("/runs/{run_id}", summary="A run's status and what it was started with")
 async def get_run(run_id: RunId, ctx: Ctx, principal: Viewer) -> RunDetail:
     handle, run_input = await visible_run(ctx, principal, run_id)
-    summary = _summary(ListedRun(await handle.info(), run_input.tenant))
+    info = await handle.info()
+    # The run's input is the truth for its tenant (the search attribute may be missing).
+    summary = _summary(dataclasses.replace(info, tenant=run_input.tenant))
     ui = None
     if ctx.temporal_ui_url:
         namespace = quote(ctx.client.temporal.namespace, safe="")
@@ -148,6 +152,10 @@ async def get_run(run_id: RunId, ctx: Ctx, principal: Viewer) -> RunDetail:
         model=run_input.model,
         chat=run_input.chat,
         temporal_ui_url=ui,
+        executions=[
+            ExecutionRef(execution=n, run_id=execution)
+            for n, execution in enumerate(await execution_ids(ctx.client.temporal, run_id), 1)
+        ],
     )
 
 
