@@ -388,6 +388,42 @@ async def test_openapi_and_console_are_served(api: Api) -> None:
     assert runs.headers["cache-control"] == "no-store"
 
 
+async def test_bad_input_is_answered_in_words_that_say_what_to_send(api: Api) -> None:
+    async with api.as_("operator") as http:
+        blank = await http.post("/v1/runs", json={"agent": "helper", "prompt": "  "})
+        model = await http.post(
+            "/v1/runs", json={"agent": "helper", "prompt": "hi", "model": "gpt-4o"}
+        )
+        agent = await http.post("/v1/runs", json={"agent": "9lives", "prompt": "hi"})
+        cursor = await http.get("/v1/runs/any/events", params={"after": "abc"})
+        broken = await http.post(
+            "/v1/runs", content=b'{"agent":', headers={"Content-Type": "application/json"}
+        )
+        form = await http.post("/v1/runs", data={"agent": "helper", "prompt": "hi"})
+    details = {
+        name: (response.status_code, response.json()["detail"])
+        for name, response in {
+            "blank": blank,
+            "model": model,
+            "agent": agent,
+            "cursor": cursor,
+            "broken": broken,
+            "form": form,
+        }.items()
+    }
+    assert all(status == 422 for status, _ in details.values()), details
+    # No regular expressions: each says what the value must be, with an example.
+    assert "pattern" not in str(details)
+    assert details["blank"][1] == "invalid request: prompt: must not be empty or blank"
+    assert "model: 'gpt-4o' must be 'local' or '<provider>:<model>'" in details["model"][1]
+    assert "agent: '9lives' must be an agent name" in details["agent"][1]
+    assert "query.after: 'abc' must be an event cursor" in details["cursor"][1]
+    assert "e.g. '12:1:40'" in details["cursor"][1]
+    assert "the body is not valid JSON" in details["broken"][1]
+    assert "at character 9" in details["broken"][1]
+    assert "Content-Type: application/json" in details["form"][1]
+
+
 async def test_with_authenticated_approvals_the_api_vouches_for_its_approvers(
     temporal_client: Client,
     model_server: ScriptedModelServer,

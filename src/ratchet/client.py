@@ -7,6 +7,7 @@ import base64
 import binascii
 import builtins
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -58,7 +59,7 @@ from ._runs import (
     check_tenant,
     run_info,
 )
-from ._search import AGENT, RUN_ATTRIBUTES, STATUS, TENANT, registered_search_attributes
+from ._search import AGENT, ALL, RUN_ATTRIBUTES, STATUS, TENANT, registered_search_attributes
 from .agent import PROVIDER_RE, check_agent_name, parse_model
 from .errors import (
     ConfigError,
@@ -74,6 +75,12 @@ __all__ = [
     "check_status",
     "check_tenant",
 ]
+
+
+_EVERY_ATTRIBUTE = frozenset(key.name for key in ALL)
+_RECHECK_MISSING_SECONDS = 1.0
+"""How old an answer that lacks some search attributes may be before it is asked again:
+at most one more call per second while a namespace is not (fully) registered."""
 
 
 class AgentClient:
@@ -98,16 +105,26 @@ class AgentClient:
         """Where run handles read streamed replies from (None: the delta store of
         ``RATCHET_TRANSCRIPT_STORE``, else the embedded default, as workers use)."""
         self._registered: frozenset[str] | None = None
+        self._registered_asked = 0.0
+        """``time.monotonic()`` when ``_registered`` was asked."""
 
     async def _registered_attributes(self) -> frozenset[str]:
-        """Which of ratchet's search attributes the namespace has (asked once)."""
-        if self._registered is None:
+        """Which of ratchet's search attributes the namespace has.
+
+        All of them: asked once, then kept. Some missing: asked again once the answer is
+        a few seconds old, so a long-lived client (``ratchet serve``) notices that they
+        were registered after it started, as its error messages ask, without a restart.
+        """
+        stale = time.monotonic() - self._registered_asked > _RECHECK_MISSING_SECONDS
+        if self._registered is None or (self._registered < _EVERY_ATTRIBUTE and stale):
             self._registered = await registered_search_attributes(self.temporal)
+            self._registered_asked = time.monotonic()
         return self._registered
 
     async def has_search_attributes(self) -> bool:
-        """Whether the namespace has ratchet's search attributes (asked once, then kept):
-        without them, listings filter by agent and status after each page."""
+        """Whether the namespace has ratchet's search attributes (kept once it has; asked
+        again every few seconds while it has not): without them, listings filter by agent
+        and status after each page."""
         return await self._has_search_attributes()
 
     async def _has_search_attributes(self) -> bool:

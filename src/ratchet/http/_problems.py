@@ -20,6 +20,7 @@ from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..errors import ApprovalError, ConfigError, ConnectionFailed, RatchetError, RunNotFound
+from ._schemas import PATTERN_MEANINGS
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -180,9 +181,37 @@ def install_problem_handlers(app: FastAPI) -> None:
 def _describe_invalid(errors: Any) -> str:
     parts = []
     for error in list(errors)[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        kind, loc = error.get("type"), tuple(error.get("loc", ()))
+        if kind == "json_invalid":
+            where = f" at character {loc[-1]}" if len(loc) > 1 else ""
+            problem = error.get("ctx", {}).get("error", "JSON decode error")
+            return (
+                f"invalid request: the body is not valid JSON ({problem}{where}); "
+                "send a JSON object with Content-Type: application/json"
+            )
+        if loc == ("body",) and kind in _NOT_AN_OBJECT:
+            return (
+                "invalid request: the body must be a JSON object, "
+                "sent with Content-Type: application/json"
+            )
+        where = ".".join(str(p) for p in loc if p != "body") or "body"
+        parts.append(f"{where}: {_explain(error)}")
     return "invalid request: " + "; ".join(parts)
+
+
+# What FastAPI reports for a body that is no JSON object (a form, a list, a string...).
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def _explain(error: Any) -> str:
+    """pydantic's message, or for a pattern of ours, what the value must be."""
+    if error.get("type") == "string_pattern_mismatch":
+        meaning = PATTERN_MEANINGS.get(error.get("ctx", {}).get("pattern"))
+        if meaning is not None:
+            value = error.get("input")
+            shown = repr(value if len(value) <= 60 else value[:57] + "...")
+            return f"{shown} {meaning}" if value.strip() else meaning
+    return str(error.get("msg", "invalid"))
 
 
 def retry_after(seconds: float) -> dict[str, str]:

@@ -26,6 +26,21 @@ PROVIDER = r"^[a-z][a-z0-9_-]*$"
 MODEL = r"^(local|[a-z][a-z0-9_-]*:.*\S.*)$"
 NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 """Holds a character Python's ``str.strip()`` keeps (a portable ``\\S``)."""
+CURSOR = r"^[0-9]+(:[0-9]+:-?[0-9]+)?$"
+"""What ``ratchet.events.cursor`` makes: an event's seq, or a token's seq:attempt:offset."""
+
+PATTERN_MEANINGS = {
+    NOT_BLANK: "must not be empty or blank",
+    AGENT_NAME: "must be an agent name: a letter, then at most 63 letters, digits, "
+    "'_', '.' or '-' (GET /v1/agents lists the agents)",
+    TENANT: "must be a tenant name: 1 to 64 letters, digits, '_', '.' or '-'",
+    PROVIDER: "must be a provider name: a lower-case letter, then lower-case letters, "
+    "digits, '_' or '-', e.g. 'openai'",
+    MODEL: "must be 'local' or '<provider>:<model>', e.g. 'openai:gpt-4o-mini'",
+    CURSOR: "must be an event cursor: an event's seq (e.g. '12') or a token's cursor "
+    "(e.g. '12:1:40'), as the stream's `id:` lines and ratchet.events.cursor(event) give",
+}
+"""Each pattern above in words, for the error that tells a client its value does not fit."""
 
 RunStatus = Literal[
     "starting",
@@ -47,7 +62,10 @@ AgentName = Annotated[str, Path(pattern=AGENT_NAME)]
 
 __all__ = [
     "AGENT_NAME",
+    "CURSOR",
+    "MODEL",
     "NOT_BLANK",
+    "PATTERN_MEANINGS",
     "PROVIDER",
     "TENANT",
     "Accepted",

@@ -10,14 +10,11 @@ from ... import events as ev
 from ...errors import ConfigError
 from .._context import visible_run
 from .._problems import PROBLEM_RESPONSES
-from .._schemas import RunId
+from .._schemas import CURSOR, RunId
 from .._sse import EventStreamResponse, keepalive_stream, run_event_frame
 from ._deps import Ctx, Viewer
 
 __all__ = ["router"]
-
-CURSOR = r"^[0-9]+(:[0-9]+:-?[0-9]+)?$"
-"""What ``ratchet.events.cursor`` makes: an event's seq, or a token's seq:attempt:offset."""
 
 router = APIRouter(prefix="/v1", tags=["runs"], responses=PROBLEM_RESPONSES)
 
