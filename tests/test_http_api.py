@@ -267,7 +267,10 @@ async def test_a_run_is_cancelled_once(api: Api, model_server: ScriptedModelServ
         await wait_for_status(http, run_id, "cancelled")
         again = await http.post(f"/v1/runs/{run_id}/cancel")
         missing = await http.post("/v1/runs/no-such-run/cancel")
-    assert again.status_code == 409 and "already" in again.json()["detail"]
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"run {run_id!r} is already cancelled; only running runs can be cancelled"
+    )
     assert missing.status_code == 404 and missing.json()["error_type"] == "RunNotFound"
 
 

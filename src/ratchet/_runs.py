@@ -74,6 +74,7 @@ __all__ = [
     "RunPage",
     "check_status",
     "check_tenant",
+    "ratchet_spelling",
     "run_info",
 ]
 
@@ -459,6 +460,12 @@ TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
 TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 """A tenant name: it goes into visibility queries, so no quotes, spaces or line breaks."""
 _RATCHET_STATE = {"canceled": "cancelled"}
+
+
+def ratchet_spelling(temporal_state: str) -> str:
+    """Temporal's name of an execution state as ratchet writes it (``cancelled``)."""
+    return _RATCHET_STATE.get(temporal_state, temporal_state)
+
 
 RUN_STATES: tuple[str, ...] = (*get_args(RunState), "terminated", "timed_out")
 """Every status a run can have in ``ratchet ls``: ratchet's, and Temporal's own for runs

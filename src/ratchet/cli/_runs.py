@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 from .. import events as ev
 from .._protocol import DEFAULT_TASK_QUEUE, RunInput
 from .._render import describe_event, plural, shorten
+from .._runs import ratchet_spelling
 from ..agent import parse_model
 from ..client import RUN_STATES, AgentClient, RunHandle, check_status
 from ..errors import ConfigError, RatchetError, RunFailed
@@ -155,7 +156,10 @@ async def cancel(
     handle = client.get(run_id)
     state = await handle.temporal_status()
     if state != "running":
-        raise ConfigError(f"run {run_id!r} is already {state}; only running runs can be cancelled")
+        raise ConfigError(
+            f"run {run_id!r} is already {ratchet_spelling(state)}; "
+            "only running runs can be cancelled"
+        )
     await handle.cancel()
     out.print(f"cancellation requested for {run_id}")
 

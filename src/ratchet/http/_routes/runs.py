@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 
 from ..._history import execution_ids
 from ..._protocol import ChatReply
-from ..._runs import RunInfo
+from ..._runs import RunInfo, ratchet_spelling
 from ...errors import RunNotFound
 from ...messages import Message
 from ...trace import Trace, build_trace
@@ -179,7 +179,8 @@ async def cancel_run(run_id: RunId, ctx: Ctx, principal: Operator) -> Accepted:
         raise ProblemError(
             409,
             "ConfigError",
-            f"run {run_id!r} is already {state}; only running runs can be cancelled",
+            f"run {run_id!r} is already {ratchet_spelling(state)}; "
+            "only running runs can be cancelled",
         )
     await handle.cancel()
     return Accepted(id=run_id, action="cancel")
@@ -200,6 +201,8 @@ async def end_chat(run_id: RunId, ctx: Ctx, principal: Operator) -> Accepted:
         raise ProblemError(409, "ConfigError", f"run {run_id!r} is not a chat; cancel it instead")
     state = await handle.temporal_status()
     if state != "running":
-        raise ProblemError(409, "ConfigError", f"run {run_id!r} has already ended ({state})")
+        raise ProblemError(
+            409, "ConfigError", f"run {run_id!r} has already ended ({ratchet_spelling(state)})"
+        )
     await handle.end_chat()
     return Accepted(id=run_id, action="end")
