@@ -127,6 +127,11 @@ async def browser() -> AsyncIterator[Any]:
     executable = chromium_executable()
     if executable is None:
         _missing("chromium is not installed")
+    from playwright.async_api import expect
+
+    # The machines are shared and loaded (the whole suite runs beside these tests): a
+    # poll of the server can take seconds. A wrong page still fails, only later.
+    expect.set_options(timeout=20_000)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=executable)
         yield launched

@@ -403,6 +403,9 @@ async def test_bad_input_is_answered_in_words_that_say_what_to_send(api: Api) ->
             "/v1/runs", content=b'{"agent":', headers={"Content-Type": "application/json"}
         )
         form = await http.post("/v1/runs", data={"agent": "helper", "prompt": "hi"})
+        slash = await http.post(
+            "/v1/runs", json={"agent": "helper", "prompt": "hi", "id": "orders/1042"}
+        )
     details = {
         name: (response.status_code, response.json()["detail"])
         for name, response in {
@@ -412,6 +415,7 @@ async def test_bad_input_is_answered_in_words_that_say_what_to_send(api: Api) ->
             "cursor": cursor,
             "broken": broken,
             "form": form,
+            "slash": slash,
         }.items()
     }
     assert all(status == 422 for status, _ in details.values()), details
@@ -425,6 +429,8 @@ async def test_bad_input_is_answered_in_words_that_say_what_to_send(api: Api) ->
     assert "the body is not valid JSON" in details["broken"][1]
     assert "at character 9" in details["broken"][1]
     assert "Content-Type: application/json" in details["form"][1]
+    # A run id with '/' could be started but never reached by its URLs: refused up front.
+    assert "id: 'orders/1042' must be a run id without '/'" in details["slash"][1]
 
 
 async def test_with_authenticated_approvals_the_api_vouches_for_its_approvers(

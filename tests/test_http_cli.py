@@ -133,3 +133,31 @@ def listeners(port: int) -> set[str]:
         if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
             found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
     return found
+
+
+async def test_serve_on_a_taken_port_says_so_in_one_line(
+    temporal_client: Client, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RATCHET_API_KEYS": str(tmp_path / "keys.sqlite"),
+        "RATCHET_DATA_DIR": str(tmp_path / "data"),
+    }
+    await ratchet("keys", "create", "--name", "ops", "--role", "operator", env=env)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await ratchet(
+            "serve",
+            "--app",
+            "tests.http_kit:agents",
+            "--port",
+            str(port),
+            "--address",
+            temporal_client.service_client.config.target_host,
+            env=env,
+        )
+    assert_clean_error(result, f"cannot serve on 127.0.0.1:{port}", "--port")
+    assert "ratchet API for" not in result.stdout

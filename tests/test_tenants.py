@@ -209,7 +209,10 @@ async def test_a_tenant_filter_needs_the_tenant_search_attribute(temporal_client
         await client.list(tenant="acme")
     with pytest.raises(ConfigError, match="has no RatchetTenant"):
         await client.list_page(tenant="acme")
+    # The HTTP API refuses a tenant's start there: the run could never be listed.
+    assert not await client.tenants_indexed()
     await register_search_attributes(namespace)
     # The same client notices, as a long-lived `ratchet serve` must: no restart needed.
     await asyncio.sleep(1.1)
     assert await client.list(tenant="acme") == []
+    assert await client.tenants_indexed()

@@ -108,6 +108,11 @@ class AgentClient:
         self._registered_asked = 0.0
         """``time.monotonic()`` when ``_registered`` was asked."""
 
+    async def tenants_indexed(self) -> bool:
+        """Whether the namespace has the ``RatchetTenant`` search attribute, so a
+        tenant's runs can be listed (runs started without it never can be)."""
+        return TENANT.name in await self._registered_attributes()
+
     async def _registered_attributes(self) -> frozenset[str]:
         """Which of ratchet's search attributes the namespace has.
 

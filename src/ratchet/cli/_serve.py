@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Annotated
 
 import typer
 
 from .._protocol import DEFAULT_TASK_QUEUE
+from ..errors import ConfigError
 from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run, _ui_url, err, out
 from ._keys import KeysFile
 
@@ -69,7 +71,6 @@ async def serve(
 
     from .._app import load_agents
     from ..client import AgentClient
-    from ..errors import ConfigError
     from ..http import AuthSettings, KeyStore, OidcSettings, create_app
     from ..transcripts import store_from_url
 
@@ -110,6 +111,7 @@ async def serve(
             "or API keys and cookies cross the network in the clear",
             markup=False,
         )
+    _check_free(host, port)
     server = uvicorn.Server(
         uvicorn.Config(api, host=host, port=port, log_level="info", proxy_headers=True)
     )
@@ -125,6 +127,21 @@ async def serve(
         await transcripts.close()
         if store is not None:
             store.close()
+
+
+def _check_free(host: str, port: int) -> None:
+    """Say a taken port in one line, before announcing the server (uvicorn would print
+    the announcement, then its own traceback-like error)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise ConfigError(
+                f"cannot serve on {host}:{port}: {e.strerror or e}; choose another port "
+                "with --port (or stop what uses it)"
+            ) from None
 
 
 def _ui_base(address: str | None) -> str | None:

@@ -26,6 +26,9 @@ PROVIDER = r"^[a-z][a-z0-9_-]*$"
 MODEL = r"^(local|[a-z][a-z0-9_-]*:.*\S.*)$"
 NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 """Holds a character Python's ``str.strip()`` keeps (a portable ``\\S``)."""
+NEW_RUN_ID = "^[^/]*" + NOT_BLANK.replace("[^", "[^/", 1) + "[^/]*$"
+"""A run id a client may choose over HTTP: not blank, and no ``/`` (a path could not
+name the run afterwards)."""
 CURSOR = r"^[0-9]+(:[0-9]+:-?[0-9]+)?$"
 """What ``ratchet.events.cursor`` makes: an event's seq, or a token's seq:attempt:offset."""
 
@@ -37,6 +40,7 @@ PATTERN_MEANINGS = {
     PROVIDER: "must be a provider name: a lower-case letter, then lower-case letters, "
     "digits, '_' or '-', e.g. 'openai'",
     MODEL: "must be 'local' or '<provider>:<model>', e.g. 'openai:gpt-4o-mini'",
+    NEW_RUN_ID: "must be a run id without '/' (the run's URLs carry it), not blank",
     CURSOR: "must be an event cursor: an event's seq (e.g. '12') or a token's cursor "
     "(e.g. '12:1:40'), as the stream's `id:` lines and ratchet.events.cursor(event) give",
 }
@@ -138,7 +142,7 @@ class AgentInfo(BaseModel):
 class StartRun(_Request):
     agent: str = Field(pattern=AGENT_NAME)
     prompt: str = Field(pattern=NOT_BLANK)
-    id: str | None = Field(None, max_length=1000, pattern=NOT_BLANK)
+    id: str | None = Field(None, max_length=1000, pattern=NEW_RUN_ID)
     """Idempotency: the same id, agent and prompt again return the existing run."""
     model: str | None = Field(None, max_length=200, pattern=MODEL)
     """Overrides the agent's model, e.g. ``openai:gpt-4o-mini``."""

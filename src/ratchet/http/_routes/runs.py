@@ -46,6 +46,17 @@ async def start_visible_run(ctx: ApiContext, principal: Principal, body: StartRu
         ProblemError: 409 when the id names a run the principal may not see.
     """
     agent = ctx.agent(body.agent)
+    if principal.tenant is not None and not await ctx.client.tenants_indexed():
+        # Started now, the run could never be listed for its tenant.
+        raise ProblemError(
+            400,
+            "ConfigError",
+            f"cannot start runs for tenant {principal.tenant!r}: namespace "
+            f"{ctx.client.temporal.namespace!r} has no RatchetTenant search attribute, so "
+            "the tenant could never list them. Register ratchet's search attributes "
+            "(`ratchet up` does for the embedded server; else "
+            "`await ratchet.register_search_attributes(client)`)",
+        )
     taken = ProblemError(
         409, "ConfigError", f"run id {body.id!r} is taken by another run; choose another"
     )
