@@ -7,8 +7,9 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, get_args
+from typing import Any, NamedTuple, TypeVar, get_args, overload
 
+import pydantic
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
@@ -45,6 +46,7 @@ from .errors import (
     ApprovalError,
     BudgetExceeded,
     ConfigError,
+    OutputValidationError,
     RatchetError,
     RunCancelled,
     RunFailed,
@@ -59,6 +61,7 @@ from .events import (
     TokensSuperseded,
 )
 from .messages import Message
+from .output import TypedRunResult
 from .streaming import DeltaStore, default_delta_store
 from .transcripts import TranscriptStore
 
@@ -75,7 +78,43 @@ __all__ = [
     "check_status",
     "check_tenant",
     "run_info",
+    "typed_result",
 ]
+
+T = TypeVar("T")
+
+
+def typed_result(run_id: str, result: RunResult, output_type: type[T]) -> TypedRunResult[T]:
+    """``result`` with its answer validated as ``output_type`` (pydantic).
+
+    A structured answer is validated from its JSON; a text answer is the output itself
+    for ``str``, else it is read as JSON (an agent told to answer in JSON).
+
+    Raises:
+        ConfigError: the answer is not an ``output_type``.
+    """
+    adapter: pydantic.TypeAdapter[T] = pydantic.TypeAdapter(output_type)
+    try:
+        if result.output_type is None and output_type is str:
+            output = adapter.validate_python(result.output)
+        else:
+            output = adapter.validate_json(result.output)
+    except pydantic.ValidationError as e:
+        kind = f"a {result.output_type}" if result.output_type else "text"
+        raise ConfigError(
+            f"run {run_id}: its answer ({kind}) is not a valid "
+            f"{getattr(output_type, '__name__', output_type)}: {e.errors(include_url=False)}. "
+            "Ask for the agent's own output_type."
+        ) from e
+    return TypedRunResult(
+        output=output,
+        text=result.output,
+        turns=result.turns,
+        usage=result.usage,
+        tool_calls=result.tool_calls,
+        cost_usd=result.cost_usd,
+        warnings=list(result.warnings),
+    )
 
 
 @dataclass(frozen=True)
@@ -133,12 +172,30 @@ class RunHandle:
         """The run's workflow id."""
         return self._handle.id
 
-    async def result(self) -> RunResult:
+    @overload
+    async def result(self) -> RunResult: ...
+
+    @overload
+    async def result(self, output_type: type[T]) -> TypedRunResult[T]: ...
+
+    async def result(self, output_type: Any = None) -> RunResult | TypedRunResult[Any]:
         """Wait for the run to finish.
 
+        Args:
+            output_type: the agent's output type (``Agent(output_type=...)``): the result
+                then carries the answer as that type (a type checker follows it), in
+                ``TypedRunResult.output``. Without it, ``RunResult.output`` is the
+                answer's text (a structured answer's JSON; ``RunResult.data`` parsed).
+
         Raises:
-            RunFailed: the run failed; ``error_type`` names the cause from the taxonomy.
+            RunFailed: the run failed; ``error_type`` names the cause from the taxonomy
+                (``OutputValidationError``, ``BudgetExceeded``... are subclasses).
+            ConfigError: the answer is not an ``output_type`` (the agent has another).
         """
+        result = await self._result()
+        return result if output_type is None else typed_result(self.id, result, output_type)
+
+    async def _result(self) -> RunResult:
         try:
             return await self._handle.result()
         except WorkflowFailureError as e:
@@ -153,6 +210,10 @@ class RunHandle:
                     raise BudgetExceeded(
                         self.id, cause.message, d["budget"], d["used"], d["limit"]
                     ) from e
+                if cause.type == "OutputValidationError":
+                    d = cause.details[0] if cause.details else {}
+                    problem = d.get("problem", "") if isinstance(d, dict) else ""
+                    raise OutputValidationError(self.id, cause.message, problem) from e
                 raise RunFailed(self.id, cause.type or "ApplicationError", cause.message) from e
             raise RunFailed(self.id, type(cause).__name__, str(cause)) from e
         except RPCError as e:
