@@ -31,7 +31,7 @@ from ratchet.agent import AgentSpec
 from ratchet.messages import Message, ToolCall
 from ratchet.models import WireFormat, envelope_schema, parse_envelope, render_wire_request
 from ratchet.models._json_mode import json_mode_messages
-from ratchet.output import OUTPUT_TOOL, OutputSpec, output_spec
+from ratchet.output import OUTPUT_TOOL, output_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
