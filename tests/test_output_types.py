@@ -491,3 +491,18 @@ def test_a_type_checker_follows_the_output_type(tmp_path: Path) -> None:
         '"int"',
         '"str"',
     ], done.stdout
+
+
+def test_a_follower_prints_an_answer_sent_back() -> None:
+    from datetime import UTC, datetime
+
+    from ratchet._render import describe_event
+    from ratchet.events import OutputChecked
+
+    at = datetime.now(UTC)
+    rejected = OutputChecked(
+        seq=1, at=at, turn=2, check="known_order", accepted=False, message="no"
+    )
+    assert describe_event(rejected, "r") == "output    known_order rejected: no"
+    accepted = OutputChecked(seq=2, at=at, turn=2, check="schema", accepted=True)
+    assert describe_event(accepted, "r") is None
