@@ -226,7 +226,7 @@ def test_repair_after_invalid_json_in_the_envelope() -> None:
     offered = offered_answer(spec, message, ENVELOPE)
     assert offered is not None and offered.problem is not None
     assert offered.problem.startswith("the final answer is not valid JSON (")
-    assert "Answer again with JSON matching this schema: {" in offered.problem
+    assert "Answer again with only JSON matching this schema: {" in offered.problem
     [repair] = repair_messages(message, offered, offered.problem)
     assert repair.role == "user" and repair.content == f"error: {offered.problem}"
 
@@ -254,6 +254,13 @@ def test_a_text_answer_in_native_mode_is_told_to_use_the_tool() -> None:
     text = Message.assistant('{"order_id": 7, "shipped": true}')
     offered = offered_answer(spec, text, NATIVE)
     assert offered is not None and offered.problem is None
+    # A provider that ignored the output type (no wire, or not structured): the model
+    # saw no schema, so the repair gives it.
+    for wire in (None, WireFormat(model="m")):
+        offered = offered_answer(spec, Message.assistant("It shipped."), wire)
+        assert offered is not None and offered.problem is not None
+        assert offered.problem.startswith("the final answer is not valid JSON (")
+        assert "Answer again with only JSON matching this schema: {" in offered.problem
     # A str output takes plain text as it is.
     offered = offered_answer(spec_of(str), Message.assistant("It shipped."), NATIVE)
     assert offered is not None and offered.value == "It shipped."

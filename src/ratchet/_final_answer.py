@@ -72,8 +72,16 @@ def offered_answer(spec: AgentSpec, message: Message, wire: WireFormat | None) -
     text = message.content or ""
     if output is None:
         return Offered(None, text, None)
-    enveloped = wire is not None and wire.tool_mode == "json_schema" and wire.structured
-    return _from_text(output, text, enveloped=enveloped)
+    return _from_text(output, text, _asked_by(wire))
+
+
+def _asked_by(wire: WireFormat | None) -> str:
+    """How the request asked for the output: ``envelope`` (json_schema mode), ``tool``
+    (native mode's final_result tool), or ``nothing`` (a provider that does not say, or
+    ignored the output type: the model saw no schema)."""
+    if wire is None or not wire.structured:
+        return "nothing"
+    return "envelope" if wire.tool_mode == "json_schema" else "tool"
 
 
 def answer_text(spec: AgentSpec, value: Any) -> str:
@@ -141,24 +149,24 @@ def _from_call(output: OutputSpec, call: ToolCall) -> Offered:
     return Offered(call, arguments[WRAP_KEY] if output.wrapped else arguments, None)
 
 
-def _from_text(output: OutputSpec, text: str, *, enveloped: bool) -> Offered:
+def _from_text(output: OutputSpec, text: str, asked: str) -> Offered:
     schema = json.dumps(output.json_schema)
-    if enveloped:
-        again = f"Answer again with JSON matching this schema: {schema}"
-    else:
+    if asked == "tool":
         again = (
             f"Call the {OUTPUT_TOOL} tool with the answer as its arguments (schema: "
             f"{json.dumps(output.parameters())}); do not answer in text."
         )
-    if output.text_allowed and not enveloped:
+    else:
+        again = f"Answer again with only JSON matching this schema: {schema}"
+    if output.text_allowed and asked != "envelope":
         value: Any = text  # a str output may come as plain text
     else:
         try:
             value = json.loads(text)
         except (ValueError, RecursionError) as e:
-            if enveloped:
-                return Offered(None, None, f"the final answer is not valid JSON ({e}). {again}")
-            return Offered(None, None, f"the final answer must be a {output.name}. {again}")
+            if asked == "tool":
+                return Offered(None, None, f"the final answer must be a {output.name}. {again}")
+            return Offered(None, None, f"the final answer is not valid JSON ({e}). {again}")
     problems = check_value(output.json_schema, value, path="answer")
     if problems:
         return Offered(
