@@ -406,3 +406,31 @@ async def test_asking_for_another_type_is_a_config_error(
         handle = await client.start("shipping", "Where is order 7?")
         with pytest.raises(ConfigError, match="its answer \\(a Shipment\\) is not a valid int"):
             await handle.result(int)
+
+
+async def test_the_repair_streak_survives_continue_as_new(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    """A run that hands over to a new execution between two invalid answers still counts
+    them in a row: the second one ends it."""
+    agent = shipping_agent(
+        "shipping-long",
+        limits=FAST.model_copy(update={"max_repair_turns": 1, "continue_as_new_after_events": 20}),
+    )
+    model_server.add(
+        tool_calls(call("lookup_order", {"order_id": 7})),
+        tool_calls(final({"order_id": 7})),
+        # A tool turn between two answers does not end the streak (an accepted answer does).
+        tool_calls(call("lookup_order", {"order_id": 7})),
+        tool_calls(final({"shipped": True})),
+    )
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start(agent.name, "Where is order 7?")
+        with pytest.raises(OutputValidationError):
+            await handle.result()
+        events = [e async for e in handle.events(follow=False)]
+    model_server.verify()
+    kinds = [e.type for e in events]
+    rejected = [i for i, e in enumerate(events) if isinstance(e, OutputChecked)]
+    assert len(rejected) == 2
+    assert "continued_as_new" in kinds[rejected[0] : rejected[1]], kinds
