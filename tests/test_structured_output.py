@@ -434,3 +434,28 @@ async def test_the_repair_streak_survives_continue_as_new(
     rejected = [i for i, e in enumerate(events) if isinstance(e, OutputChecked)]
     assert len(rejected) == 2
     assert "continued_as_new" in kinds[rejected[0] : rejected[1]], kinds
+
+
+async def test_a_validator_that_breaks_fails_the_run_with_its_error(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    """A validator raising anything but OutputRejected is a bug or an outage: retried
+    (three attempts), then the run fails naming the validator; the model is not blamed."""
+    attempts: list[int] = []
+
+    def flaky(shipment: Shipment) -> None:
+        attempts.append(shipment.order_id)
+        raise RuntimeError("the orders service is down")
+
+    agent = shipping_agent("shipping-flaky", output_validators=[flaky])
+    model_server.add(tool_calls(final({"order_id": 7, "shipped": True})))
+    async with hosted(temporal_client, [agent], model_server) as client:
+        with pytest.raises(RunFailed) as info:
+            await client.run(agent.name, "Where is order 7?")
+    model_server.verify()
+    assert not isinstance(info.value, OutputValidationError)
+    assert info.value.error_type == "RuntimeError"
+    assert "output validator 'flaky' raised RuntimeError: the orders service is down" in (
+        info.value.message
+    )
+    assert attempts == [7, 7, 7]
