@@ -61,7 +61,7 @@ from .events import (
     TokensSuperseded,
 )
 from .messages import Message
-from .output import TypedRunResult
+from .output import TypedRunResult, type_name
 from .streaming import DeltaStore, default_delta_store
 from .transcripts import TranscriptStore
 
@@ -101,10 +101,13 @@ def typed_result(run_id: str, result: RunResult, output_type: type[T]) -> TypedR
             output = adapter.validate_json(result.output)
     except pydantic.ValidationError as e:
         kind = f"a {result.output_type}" if result.output_type else "text"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'answer'}: {err['msg']}"
+            for err in e.errors()
+        )
         raise ConfigError(
-            f"run {run_id}: its answer ({kind}) is not a valid "
-            f"{getattr(output_type, '__name__', output_type)}: {e.errors(include_url=False)}. "
-            "Ask for the agent's own output_type."
+            f"run {run_id}: its answer ({kind}) is not a valid {type_name(output_type)}: "
+            f"{problems}. Ask for the agent's own output_type."
         ) from e
     return TypedRunResult(
         output=output,

@@ -127,13 +127,13 @@ def output_spec(output_type: Any) -> tuple[TypeAdapter[Any], OutputSpec]:
         schema = adapter.json_schema()
     except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as e:
         raise ConfigError(
-            f"output_type {_name(output_type)}: pydantic cannot describe it as JSON: {e}. "
+            f"output_type {type_name(output_type)}: pydantic cannot describe it as JSON: {e}. "
             "Use a pydantic model, a dataclass, a TypedDict (from typing_extensions on "
             "Python < 3.12), a list of them, or int, float, bool or str."
         ) from e
     doc = inspect.getdoc(output_type) if _is_documented(output_type) else None
     return adapter, OutputSpec(
-        name=_name(output_type),
+        name=type_name(output_type),
         json_schema=schema,
         description=(doc or "").strip(),
         typed_check=not _complete_schema(output_type),
@@ -152,17 +152,18 @@ def _complete_schema(t: Any) -> bool:
     return get_origin(t) is list and all(_complete_schema(a) for a in get_args(t))
 
 
-def _name(t: Any) -> str:
+def type_name(t: Any) -> str:
+    """A type as people write it: ``Shipment``, ``list[Shipment]``, ``int | None``."""
     origin = get_origin(t)
     if origin in (Union, types.UnionType):
-        return " | ".join(_name(a) for a in get_args(t))
+        return " | ".join(type_name(a) for a in get_args(t))
     if origin is Literal:
         return f"Literal[{', '.join(repr(a) for a in get_args(t))}]"
     if t is type(None):
         return "None"
     if origin is not None and get_args(t):
         head = getattr(origin, "__name__", None) or str(origin).removeprefix("typing.")
-        return f"{head}[{', '.join(_name(a) for a in get_args(t))}]"
+        return f"{head}[{', '.join(type_name(a) for a in get_args(t))}]"
     return str(getattr(t, "__name__", None) or t)
 
 
