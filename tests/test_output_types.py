@@ -189,6 +189,12 @@ def test_constraints_are_checked_for_output_only() -> None:
 
     bounded = output_spec(Bounded)[1].json_schema
     assert check_value(bounded, {"code": "OSL", "tags": ["a"], "ratio": 0.5}, path="x") == []
+    # Float multiples within rounding, as pydantic has them (0.3 / 0.1 is not exactly 3).
+    tenths = output_spec(Tenths)[1].json_schema
+    assert check_value(tenths, {"r": 0.3}, path="x") == []
+    assert check_value(tenths, {"r": 0.35}, path="x") == [
+        "x.r: must be a multiple of 0.1, got 0.35"
+    ]
     problems = check_value(bounded, {"code": "oslo", "tags": [], "ratio": 0.3}, path="x")
     assert problems == [
         "x.code: at most 3 characters, got 4",
@@ -196,6 +202,10 @@ def test_constraints_are_checked_for_output_only() -> None:
         "x.tags: at least 1 items, got 0",
         "x.ratio: must be a multiple of 0.25, got 0.3",
     ]
+
+
+class Tenths(BaseModel):
+    r: float = Field(multiple_of=0.1)
 
 
 # --- the repair messages -------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +162,15 @@ _BOUNDS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
 }
 
 
+def _multiple(value: float, step: float) -> bool:
+    """``value`` is a multiple of ``step``, within a float's rounding (as pydantic has it:
+    0.3 is a multiple of 0.1)."""
+    if isinstance(value, int) and isinstance(step, int):
+        return value % step == 0
+    rest = value % step
+    return abs(rest) <= sys.float_info.epsilon or abs(rest - step) <= sys.float_info.epsilon
+
+
 def _check_constraints(schema: dict[str, Any], value: Any, path: str, errors: list[str]) -> None:
     """The bounds ``Field(ge=..., max_length=..., pattern=...)`` put in a schema."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -169,7 +179,7 @@ def _check_constraints(schema: dict[str, Any], value: Any, path: str, errors: li
             if isinstance(bound, int | float) and not holds(value, bound):
                 errors.append(f"{path}: must be {sign} {bound}, got {_short(value)}")
         step = schema.get("multipleOf")
-        if isinstance(step, int | float) and step > 0 and (value / step) % 1:
+        if isinstance(step, int | float) and step > 0 and not _multiple(value, step):
             errors.append(f"{path}: must be a multiple of {step}, got {_short(value)}")
     if isinstance(value, str | list | dict):
         suffix, unit = (
