@@ -36,6 +36,8 @@ from ratchet.testing import (
 from ratchet.trace import build_trace, render_trace
 
 from .conftest import API_KEY, hosted
+from .test_cli import address
+from .test_cli_streaming import ratchet_with_input
 from .test_wire_requests import _assert_bodies_rebuilt, _run
 
 FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=0.5, max_turns=6)
@@ -459,3 +461,41 @@ async def test_a_validator_that_breaks_fails_the_run_with_its_error(
         info.value.message
     )
     assert attempts == [7, 7, 7]
+
+
+async def test_a_chat_shows_accepted_answers_only(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    """`RunHandle.first_reply` and `ratchet chat` wait for an answer the checks accepted:
+    the final_result call's JSON, not a reply sent back for repair."""
+    agent = shipping_agent("shipping-chat")
+    model_server.add(
+        tool_calls(final({"order_id": 7})),
+        tool_calls(final({"order_id": 7, "shipped": True})),
+        tool_calls(final({"order_id": "8"})),
+        tool_calls(final({"order_id": 8, "shipped": False})),
+    )
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start(agent.name, "Where is order 7?", chat=True)
+        assert await handle.first_reply() == '{"order_id": 7, "shipped": true}'
+        await handle.end_chat()
+        await handle.result()
+        code, out, err = await ratchet_with_input(
+            b"Where is order 8?\n/exit\n",
+            "chat",
+            agent.name,
+            "--no-stream",
+            "--address",
+            address(temporal_client),
+            "--task-queue",
+            client.task_queue,
+            env={},
+        )
+    model_server.verify()
+    assert code == 0, err
+    lines = out.splitlines()
+    rejected = next(i for i, line in enumerate(lines) if line.startswith("output    schema"))
+    assert "rejected: the final answer is not a valid Shipment" in lines[rejected]
+    replies = [line for line in lines if line.startswith("shipping-chat> ")]
+    assert replies == ['shipping-chat> {"order_id": 8, "shipped": false}'], out
+    assert lines.index(replies[0]) > rejected

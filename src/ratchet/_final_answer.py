@@ -33,6 +33,8 @@ __all__ = [
     "Offered",
     "accepted_messages",
     "answer_text",
+    "answers_are_checked",
+    "needs_worker_check",
     "offered_answer",
     "rejected_problem",
     "repair_messages",
@@ -82,6 +84,19 @@ def _asked_by(wire: WireFormat | None) -> str:
     if wire is None or not wire.structured:
         return "nothing"
     return "envelope" if wire.tool_mode == "json_schema" else "tool"
+
+
+def answers_are_checked(spec: AgentSpec) -> bool:
+    """The agent has an output type or output validators: a final answer counts once
+    its checks accept it (an ``output_checked`` event with its ``answer``)."""
+    return spec.output is not None or bool(spec.output_validators)
+
+
+def needs_worker_check(spec: AgentSpec) -> bool:
+    """A well-formed answer is judged in the output check activity too: by the output
+    type itself (``OutputSpec.typed_check``) or by output validators."""
+    output = spec.output
+    return bool(spec.output_validators) or (output is not None and output.typed_check)
 
 
 def answer_text(spec: AgentSpec, value: Any) -> str:

@@ -21,7 +21,7 @@ from temporalio.converter import DataConverter
 
 from . import events as ev
 from ._failures import failure_text, readable
-from ._final_answer import offered_answer
+from ._final_answer import answer_text, needs_worker_check, offered_answer
 from ._prompts import Prompts
 from ._protocol import (
     APPROVE_UPDATE,
@@ -410,13 +410,17 @@ class HistoryReader:
         elif step.kind == OUTPUT_CHECK_ACTIVITY:
             checked: OutputCheckResult = await self._decode(c.result.payloads, OutputCheckResult)
             oreq: OutputCheckRequest = step.request
-            for check in checked.checks:
+            spec = self._s.spec
+            accepted = checked.rejection is None and spec is not None
+            for n, check in enumerate(checked.checks, start=1):
+                last = n == len(checked.checks)
                 self._emit(
                     ev.OutputChecked,
                     turn=oreq.turn,
                     check=check.check,
                     accepted=check.accepted,
                     message=check.message,
+                    answer=answer_text(spec, checked.data) if accepted and last and spec else None,
                 )
         elif step.kind == SNAPSHOT_ACTIVITY and self._s.spec is None:
             self._snapshotted(await self._decode(c.result.payloads, AgentSpec))
@@ -460,12 +464,15 @@ class HistoryReader:
             return False
         if offered.call is not None:
             self._s.final.add(offered.call.id)
+        # Accepted here when the worker has nothing to check (as the workflow decides).
+        settled = offered.problem is None and not needs_worker_check(spec)
         self._emit(
             ev.OutputChecked,
             turn=turn,
             check="schema",
             accepted=offered.problem is None,
             message=offered.problem or "",
+            answer=answer_text(spec, offered.value) if settled else None,
         )
         return True
 

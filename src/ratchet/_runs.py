@@ -24,6 +24,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ._final_answer import answers_are_checked
 from ._history import read_run, run_input
 from ._protocol import (
     APPROVE_UPDATE,
@@ -53,8 +54,10 @@ from .errors import (
     RunNotFound,
 )
 from .events import (
+    AgentSnapshotted,
     MessageRecorded,
     ModelCallFinished,
+    OutputChecked,
     RunEvent,
     RunFinished,
     TokenDelta,
@@ -324,7 +327,9 @@ class RunHandle:
                     pass
 
     async def first_reply(self) -> str:
-        """The agent's answer to the run's prompt: its first answer without tool calls.
+        """The agent's answer to the run's prompt: its first answer without tool calls
+        (for an agent whose answers are checked, an output type's or output validators',
+        the first accepted one: its text, a structured answer's JSON).
 
         For a chat run this returns as soon as the agent answers the opening message,
         while the run stays open for :meth:`send`.
@@ -332,12 +337,20 @@ class RunHandle:
         Raises:
             RunFailed: the run ended before answering.
         """
+        checked = False
         async for event in self.events():
-            if isinstance(event, ModelCallFinished) and event.response is not None:
-                if not event.response.tool_calls:
-                    return event.response.content or ""
-            elif isinstance(event, RunFinished):
-                break
+            match event:
+                case AgentSnapshotted():
+                    checked = answers_are_checked(event.spec)
+                case OutputChecked() if event.answer is not None:
+                    return event.answer
+                case ModelCallFinished() if event.response is not None and not checked:
+                    if not event.response.tool_calls:
+                        return event.response.content or ""
+                case RunFinished():
+                    break
+                case _:
+                    pass
         return (await self.result()).output
 
     async def _query(self, name: str, result_type: Any) -> Any:

@@ -301,6 +301,10 @@ class OutputChecked(_Event):
     accepted: bool
     message: str = ""
     """Why it was rejected, as the model is told (or a note on an accepted check)."""
+    answer: str | None = None
+    """Set on the check that accepted the final answer (the last of its checks): the
+    answer's text as the run returns it (a structured answer's JSON). Readers waiting
+    for an agent's answer wait for this when the agent's answers are checked."""
 
 
 class RunFinished(_Event):

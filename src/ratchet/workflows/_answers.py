@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         Offered,
         accepted_messages,
         answer_text,
+        answers_are_checked,
+        needs_worker_check,
         offered_answer,
         rejected_problem,
         repair_messages,
@@ -75,7 +77,7 @@ class FinalAnswers:
     @property
     def checked(self) -> bool:
         """The agent has an output type or output validators (else answers are text as is)."""
-        return self._spec.output is not None or bool(self._spec.output_validators)
+        return answers_are_checked(self._spec)
 
     async def settle(self, turn: int, response: ModelResponse) -> str | _Repaired | None:
         """The accepted answer's text, ``REPAIRED``, or None when the reply calls tools."""
@@ -85,7 +87,7 @@ class FinalAnswers:
             return None
         problem = offered.problem
         value = offered.value
-        if problem is None and self._worker_checks:
+        if problem is None and needs_worker_check(self._spec):
             result = await self._check(turn, offered)
             rejection = result.rejection
             if rejection is not None:
@@ -99,11 +101,6 @@ class FinalAnswers:
         self._repair(turn, problem)
         self._transcript.add_all(repair_messages(message, offered, problem))
         return REPAIRED
-
-    @property
-    def _worker_checks(self) -> bool:
-        output = self._spec.output
-        return bool(self._spec.output_validators) or (output is not None and output.typed_check)
 
     def _repair(self, turn: int, problem: str) -> None:
         """Count an answer sent back; fail the run past ``Limits.max_repair_turns``."""
