@@ -159,6 +159,14 @@ def test_models_documentation_reaches_the_model() -> None:
     assert output.description == "Where an order is."
     assert "Where an order is." in output.tool().description
     assert output.typed_check  # a model's validators are the worker's to run
+    # Only a docstring of the user's own: none for these (pydantic's, dict's and the
+    # signature dataclass writes are not theirs).
+    assert [spec_of(t).output.description for t in (Parcel, Address, int)] == ["", "", ""]  # type: ignore[union-attr]
+
+    class Bare(BaseModel):
+        x: int
+
+    assert spec_of(Bare).output.description == ""  # type: ignore[union-attr]
     assert not spec_of(int).output.typed_check  # type: ignore[union-attr]
     assert not spec_of(list[str]).output.typed_check  # type: ignore[union-attr]
 

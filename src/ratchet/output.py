@@ -131,7 +131,7 @@ def output_spec(output_type: Any) -> tuple[TypeAdapter[Any], OutputSpec]:
             "Use a pydantic model, a dataclass, a TypedDict (from typing_extensions on "
             "Python < 3.12), a list of them, or int, float, bool or str."
         ) from e
-    doc = inspect.getdoc(output_type) if _is_documented(output_type) else None
+    doc = _own_doc(output_type)
     return adapter, OutputSpec(
         name=type_name(output_type),
         json_schema=schema,
@@ -140,9 +140,17 @@ def output_spec(output_type: Any) -> tuple[TypeAdapter[Any], OutputSpec]:
     )
 
 
-def _is_documented(t: Any) -> bool:
-    """A class of the user's whose docstring is its own (not ``dict``'s or ``object``'s)."""
-    return isinstance(t, type) and t not in _PRIMITIVES and "__doc__" in vars(t)
+def _own_doc(t: Any) -> str | None:
+    """The docstring the user wrote on the class; not one it inherits (``BaseModel``'s,
+    ``dict``'s) nor the signature ``dataclass`` writes when there is none."""
+    if not isinstance(t, type) or t in _PRIMITIVES:
+        return None
+    doc = vars(t).get("__doc__")
+    if not isinstance(doc, str) or (
+        dataclasses.is_dataclass(t) and doc.startswith(f"{t.__name__}(")
+    ):
+        return None
+    return inspect.cleandoc(doc)
 
 
 def _complete_schema(t: Any) -> bool:
