@@ -25,7 +25,16 @@ from ratchet._history import executions
 from ratchet.testing import ScriptedModelServer
 
 from .conftest import API_KEY, _test_store, scripted_provider, temporal_binary
-from .scenarios import AGENT, ASKING, CAPPED, GUARDED, LONG, SCENARIOS, SUMMARIZING
+from .scenarios import (
+    AGENT,
+    ASKING,
+    CAPPED,
+    GUARDED,
+    LONG,
+    SCENARIOS,
+    STRUCTURED,
+    SUMMARIZING,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -45,7 +54,7 @@ async def record(names: set[str]) -> None:
                 queue = f"golden-{uuid.uuid4().hex[:6]}"
                 worker = create_worker(
                     env.client,
-                    [AGENT, GUARDED, LONG, SUMMARIZING, CAPPED, ASKING],
+                    [AGENT, GUARDED, LONG, SUMMARIZING, CAPPED, ASKING, STRUCTURED],
                     task_queue=queue,
                     providers={"openai": scripted_provider(server)},
                     transcript_store=_test_store(),

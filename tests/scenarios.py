@@ -11,7 +11,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ratchet import Agent, Limits, Policy, RunHandle, require_approval, tool
+from pydantic import BaseModel
+
+from ratchet import Agent, Limits, OutputRejected, Policy, RunHandle, require_approval, tool
+from ratchet.output import OUTPUT_TOOL
 from ratchet.testing import Step, call, context_too_long, error, reply, tool_calls
 
 
@@ -95,6 +98,31 @@ SUMMARIZING = Agent(
     model="openai:gpt-test",
     tools=[lookup_order],
     limits=Limits(model_retry_initial_seconds=0.1, context_strategy="summarize"),
+)
+
+
+class Shipment(BaseModel):
+    """Where an order is."""
+
+    order_id: int
+    shipped: bool
+
+
+def known_order(shipment: Shipment) -> None:
+    """An output validator: only the order the golden runs look up exists."""
+    if shipment.order_id != 5:
+        raise OutputRejected(f"there is no order {shipment.order_id}")
+
+
+# Structured output: answers a Shipment through the final_result tool, checked by a validator.
+STRUCTURED = Agent(
+    "golden-structured",
+    instructions="You are a support agent.",
+    model="openai:gpt-test",
+    tools=[lookup_order],
+    output_type=Shipment,
+    output_validators=[known_order],
+    limits=Limits(model_retry_initial_seconds=0.1),
 )
 
 
@@ -261,6 +289,18 @@ SCENARIOS = [
             reply("All four shipped."),
         ),
         agent=CAPPED,
+    ),
+    Scenario(
+        "structured_output",
+        "Has order 5 shipped?",
+        (
+            tool_calls(call("lookup_order", {"order_id": 5})),
+            # Invalid JSON, then an answer the validator rejects, then the right one.
+            tool_calls(call(OUTPUT_TOOL, '{"order_id": 5, "shipped": tr')),
+            tool_calls(call(OUTPUT_TOOL, {"order_id": 6, "shipped": True})),
+            tool_calls(call(OUTPUT_TOOL, {"order_id": 5, "shipped": True})),
+        ),
+        agent=STRUCTURED,
     ),
     Scenario(
         "budget_raised",

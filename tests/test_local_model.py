@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from temporalio.client import Client
 
 from examples.support import agent, db
-from ratchet import AgentClient, create_worker
-from ratchet.events import ModelCallFinished, TokenDelta
+from examples.support.agent import order_status
+from ratchet import Agent, AgentClient, Limits, create_worker
+from ratchet.events import ModelCallFinished, OutputChecked, TokenDelta
 from ratchet.local import LlamaServer, ensure_llama_server, smollm2_model_path
 from ratchet.local._proc import free_port
 from ratchet.streaming import delta_store_for
@@ -100,3 +102,51 @@ async def test_the_local_models_answer_streams(
     assert last_call.wire is not None and last_call.wire.stream
     assert last_call.request_body is not None and last_call.request_body["stream"] is True
     assert last_call.usage.output_tokens > 0, "llama-server sent no usage chunk"
+
+
+class Shipment(BaseModel):
+    """Whether an order has shipped."""
+
+    order_id: int
+    shipped: bool
+
+
+async def test_the_local_model_returns_a_pydantic_model(
+    temporal_client: Client,
+    local_llm: LlamaServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Structured output on the embedded model: json_schema mode turns the output type into
+    the envelope's answer option, so constrained decoding yields a valid Shipment after
+    the tool call, and the run returns it typed."""
+    monkeypatch.setenv("RATCHET_LOCAL_LLM_URL", local_llm.base_url)
+    monkeypatch.setenv("SUPPORT_DB", str(tmp_path / "shop.sqlite"))
+    shipments = Agent(
+        "shipments",
+        instructions="You are the support agent of an online shop. Use a tool, then answer.",
+        model="local",
+        tools=[order_status],
+        output_type=Shipment,
+        limits=Limits(max_turns=4),
+        max_tokens=200,
+        temperature=0.0,
+    )
+    queue = f"local-typed-{uuid.uuid4().hex[:6]}"
+    async with create_worker(temporal_client, [shipments], task_queue=queue):
+        client = AgentClient(temporal_client, task_queue=queue)
+        handle = await client.start("shipments", "Has order 1042 shipped?")
+        result = await handle.result(Shipment)
+        events = [e async for e in handle.events(follow=False)]
+    assert isinstance(result.output, Shipment)
+    # Order 1042 is "shipped" in the demo database: the model read the tool's result.
+    assert result.output == Shipment(order_id=1042, shipped=True), result.text
+    calls = [e for e in events if isinstance(e, ModelCallFinished)]
+    assert calls[0].response is not None and calls[0].response.tool_calls, calls[0].response
+    answer = calls[-1]
+    assert answer.wire is not None and answer.wire.structured
+    assert answer.request_body is not None
+    schema = answer.request_body["response_format"]["json_schema"]["schema"]
+    assert schema["anyOf"][-1]["properties"]["answer"]["required"] == ["order_id", "shipped"]
+    checks = [(e.check, e.accepted) for e in events if isinstance(e, OutputChecked)]
+    assert checks[-2:] == [("schema", True), ("Shipment", True)]

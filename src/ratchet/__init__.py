@@ -14,6 +14,8 @@ from .errors import (
     BudgetExceeded,
     ConfigError,
     ConnectionFailed,
+    OutputRejected,
+    OutputValidationError,
     RatchetError,
     RetryableToolError,
     RunCancelled,
@@ -23,6 +25,7 @@ from .errors import (
 )
 from .messages import Message, ToolCall, Usage
 from .models import OpenAICompatible
+from .output import TypedRunResult
 from .policy import Policy, Rule, allow, arg, deny, require_approval
 from .pricing import Price
 from .tools import Tool, ToolContext, tool
@@ -44,6 +47,8 @@ __all__ = [
     "Limits",
     "Message",
     "OpenAICompatible",
+    "OutputRejected",
+    "OutputValidationError",
     "PendingApproval",
     "Policy",
     "Price",
@@ -63,6 +68,7 @@ __all__ = [
     "ToolCall",
     "ToolContext",
     "TranscriptEntryMissing",
+    "TypedRunResult",
     "Usage",
     "allow",
     "arg",

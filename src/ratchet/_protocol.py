@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from .agent import AgentSpec, ContextStrategy, ToolMode
 from .messages import Message, ToolCall, Usage
 from .models import WireFormat
+from .output import OutputSpec
 from .policy import PolicyDecision
 from .tools import ToolSpec
 
@@ -25,6 +26,7 @@ MODEL_ACTIVITY = "ratchet.call_model"
 TOOL_ACTIVITY = "ratchet.run_tool"
 COMPACT_ACTIVITY = "ratchet.compact_transcript"
 VERIFY_APPROVAL_ACTIVITY = "ratchet.verify_approval"
+OUTPUT_CHECK_ACTIVITY = "ratchet.check_output"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -171,6 +173,7 @@ class RunResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     output: str
+    """The final answer's text; for an agent with an ``output_type``, its JSON."""
     turns: int
     usage: Usage
     tool_calls: int
@@ -179,6 +182,12 @@ class RunResult(BaseModel):
     """Answers that completed the run but may not be whole: cut off by the model's
     output token limit (``finish_reason`` ``length``) or empty. See
     ``Limits.on_incomplete_answer``."""
+    output_type: str | None = None
+    """The name of the agent's output type (``Agent(output_type=...)``); None: text."""
+    data: Any = None
+    """The final answer parsed from its JSON, for an agent with an ``output_type`` (a
+    dict for a model, a list for ``list[...]``...); None for a text answer.
+    ``RunHandle.result(output_type=...)`` gives it back as the type itself."""
 
 
 class RunStatus(BaseModel):
@@ -238,6 +247,8 @@ class Carried(BaseModel):
     turns_used: int = 0
     """Turns spent on the current user message (``Limits.max_turns`` counts them)."""
     repair_streak: int = 0
+    output_repairs: int = 0
+    """Final answers in a row sent back for repair (``Limits.max_repair_turns``)."""
     calls: list[ToolCall] = []
     """The tool calls of an unfinished turn (waiting for approval), in call order."""
     results: dict[str, Message] = {}
@@ -297,6 +308,8 @@ class ModelRequest(BaseModel):
     heartbeat_seconds: float = 2.0
     stream: bool = False
     """Stream the reply to subscribers (``AgentSpec.stream``), if the provider can."""
+    output: OutputSpec | None = None
+    """The agent's output type (``AgentSpec.output``): the answer must be its JSON."""
 
 
 class ModelResponse(BaseModel):
@@ -352,6 +365,50 @@ class ToolResult(BaseModel):
     """The hash under which the tool message was stored (``ToolRequest.store``)."""
 
 
+class OutputCheckRequest(BaseModel):
+    """Input of the output check activity: judge a well-formed final answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    turn: int
+    output: str
+    """The answer: its JSON for an agent with an output type, else its text."""
+    typed: bool = False
+    """Validate the JSON with the agent's output type first (``OutputSpec.typed_check``)."""
+    validators: list[str] = []
+    """The snapshot's output validators, by name, in order."""
+    heartbeat_seconds: float = 2.0
+
+
+class OutputCheck(BaseModel):
+    """One check of a final answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    check: str
+    """``schema`` (the workflow's check against the recorded schema), the output type's
+    name (pydantic's validation in the worker), or an output validator's name."""
+    accepted: bool
+    message: str = ""
+    """Why it was rejected (what the model is told), or a note."""
+
+
+class OutputCheckResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    checks: list[OutputCheck]
+    """In order; a rejection is the last one (later checks did not run)."""
+    data: Any = None
+    """The answer as the output type dumped it back to JSON (defaults filled in), when
+    it was validated with the type."""
+
+    @property
+    def rejection(self) -> OutputCheck | None:
+        return next((c for c in self.checks if not c.accepted), None)
+
+
 class CompactRequest(BaseModel):
     """Input of the compaction activity: shrink a prompt that overflows the context."""
 
@@ -387,6 +444,7 @@ __all__ = [
     "COMPACT_ACTIVITY",
     "DEFAULT_TASK_QUEUE",
     "MODEL_ACTIVITY",
+    "OUTPUT_CHECK_ACTIVITY",
     "SNAPSHOT_ACTIVITY",
     "STATUS_QUERY",
     "TOOL_ACTIVITY",
@@ -401,6 +459,9 @@ __all__ = [
     "CompactResult",
     "ModelRequest",
     "ModelResponse",
+    "OutputCheck",
+    "OutputCheckRequest",
+    "OutputCheckResult",
     "RunInput",
     "RunResult",
     "RunState",

@@ -21,18 +21,22 @@ from temporalio.converter import DataConverter
 
 from . import events as ev
 from ._failures import failure_text, readable
+from ._final_answer import answer_text, needs_worker_check, offered_answer
 from ._prompts import Prompts
 from ._protocol import (
     APPROVE_UPDATE,
     ASKED_MEMO,
     COMPACT_ACTIVITY,
     MODEL_ACTIVITY,
+    OUTPUT_CHECK_ACTIVITY,
     SNAPSHOT_ACTIVITY,
     TOOL_ACTIVITY,
     ApprovalRecord,
     CompactResult,
     ModelRequest,
     ModelResponse,
+    OutputCheckRequest,
+    OutputCheckResult,
     PendingApproval,
     RunInput,
     RunResult,
@@ -78,6 +82,8 @@ class _State:
     ran: set[str] = field(default_factory=set)
     """Call ids a tool activity ran for."""
     rejected: set[str] = field(default_factory=set)
+    final: set[str] = field(default_factory=set)
+    """Ids of ``final_result`` calls: final answers, reported as output checks."""
     requested: dict[str, PendingApproval] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)
     approve_updates: set[str] = field(default_factory=set)
@@ -189,6 +195,8 @@ class HistoryReader:
                 ev.RunFinished,
                 outcome="completed",
                 output=result.output,
+                output_type=result.output_type,
+                data=result.data,
                 turns=result.turns,
                 usage=result.usage,
                 cost_usd=result.cost_usd,
@@ -249,6 +257,9 @@ class HistoryReader:
                 policy=treq.policy,
                 approval=treq.approval,
             )
+        elif name == OUTPUT_CHECK_ACTIVITY:
+            oreq: OutputCheckRequest = await self._decode(a.input.payloads, OutputCheckRequest)
+            self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at, oreq)
         elif name in (COMPACT_ACTIVITY, SNAPSHOT_ACTIVITY):
             self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at)
 
@@ -286,6 +297,7 @@ class HistoryReader:
             temperature=req.temperature,
             max_tokens=req.max_tokens,
             transcript_ref=req.transcript_ref,
+            output=req.output,
         )
         return prompt, list(tools)
 
@@ -304,7 +316,7 @@ class HistoryReader:
             if m.role != "tool" or not m.tool_call_id:
                 continue
             call_id = m.tool_call_id
-            if call_id in s.ran or call_id in s.rejected:
+            if call_id in s.ran or call_id in s.rejected or call_id in s.final:
                 continue
             unknown = ToolCall(id=call_id, name=m.name or "", arguments="")
             turn, call = s.calls.get(call_id, (0, unknown))
@@ -395,6 +407,21 @@ class HistoryReader:
                 dropped=done.dropped,
                 summarized=done.summary is not None,
             )
+        elif step.kind == OUTPUT_CHECK_ACTIVITY:
+            checked: OutputCheckResult = await self._decode(c.result.payloads, OutputCheckResult)
+            oreq: OutputCheckRequest = step.request
+            spec = self._s.spec
+            accepted = checked.rejection is None and spec is not None
+            for n, check in enumerate(checked.checks, start=1):
+                last = n == len(checked.checks)
+                self._emit(
+                    ev.OutputChecked,
+                    turn=oreq.turn,
+                    check=check.check,
+                    accepted=check.accepted,
+                    message=check.message,
+                    answer=answer_text(spec, checked.data) if accepted and last and spec else None,
+                )
         elif step.kind == SNAPSHOT_ACTIVITY and self._s.spec is None:
             self._snapshotted(await self._decode(c.result.payloads, AgentSpec))
 
@@ -423,7 +450,31 @@ class HistoryReader:
         )
         for call in resp.message.tool_calls or []:
             s.calls[call.id] = (req.turn, call)
-        self._decide_calls(req.turn, resp.message.tool_calls or [])
+        if not self._final_answer(req.turn, resp):
+            self._decide_calls(req.turn, resp.message.tool_calls or [])
+
+    def _final_answer(self, turn: int, resp: ModelResponse) -> bool:
+        """Report a structured final answer's schema check, as the workflow made it;
+        whether the reply offered one (its other calls then never run)."""
+        spec = self._s.spec
+        if spec is None or spec.output is None:
+            return False
+        offered = offered_answer(spec, resp.message, resp.wire)
+        if offered is None:
+            return False
+        if offered.call is not None:
+            self._s.final.add(offered.call.id)
+        # Accepted here when the worker has nothing to check (as the workflow decides).
+        settled = offered.problem is None and not needs_worker_check(spec)
+        self._emit(
+            ev.OutputChecked,
+            turn=turn,
+            check="schema",
+            accepted=offered.problem is None,
+            message=offered.problem or "",
+            answer=answer_text(spec, offered.value) if settled else None,
+        )
+        return True
 
     def _decide_calls(self, turn: int, calls: list[ToolCall]) -> None:
         """What the workflow does with the calls: the same pure checks it runs."""
@@ -611,6 +662,7 @@ def _body(step: _Scheduled, resp: ModelResponse) -> dict[str, Any] | None:
             temperature=req.temperature,
             max_tokens=req.max_tokens,
             wire=resp.wire,
+            output=req.output,
         )
     except ValueError:  # rendered by a newer ratchet: the prompt is still shown
         return None

@@ -7,8 +7,9 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, get_args
+from typing import Any, NamedTuple, TypeVar, get_args, overload
 
+import pydantic
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
@@ -23,6 +24,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ._final_answer import answers_are_checked
 from ._history import read_run, run_input
 from ._protocol import (
     APPROVE_UPDATE,
@@ -45,20 +47,24 @@ from .errors import (
     ApprovalError,
     BudgetExceeded,
     ConfigError,
+    OutputValidationError,
     RatchetError,
     RunCancelled,
     RunFailed,
     RunNotFound,
 )
 from .events import (
+    AgentSnapshotted,
     MessageRecorded,
     ModelCallFinished,
+    OutputChecked,
     RunEvent,
     RunFinished,
     TokenDelta,
     TokensSuperseded,
 )
 from .messages import Message
+from .output import TypedRunResult, type_name
 from .streaming import DeltaStore, default_delta_store
 from .transcripts import TranscriptStore
 
@@ -76,7 +82,46 @@ __all__ = [
     "check_tenant",
     "ratchet_spelling",
     "run_info",
+    "typed_result",
 ]
+
+T = TypeVar("T")
+
+
+def typed_result(run_id: str, result: RunResult, output_type: type[T]) -> TypedRunResult[T]:
+    """``result`` with its answer validated as ``output_type`` (pydantic).
+
+    A structured answer is validated from its JSON; a text answer is the output itself
+    for ``str``, else it is read as JSON (an agent told to answer in JSON).
+
+    Raises:
+        ConfigError: the answer is not an ``output_type``.
+    """
+    adapter: pydantic.TypeAdapter[T] = pydantic.TypeAdapter(output_type)
+    try:
+        if result.output_type is None and output_type is str:
+            output = adapter.validate_python(result.output)
+        else:
+            output = adapter.validate_json(result.output)
+    except pydantic.ValidationError as e:
+        kind = f"a {result.output_type}" if result.output_type else "text"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'answer'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(
+            f"run {run_id}: its answer ({kind}) is not a valid {type_name(output_type)}: "
+            f"{problems}. Ask for the agent's own output_type."
+        ) from e
+    return TypedRunResult(
+        output=output,
+        text=result.output,
+        turns=result.turns,
+        usage=result.usage,
+        tool_calls=result.tool_calls,
+        cost_usd=result.cost_usd,
+        warnings=list(result.warnings),
+    )
 
 
 @dataclass(frozen=True)
@@ -134,12 +179,30 @@ class RunHandle:
         """The run's workflow id."""
         return self._handle.id
 
-    async def result(self) -> RunResult:
+    @overload
+    async def result(self) -> RunResult: ...
+
+    @overload
+    async def result(self, output_type: type[T]) -> TypedRunResult[T]: ...
+
+    async def result(self, output_type: Any = None) -> RunResult | TypedRunResult[Any]:
         """Wait for the run to finish.
 
+        Args:
+            output_type: the agent's output type (``Agent(output_type=...)``): the result
+                then carries the answer as that type (a type checker follows it), in
+                ``TypedRunResult.output``. Without it, ``RunResult.output`` is the
+                answer's text (a structured answer's JSON; ``RunResult.data`` parsed).
+
         Raises:
-            RunFailed: the run failed; ``error_type`` names the cause from the taxonomy.
+            RunFailed: the run failed; ``error_type`` names the cause from the taxonomy
+                (``OutputValidationError``, ``BudgetExceeded``... are subclasses).
+            ConfigError: the answer is not an ``output_type`` (the agent has another).
         """
+        result = await self._result()
+        return result if output_type is None else typed_result(self.id, result, output_type)
+
+    async def _result(self) -> RunResult:
         try:
             return await self._handle.result()
         except WorkflowFailureError as e:
@@ -154,6 +217,10 @@ class RunHandle:
                     raise BudgetExceeded(
                         self.id, cause.message, d["budget"], d["used"], d["limit"]
                     ) from e
+                if cause.type == "OutputValidationError":
+                    d = cause.details[0] if cause.details else {}
+                    problem = d.get("problem", "") if isinstance(d, dict) else ""
+                    raise OutputValidationError(self.id, cause.message, problem) from e
                 raise RunFailed(self.id, cause.type or "ApplicationError", cause.message) from e
             raise RunFailed(self.id, type(cause).__name__, str(cause)) from e
         except RPCError as e:
@@ -261,7 +328,9 @@ class RunHandle:
                     pass
 
     async def first_reply(self) -> str:
-        """The agent's answer to the run's prompt: its first answer without tool calls.
+        """The agent's answer to the run's prompt: its first answer without tool calls
+        (for an agent whose answers are checked, an output type's or output validators',
+        the first accepted one: its text, a structured answer's JSON).
 
         For a chat run this returns as soon as the agent answers the opening message,
         while the run stays open for :meth:`send`.
@@ -269,12 +338,20 @@ class RunHandle:
         Raises:
             RunFailed: the run ended before answering.
         """
+        checked = False
         async for event in self.events():
-            if isinstance(event, ModelCallFinished) and event.response is not None:
-                if not event.response.tool_calls:
-                    return event.response.content or ""
-            elif isinstance(event, RunFinished):
-                break
+            match event:
+                case AgentSnapshotted():
+                    checked = answers_are_checked(event.spec)
+                case OutputChecked() if event.answer is not None:
+                    return event.answer
+                case ModelCallFinished() if event.response is not None and not checked:
+                    if not event.response.tool_calls:
+                        return event.response.content or ""
+                case RunFinished():
+                    break
+                case _:
+                    pass
         return (await self.result()).output
 
     async def _query(self, name: str, result_type: Any) -> Any:

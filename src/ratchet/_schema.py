@@ -1,22 +1,31 @@
-"""A small, deterministic JSON-schema checker for tool arguments inside the workflow.
+"""A small, deterministic JSON-schema checker for tool arguments and structured output
+inside the workflow.
 
-It covers the subset pydantic emits for tool signatures (types, required,
-properties, additionalProperties, enum, const, items, anyOf/oneOf, $ref into
-$defs). Checking in the workflow sends a bad call back to the model without
-spending an activity; the tool activity still validates with pydantic, which
-stays the authority.
+It covers the subset pydantic emits for tool signatures and output types (types,
+required, properties, additionalProperties, enum, const, items, prefixItems,
+anyOf/oneOf, $ref into $defs) and, for output only, the constraints of ``Field``
+(minimum/maximum, lengths, pattern, multipleOf). Checking in the workflow sends a bad
+call or answer back to the model without spending an activity; pydantic, in an
+activity, stays the authority.
+
+Tool arguments are checked without the constraints: runs recorded before they were
+checked sent such calls to the tool activity, and must replay the same way.
 """
 
 from __future__ import annotations
 
 import json
+import operator
+import re
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .agent import AgentSpec
     from .messages import ToolCall
 
-__all__ = ["check_arguments", "parse_call"]
+__all__ = ["check_arguments", "check_value", "parse_call"]
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -37,11 +46,23 @@ _INT64 = 2**63
 
 def check_arguments(schema: dict[str, Any], value: Any) -> list[str]:
     """Return human-readable problems with ``value`` against ``schema`` (empty if valid)."""
+    return check_value(schema, value, path="arguments", constraints=False)
+
+
+def check_value(
+    schema: dict[str, Any], value: Any, *, path: str, constraints: bool = True
+) -> list[str]:
+    """Human-readable problems with ``value`` against ``schema`` (empty if valid).
+
+    ``path`` names the value in the problems (``output.order_id: ...``); with
+    ``constraints`` the bounds, lengths and patterns of the schema are checked too.
+    """
     errors: list[str] = []
+    checker = _Checker(schema.get("$defs", {}), constraints)
     try:
-        _check(schema, value, "arguments", schema.get("$defs", {}), errors, 0)
+        checker.check(schema, value, path, errors, 0)
     except RecursionError:
-        return ["arguments: nested too deeply"]
+        return [f"{path}: nested too deeply"]
     return errors
 
 
@@ -59,77 +80,128 @@ def _type_ok(expected: str, value: Any) -> bool:
     return isinstance(value, _TYPES.get(expected, (object,)))
 
 
-def _check(
-    schema: dict[str, Any],
-    value: Any,
-    path: str,
-    defs: dict[str, Any],
-    errors: list[str],
-    depth: int,
-) -> None:
-    if depth > _MAX_DEPTH:
-        errors.append(f"{path}: nested more than {_MAX_DEPTH} levels deep")
-        return
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        target = defs.get(ref.removeprefix("#/$defs/"))
-        if isinstance(target, dict):
-            _check(target, value, path, defs, errors, depth + 1)
-        return
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            if not any(
-                not _errors_of(o, value, path, defs, depth + 1)
-                for o in options
-                if isinstance(o, dict)
-            ):
-                errors.append(f"{path}: {_short(value)} matches none of the allowed forms")
+class _Checker:
+    """One check of a value: the schema's ``$defs`` and whether constraints count."""
+
+    def __init__(self, defs: dict[str, Any], constraints: bool) -> None:
+        self.defs = defs
+        self.constraints = constraints
+
+    def check(
+        self, schema: dict[str, Any], value: Any, path: str, errors: list[str], depth: int
+    ) -> None:
+        if depth > _MAX_DEPTH:
+            errors.append(f"{path}: nested more than {_MAX_DEPTH} levels deep")
             return
-    expected = schema.get("type")
-    if expected is not None:
-        allowed = expected if isinstance(expected, list) else [expected]
-        if not any(_type_ok(t, value) for t in allowed):
-            errors.append(f"{path}: expected {' or '.join(allowed)}, got {_short(value)}")
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            target = self.defs.get(ref.removeprefix("#/$defs/"))
+            if isinstance(target, dict):
+                self.check(target, value, path, errors, depth + 1)
             return
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {_short(value)} is not one of {schema['enum']}")
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: must be {schema['const']!r}")
-    if isinstance(value, dict):
-        props: dict[str, Any] = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for name in schema.get("required", []):
-            if name not in value:
-                errors.append(f"{path}: missing required field {name!r}")
-        for name, item in value.items():
-            if name in props:
-                _check(props[name], item, f"{path}.{name}", defs, errors, depth + 1)
-            elif extra is False:
-                errors.append(f"{path}: unexpected field {name!r} (allowed: {sorted(props)})")
-            elif isinstance(extra, dict):  # dict[str, X]: every value must be an X
-                _check(extra, item, f"{path}.{name}", defs, errors, depth + 1)
-    if isinstance(value, list):
-        prefix = schema.get("prefixItems")
-        if isinstance(prefix, list):  # tuples: one schema per position
-            if schema.get("items") is False and len(value) > len(prefix):
-                errors.append(f"{path}: at most {len(prefix)} items, got {len(value)}")
-            if len(value) < len(prefix) and schema.get("minItems", 0) >= len(prefix):
-                errors.append(f"{path}: expected {len(prefix)} items, got {len(value)}")
-            for i, (item_schema, item) in enumerate(zip(prefix, value, strict=False)):
-                if isinstance(item_schema, dict):
-                    _check(item_schema, item, f"{path}[{i}]", defs, errors, depth + 1)
-        elif isinstance(schema.get("items"), dict):
-            for i, item in enumerate(value):
-                _check(schema["items"], item, f"{path}[{i}]", defs, errors, depth + 1)
+        for key in ("anyOf", "oneOf"):
+            options = schema.get(key)
+            if isinstance(options, list) and options:
+                if not any(
+                    not self._errors_of(o, value, path, depth + 1)
+                    for o in options
+                    if isinstance(o, dict)
+                ):
+                    errors.append(f"{path}: {_short(value)} matches none of the allowed forms")
+                return
+        expected = schema.get("type")
+        if expected is not None:
+            allowed = expected if isinstance(expected, list) else [expected]
+            if not any(_type_ok(t, value) for t in allowed):
+                errors.append(f"{path}: expected {' or '.join(allowed)}, got {_short(value)}")
+                return
+        if "enum" in schema and value not in schema["enum"]:
+            errors.append(f"{path}: {_short(value)} is not one of {schema['enum']}")
+        if "const" in schema and value != schema["const"]:
+            errors.append(f"{path}: must be {schema['const']!r}")
+        if self.constraints:
+            _check_constraints(schema, value, path, errors)
+        if isinstance(value, dict):
+            props: dict[str, Any] = schema.get("properties", {})
+            extra = schema.get("additionalProperties")
+            for name in schema.get("required", []):
+                if name not in value:
+                    errors.append(f"{path}: missing required field {name!r}")
+            for name, item in value.items():
+                if name in props:
+                    self.check(props[name], item, f"{path}.{name}", errors, depth + 1)
+                elif extra is False:
+                    errors.append(f"{path}: unexpected field {name!r} (allowed: {sorted(props)})")
+                elif isinstance(extra, dict):  # dict[str, X]: every value must be an X
+                    self.check(extra, item, f"{path}.{name}", errors, depth + 1)
+        if isinstance(value, list):
+            prefix = schema.get("prefixItems")
+            if isinstance(prefix, list):  # tuples: one schema per position
+                if schema.get("items") is False and len(value) > len(prefix):
+                    errors.append(f"{path}: at most {len(prefix)} items, got {len(value)}")
+                if len(value) < len(prefix) and schema.get("minItems", 0) >= len(prefix):
+                    errors.append(f"{path}: expected {len(prefix)} items, got {len(value)}")
+                for i, (item_schema, item) in enumerate(zip(prefix, value, strict=False)):
+                    if isinstance(item_schema, dict):
+                        self.check(item_schema, item, f"{path}[{i}]", errors, depth + 1)
+            elif isinstance(schema.get("items"), dict):
+                for i, item in enumerate(value):
+                    self.check(schema["items"], item, f"{path}[{i}]", errors, depth + 1)
+
+    def _errors_of(self, schema: dict[str, Any], value: Any, path: str, depth: int) -> list[str]:
+        errs: list[str] = []
+        self.check(schema, value, path, errs, depth)
+        return errs
 
 
-def _errors_of(
-    schema: dict[str, Any], value: Any, path: str, defs: dict[str, Any], depth: int
-) -> list[str]:
-    errs: list[str] = []
-    _check(schema, value, path, defs, errs, depth)
-    return errs
+_BOUNDS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "minimum": (operator.ge, ">="),
+    "maximum": (operator.le, "<="),
+    "exclusiveMinimum": (operator.gt, ">"),
+    "exclusiveMaximum": (operator.lt, "<"),
+}
+
+
+def _multiple(value: float, step: float) -> bool:
+    """``value`` is a multiple of ``step``, within a float's rounding (as pydantic has it:
+    0.3 is a multiple of 0.1)."""
+    if isinstance(value, int) and isinstance(step, int):
+        return value % step == 0
+    rest = value % step
+    return abs(rest) <= sys.float_info.epsilon or abs(rest - step) <= sys.float_info.epsilon
+
+
+def _check_constraints(schema: dict[str, Any], value: Any, path: str, errors: list[str]) -> None:
+    """The bounds ``Field(ge=..., max_length=..., pattern=...)`` put in a schema."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        for key, (holds, sign) in _BOUNDS.items():
+            bound = schema.get(key)
+            if isinstance(bound, int | float) and not holds(value, bound):
+                errors.append(f"{path}: must be {sign} {bound}, got {_short(value)}")
+        step = schema.get("multipleOf")
+        if isinstance(step, int | float) and step > 0 and not _multiple(value, step):
+            errors.append(f"{path}: must be a multiple of {step}, got {_short(value)}")
+    if isinstance(value, str | list | dict):
+        suffix, unit = (
+            ("Length", "characters")
+            if isinstance(value, str)
+            else ("Items", "items")
+            if isinstance(value, list)
+            else ("Properties", "fields")
+        )
+        low, high = schema.get(f"min{suffix}"), schema.get(f"max{suffix}")
+        if isinstance(low, int) and len(value) < low:
+            errors.append(f"{path}: at least {low} {unit}, got {len(value)}")
+        if isinstance(high, int) and len(value) > high:
+            errors.append(f"{path}: at most {high} {unit}, got {len(value)}")
+    pattern = schema.get("pattern")
+    if isinstance(value, str) and isinstance(pattern, str):
+        try:
+            matched = re.search(pattern, value) is not None
+        except re.error:
+            matched = True  # a pattern Python cannot read: the worker's pydantic decides
+        if not matched:
+            errors.append(f"{path}: {_short(value)} does not match the pattern {pattern!r}")
 
 
 def _short(value: Any) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import json
 import logging
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar, assert_never
@@ -22,6 +24,7 @@ from ._limiter_protocol import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
     MODEL_ACTIVITY,
+    OUTPUT_CHECK_ACTIVITY,
     SNAPSHOT_ACTIVITY,
     TOOL_ACTIVITY,
     AgentSpec,
@@ -29,15 +32,19 @@ from ._protocol import (
     CompactResult,
     ModelRequest,
     ModelResponse,
+    OutputCheck,
+    OutputCheckRequest,
+    OutputCheckResult,
     SnapshotRequest,
     ToolRequest,
     ToolResult,
 )
 from ._ratelimit import limited_call
 from .agent import Agent, parse_model
-from .errors import ConfigError, RetryableToolError, TranscriptEntryMissing
+from .errors import ConfigError, OutputRejected, RetryableToolError, TranscriptEntryMissing
 from .messages import Message, Usage, message_hash, opening_messages
 from .models import Provider, ProviderRequest, ProviderResponse
+from .output import OutputValidator
 from .pricing import DEFAULT_PRICES, Price, cost_of
 from .streaming import CallKey, DeltaStore, DeltaWriter, delta_store_for
 from .telemetry import instrument_model_call, instrument_tool_call
@@ -332,6 +339,57 @@ class AgentActivities:
             result = result.model_copy(update={"message_ref": message_hash(message)})
         return result
 
+    @activity.defn(name=OUTPUT_CHECK_ACTIVITY)
+    async def check_output(self, request: OutputCheckRequest) -> OutputCheckResult:
+        """Judge a final answer the workflow found well-formed: validate it with the output
+        type itself (pydantic), then run the agent's output validators in order.
+
+        A rejection is a result (the model is told and tries again). A validator that
+        raises anything but ``OutputRejected`` fails the attempt: Temporal retries it,
+        then the run fails with the exception's type.
+        """
+        agent = self._agent(request.agent)
+        checks: list[OutputCheck] = []
+        value: Any = request.output
+        data: Any = request.output
+        if agent.output is not None:
+            data = json.loads(request.output)
+            value = data
+            if request.typed and agent.output_adapter is not None:
+                try:
+                    value = agent.output_adapter.validate_json(request.output)
+                except pydantic.ValidationError as e:
+                    problem = _validation_summary(e)
+                    return OutputCheckResult(
+                        checks=[
+                            OutputCheck(check=agent.output.name, accepted=False, message=problem)
+                        ]
+                    )
+                checks.append(OutputCheck(check=agent.output.name, accepted=True))
+                data = agent.output_adapter.dump_python(value, mode="json")
+        for name in request.validators:
+            validator = agent.output_validators.get(name)
+            if validator is None:
+                checks.append(
+                    OutputCheck(check=name, accepted=True, message="not on the agent any more")
+                )
+                continue
+            try:
+                verdict = await _heartbeating(_called(validator, value), request.heartbeat_seconds)
+            except OutputRejected as e:
+                verdict = e.message or "rejected"
+            except Exception as e:
+                # Not chained, like tool errors: a retried attempt's failure must stay small.
+                raise ApplicationError(
+                    f"output validator {name!r} raised {type(e).__name__}: {e}",
+                    type=type(e).__name__,
+                ) from None
+            if verdict:
+                checks.append(OutputCheck(check=name, accepted=False, message=str(verdict)))
+                break
+            checks.append(OutputCheck(check=name, accepted=True))
+        return OutputCheckResult(checks=checks, data=data)
+
     @activity.defn(name=COMPACT_ACTIVITY)
     async def compact_transcript(self, request: CompactRequest) -> CompactResult:
         """Shrink a prompt that does not fit the context: drop or summarize older turns."""
@@ -400,11 +458,24 @@ def _provider_request(request: ModelRequest, model_name: str) -> ProviderRequest
         messages=request.messages,
         tools=request.tools,
         tool_mode=request.tool_mode,
+        output=request.output,
         temperature=request.temperature,
         max_tokens=request.max_tokens,
         timeout_seconds=request.timeout_seconds,
         turn=request.turn,
     )
+
+
+async def _called(validator: OutputValidator, value: Any) -> str | None:
+    """A validator's verdict; a plain function runs in a thread, as it may block."""
+    verdict: Any
+    if inspect.iscoroutinefunction(validator):
+        verdict = await validator(value)
+    else:
+        verdict = await asyncio.to_thread(validator, value)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+    return None if verdict is None else str(verdict)
 
 
 @contextlib.contextmanager

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .errors import ConfigError
+from .output import OUTPUT_TOOL, OutputSpec, OutputValidator, output_spec
 from .policy import Policy
 from .tools import Tool, ToolSpec
 
@@ -72,7 +73,13 @@ class Limits(BaseModel):
     or by its configured amount), deny to end the run with ``BudgetExceeded``.
     Nobody answering within ``approval_timeout_seconds`` counts as a denial."""
     max_repair_turns: int = Field(3, ge=0)
-    """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``."""
+    """Consecutive turns with invalid tool calls tolerated before ``RepairLimitExceeded``;
+    also how many final answers in a row may fail the agent's output checks (its
+    ``output_type``, its ``output_validators``) and be sent back for repair before
+    ``OutputValidationError``."""
+    output_check_seconds: float = Field(60.0, gt=0)
+    """How long the output check activity (the output type's own validation and the
+    agent's ``output_validators``) may take per attempt."""
     model_timeout_seconds: float = Field(120.0, gt=0)
     """One model call attempt may take this long."""
     model_queue_seconds: float = Field(300.0, ge=0)
@@ -200,6 +207,10 @@ class AgentSpec(BaseModel):
     stream: bool = True
     """Stream model replies to subscribers where the provider supports it (live only:
     the history records the final message either way)."""
+    output: OutputSpec | None = None
+    """The output type's schema (``Agent(output_type=...)``); None: the answer is text."""
+    output_validators: list[str] = []
+    """The names of the agent's output validators, run in this order on each final answer."""
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -227,6 +238,16 @@ class Agent:
         stream: stream model replies to subscribers as they are written (``token``
             events, ``RunHandle.stream_text``), where the provider supports it. Only
             the final message enters the history either way.
+        output_type: what the final answer is, instead of text: a pydantic model, a
+            dataclass, a ``TypedDict``, a list of them, or ``int``, ``float``, ``bool``
+            or ``str`` (see :mod:`ratchet.output`). The run returns its JSON
+            (``RunResult.output``, ``RunResult.data``); ``RunHandle.result(
+            output_type=...)`` gives it back typed.
+        output_validators: functions that judge each well-formed final answer (the
+            typed output, or the text without ``output_type``) and may reject it with
+            a message the model gets to repair it: raise :class:`ratchet.OutputRejected`
+            or return the message. They run in an activity, in order; they double as
+            output guardrails.
     """
 
     def __init__(
@@ -245,6 +266,8 @@ class Agent:
         max_concurrent_runs: int | None = None,
         max_concurrent_runs_per_tenant: int | None = None,
         stream: bool = True,
+        output_type: Any = None,
+        output_validators: Iterable[OutputValidator] = (),
     ) -> None:
         check_agent_name(name)
         for label, cap in (
@@ -268,6 +291,26 @@ class Agent:
             if t.name in self.tools:
                 raise ConfigError(f"agent {name!r}: two tools are named {t.name!r}")
             self.tools[t.name] = t
+        self.output_type: Any = output_type
+        self.output_adapter: TypeAdapter[Any] | None = None
+        self.output: OutputSpec | None = None
+        if output_type is not None:
+            if OUTPUT_TOOL in self.tools:
+                raise ConfigError(
+                    f"agent {name!r}: a tool is named {OUTPUT_TOOL!r}, the name of the "
+                    "final-answer tool of agents with an output_type; rename the tool"
+                )
+            self.output_adapter, self.output = output_spec(output_type)
+        self.output_validators: dict[str, OutputValidator] = {}
+        for fn in output_validators:
+            check: str | None = getattr(fn, "__name__", None)
+            if not callable(fn) or not check:
+                raise ConfigError(
+                    f"agent {name!r}: output validator {fn!r} is not a named function"
+                )
+            if check in self.output_validators:
+                raise ConfigError(f"agent {name!r}: two output validators are named {check!r}")
+            self.output_validators[check] = fn
         self.limits = limits or Limits()
         self.tool_mode = tool_mode
         self.temperature = temperature
@@ -300,6 +343,8 @@ class Agent:
             max_concurrent_runs=self.max_concurrent_runs,
             max_concurrent_runs_per_tenant=self.max_concurrent_runs_per_tenant,
             stream=self.stream,
+            output=self.output,
+            output_validators=list(self.output_validators),
         )
 
     def __repr__(self) -> str:

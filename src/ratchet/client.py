@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from temporalio.client import (
     Client,
@@ -64,6 +64,7 @@ from .agent import PROVIDER_RE, check_agent_name, parse_model
 from .errors import (
     ConfigError,
 )
+from .output import TypedRunResult
 from .streaming import DeltaStore
 
 __all__ = [
@@ -75,6 +76,8 @@ __all__ = [
     "check_status",
     "check_tenant",
 ]
+
+T = TypeVar("T")
 
 
 _EVERY_ATTRIBUTE = frozenset(key.name for key in ALL)
@@ -257,12 +260,37 @@ class AgentClient:
             raise
         return True
 
+    @overload
     async def run(
         self, agent: str, prompt: str, *, id: str | None = None, model: str | None = None
-    ) -> RunResult:
-        """Start (or attach to) a run and wait for its result."""
+    ) -> RunResult: ...
+
+    @overload
+    async def run(
+        self,
+        agent: str,
+        prompt: str,
+        *,
+        id: str | None = None,
+        model: str | None = None,
+        output_type: type[T],
+    ) -> TypedRunResult[T]: ...
+
+    async def run(
+        self,
+        agent: str,
+        prompt: str,
+        *,
+        id: str | None = None,
+        model: str | None = None,
+        output_type: Any = None,
+    ) -> RunResult | TypedRunResult[Any]:
+        """Start (or attach to) a run and wait for its result; with ``output_type`` (the
+        agent's), the answer comes as that type (see :meth:`RunHandle.result`)."""
         handle = await self.start(agent, prompt, id=id, model=model)
-        return await handle.result()
+        if output_type is None:
+            return await handle.result()
+        return await handle.result(output_type)
 
     async def pending(
         self, *, limit: int = 100, tenant: str | None = None

@@ -9,6 +9,7 @@ Every error a user can meet is one of these. The tree::
     ├── ApprovalError               an approval answer was refused (answered already, unknown call)
     ├── TranscriptEntryMissing      the transcript store lost a message a run needs
     ├── LocalServiceError           (ratchet.local) an embedded service cannot be built or run
+    ├── OutputRejected              raised by an output validator to reject an answer
     └── RunFailed                   a run ended in failure; ``.error_type`` says why:
           RunCancelled              (subclass) a client cancelled the run
           model errors (raised by the model activity, see ``MODEL_ERRORS``)
@@ -22,6 +23,9 @@ Every error a user can meet is one of these. The tree::
           ├── BudgetExceeded        (subclass) a budget was spent: turns (``Limits.max_turns``),
           │                         tokens, cost or wall time
           ├── RepairLimitExceeded   the model kept producing invalid tool calls
+          ├── OutputValidationError (subclass) the model kept giving final answers that do
+          │                         not match the agent's output_type, or that its output
+          │                         validators reject (``Limits.max_repair_turns``)
           ├── IncompleteAnswer      the final answer was cut off by the output token limit
           │                         or empty (with ``Limits(on_incomplete_answer="fail")``)
           ├── ToolFailed            a tool declared ``fatal=True`` raised
@@ -57,6 +61,8 @@ __all__ = [
     "ConnectionFailed",
     "ModelErrorKind",
     "ModelErrorType",
+    "OutputRejected",
+    "OutputValidationError",
     "RatchetError",
     "RetryableToolError",
     "RunCancelled",
@@ -153,6 +159,34 @@ class BudgetExceeded(RunFailed):
         self.limit = limit
 
 
+class OutputValidationError(RunFailed):
+    """The model's final answers kept failing the agent's output checks; the transcript is kept.
+
+    Each invalid answer (not the output type's JSON, or rejected by an output
+    validator) went back to the model with what was wrong, up to
+    ``Limits.max_repair_turns`` times in a row; the next one ended the run.
+
+    Attributes:
+        problem: what was wrong with the last answer, as the model would have been told.
+    """
+
+    def __init__(self, run_id: str, message: str, problem: str = "") -> None:
+        super().__init__(run_id, "OutputValidationError", message)
+        self.problem = problem
+
+
+class OutputRejected(RatchetError):
+    """Raise from an output validator to reject the model's final answer.
+
+    The message goes back to the model, which answers again (within
+    ``Limits.max_repair_turns``). Returning a message from the validator does the same.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class RetryableToolError(RatchetError):
     """Raise from a tool to have Temporal retry the call (up to the tool's ``max_attempts``).
 
@@ -178,6 +212,7 @@ RunErrorType = Literal[
     ModelErrorType,
     "BudgetExceeded",
     "RepairLimitExceeded",
+    "OutputValidationError",
     "IncompleteAnswer",
     "ToolFailed",
     "ToolTimeout",

@@ -40,6 +40,7 @@ from ._protocol import ApprovalRecord, PendingApproval
 from .agent import AgentSpec
 from .messages import Message, Usage
 from .models import WireFormat
+from .output import OutputSpec
 from .policy import Decision, PolicyDecision
 from .tools import ToolSpec
 from .transcripts import TranscriptStore
@@ -55,6 +56,7 @@ __all__ = [
     "ModelCallAttemptFailed",
     "ModelCallFinished",
     "ModelCallStarted",
+    "OutputChecked",
     "PolicyDecided",
     "PromptCompacted",
     "RunEvent",
@@ -138,6 +140,8 @@ class ModelCallStarted(_Event):
     max_tokens: int | None = None
     transcript_ref: str | None = None
     """The transcript chain head the prompt continues (linear history)."""
+    output: OutputSpec | None = None
+    """The output type the model was asked for (``Agent(output_type=...)``)."""
 
 
 class ModelCallAttemptFailed(_Event):
@@ -285,12 +289,35 @@ class ContinuedAsNew(_Event):
     next_execution: int
 
 
+class OutputChecked(_Event):
+    """A final answer was checked: in the workflow against the output type's recorded
+    schema (``check`` ``schema``), or in the output check activity by the output type
+    itself (``check`` is its name) or by an output validator (its name). A rejected
+    answer goes back to the model with ``message``."""
+
+    type: Literal["output_checked"] = "output_checked"
+    turn: int
+    check: str
+    accepted: bool
+    message: str = ""
+    """Why it was rejected, as the model is told (or a note on an accepted check)."""
+    answer: str | None = None
+    """Set on the check that accepted the final answer (the last of its checks): the
+    answer's text as the run returns it (a structured answer's JSON). Readers waiting
+    for an agent's answer wait for this when the agent's answers are checked."""
+
+
 class RunFinished(_Event):
     """The run ended."""
 
     type: Literal["run_finished"] = "run_finished"
     outcome: RunOutcome
     output: str | None = None
+    """The final answer's text (a structured answer's JSON)."""
+    output_type: str | None = None
+    """The name of the agent's output type, for a structured answer."""
+    data: Any = None
+    """A structured answer, parsed from its JSON."""
     error_type: str | None = None
     error: str | None = None
     turns: int | None = None
@@ -348,6 +375,7 @@ RunEvent = Annotated[
     | ApprovalAnswered
     | ToolCallStarted
     | ToolCallFinished
+    | OutputChecked
     | BudgetDecision
     | PromptCompacted
     | ContinuedAsNew

@@ -28,7 +28,16 @@ from .messages import Message, ToolCall
 from .policy import PolicyDecision
 from .transcripts import TranscriptStore
 
-__all__ = ["ModelStep", "ToolStep", "Totals", "Trace", "build_trace", "render_trace", "trace_of"]
+__all__ = [
+    "ModelStep",
+    "OutputCheckStep",
+    "ToolStep",
+    "Totals",
+    "Trace",
+    "build_trace",
+    "render_trace",
+    "trace_of",
+]
 
 StepStatus = Literal[
     "scheduled", "running", "waiting", "completed", "failed", "timed_out", "cancelled", "rejected"
@@ -91,6 +100,18 @@ class ToolStep(_Step):
     """Who approved the call, when, and why."""
 
 
+class OutputCheckStep(BaseModel):
+    """One check of a final answer (``ratchet.events.OutputChecked``)."""
+
+    turn: int
+    check: str
+    """``schema`` (the workflow's, against the recorded schema), the output type's name,
+    or an output validator's name."""
+    accepted: bool
+    message: str = ""
+    at: datetime | None = None
+
+
 class Totals(BaseModel):
     wall_seconds: float | None
     model_seconds: float
@@ -126,6 +147,8 @@ class Trace(BaseModel):
     """Answers that completed the run but may not be whole (``RunResult.warnings``)."""
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     """Answers given by people (approve/deny updates) and deadlines that passed, in order."""
+    output_checks: list[OutputCheckStep] = Field(default_factory=list)
+    """Checks of final answers (output type, output validators), in order."""
     totals: Totals
 
 
@@ -164,6 +187,7 @@ async def trace_of(
     started: ev.RunStarted | None = None
     finished: ev.RunFinished | None = None
     approvals: list[ApprovalRecord] = []
+    checks: list[OutputCheckStep] = []
     waiting: dict[str, ev.ApprovalRequested] = {}
     for e in events:
         match e:
@@ -240,6 +264,12 @@ async def trace_of(
                     waiting[call.id] = e
             case ev.ApprovalAnswered():
                 approvals.append(e.record)
+            case ev.OutputChecked():
+                checks.append(
+                    OutputCheckStep(
+                        turn=e.turn, check=e.check, accepted=e.accepted, message=e.message, at=e.at
+                    )
+                )
             case ev.RunFinished():
                 finished = e
             case _:
@@ -284,6 +314,7 @@ async def trace_of(
         error=_run_error(finished),
         warnings=finished.warnings if finished else [],
         approvals=approvals,
+        output_checks=checks,
         totals=_totals(ordered, started_at, closed_at),
     )
 
@@ -397,9 +428,21 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
         return (s or "").replace("\n", "\n      ") if full else shorten(s or "", limit)
 
     lines = [f"run {t.run_id} · agent {t.agent} · {t.status}", f"prompt: {text(t.prompt)}"]
+    checks: dict[int, list[OutputCheckStep]] = {}
+    for c in t.output_checks:
+        checks.setdefault(c.turn, []).append(c)
+
+    def checked(turn: int) -> None:
+        for c in checks.pop(turn, []):
+            verdict = "accepted" if c.accepted else "rejected"
+            lines.append(f"  output check {c.check} [{verdict}]")
+            if c.message:
+                lines.append(f"    {'note' if c.accepted else 'why'}: {text(c.message, 400)}")
+
     turn = 0
     for step in t.steps:
         if step.turn != turn:
+            checked(turn)
             turn = step.turn
             lines.append(f"── turn {turn}")
         took = "…" if step.duration_seconds is None else f"{step.duration_seconds:.2f} s"
@@ -444,6 +487,7 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
             lines.append(f"    {marker}: {text(result)}")
         if step.error:
             lines.append(f"    failed: {text(step.error, 400)}")
+    checked(turn)
     for a in t.approvals:
         verdict = "approved" if a.approved else "denied"
         why = f": {text(a.reason)}" if a.reason else ""

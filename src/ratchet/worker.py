@@ -165,6 +165,7 @@ def create_worker(
             acts.snapshot_agent,
             acts.call_model,
             acts.run_tool,
+            acts.check_output,
             acts.compact_transcript,
             request_slot,
             check_runs,

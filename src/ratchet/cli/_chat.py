@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import events as ev
+from .._final_answer import answers_are_checked
 from .._protocol import DEFAULT_TASK_QUEUE, ChatReply
 from .._render import describe_event, describe_tool_start
 from ..client import AgentClient, RunHandle
@@ -71,6 +72,11 @@ class _Conversation:
         self._after = 0
         """The last recorded event printed or passed over."""
         self._replies = ReplyPrinter(out, lambda _: f"{agent}> ")
+        self._checked = False
+        """The agent's answers are checked (output type, validators): a reply counts once
+        accepted (an ``output_checked`` event with the answer), not when written."""
+        self._streamed: str | None = None
+        """The text of a checked reply that streamed whole (not printed again)."""
 
     async def first_reply(self) -> None:
         """Print the answer to the opening message."""
@@ -109,6 +115,18 @@ class _Conversation:
                     self._replies.token(event)
                 case ev.TokensSuperseded():
                     self._replies.superseded(event)
+                case ev.AgentSnapshotted():
+                    self._checked = answers_are_checked(event.spec)
+                case ev.ModelCallFinished() if self._checked:
+                    # Written, not accepted yet: the answer prints once accepted, unless
+                    # it is this reply and streamed whole.
+                    whole = self._replies.finished(event)
+                    self._streamed = event.response.content if whole and event.response else None
+                    self._print(describe_event(event, self._handle.id) if event.error else None)
+                case ev.OutputChecked() if event.answer is not None:
+                    if event.answer != self._streamed:
+                        self._print_reply(event.answer)
+                    return True
                 case ev.ModelCallFinished() if event.response and not event.response.tool_calls:
                     if not self._replies.finished(event):
                         self._print_reply(event.response.content or "")

@@ -106,17 +106,19 @@ class OpenAICompatible(Provider):
         """How :meth:`complete` renders ``request``: the model name sent and the tool mode."""
         model = self._model_name or request.model
         mode = request.tool_mode or self.tool_mode
+        structured = request.output is not None
         match mode:
             case "native":
-                return WireFormat(model=model, tool_mode="native")
+                return WireFormat(model=model, tool_mode="native", structured=structured)
             case "json_schema":
-                if not request.tools:
+                if not request.tools and not structured:
                     # Nothing to describe: a plain request.
                     return WireFormat(model=model, tool_mode="native")
                 return WireFormat(
                     model=model,
                     tool_mode="json_schema",
                     answer_only=self.answer_after_tool and _follows_tool_result(request.messages),
+                    structured=structured,
                 )
             case _:
                 assert_never(mode)
@@ -129,6 +131,7 @@ class OpenAICompatible(Provider):
             temperature=request.temperature,
             max_tokens=request.max_tokens,
             wire=wire,
+            output=request.output,
         )
         try:
             completion = await self._client().chat.completions.create(
@@ -157,6 +160,7 @@ class OpenAICompatible(Provider):
             temperature=request.temperature,
             max_tokens=request.max_tokens,
             wire=wire,
+            output=request.output,
         )
         try:
             chunks = await self._client().chat.completions.create(
@@ -230,8 +234,7 @@ class _Assembly:
         self.usage: Any = None
         self.model = ""
         self.finish_reason: str | None = None
-        envelope = wire.tool_mode == "json_schema" and not wire.answer_only
-        self.answer_text = AnswerText() if envelope else None
+        self.answer_text = AnswerText() if _enveloped(wire) and not wire.structured else None
 
     def add(self, chunk: Any) -> None:
         self.model = getattr(chunk, "model", None) or self.model
@@ -295,8 +298,8 @@ class _Assembly:
             output_tokens=getattr(self.usage, "completion_tokens", 0) or 0,
             requests=1,
         )
-        if self.wire.tool_mode == "json_schema" and not self.wire.answer_only:
-            message = parse_envelope(content or "", turn)
+        if _enveloped(self.wire):
+            message = parse_envelope(content or "", turn, structured=self.wire.structured)
         else:
             calls = [
                 ToolCall(
@@ -323,6 +326,11 @@ class _Assembly:
         )
 
 
+def _enveloped(wire: WireFormat) -> bool:
+    """The reply is a JSON envelope (json_schema mode, unless it asked for plain text)."""
+    return wire.tool_mode == "json_schema" and (not wire.answer_only or wire.structured)
+
+
 def _follows_tool_result(messages: list[Message]) -> bool:
     """The prompt ends with a tool's result (not an error)."""
     last = messages[-1] if messages else None
@@ -341,8 +349,8 @@ def _to_response(completion: Any, wire: WireFormat, turn: int) -> ProviderRespon
         output_tokens=getattr(completion.usage, "completion_tokens", 0) or 0,
         requests=1,
     )
-    if wire.tool_mode == "json_schema" and not wire.answer_only:
-        message = parse_envelope(msg.content or "", turn)
+    if _enveloped(wire):
+        message = parse_envelope(msg.content or "", turn, structured=wire.structured)
     else:
         calls = [
             ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "")

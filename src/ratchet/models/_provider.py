@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..agent import ToolMode
 from ..messages import Message, Usage
+from ..output import OutputSpec
 from ..streaming._delta import DeltaSink
 from ..tools import ToolSpec
 from ._wire import WireFormat
@@ -36,6 +37,11 @@ class ProviderRequest(BaseModel):
     """The tools the model may call (none: the model can only answer)."""
     tool_mode: ToolMode | None = None
     """How to offer the tools, from the agent's ``tool_mode``; None: the provider's default."""
+    output: OutputSpec | None = None
+    """The agent's output type (``ratchet.output``): ask for an answer of this JSON
+    schema through the provider's structured output (``OpenAICompatible`` offers a
+    ``final_result`` tool in ``native`` mode, the envelope's answer option in
+    ``json_schema`` mode). None: the answer is text."""
     temperature: float | None = None
     """Sampling temperature; None: the provider's default."""
     max_tokens: int | None = None

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..agent import ToolMode
 from ..messages import Message
+from ..output import OutputSpec
 from ..tools import ToolSpec
 from ._json_mode import envelope_schema, json_mode_messages
 
@@ -55,6 +56,10 @@ class WireFormat(BaseModel):
     stream: bool = False
     """The reply was streamed: the body asked for ``stream`` with usage in the last chunk
     (``stream_options.include_usage``)."""
+    structured: bool = False
+    """The request asked for the agent's output type (``ratchet.output``): in ``native``
+    mode through the ``final_result`` tool, in ``json_schema`` mode through the answer
+    option of the envelope. The output's schema comes with the request's tools."""
     revision: int = WIRE_REVISION
     """Which revision of the rendering produced the body (see ``WIRE_REVISION``)."""
 
@@ -66,13 +71,16 @@ def render_wire_request(
     temperature: float | None,
     max_tokens: int | None,
     wire: WireFormat,
+    output: OutputSpec | None = None,
 ) -> dict[str, Any]:
     """The JSON body of a model request: what the provider sent for these messages and
     tools, rendered as ``wire`` describes (the transport's timeout is not part of it).
 
+    ``output`` is the agent's output type, for a ``wire`` that is ``structured``.
+
     Raises:
         ValueError: ``wire`` was written by a newer ratchet, with a rendering this one
-            does not know.
+            does not know, or it is ``structured`` and ``output`` is missing.
     """
     if wire.revision != WIRE_REVISION:
         raise ValueError(
@@ -80,9 +88,12 @@ def render_wire_request(
             f"renders revision {WIRE_REVISION} only. Read the run with the ratchet version "
             "that recorded it, or a newer one."
         )
+    if wire.structured and output is None:
+        raise ValueError("a structured request renders with its output type: pass output=")
+    asked = output if wire.structured else None
     match wire.api:
         case "openai.chat.completions":
-            body = _chat_completions(list(messages), list(tools), wire)
+            body = _chat_completions(list(messages), list(tools), wire, asked)
         case _:
             assert_never(wire.api)
     if temperature is not None:
@@ -96,12 +107,14 @@ def render_wire_request(
 
 
 def _chat_completions(
-    messages: list[Message], tools: list[ToolSpec], wire: WireFormat
+    messages: list[Message], tools: list[ToolSpec], wire: WireFormat, output: OutputSpec | None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"model": wire.model}
     match wire.tool_mode:
         case "native":
             body["messages"] = [m.to_openai() for m in messages]
+            if output is not None:
+                tools = [*tools, output.tool()]
             if tools:
                 body["tools"] = [
                     {
@@ -114,14 +127,23 @@ def _chat_completions(
                     }
                     for t in tools
                 ]
+            if output is not None:
+                # Some tool call every turn, the final answer's included; a str output may
+                # also come as plain text.
+                body["tool_choice"] = "auto" if output.text_allowed else "required"
         case "json_schema":
-            body["messages"] = json_mode_messages(messages, tools, answer_only=wire.answer_only)
-            if not wire.answer_only:
+            body["messages"] = json_mode_messages(
+                messages, tools, answer_only=wire.answer_only, output=output
+            )
+            if not wire.answer_only or output is not None:
+                # After a tool result a structured answer is still constrained: to the
+                # answer option alone.
+                offered = [] if wire.answer_only else tools
                 body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {
                         "name": "next_step",
-                        "schema": envelope_schema(tools),
+                        "schema": envelope_schema(offered, output),
                         "strict": True,
                     },
                 }

@@ -7,9 +7,9 @@ crashed worker's successor resumes after the last recorded step.
 The loop is here, top to bottom; the run's state lives in one object per concern,
 each in its own module: ``Status`` (what the status query and search attributes
 show), ``Transcript`` (the messages, and how model calls carry them), ``Approvals``,
-``Budgets``, ``Chat``, ``RunSlots`` (concurrency caps), ``ModelCalls`` and
-``ToolCalls``, and ``_carry`` (continue-as-new). The handlers stay on this class,
-as Temporal needs, and hand their work to those objects.
+``Budgets``, ``Chat``, ``RunSlots`` (concurrency caps), ``ModelCalls``, ``ToolCalls``
+and ``FinalAnswers`` (structured output), and ``_carry`` (continue-as-new). The
+handlers stay on this class, as Temporal needs, and hand their work to those objects.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from ..messages import Message, ToolCall
 
 from . import _carry
+from ._answers import REPAIRED, FinalAnswers, parsed_output
 from ._approvals import Approvals
 from ._budgets import Budgets
 from ._chat import Chat
@@ -183,6 +184,7 @@ class AgentWorkflow:
     def _start_calls(self, spec: AgentSpec, carried: Carried | None) -> None:
         self._model = ModelCalls(spec, self._transcript, self._status)
         self._tools = ToolCalls(spec, self._transcript, self._status, self._approvals, carried)
+        self._answers = FinalAnswers(spec, self._transcript, self._status, carried)
 
     async def _resume(self, carried: Carried) -> RunResult:
         """Go on where the previous execution of this run stopped."""
@@ -229,7 +231,11 @@ class AgentWorkflow:
         self._chat.close()
         # Let every update handler reply before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._status.complete(answer)
+        if spec.output is None:
+            return self._status.complete(answer)
+        return self._status.complete(
+            answer, output_type=spec.output.name, data=parsed_output(spec, answer)
+        )
 
     async def _answer(self, spec: AgentSpec) -> str:
         """Model and tool turns until the model answers the latest user message."""
@@ -245,13 +251,16 @@ class AgentWorkflow:
             self._status.account(response.usage, response.cost_usd)
             self._status.publish()
             self._transcript.answered(response)
+            if self._answers.checked:
+                # An output type or output validators (never in runs recorded before them).
+                settled = await self._answers.settle(turn, response)
+                if settled is REPAIRED:
+                    continue
+                if settled is not None:
+                    return self._answered(spec, response, turn, settled)
             calls = response.message.tool_calls
             if not calls:
-                if problem := _incomplete(response, turn, spec):
-                    self._status.incomplete_answer(problem, spec.limits.on_incomplete_answer)
-                self._budgets.message_answered()
-                self._tools.message_answered()
-                return response.message.content or ""
+                return self._answered(spec, response, turn, response.message.content or "")
             results = await self._tools.run(turn, calls)
             if self._approvals.deferred:
                 # Approvals still open and the history is long: hand them to a new execution.
@@ -264,6 +273,14 @@ class AgentWorkflow:
             done = [m for m in results if m is not None]
             self._transcript.add_all(done)
             self._tools.check_repairs(done)
+
+    def _answered(self, spec: AgentSpec, response: ModelResponse, turn: int, answer: str) -> str:
+        """The latest user message has its answer."""
+        if spec.output is None and (problem := _incomplete(response, turn, spec)):
+            self._status.incomplete_answer(problem, spec.limits.on_incomplete_answer)
+        self._budgets.message_answered()
+        self._tools.message_answered()
+        return answer
 
     # -- continue-as-new ------------------------------------------------------------------
 
@@ -287,6 +304,7 @@ class AgentWorkflow:
             transcript=self._transcript,
             budgets=self._budgets,
             tools=self._tools,
+            answers=self._answers,
             approvals=self._approvals,
             slots=self._slots,
             resume=resume,

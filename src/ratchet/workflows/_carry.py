@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from .._protocol import AgentSpec, Carried, RunInput
     from ..messages import Message, ToolCall
 
+from ._answers import FinalAnswers
 from ._approvals import Approvals
 from ._budgets import Budgets
 from ._history_size import history_full
@@ -41,6 +42,7 @@ def continue_as_new(
     transcript: Transcript,
     budgets: Budgets,
     tools: ToolCalls,
+    answers: FinalAnswers,
     approvals: Approvals,
     slots: RunSlots,
     resume: Literal["answer", "chat"],
@@ -65,6 +67,7 @@ def continue_as_new(
         answer=answer,
         turns_used=budgets.turns_used,
         repair_streak=tools.repair_streak,
+        output_repairs=answers.repair_streak,
         calls=calls or [],
         results=done,
         waiting=list(approvals.deferred.values()),

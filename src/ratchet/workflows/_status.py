@@ -93,7 +93,11 @@ class Status:
         """Older turns were dropped or summarized to fit the context window."""
         self.current.compactions += 1
 
-    def complete(self, output: str) -> RunResult:
+    def complete(
+        self, output: str, *, output_type: str | None = None, data: Any = None
+    ) -> RunResult:
+        """The run's result: the answer's text, and for a structured answer its type's
+        name and its parsed JSON."""
         s = self.current
         s.state = "completed"
         s.output = output
@@ -106,6 +110,8 @@ class Status:
             tool_calls=s.tool_calls,
             cost_usd=s.cost_usd,
             warnings=list(s.warnings),
+            output_type=output_type,
+            data=data,
         )
 
     def incomplete_answer(self, problem: str, how: IncompleteAnswerAction) -> None:

@@ -120,6 +120,7 @@ class FullTranscript(Transcript):
             timeout_seconds=limits.model_timeout_seconds,
             heartbeat_seconds=limits.model_heartbeat_seconds,
             stream=spec.stream,
+            output=spec.output,
         )
 
     def mark_stored(self, message_hash: str) -> None:
@@ -207,6 +208,7 @@ class LinearTranscript(Transcript):
             timeout_seconds=limits.model_timeout_seconds,
             heartbeat_seconds=limits.model_heartbeat_seconds,
             stream=spec.stream,
+            output=spec.output,
         )
 
     def stored_prompt(self) -> str:
