@@ -125,14 +125,7 @@ class OpenAICompatible(Provider):
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
         wire = self._wire_format(request)
-        body = render_wire_request(
-            request.messages,
-            request.tools,
-            temperature=request.temperature,
-            max_tokens=request.max_tokens,
-            wire=wire,
-            output=request.output,
-        )
+        body = _body(request, wire)
         try:
             completion = await self._client().chat.completions.create(
                 **body, timeout=request.timeout_seconds
@@ -154,14 +147,7 @@ class OpenAICompatible(Provider):
             response = await self.complete(request)
             return _with_warning(response, _FELL_BACK_BEFORE)
         wire = self._wire_format(request).model_copy(update={"stream": True})
-        body = render_wire_request(
-            request.messages,
-            request.tools,
-            temperature=request.temperature,
-            max_tokens=request.max_tokens,
-            wire=wire,
-            output=request.output,
-        )
+        body = _body(request, wire)
         try:
             chunks = await self._client().chat.completions.create(
                 **body, timeout=request.timeout_seconds
@@ -195,6 +181,18 @@ class OpenAICompatible(Provider):
             # and stops generating (and billing).
             await chunks.close()
         return assembled.response(request.turn)
+
+
+def _body(request: ProviderRequest, wire: WireFormat) -> dict[str, Any]:
+    """The request body, rendered as ``wire`` says (the one rendering traces rebuild)."""
+    return render_wire_request(
+        request.messages,
+        request.tools,
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
+        wire=wire,
+        output=request.output,
+    )
 
 
 _FELL_BACK_BEFORE = (

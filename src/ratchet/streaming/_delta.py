@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["CallKey", "Delta", "DeltaKind", "DeltaSink", "StoredDelta"]
+__all__ = ["CallKey", "Delta", "DeltaKind", "DeltaSink", "StoredDelta", "row_of", "stored_of"]
 
 DeltaKind = Literal["text", "tool_arguments"]
 """``text``: a piece of the answer's text. ``tool_arguments``: a piece of a tool call's
@@ -56,3 +56,40 @@ class StoredDelta:
     delta: Delta
     created: float
     """When the worker wrote it, in seconds since the epoch."""
+
+
+def row_of(
+    run_id: str, key: CallKey, attempt: int, offset: int, delta: Delta, created: float
+) -> tuple[Any, ...]:
+    """A delta as a row of the ``ratchet_deltas`` table (every backend's column order)."""
+    return (
+        key.execution,
+        key.call_id,
+        attempt,
+        offset,
+        run_id,
+        delta.kind,
+        delta.text,
+        delta.tool_call_index,
+        delta.tool_call_id,
+        delta.tool_name,
+        created,
+    )
+
+
+def stored_of(key: CallKey, row: Sequence[Any]) -> StoredDelta:
+    """A row read as ``attempt, pos, kind, body, tool_index, tool_id, tool_name, created``."""
+    attempt, pos, kind, body, tool_index, tool_id, tool_name, created = row
+    return StoredDelta(
+        key=key,
+        attempt=attempt,
+        offset=pos,
+        delta=Delta(
+            text=body,
+            kind=kind,
+            tool_call_index=tool_index,
+            tool_call_id=tool_id,
+            tool_name=tool_name,
+        ),
+        created=float(created),
+    )

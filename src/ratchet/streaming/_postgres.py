@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import ConfigError
-from ._delta import CallKey, Delta, StoredDelta
+from ._delta import CallKey, Delta, StoredDelta, row_of, stored_of
 from ._store import DEFAULT_RETENTION, DeltaStore
 
 __all__ = ["PostgresDeltaStore"]
@@ -91,22 +91,7 @@ class PostgresDeltaStore(DeltaStore):
         self, run_id: str, key: CallKey, attempt: int, deltas: Sequence[tuple[int, Delta]]
     ) -> None:
         now = time.time()
-        rows = [
-            (
-                key.execution,
-                key.call_id,
-                attempt,
-                offset,
-                run_id,
-                d.kind,
-                d.text,
-                d.tool_call_index,
-                d.tool_call_id,
-                d.tool_name,
-                now,
-            )
-            for offset, d in deltas
-        ]
+        rows = [row_of(run_id, key, attempt, offset, d, now) for offset, d in deltas]
         async with self._lock:
             conn = await self._connection()
             async with conn.transaction(), conn.cursor() as cur:
@@ -121,22 +106,7 @@ class PostgresDeltaStore(DeltaStore):
             conn = await self._connection()
             cur = await conn.execute(_READ, (key.execution, key.call_id, after[0], after[1], limit))
             rows = await cur.fetchall()
-        return [
-            StoredDelta(
-                key=key,
-                attempt=attempt,
-                offset=pos,
-                delta=Delta(
-                    text=body,
-                    kind=kind,
-                    tool_call_index=tool_index,
-                    tool_call_id=tool_id,
-                    tool_name=tool_name,
-                ),
-                created=float(created),
-            )
-            for attempt, pos, kind, body, tool_index, tool_id, tool_name, created in rows
-        ]
+        return [stored_of(key, row) for row in rows]
 
     async def _listen(self) -> None:
         """Start the listener once per loop: LISTEN before the first read, so a write

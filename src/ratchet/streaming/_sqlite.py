@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._delta import CallKey, Delta, StoredDelta
+from ._delta import CallKey, Delta, StoredDelta, row_of, stored_of
 from ._store import DEFAULT_RETENTION, DeltaStore
 
 __all__ = ["SQLiteDeltaStore"]
@@ -92,22 +92,7 @@ class SQLiteDeltaStore(DeltaStore):
         self, run_id: str, key: CallKey, attempt: int, deltas: Sequence[tuple[int, Delta]]
     ) -> None:
         now = time.time()
-        rows = [
-            (
-                key.execution,
-                key.call_id,
-                attempt,
-                offset,
-                run_id,
-                d.kind,
-                d.text,
-                d.tool_call_index,
-                d.tool_call_id,
-                d.tool_name,
-                now,
-            )
-            for offset, d in deltas
-        ]
+        rows = [row_of(run_id, key, attempt, offset, d, now) for offset, d in deltas]
 
         def write() -> None:
             with self._write_lock, self._writer:
@@ -126,22 +111,7 @@ class SQLiteDeltaStore(DeltaStore):
         rows = await asyncio.to_thread(
             self._query, _READ, (key.execution, key.call_id, after[0], after[1], limit)
         )
-        return [
-            StoredDelta(
-                key=key,
-                attempt=attempt,
-                offset=pos,
-                delta=Delta(
-                    text=body,
-                    kind=kind,
-                    tool_call_index=tool_index,
-                    tool_call_id=tool_id,
-                    tool_name=tool_name,
-                ),
-                created=created,
-            )
-            for attempt, pos, kind, body, tool_index, tool_id, tool_name, created in rows
-        ]
+        return [stored_of(key, row) for row in rows]
 
     async def version(self) -> int:
         # Microseconds, and reads no table page: cheaper on the loop than a thread hop.
