@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ._deps import Deps
 from ._limiter_protocol import RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
 from .agent import PROVIDER_RE, Agent
@@ -64,6 +65,9 @@ class WorkerSettings:
     """Export traces to this OTLP/HTTP collector (None: off; needs the otel extra)."""
     transcript_store_url: str | None = None
     """``sqlite:///...`` or ``postgresql://...``; None: the default SQLite file."""
+    deps: Deps = None
+    """What the agents' tools get as ``ToolContext.deps``, as ``create_worker(deps=...)``
+    takes it (``ratchet worker --deps module:attribute``)."""
 
     def __post_init__(self) -> None:
         if not self.agents and not self.model_queues:
@@ -87,6 +91,7 @@ class WorkerSettings:
         metrics_host: str = "127.0.0.1",
         otlp_endpoint: str | None = None,
         transcript_store_url: str | None = None,
+        deps: str | None = None,
     ) -> WorkerSettings:
         """Settings from the ``ratchet worker`` flags, as strings.
 
@@ -95,12 +100,14 @@ class WorkerSettings:
             rate_limits: ``PROVIDER:rpm=N,tpm=N`` entries (see :func:`parse_rate_limit`).
             model_queues: ``PROVIDER`` or ``PROVIDER=QUEUE`` entries.
             providers: ``NAME=BASE_URL`` entries (see :func:`parse_provider`).
+            deps: ``module:attribute`` naming the tools' deps: an object, a mapping of
+                agent name to object, or a function ``(Agent) -> object``.
 
         Raises:
             ConfigError: a flag is malformed, the app does not load, or nothing is hosted;
                 the message names the flag and shows the expected form.
         """
-        from ._app import load_agents
+        from ._app import load_agents, load_object
 
         model_queues = list(model_queues)
         if app is None and not model_queues:
@@ -117,6 +124,7 @@ class WorkerSettings:
             metrics_host=metrics_host,
             otlp_endpoint=otlp_endpoint,
             transcript_store_url=transcript_store_url,
+            deps=load_object(deps, what="deps") if deps is not None else None,
         )
 
 

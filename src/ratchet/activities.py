@@ -68,8 +68,11 @@ class AgentActivities:
         payload_limit: int | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
         deltas: DeltaStore | None = None,
+        deps: Mapping[str, object] | None = None,
     ) -> None:
         self.agents = dict(agents)
+        # Each agent's deps for its tools: looked up when a tool runs, never sent anywhere.
+        self.deps = dict(deps or {})
         self.providers = dict(providers)
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self._store = store
@@ -296,6 +299,7 @@ class AgentActivities:
             idempotency_key=f"{info.workflow_id}/{info.activity_id}",
             run_id=info.workflow_id or "",
             attempt=info.attempt,
+            deps=self.deps.get(agent.name),
         )
         try:
             content = await _heartbeating(

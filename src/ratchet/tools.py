@@ -14,11 +14,12 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, get_type_hints, overload
+from typing import Any, Generic, get_origin, get_type_hints, overload
 
 import pydantic
 import pydantic_core
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from .errors import ConfigError
 
@@ -26,10 +27,14 @@ __all__ = ["Tool", "ToolContext", "ToolSpec", "tool"]
 
 _NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$")
 
+DepsT = TypeVar("DepsT", default=Any)
+"""The type of a worker's dependencies for a tool (``ToolContext[MyDeps]``)."""
+
 
 @dataclass(frozen=True)
-class ToolContext:
-    """Passed to a tool that declares a parameter annotated ``ToolContext``.
+class ToolContext(Generic[DepsT]):
+    """Passed to a tool that declares a parameter annotated ``ToolContext`` (or
+    ``ToolContext[MyDeps]``, to type ``deps``).
 
     It is not part of the schema the model sees.
     """
@@ -40,6 +45,10 @@ class ToolContext:
     """The workflow id of the run."""
     attempt: int
     """1 for the first attempt, 2 for the first retry, and so on."""
+    # None when the worker was given none; typed by the tool's annotation, not checked.
+    deps: DepsT = None  # type: ignore[assignment]
+    """The worker's dependencies for this agent (``create_worker(deps=...)``): clients,
+    pools, settings. They live in the worker process and never enter the history."""
 
 
 class ToolSpec(BaseModel):
@@ -104,7 +113,7 @@ class Tool:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise ConfigError(f"tool {self.name!r}: *args/**kwargs are not supported")
             annotation = hints.get(p.name, Any)
-            if annotation is ToolContext:
+            if annotation is ToolContext or get_origin(annotation) is ToolContext:
                 self._context_param = p.name
                 continue
             if p.name not in hints:
@@ -148,7 +157,7 @@ class Tool:
         model = self.args_model.model_validate(arguments)
         return {name: getattr(model, name) for name in type(model).model_fields}
 
-    async def invoke(self, arguments: dict[str, Any], ctx: ToolContext) -> str:
+    async def invoke(self, arguments: dict[str, Any], ctx: ToolContext[Any]) -> str:
         """Validate the arguments, call the function and render its result as text."""
         kwargs = self.validate(arguments)
         if self._context_param is not None:

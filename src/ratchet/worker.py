@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ._approval_check import verify_approval_answer
+from ._deps import Deps, resolve_deps
 from ._hosting import announce_agents
 from ._limiter_protocol import RateLimit
 from ._protocol import DEFAULT_TASK_QUEUE
@@ -119,6 +120,7 @@ def create_worker(
     transcript_store: TranscriptStore | None = None,
     rate_limits: Mapping[str, RateLimit] | None = None,
     delta_store: DeltaStore | None = None,
+    deps: Deps = None,
     **worker_options: Any,
 ) -> Worker:
     """A Temporal worker hosting ``agents``: the agent workflow and its activities.
@@ -140,7 +142,14 @@ def create_worker(
         delta_store: where streamed replies go for subscribers (see
             :mod:`ratchet.streaming`). Default: the one beside ``transcript_store``
             (``<name>-deltas.sqlite``, or the same PostgreSQL database).
+        deps: what tools get as ``ToolContext.deps`` (a database pool, an HTTP client):
+            one object for every agent; a mapping of agent name to object; or a plain
+            function ``(Agent) -> object``, called once per hosted agent here. They stay
+            in this process (never in a run's history); closing them is the caller's job.
         worker_options: passed to :class:`temporalio.worker.Worker`.
+
+    Raises:
+        ConfigError: e.g. ``deps`` maps an agent this worker does not host.
     """
     hosted: dict[str, Agent] = {}
     for agent in agents:
@@ -152,7 +161,14 @@ def create_worker(
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
     acts = _activities(
-        client, hosted, providers, prices, rate_limits, transcript_store, delta_store
+        client,
+        hosted,
+        providers,
+        prices,
+        rate_limits,
+        transcript_store,
+        delta_store,
+        deps=resolve_deps(deps, hosted),
     )
     options = _options(worker_options)
     # Clients read this to refuse runs of agents no worker hosts (ratchet._hosting).
@@ -233,6 +249,7 @@ def _activities(
     rate_limits: Mapping[str, RateLimit] | None,
     transcript_store: TranscriptStore | None,
     delta_store: DeltaStore | None = None,
+    deps: Mapping[str, object] | None = None,
 ) -> AgentActivities:
     all_providers = {**default_providers(), **(providers or {})}
     for name in rate_limits or {}:
@@ -247,6 +264,7 @@ def _activities(
         payload_limit=payload_limit(client.data_converter.external_storage),
         rate_limits=rate_limits,
         deltas=delta_store,
+        deps=deps,
     )
 
 
@@ -332,6 +350,7 @@ def _assemble(
                 providers=s.providers,
                 rate_limits=s.rate_limits,
                 transcript_store=store,
+                deps=s.deps,
             )
         )
         names = ", ".join(a.name for a in s.agents)

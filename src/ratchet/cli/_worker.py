@@ -61,6 +61,14 @@ async def worker(
         ),
     ] = None,
     transcript_store: TranscriptStoreUrl = None,
+    deps: Annotated[
+        str | None,
+        typer.Option(
+            help="What tools get as ToolContext.deps, as module:attribute: an object, a "
+            "mapping of agent name to object, or a function (Agent) -> object called once "
+            "per agent.",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker that hosts the agents of an app until Ctrl-C."""
     from ..worker import WorkerSettings, run_worker
@@ -77,6 +85,7 @@ async def worker(
         metrics_host=metrics_host,
         otlp_endpoint=otlp_endpoint,
         transcript_store_url=transcript_store,
+        deps=deps,
     )
 
     def ready(lines: list[str]) -> None:
