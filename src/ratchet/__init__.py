@@ -14,6 +14,8 @@ from .errors import (
     BudgetExceeded,
     ConfigError,
     ConnectionFailed,
+    GuardrailTripped,
+    InputRejected,
     OutputRejected,
     OutputValidationError,
     RatchetError,
@@ -23,6 +25,7 @@ from .errors import (
     RunNotFound,
     TranscriptEntryMissing,
 )
+from .guardrails import ModelGuardrail
 from .messages import Message, ToolCall, Usage
 from .models import OpenAICompatible
 from .output import TypedRunResult
@@ -43,9 +46,12 @@ __all__ = [
     "ChatReply",
     "ConfigError",
     "ConnectionFailed",
+    "GuardrailTripped",
+    "InputRejected",
     "LimiterStatus",
     "Limits",
     "Message",
+    "ModelGuardrail",
     "OpenAICompatible",
     "OutputRejected",
     "OutputValidationError",

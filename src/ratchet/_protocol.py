@@ -27,6 +27,7 @@ TOOL_ACTIVITY = "ratchet.run_tool"
 COMPACT_ACTIVITY = "ratchet.compact_transcript"
 VERIFY_APPROVAL_ACTIVITY = "ratchet.verify_approval"
 OUTPUT_CHECK_ACTIVITY = "ratchet.check_output"
+INPUT_CHECK_ACTIVITY = "ratchet.check_input"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -409,6 +410,49 @@ class OutputCheckResult(BaseModel):
         return next((c for c in self.checks if not c.accepted), None)
 
 
+class InputCheckRequest(BaseModel):
+    """Input of the input check activity: run the agent's input guardrails on a message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    turn: int
+    """The model turn the message would start (for the trace)."""
+    text: str
+    """The user's message."""
+    guardrails: list[str]
+    """The snapshot's input guardrails, by name, in order."""
+    heartbeat_seconds: float = 2.0
+
+
+class GuardrailCheck(BaseModel):
+    """One input guardrail's verdict on a message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    guardrail: str
+    passed: bool
+    message: str = ""
+    """Why it tripped (for the user), or a note."""
+    duration_seconds: float = 0.0
+    usage: Usage = Usage()
+    """Tokens a model guardrail spent (none for code)."""
+    cost_usd: float | None = None
+    """What a model guardrail's call cost, when its model is priced."""
+
+
+class InputCheckResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    checks: list[GuardrailCheck]
+    """In order; a tripped check is the last one (later checks did not run)."""
+
+    @property
+    def tripped(self) -> GuardrailCheck | None:
+        return next((c for c in self.checks if not c.passed), None)
+
+
 class CompactRequest(BaseModel):
     """Input of the compaction activity: shrink a prompt that overflows the context."""
 
@@ -443,6 +487,7 @@ class CompactResult(BaseModel):
 __all__ = [
     "COMPACT_ACTIVITY",
     "DEFAULT_TASK_QUEUE",
+    "INPUT_CHECK_ACTIVITY",
     "MODEL_ACTIVITY",
     "OUTPUT_CHECK_ACTIVITY",
     "SNAPSHOT_ACTIVITY",
@@ -457,6 +502,9 @@ __all__ = [
     "Carried",
     "CompactRequest",
     "CompactResult",
+    "GuardrailCheck",
+    "InputCheckRequest",
+    "InputCheckResult",
     "ModelRequest",
     "ModelResponse",
     "OutputCheck",

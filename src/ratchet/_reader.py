@@ -27,12 +27,15 @@ from ._protocol import (
     APPROVE_UPDATE,
     ASKED_MEMO,
     COMPACT_ACTIVITY,
+    INPUT_CHECK_ACTIVITY,
     MODEL_ACTIVITY,
     OUTPUT_CHECK_ACTIVITY,
     SNAPSHOT_ACTIVITY,
     TOOL_ACTIVITY,
     ApprovalRecord,
     CompactResult,
+    InputCheckRequest,
+    InputCheckResult,
     ModelRequest,
     ModelResponse,
     OutputCheckRequest,
@@ -260,6 +263,9 @@ class HistoryReader:
         elif name == OUTPUT_CHECK_ACTIVITY:
             oreq: OutputCheckRequest = await self._decode(a.input.payloads, OutputCheckRequest)
             self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at, oreq)
+        elif name == INPUT_CHECK_ACTIVITY:
+            ireq: InputCheckRequest = await self._decode(a.input.payloads, InputCheckRequest)
+            self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at, ireq)
         elif name in (COMPACT_ACTIVITY, SNAPSHOT_ACTIVITY):
             self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at)
 
@@ -421,6 +427,18 @@ class HistoryReader:
                     accepted=check.accepted,
                     message=check.message,
                     answer=answer_text(spec, checked.data) if accepted and last and spec else None,
+                )
+        elif step.kind == INPUT_CHECK_ACTIVITY:
+            verdicts: InputCheckResult = await self._decode(c.result.payloads, InputCheckResult)
+            ireq: InputCheckRequest = step.request
+            for g in verdicts.checks:
+                self._emit(
+                    ev.GuardrailChecked,
+                    turn=ireq.turn,
+                    guardrail=g.guardrail,
+                    passed=g.passed,
+                    message=g.message,
+                    duration_seconds=g.duration_seconds,
                 )
         elif step.kind == SNAPSHOT_ACTIVITY and self._s.spec is None:
             self._snapshotted(await self._decode(c.result.payloads, AgentSpec))

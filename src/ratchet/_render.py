@@ -84,6 +84,8 @@ def describe_event(event: ev.RunEvent, run_id: str) -> str | None:
             return f"tool      {event.tool} {event.outcome.replace('_', ' ')}: {_error(event)}"
         case ev.ToolCallRejected():
             return f"tool      {event.tool} rejected: {shorten(without_error_prefix(event.reason))}"
+        case ev.GuardrailChecked() if not event.passed:
+            return f"guardrail {event.guardrail} tripped: {shorten(event.message)}"
         case ev.OutputChecked() if not event.accepted:
             # A final answer sent back to the model (accepted checks are not news).
             return f"output    {event.check} rejected: {shorten(event.message)}"

@@ -47,6 +47,7 @@ from .errors import (
     ApprovalError,
     BudgetExceeded,
     ConfigError,
+    GuardrailTripped,
     OutputValidationError,
     RatchetError,
     RunCancelled,
@@ -216,6 +217,12 @@ class RunHandle:
                     d = cause.details[0]
                     raise BudgetExceeded(
                         self.id, cause.message, d["budget"], d["used"], d["limit"]
+                    ) from e
+                if cause.type == "GuardrailTripped":
+                    d = cause.details[0] if cause.details else {}
+                    d = d if isinstance(d, dict) else {}
+                    raise GuardrailTripped(
+                        self.id, cause.message, d.get("guardrail", ""), d.get("reason", "")
                     ) from e
                 if cause.type == "OutputValidationError":
                     d = cause.details[0] if cause.details else {}

@@ -26,6 +26,7 @@ EXPECTED_FAILURE_TYPES = frozenset(
         "ApprovalError",
         "BudgetExceeded",
         "ConfigError",
+        "GuardrailTripped",
         "OutputValidationError",
         "PayloadTooLarge",
         "RepairLimitExceeded",

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import json
 import logging
+import time
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar, assert_never
 
@@ -23,6 +24,7 @@ from ._heartbeat import Attempts, answered, beat, counted_attempts, request_sent
 from ._limiter_protocol import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
+    INPUT_CHECK_ACTIVITY,
     MODEL_ACTIVITY,
     OUTPUT_CHECK_ACTIVITY,
     SNAPSHOT_ACTIVITY,
@@ -30,6 +32,9 @@ from ._protocol import (
     AgentSpec,
     CompactRequest,
     CompactResult,
+    GuardrailCheck,
+    InputCheckRequest,
+    InputCheckResult,
     ModelRequest,
     ModelResponse,
     OutputCheck,
@@ -41,7 +46,14 @@ from ._protocol import (
 )
 from ._ratelimit import limited_call
 from .agent import Agent, parse_model
-from .errors import ConfigError, OutputRejected, RetryableToolError, TranscriptEntryMissing
+from .errors import (
+    ConfigError,
+    InputRejected,
+    OutputRejected,
+    RetryableToolError,
+    TranscriptEntryMissing,
+)
+from .guardrails import InputGuardrail, ModelGuardrail, parse_verdict
 from .messages import Message, Usage, message_hash, opening_messages
 from .models import Provider, ProviderRequest, ProviderResponse
 from .output import OutputValidator
@@ -394,6 +406,72 @@ class AgentActivities:
             checks.append(OutputCheck(check=name, accepted=True))
         return OutputCheckResult(checks=checks, data=data)
 
+    @activity.defn(name=INPUT_CHECK_ACTIVITY)
+    async def check_input(self, request: InputCheckRequest) -> InputCheckResult:
+        """Run the agent's input guardrails on a user message, in order, until one trips.
+
+        A tripped check is a result (the workflow ends the run). A guardrail that raises
+        anything but ``InputRejected`` fails the attempt: Temporal retries it, then the
+        run fails with the exception's type.
+        """
+        agent = self._agent(request.agent)
+        checks: list[GuardrailCheck] = []
+        for name in request.guardrails:
+            rail = agent.input_guardrails.get(name)
+            if rail is None:
+                checks.append(
+                    GuardrailCheck(guardrail=name, passed=True, message="not on the agent any more")
+                )
+                continue
+            started = time.monotonic()
+            if isinstance(rail, ModelGuardrail):
+                check = await self._ask_guardrail_model(request, rail)
+            else:
+                check = await self._run_guardrail_code(request, name, rail)
+            checks.append(check.model_copy(update={"duration_seconds": time.monotonic() - started}))
+            if not check.passed:
+                break
+        return InputCheckResult(checks=checks)
+
+    async def _run_guardrail_code(
+        self, request: InputCheckRequest, name: str, rail: InputGuardrail
+    ) -> GuardrailCheck:
+        try:
+            verdict = await _heartbeating(_called(rail, request.text), request.heartbeat_seconds)
+        except InputRejected as e:
+            verdict = e.message or "rejected"
+        except Exception as e:
+            # Not chained, like tool errors: a retried attempt's failure must stay small.
+            raise ApplicationError(
+                f"input guardrail {name!r} raised {type(e).__name__}: {e}", type=type(e).__name__
+            ) from None
+        if verdict:
+            return GuardrailCheck(guardrail=name, passed=False, message=verdict)
+        return GuardrailCheck(guardrail=name, passed=True)
+
+    async def _ask_guardrail_model(
+        self, request: InputCheckRequest, rail: ModelGuardrail
+    ) -> GuardrailCheck:
+        provider, model_name, key = self._provider_ref(rail.model)
+        ask = ModelRequest(
+            agent=request.agent,
+            model=rail.model,
+            turn=request.turn,
+            messages=[Message.system(rail.system_prompt()), Message.user(request.text)],
+            heartbeat_seconds=request.heartbeat_seconds,
+        )
+        with counted_attempts() as asking:
+            reply = await self._send(ask, provider, model_name, key)
+        usage = asking.usage()
+        allowed, reason = parse_verdict(reply.message.content or "")
+        return GuardrailCheck(
+            guardrail=rail.name,
+            passed=allowed,
+            message=reason if not allowed else "",
+            usage=usage,
+            cost_usd=cost_of(rail.model, usage, self.prices),
+        )
+
     @activity.defn(name=COMPACT_ACTIVITY)
     async def compact_transcript(self, request: CompactRequest) -> CompactResult:
         """Shrink a prompt that does not fit the context: drop or summarize older turns."""
@@ -470,7 +548,7 @@ def _provider_request(request: ModelRequest, model_name: str) -> ProviderRequest
     )
 
 
-async def _called(validator: OutputValidator, value: Any) -> str | None:
+async def _called(validator: OutputValidator | InputGuardrail, value: Any) -> str | None:
     """A validator's verdict; a plain function runs in a thread, as it may block."""
     verdict: Any
     if inspect.iscoroutinefunction(validator):

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .errors import ConfigError
+from .guardrails import InputGuardrail, ModelGuardrail, guardrail_name
 from .output import OUTPUT_TOOL, OutputSpec, OutputValidator, output_spec
 from .policy import Policy
 from .tools import Tool, ToolSpec
@@ -211,6 +212,9 @@ class AgentSpec(BaseModel):
     """The output type's schema (``Agent(output_type=...)``); None: the answer is text."""
     output_validators: list[str] = []
     """The names of the agent's output validators, run in this order on each final answer."""
+    input_guardrails: list[str] = []
+    """The names of the agent's input guardrails, run in this order on each user message
+    before its first model call (none in runs recorded before guardrails)."""
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -248,6 +252,11 @@ class Agent:
             a message the model gets to repair it: raise :class:`ratchet.OutputRejected`
             or return the message. They run in an activity, in order; they double as
             output guardrails.
+        input_guardrails: checks of each user message (the prompt, and each chat
+            message) before any model sees it: functions taking the text and returning
+            None or a rejection message (or raising :class:`ratchet.InputRejected`), and
+            :class:`ratchet.ModelGuardrail` s. They run in an activity, in order; the
+            first that trips ends the run with :class:`ratchet.GuardrailTripped`.
     """
 
     def __init__(
@@ -268,6 +277,7 @@ class Agent:
         stream: bool = True,
         output_type: Any = None,
         output_validators: Iterable[OutputValidator] = (),
+        input_guardrails: Iterable[InputGuardrail | ModelGuardrail] = (),
     ) -> None:
         check_agent_name(name)
         for label, cap in (
@@ -311,6 +321,12 @@ class Agent:
             if check in self.output_validators:
                 raise ConfigError(f"agent {name!r}: two output validators are named {check!r}")
             self.output_validators[check] = fn
+        self.input_guardrails: dict[str, InputGuardrail | ModelGuardrail] = {}
+        for rail in input_guardrails:
+            guardrail = guardrail_name(rail)
+            if guardrail in self.input_guardrails:
+                raise ConfigError(f"agent {name!r}: two input guardrails are named {guardrail!r}")
+            self.input_guardrails[guardrail] = rail
         self.limits = limits or Limits()
         self.tool_mode = tool_mode
         self.temperature = temperature
@@ -345,6 +361,7 @@ class Agent:
             stream=self.stream,
             output=self.output,
             output_validators=list(self.output_validators),
+            input_guardrails=list(self.input_guardrails),
         )
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ Every error a user can meet is one of these. The tree::
     ├── TranscriptEntryMissing      the transcript store lost a message a run needs
     ├── LocalServiceError           (ratchet.local) an embedded service cannot be built or run
     ├── OutputRejected              raised by an output validator to reject an answer
+    ├── InputRejected               raised by an input guardrail to stop a run
     └── RunFailed                   a run ended in failure; ``.error_type`` says why:
           RunCancelled              (subclass) a client cancelled the run
           model errors (raised by the model activity, see ``MODEL_ERRORS``)
@@ -26,6 +27,8 @@ Every error a user can meet is one of these. The tree::
           ├── OutputValidationError (subclass) the model kept giving final answers that do
           │                         not match the agent's output_type, or that its output
           │                         validators reject (``Limits.max_repair_turns``)
+          ├── GuardrailTripped      (subclass) an input guardrail rejected the user's
+          │                         message before any model call (never retried)
           ├── IncompleteAnswer      the final answer was cut off by the output token limit
           │                         or empty (with ``Limits(on_incomplete_answer="fail")``)
           ├── ToolFailed            a tool declared ``fatal=True`` raised
@@ -59,6 +62,8 @@ __all__ = [
     "BudgetExceeded",
     "ConfigError",
     "ConnectionFailed",
+    "GuardrailTripped",
+    "InputRejected",
     "ModelErrorKind",
     "ModelErrorType",
     "OutputRejected",
@@ -187,6 +192,31 @@ class OutputRejected(RatchetError):
         self.message = message
 
 
+class GuardrailTripped(RunFailed):
+    """An input guardrail rejected the user's message; no model saw it.
+
+    Attributes:
+        guardrail: the name of the check that tripped.
+        reason: its message, fit to show the user.
+    """
+
+    def __init__(self, run_id: str, message: str, guardrail: str = "", reason: str = "") -> None:
+        super().__init__(run_id, "GuardrailTripped", message)
+        self.guardrail = guardrail
+        self.reason = reason
+
+
+class InputRejected(RatchetError):
+    """Raise from an input guardrail to stop the run with ``GuardrailTripped``.
+
+    The message is for the user. Returning a message from the guardrail does the same.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class RetryableToolError(RatchetError):
     """Raise from a tool to have Temporal retry the call (up to the tool's ``max_attempts``).
 
@@ -213,6 +243,7 @@ RunErrorType = Literal[
     "BudgetExceeded",
     "RepairLimitExceeded",
     "OutputValidationError",
+    "GuardrailTripped",
     "IncompleteAnswer",
     "ToolFailed",
     "ToolTimeout",

@@ -52,6 +52,7 @@ __all__ = [
     "BudgetDecision",
     "CallOutcome",
     "ContinuedAsNew",
+    "GuardrailChecked",
     "MessageRecorded",
     "ModelCallAttemptFailed",
     "ModelCallFinished",
@@ -307,6 +308,20 @@ class OutputChecked(_Event):
     for an agent's answer wait for this when the agent's answers are checked."""
 
 
+class GuardrailChecked(_Event):
+    """An input guardrail judged a user message before any model saw it. A tripped
+    one (``passed`` false) ends the run with ``GuardrailTripped``."""
+
+    type: Literal["guardrail_checked"] = "guardrail_checked"
+    turn: int
+    """The model turn the message would start."""
+    guardrail: str
+    passed: bool
+    message: str = ""
+    """Why it tripped, for the user (or a note on a passed check)."""
+    duration_seconds: float = 0.0
+
+
 class RunFinished(_Event):
     """The run ended."""
 
@@ -376,6 +391,7 @@ RunEvent = Annotated[
     | ToolCallStarted
     | ToolCallFinished
     | OutputChecked
+    | GuardrailChecked
     | BudgetDecision
     | PromptCompacted
     | ContinuedAsNew

@@ -29,6 +29,7 @@ from .policy import PolicyDecision
 from .transcripts import TranscriptStore
 
 __all__ = [
+    "GuardrailStep",
     "ModelStep",
     "OutputCheckStep",
     "ToolStep",
@@ -112,6 +113,18 @@ class OutputCheckStep(BaseModel):
     at: datetime | None = None
 
 
+class GuardrailStep(BaseModel):
+    """One input guardrail's verdict on a user message (``ratchet.events.GuardrailChecked``)."""
+
+    turn: int
+    """The model turn the message would start."""
+    guardrail: str
+    passed: bool
+    message: str = ""
+    duration_seconds: float = 0.0
+    at: datetime | None = None
+
+
 class Totals(BaseModel):
     wall_seconds: float | None
     model_seconds: float
@@ -149,6 +162,8 @@ class Trace(BaseModel):
     """Answers given by people (approve/deny updates) and deadlines that passed, in order."""
     output_checks: list[OutputCheckStep] = Field(default_factory=list)
     """Checks of final answers (output type, output validators), in order."""
+    guardrail_checks: list[GuardrailStep] = Field(default_factory=list)
+    """Input guardrails' verdicts on user messages, in order."""
     totals: Totals
 
 
@@ -188,6 +203,7 @@ async def trace_of(
     finished: ev.RunFinished | None = None
     approvals: list[ApprovalRecord] = []
     checks: list[OutputCheckStep] = []
+    guardrails: list[GuardrailStep] = []
     waiting: dict[str, ev.ApprovalRequested] = {}
     for e in events:
         match e:
@@ -270,6 +286,17 @@ async def trace_of(
                         turn=e.turn, check=e.check, accepted=e.accepted, message=e.message, at=e.at
                     )
                 )
+            case ev.GuardrailChecked():
+                guardrails.append(
+                    GuardrailStep(
+                        turn=e.turn,
+                        guardrail=e.guardrail,
+                        passed=e.passed,
+                        message=e.message,
+                        duration_seconds=e.duration_seconds,
+                        at=e.at,
+                    )
+                )
             case ev.RunFinished():
                 finished = e
             case _:
@@ -315,6 +342,7 @@ async def trace_of(
         warnings=finished.warnings if finished else [],
         approvals=approvals,
         output_checks=checks,
+        guardrail_checks=guardrails,
         totals=_totals(ordered, started_at, closed_at),
     )
 
@@ -439,12 +467,24 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
             if c.message:
                 lines.append(f"    {'note' if c.accepted else 'why'}: {text(c.message, 400)}")
 
+    guarded: dict[int, list[GuardrailStep]] = {}
+    for g in t.guardrail_checks:
+        guarded.setdefault(g.turn, []).append(g)
+
+    def guardrails(turn: int) -> None:
+        for g in guarded.pop(turn, []):
+            verdict = "passed" if g.passed else "tripped"
+            lines.append(f"  input guardrail {g.guardrail} [{verdict}] {g.duration_seconds:.2f} s")
+            if g.message:
+                lines.append(f"    {'note' if g.passed else 'why'}: {text(g.message, 400)}")
+
     turn = 0
     for step in t.steps:
         if step.turn != turn:
             checked(turn)
             turn = step.turn
             lines.append(f"── turn {turn}")
+            guardrails(turn)
         took = "…" if step.duration_seconds is None else f"{step.duration_seconds:.2f} s"
         retry = f", {step.attempts} attempts" if step.attempts > 1 else ""
         if isinstance(step, ModelStep):
@@ -488,6 +528,10 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
         if step.error:
             lines.append(f"    failed: {text(step.error, 400)}")
     checked(turn)
+    for turn in sorted(guarded):
+        # Checks of a message no model call followed: the one that tripped.
+        lines.append(f"── turn {turn}")
+        guardrails(turn)
     for a in t.approvals:
         verdict = "approved" if a.approved else "denied"
         why = f": {text(a.reason)}" if a.reason else ""

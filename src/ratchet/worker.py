@@ -182,6 +182,7 @@ def create_worker(
             acts.call_model,
             acts.run_tool,
             acts.check_output,
+            acts.check_input,
             acts.compact_transcript,
             request_slot,
             check_runs,

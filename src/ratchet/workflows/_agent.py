@@ -49,6 +49,7 @@ from ._answers import REPAIRED, FinalAnswers, parsed_output
 from ._approvals import Approvals
 from ._budgets import Budgets
 from ._chat import Chat
+from ._guardrails import check_input
 from ._model_calls import ModelCalls
 from ._slots import RunSlots, caps_of
 from ._snapshot import take_snapshot
@@ -169,6 +170,8 @@ class AgentWorkflow:
             # The wall-time budget counts the run's own time, not its wait for a slot.
             self._budgets.restart_clock()
         self._status.running()
+        if spec.input_guardrails:
+            await check_input(spec, inp.prompt, status=self._status)
         answer = await self._answer(spec)
         return await self._chat_loop(spec, answer)
 
@@ -225,8 +228,11 @@ class AgentWorkflow:
             text = self._chat.next_message()
             if text is None:
                 break  # ended by the client, or idle
-            self._transcript.add(Message.user(text))
             self._status.running()
+            if spec.input_guardrails:
+                # Every message is checked, not only the first: a trip ends the chat.
+                await check_input(spec, text, status=self._status)
+            self._transcript.add(Message.user(text))
             answer = await self._answer(spec)
         self._chat.close()
         # Let every update handler reply before the run closes.
