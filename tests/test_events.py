@@ -106,6 +106,7 @@ def test_the_schema_is_a_stable_contract() -> None:
         "tool_call_started",
         "tool_call_finished",
         "output_checked",
+        "guardrail_checked",
         "budget_decision",
         "prompt_compacted",
         "continued_as_new",
