@@ -88,6 +88,11 @@ async def test_a_thread_streams_tool_calls_and_text_turn_by_turn(
     assert first.index(opened) < first.index(pieces[0]) < first.index(closed)
     assert "".join(p.delta for p in pieces) == ANSWER
     assert of_type(first, EventType.STEP_STARTED) and of_type(first, EventType.STEP_FINISHED)
+    # The run's state after each model call: the tool turn, then the answer.
+    states = [e.snapshot for e in of_type(first, EventType.STATE_SNAPSHOT)]
+    assert [s["turn"] for s in states] == [1, 2]
+    assert states[-1]["output_tokens"] > states[0]["output_tokens"] > 0
+    assert states[-1]["waiting_approval"] == []
 
     second_turn = [
         *first_turn,

@@ -9,17 +9,22 @@ is one message of that chat and the agent's work until it answers:
   ``TOOL_CALL_RESULT`` (a call the workflow rejected, with the reason the model got);
 - model and tool calls are ``STEP_STARTED``/``STEP_FINISHED``; approvals, and the
   pieces of a retried attempt being void, are ``CUSTOM`` events (``ratchet.*``);
+- the run's state (turn, tokens, cost, approvals waiting) is a ``STATE_SNAPSHOT``
+  after each model call and each approval asked or answered;
 - the answer ends the AG-UI run with ``RUN_FINISHED`` (its ``result``), a failed or
   cancelled run with ``RUN_ERROR`` (``code``: the taxonomy name).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ag_ui.core import (
     BaseEvent,
     CustomEvent,
     RunErrorEvent,
     RunFinishedEvent,
+    StateSnapshotEvent,
     StepFinishedEvent,
     StepStartedEvent,
     TextMessageContentEvent,
@@ -56,6 +61,14 @@ class AguiTranslator:
         """The id of the text message being streamed."""
         self._streamed = ""
         """Its text so far."""
+        self._state: dict[str, Any] = {
+            "turn": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "waiting_approval": [],
+        }
+        """What STATE_SNAPSHOT events carry: this AG-UI run's view of the ratchet run."""
 
     def translate(self, event: ev.RunEvent) -> list[BaseEvent]:
         match event:
@@ -66,7 +79,15 @@ class AguiTranslator:
             case ev.ModelCallStarted():
                 return [StepStartedEvent(step_name=event.call_id)]
             case ev.ModelCallFinished():
-                return [*self._reply(event), StepFinishedEvent(step_name=event.call_id)]
+                self._state["turn"] = event.turn
+                self._state["input_tokens"] += event.usage.input_tokens
+                self._state["output_tokens"] += event.usage.output_tokens
+                self._state["cost_usd"] += event.cost_usd or 0.0
+                return [
+                    *self._reply(event),
+                    StepFinishedEvent(step_name=event.call_id),
+                    self._snapshot(),
+                ]
             case ev.ToolCallStarted():
                 return [StepStartedEvent(step_name=event.activity_id)]
             case ev.ToolCallFinished():
@@ -79,14 +100,29 @@ class AguiTranslator:
                 return [self._result(event.call_id, event.reason)]
             case ev.ApprovalRequested():
                 value = event.approval.model_dump(mode="json")
-                return [CustomEvent(name="ratchet.approval_requested", value=value)]
+                self._state["waiting_approval"].append(event.approval.call_id)
+                return [
+                    CustomEvent(name="ratchet.approval_requested", value=value),
+                    self._snapshot(),
+                ]
             case ev.ApprovalAnswered():
                 value = event.record.model_dump(mode="json")
-                return [CustomEvent(name="ratchet.approval_answered", value=value)]
+                waiting = self._state["waiting_approval"]
+                if event.record.call_id in waiting:
+                    waiting.remove(event.record.call_id)
+                return [
+                    CustomEvent(name="ratchet.approval_answered", value=value),
+                    self._snapshot(),
+                ]
             case ev.RunFinished():
                 return self.finish(event)
             case _:
                 return []
+
+    def _snapshot(self) -> StateSnapshotEvent:
+        return StateSnapshotEvent(
+            snapshot={**self._state, "waiting_approval": list(self._state["waiting_approval"])}
+        )
 
     def finish(self, event: ev.RunFinished | ev.ModelCallFinished) -> list[BaseEvent]:
         """The AG-UI run's last event: the answer, or the run's failure."""
