@@ -72,6 +72,7 @@ async def serve(
     from .._app import load_agents
     from ..client import AgentClient
     from ..http import AuthSettings, KeyStore, OidcSettings, create_app
+    from ..streaming import delta_store_for
     from ..transcripts import store_from_url
 
     agents = load_agents(app)
@@ -97,6 +98,8 @@ async def serve(
         )
     client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
     transcripts = store_from_url(transcript_store)
+    # Streamed replies are read where the workers of that transcript store write them.
+    client.deltas = delta_store_for(transcripts)
     api = create_app(
         client,
         agents=agents,
