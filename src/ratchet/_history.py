@@ -31,7 +31,7 @@ __all__ = ["execution_ids", "executions", "history_events", "read_run", "run_inp
 
 async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
     """The event histories of every execution of run ``run_id``, the first one first."""
-    ids = await _execution_ids(client, run_id)
+    ids = await execution_ids(client, run_id)
     out = []
     for execution_id in ids:
         handle = client.get_workflow_handle(run_id, run_id=execution_id)
@@ -40,11 +40,6 @@ async def executions(client: Client, run_id: str) -> list[list[HistoryEvent]]:
 
 
 async def execution_ids(client: Client, run_id: str) -> list[str]:
-    """The Temporal run ids of every execution of a run, the first one first."""
-    return await _execution_ids(client, run_id)
-
-
-async def _execution_ids(client: Client, run_id: str) -> list[str]:
     """The Temporal run ids of every execution of a run, the first one first.
 
     Walks back from the latest execution through each start event's
@@ -147,7 +142,7 @@ async def history_events(
     """Every run event of ``run_id``'s history with the Temporal run id of the execution
     that recorded it; with ``follow``, then live until the run ends."""
     reader = HistoryReader(client.data_converter, run_id, store=store)
-    ids = await _execution_ids(client, run_id)
+    ids = await execution_ids(client, run_id)
     index = 0
     execution_id: str | None = ids[0] if ids else ""
     while execution_id is not None:

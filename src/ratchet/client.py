@@ -133,9 +133,6 @@ class AgentClient:
         """Whether the namespace has ratchet's search attributes (kept once it has; asked
         again every few seconds while it has not): without them, listings filter by agent
         and status after each page."""
-        return await self._has_search_attributes()
-
-    async def _has_search_attributes(self) -> bool:
         return await self._registered_attributes() >= RUN_ATTRIBUTES
 
     @classmethod
@@ -301,7 +298,7 @@ class AgentClient:
             limit: look at this many runs at most.
             tenant: only runs of this tenant (as :meth:`list`).
         """
-        indexed = await self._has_search_attributes()
+        indexed = await self.has_search_attributes()
         # Without search attributes every running run must be asked.
         waiting = await self.list(
             limit=limit, status="waiting-approval" if indexed else "running", tenant=tenant

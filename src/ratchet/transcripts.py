@@ -218,6 +218,20 @@ def _retry_busy(statement: Callable[[], object], seconds: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def open_wal(path: Path) -> sqlite3.Connection:
+    """A connection to a SQLite file shared by several processes, in WAL mode.
+
+    The busy timeout comes first: worker processes starting together open the same
+    file, and switching it to WAL (or creating the schema) must wait for the other.
+    WAL: readers never wait for the writer.
+    """
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+    db.execute("PRAGMA busy_timeout=10000")
+    _retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"))
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
 class SQLiteTranscriptStore(TranscriptStore):
     """The embedded default: one SQLite file, for workers on one machine.
 
@@ -229,15 +243,7 @@ class SQLiteTranscriptStore(TranscriptStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # The busy timeout first: worker processes starting together open the same file,
-        # and switching it to WAL (or creating the schema) must wait for the other.
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=10.0
-        )
-        self._db.execute("PRAGMA busy_timeout=10000")
-        # WAL: readers never wait for the writer; several worker processes share the file.
-        _retry_busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_wal(self.path)
         for statement in _SCHEMA:
             self._db.execute(statement)
 

@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from ..agent import Agent
-from ..approval_proof import MIN_SECRET_BYTES, sign_approval
+from ..approval_proof import _key as approval_key
+from ..approval_proof import sign_approval
 from ..client import AgentClient
 from ..errors import ConfigError
 from ..transcripts import TranscriptStore
@@ -114,12 +115,8 @@ def create_app(
 def _approval_signer(secret: str | None) -> Callable[..., str] | None:
     if not secret:
         return None
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ConfigError(
-            f"{APPROVAL_SECRET_ENV} is {len(secret.encode())} bytes; use at least "
-            f"{MIN_SECRET_BYTES} random bytes (the workers must have the same secret)"
-        )
-    sign: Callable[..., str] = partial(sign_approval, secret)
+    # Checked now (a short secret fails at startup, not at the first approval).
+    sign: Callable[..., str] = partial(sign_approval, approval_key(secret))
     return sign
 
 

@@ -10,7 +10,6 @@ another connection commits and reads no table page (about 3.5 ms p50 delivery at
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ..transcripts import open_wal
 from ._delta import CallKey, Delta, StoredDelta, row_of, stored_of
 from ._store import DEFAULT_RETENTION, DeltaStore
 
@@ -38,24 +38,6 @@ _READ = (
     "FROM ratchet_deltas WHERE execution = ? AND call_id = ? AND (attempt, pos) > (?, ?) "
     "ORDER BY attempt, pos LIMIT ?"
 )
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-    db.execute("PRAGMA busy_timeout=10000")
-    deadline = time.monotonic() + 10.0
-    while True:
-        try:
-            # WAL: subscribers read while the worker writes, from any process.
-            db.execute("PRAGMA journal_mode=WAL")
-            break
-        except sqlite3.OperationalError as e:
-            # Switching to WAL fails at once when another process opens the new file then.
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
 
 
 class SQLiteDeltaStore(DeltaStore):
@@ -81,10 +63,10 @@ class SQLiteDeltaStore(DeltaStore):
         self.poll_seconds = poll_seconds
         # Two connections: data_version only changes for commits of *other* connections,
         # so the reader sees this process's own writes too.
-        self._writer = _connect(self.path)
+        self._writer = open_wal(self.path)
         for statement in _SCHEMA:
             self._writer.execute(statement)
-        self._reader = _connect(self.path)
+        self._reader = open_wal(self.path)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
 
