@@ -31,6 +31,7 @@ from .models import OpenAICompatible
 from .output import TypedRunResult
 from .policy import Policy, Rule, allow, arg, deny, require_approval
 from .pricing import Price
+from .team import Handoff
 from .tools import Tool, ToolContext, tool
 from .worker import create_model_worker, create_worker, model_queue
 from .workflows import AgentWorkflow
@@ -47,6 +48,7 @@ __all__ = [
     "ConfigError",
     "ConnectionFailed",
     "GuardrailTripped",
+    "Handoff",
     "InputRejected",
     "LimiterStatus",
     "Limits",

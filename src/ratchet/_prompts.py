@@ -82,6 +82,11 @@ class Prompts:
         if resp.transcript_ref is not None:
             self.heads[resp.transcript_ref] = [*prompt, resp.message]
 
+    def known(self, head: str, prompt: list[Message]) -> None:
+        """``head`` names ``prompt`` (e.g. a handoff stored it under new instructions)."""
+        self.learn(prompt)
+        self.heads[head] = prompt
+
     def compacted(self, result: CompactResult) -> None:
         if result.summary is not None:
             self.learn([result.summary])

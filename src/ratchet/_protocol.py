@@ -28,6 +28,7 @@ COMPACT_ACTIVITY = "ratchet.compact_transcript"
 VERIFY_APPROVAL_ACTIVITY = "ratchet.verify_approval"
 OUTPUT_CHECK_ACTIVITY = "ratchet.check_output"
 INPUT_CHECK_ACTIVITY = "ratchet.check_input"
+HAND_OFF_ACTIVITY = "ratchet.hand_off"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -84,6 +85,8 @@ class PendingApproval(BaseModel):
     """Denied automatically when nobody answers by then."""
     kind: Literal["tool", "budget"] = "tool"
     """``budget``: a spent budget waiting for a decision (``Limits(on_budget="ask")``)."""
+    parent_run: str | None = None
+    """For a sub-agent's run: the run that called it (its parent workflow's id)."""
 
 
 class ApprovalAnswer(BaseModel):
@@ -148,6 +151,20 @@ class ApprovalRecord(BaseModel):
     trusted service authenticated ``approver`` (see :mod:`ratchet.approval_proof`)."""
 
 
+class InheritedBudget(BaseModel):
+    """What a sub-agent's run may spend at most: its parent's budgets left when the
+    parent called it. The child's own limits apply too; the smaller wins."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_total_tokens: int | None = None
+    max_cost_usd: float | None = None
+    deadline: datetime | None = None
+    """The parent's ``max_wall_seconds`` ends then."""
+    parent_run: str
+    """The calling run's id."""
+
+
 class RunInput(BaseModel):
     """Workflow input: which agent, what to do."""
 
@@ -166,6 +183,8 @@ class RunInput(BaseModel):
     """Set when the run continued as new: the state the previous execution handed over."""
     tenant: str | None = None
     """Whose run this is: the key of the agent's per-tenant concurrency cap."""
+    inherited: InheritedBudget | None = None
+    """Set for a sub-agent's run: the budgets its parent had left."""
 
 
 class RunResult(BaseModel):
@@ -179,6 +198,8 @@ class RunResult(BaseModel):
     usage: Usage
     tool_calls: int
     cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    """Model calls (its sub-agents' included) whose model has no price."""
     warnings: list[str] = []
     """Answers that completed the run but may not be whole: cut off by the model's
     output token limit (``finish_reason`` ``length``) or empty. See
@@ -219,6 +240,12 @@ class RunStatus(BaseModel):
     """How often older turns were dropped or summarized to fit the context window."""
     warnings: list[str] = []
     """Answers cut off or empty (``RunResult.warnings``)."""
+    active_agent: str | None = None
+    """The agent the conversation was handed off to (``Agent(handoffs=...)``); None:
+    the run's own agent."""
+    subagent_runs: int = 0
+    """Sub-agent runs (child workflows) this run called; their usage and cost are in
+    ``usage`` and ``cost_usd``."""
 
 
 class Carried(BaseModel):
@@ -260,6 +287,9 @@ class Carried(BaseModel):
     """Concurrency slots the run holds (granted before continue-as-new; not re-requested)."""
     budgets: dict[str, float] = {}
     """Budgets a person raised (``Limits(on_budget="ask")``), by name: the new limits."""
+    agent: str | None = None
+    """The agent the conversation was handed off to (a member of ``spec.team``);
+    None: the run's own agent."""
 
 
 class SnapshotRequest(BaseModel):
@@ -453,6 +483,39 @@ class InputCheckResult(BaseModel):
         return next((c for c in self.checks if not c.passed), None)
 
 
+class HandoffRequest(BaseModel):
+    """Input of the handoff activity: the prompt so far, restarted under the target's
+    instructions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    """The agent handing off."""
+    target: str
+    """The agent taking over (a member of the run's ``AgentSpec.team``)."""
+    turn: int
+    call_id: str
+    """The model's id of the handoff call."""
+    head: str | None
+    """The chain head the model saw last."""
+    appended: list[Message | str] = []
+    """Messages since ``head`` (inline, or the hash of a stored one), the handoff's own
+    tool message last."""
+    offset: int = 0
+    """Index of ``appended[0]`` in the run's transcript."""
+    instructions: str
+    """The target's instructions: the new system message."""
+
+
+class HandoffResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    head: str
+    """The chain head of the prompt the target's model sees: the target's instructions,
+    then the conversation so far."""
+
+
 class CompactRequest(BaseModel):
     """Input of the compaction activity: shrink a prompt that overflows the context."""
 
@@ -487,6 +550,7 @@ class CompactResult(BaseModel):
 __all__ = [
     "COMPACT_ACTIVITY",
     "DEFAULT_TASK_QUEUE",
+    "HAND_OFF_ACTIVITY",
     "INPUT_CHECK_ACTIVITY",
     "MODEL_ACTIVITY",
     "OUTPUT_CHECK_ACTIVITY",
@@ -503,6 +567,9 @@ __all__ = [
     "CompactRequest",
     "CompactResult",
     "GuardrailCheck",
+    "HandoffRequest",
+    "HandoffResult",
+    "InheritedBudget",
     "InputCheckRequest",
     "InputCheckResult",
     "ModelRequest",

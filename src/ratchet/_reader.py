@@ -27,6 +27,7 @@ from ._protocol import (
     APPROVE_UPDATE,
     ASKED_MEMO,
     COMPACT_ACTIVITY,
+    HAND_OFF_ACTIVITY,
     INPUT_CHECK_ACTIVITY,
     MODEL_ACTIVITY,
     OUTPUT_CHECK_ACTIVITY,
@@ -34,6 +35,8 @@ from ._protocol import (
     TOOL_ACTIVITY,
     ApprovalRecord,
     CompactResult,
+    HandoffRequest,
+    HandoffResult,
     InputCheckRequest,
     InputCheckResult,
     ModelRequest,
@@ -48,7 +51,7 @@ from ._protocol import (
 )
 from ._schema import parse_call
 from .agent import AgentSpec
-from .messages import Message, ToolCall, opening_messages
+from .messages import Message, ToolCall, handed_over, opening_messages
 from .models import render_wire_request
 from .tools import ToolSpec
 from .transcripts import TranscriptStore
@@ -79,6 +82,15 @@ class _Scheduled:
 class _State:
     inp: RunInput | None = None
     spec: AgentSpec | None = None
+    """The snapshot of the agent that has the conversation (a handoff changes it)."""
+    root: AgentSpec | None = None
+    """The run's own snapshot (its ``team`` holds the handoff targets)."""
+    call_at: dict[tuple[int, int], ToolCall] = field(default_factory=dict)
+    """Tool calls by (turn, index in the model's reply)."""
+    children: dict[tuple[int, int], tuple[ToolCall, str, datetime]] = field(default_factory=dict)
+    """Sub-agent runs started, by their initiated event: (call, child run id, started)."""
+    handoffs: set[str] = field(default_factory=set)
+    """Ids of handoff calls (their tool message is the workflow's own, not a rejection)."""
     scheduled: dict[tuple[int, int], _Scheduled] = field(default_factory=dict)
     indexed: set[int] = field(default_factory=set)
     next_index: int = 0
@@ -152,7 +164,10 @@ class HistoryReader:
         s = self._s
         if inp.carried is not None:
             # A later execution: the snapshot and the unfinished turn come with it.
-            s.spec = s.spec or inp.carried.spec
+            s.root = s.root or inp.carried.spec
+            if s.spec is None:
+                agent = inp.carried.agent
+                s.spec = s.root.member(agent) if agent else s.root
             for p in inp.carried.waiting:
                 s.requested.setdefault(p.call_id, p)
             turn = inp.carried.status.turn
@@ -175,7 +190,7 @@ class HistoryReader:
 
     def _snapshotted(self, spec: AgentSpec) -> None:
         s = self._s
-        s.spec = spec
+        s.spec = s.root = spec
         if s.inp is not None:
             self._prompts.learn(opening_messages(spec.instructions, s.inp.prompt))
         self._emit(ev.AgentSnapshotted, spec=spec)
@@ -210,12 +225,14 @@ class HistoryReader:
             error_type, message = failure_text(failure)
             details = await self._failure_details(failure)
             if error_type == "BudgetExceeded" and details:
+                spender = details.get("run_id")
                 self._emit(
                     ev.BudgetDecision,
                     budget=str(details.get("budget", "")),
                     decision="stopped",
                     used=details.get("used"),
                     limit=details.get("limit"),
+                    run_id=spender if spender != self._run_id else None,
                 )
             self._emit(ev.RunFinished, outcome="failed", error_type=error_type, error=message)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
@@ -266,8 +283,106 @@ class HistoryReader:
         elif name == INPUT_CHECK_ACTIVITY:
             ireq: InputCheckRequest = await self._decode(a.input.payloads, InputCheckRequest)
             self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at, ireq)
+        elif name == HAND_OFF_ACTIVITY:
+            hreq: HandoffRequest = await self._decode(a.input.payloads, HandoffRequest)
+            step = _Scheduled(name, a.activity_id, self._at, hreq)
+            self._s.scheduled[key] = step
+            step.prompt = await self._handoff_started(hreq)
         elif name in (COMPACT_ACTIVITY, SNAPSHOT_ACTIVITY):
             self._s.scheduled[key] = _Scheduled(name, a.activity_id, self._at)
+
+    async def _handoff_started(self, req: HandoffRequest) -> list[Message]:
+        """The messages up to the handoff (its own tool message last); the prompt so far."""
+        as_model_request = ModelRequest(
+            agent=req.agent,
+            model="",
+            turn=req.turn,
+            messages=[],
+            transcript_ref=req.head,
+            appended=req.appended,
+            offset=req.offset,
+            linear=True,
+        )
+        prompt = await self._prompts.of(as_model_request)
+        new = prompt[len(prompt) - len(req.appended) :]
+        self._answer_unsent(new)
+        for i, m in enumerate(new):
+            self._message(req.offset + i, m)
+        self._s.unsent = []
+        return prompt
+
+    def _handed_off(self, step: _Scheduled, result: HandoffResult) -> None:
+        s = self._s
+        req: HandoffRequest = step.request
+        self._prompts.known(result.head, handed_over(step.prompt, req.instructions))
+        if s.root is not None and (req.target == s.root.name or req.target in s.root.team):
+            s.spec = s.root.member(req.target)
+        self._emit(
+            ev.HandedOff,
+            turn=req.turn,
+            call_id=req.call_id,
+            from_agent=req.agent,
+            to_agent=req.target,
+            instructions=req.instructions,
+        )
+
+    # --- sub-agents (child workflows) ----------------------------------------------------
+
+    async def _child_initiated(self, execution: int, event: HistoryEvent) -> None:
+        a = event.start_child_workflow_execution_initiated_event_attributes
+        child: RunInput = await self._decode(a.input.payloads, RunInput)
+        activity_id = a.workflow_id.rsplit(".", 1)[-1]
+        turn, index = turn_of(activity_id), _index_of(activity_id)
+        call = self._s.call_at.get((turn, index))
+        if call is None:
+            return
+        self._s.ran.add(call.id)
+        self._s.children[(execution, event.event_id)] = (call, a.workflow_id, self._at)
+        self._emit(
+            ev.ToolCallStarted,
+            call_id=call.id,
+            activity_id=activity_id,
+            turn=turn,
+            tool=call.name,
+            arguments={"input": child.prompt},
+            child_run_id=a.workflow_id,
+            agent=child.agent,
+        )
+
+    async def _child_ended(self, execution: int, event: HistoryEvent) -> None:
+        kind = event.event_type
+        outcome, attrs_name = _CHILD_END[kind]
+        attrs = getattr(event, attrs_name)
+        started = self._s.children.get((execution, attrs.initiated_event_id))
+        if started is None:
+            return
+        call, run_id, at = started
+        activity_id = run_id.rsplit(".", 1)[-1]
+        fields: dict[str, Any] = {}
+        if kind == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+            result: RunResult = await self._decode(attrs.result.payloads, RunResult)
+            message = Message.tool(call, result.output)
+            self._prompts.learn([message])
+            self._s.unsent.append(message)
+            fields = {"result": result.output, "usage": result.usage, "cost_usd": result.cost_usd}
+        elif kind == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+            failure = await self._readable(attrs.failure)
+            cause = failure.cause if failure.HasField("cause") else failure
+            error_type, error = failure_text(cause)
+            fields = {"error_type": error_type, "error": error, "is_error": True}
+        else:
+            fields = {"error": f"the sub-agent's run was {outcome.replace('_', ' ')}"}
+        self._emit(
+            ev.ToolCallFinished,
+            call_id=call.id,
+            activity_id=activity_id,
+            turn=turn_of(activity_id),
+            tool=call.name,
+            outcome=outcome,
+            duration_seconds=(self._at - at).total_seconds(),
+            child_run_id=run_id,
+            **fields,
+        )
 
     async def _model_started(
         self, req: ModelRequest, activity_id: str
@@ -323,6 +438,8 @@ class HistoryReader:
                 continue
             call_id = m.tool_call_id
             if call_id in s.ran or call_id in s.rejected or call_id in s.final:
+                continue
+            if call_id in s.handoffs and not m.is_error:
                 continue
             unknown = ToolCall(id=call_id, name=m.name or "", arguments="")
             turn, call = s.calls.get(call_id, (0, unknown))
@@ -440,6 +557,8 @@ class HistoryReader:
                     message=g.message,
                     duration_seconds=g.duration_seconds,
                 )
+        elif step.kind == HAND_OFF_ACTIVITY:
+            self._handed_off(step, await self._decode(c.result.payloads, HandoffResult))
         elif step.kind == SNAPSHOT_ACTIVITY and self._s.spec is None:
             self._snapshotted(await self._decode(c.result.payloads, AgentSpec))
 
@@ -466,8 +585,9 @@ class HistoryReader:
             request_body=_body(step, resp),
             warnings=resp.warnings,
         )
-        for call in resp.message.tool_calls or []:
+        for index, call in enumerate(resp.message.tool_calls or []):
             s.calls[call.id] = (req.turn, call)
+            s.call_at[(req.turn, index)] = call
         if not self._final_answer(req.turn, resp):
             self._decide_calls(req.turn, resp.message.tool_calls or [])
 
@@ -514,6 +634,8 @@ class HistoryReader:
                 continue
             tool = spec.tool(call.name)
             assert tool is not None
+            if tool.handoff is not None:
+                self._s.handoffs.add(call.id)
             decision = spec.policy.decide(call.name, arguments, side_effects=tool.side_effects)
             self._emit(
                 ev.PolicyDecided,
@@ -686,6 +808,36 @@ def _body(step: _Scheduled, resp: ModelResponse) -> dict[str, Any] | None:
         return None
 
 
+def _index_of(activity_id: str) -> int:
+    """The call's index in its turn, from an id like ``turn3-tool1``."""
+    _, _, index = activity_id.rpartition("-tool")
+    return int(index) if index.isdigit() else -1
+
+
+_CHILD_END: dict[Any, tuple[ev.CallOutcome, str]] = {
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
+        "completed",
+        "child_workflow_execution_completed_event_attributes",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "failed",
+        "child_workflow_execution_failed_event_attributes",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
+        "cancelled",
+        "child_workflow_execution_canceled_event_attributes",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
+        "timed_out",
+        "child_workflow_execution_timed_out_event_attributes",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
+        "failed",
+        "child_workflow_execution_terminated_event_attributes",
+    ),
+}
+
+
 def turn_of(activity_id: str) -> int:
     """The turn of an activity id; ids are contracts: ``turn{N}-model``, ``turn{N}-tool{I}``."""
     head = activity_id.split("-", 1)[0]
@@ -718,6 +870,8 @@ _HANDLERS: dict[Any, _Handler] = {
     EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: HistoryReader._properties_modified,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: HistoryReader._update_accepted,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED: HistoryReader._update_completed,
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: HistoryReader._child_initiated,
+    **{kind: HistoryReader._child_ended for kind in _CHILD_END},
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: HistoryReader._closed,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: HistoryReader._closed,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: HistoryReader._closed,

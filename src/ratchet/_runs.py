@@ -216,7 +216,12 @@ class RunHandle:
                 if cause.type == "BudgetExceeded" and cause.details:
                     d = cause.details[0]
                     raise BudgetExceeded(
-                        self.id, cause.message, d["budget"], d["used"], d["limit"]
+                        self.id,
+                        cause.message,
+                        d["budget"],
+                        d["used"],
+                        d["limit"],
+                        spent_by=d.get("run_id"),
                     ) from e
                 if cause.type == "GuardrailTripped":
                     d = cause.details[0] if cause.details else {}

@@ -24,6 +24,7 @@ from ._heartbeat import Attempts, answered, beat, counted_attempts, request_sent
 from ._limiter_protocol import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
+    HAND_OFF_ACTIVITY,
     INPUT_CHECK_ACTIVITY,
     MODEL_ACTIVITY,
     OUTPUT_CHECK_ACTIVITY,
@@ -33,6 +34,8 @@ from ._protocol import (
     CompactRequest,
     CompactResult,
     GuardrailCheck,
+    HandoffRequest,
+    HandoffResult,
     InputCheckRequest,
     InputCheckResult,
     ModelRequest,
@@ -54,7 +57,7 @@ from .errors import (
     TranscriptEntryMissing,
 )
 from .guardrails import InputGuardrail, ModelGuardrail, parse_verdict
-from .messages import Message, Usage, message_hash, opening_messages
+from .messages import Message, Usage, handed_over, message_hash, opening_messages
 from .models import Provider, ProviderRequest, ProviderResponse
 from .output import OutputValidator
 from .pricing import DEFAULT_PRICES, Price, cost_of
@@ -179,16 +182,31 @@ class AgentActivities:
         except ConfigError as e:
             raise ApplicationError(str(e), type="ConfigError", non_retryable=True) from e
         self._provider(spec.model)
+        for member in spec.team.values():
+            self._provider(member.model)
         if request.prompt is not None:
             # The same messages the workflow opens the transcript with (same hashes).
             opening = opening_messages(spec.instructions, request.prompt)
             await save_messages(self.store, None, opening)
-            if spec.tools:
-                # Stored once: model calls carry a reference, not every schema again.
-                spec = spec.model_copy(
-                    update={"tools_ref": await save_tools(self.store, spec.tools)}
-                )
+            # Stored once: model calls carry a reference, not every schema again.
+            spec = await self._tools_stored(spec)
+            if spec.team:
+                team = {name: await self._tools_stored(m) for name, m in spec.team.items()}
+                spec = spec.model_copy(update={"team": team})
         return spec
+
+    async def _tools_stored(self, spec: AgentSpec) -> AgentSpec:
+        if not spec.tools:
+            return spec
+        return spec.model_copy(update={"tools_ref": await save_tools(self.store, spec.tools)})
+
+    @activity.defn(name=HAND_OFF_ACTIVITY)
+    async def hand_off(self, request: HandoffRequest) -> HandoffResult:
+        """Restart the prompt under the handoff target's instructions, in the store."""
+        prompt = await self._prompt(request.head, request.appended)
+        head = await save_messages(self.store, None, handed_over(prompt, request.instructions))
+        assert head is not None  # a handed-over prompt has its system message
+        return HandoffResult(head=head)
 
     @activity.defn(name=MODEL_ACTIVITY)
     @instrument_model_call

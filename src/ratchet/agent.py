@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .guardrails import InputGuardrail, ModelGuardrail, guardrail_name
 from .output import OUTPUT_TOOL, OutputSpec, OutputValidator, output_spec
 from .policy import Policy
+from .team import AgentTool, Handoff
 from .tools import Tool, ToolSpec
 
 __all__ = [
@@ -216,8 +217,20 @@ class AgentSpec(BaseModel):
     """The names of the agent's input guardrails, run in this order on each user message
     before its first model call (none in runs recorded before guardrails)."""
 
+    team: dict[str, AgentSpec] = {}
+    """The snapshots of every agent this run can hand off to, directly or through
+    another handoff, by name (set on the run's own agent only). A handoff reads its
+    target here, never from the workers' registry."""
+
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
+
+    def member(self, name: str) -> AgentSpec:
+        """The snapshot of ``name`` (this agent, or one it can hand off to) as it runs
+        in this run: under this run's limits, so a handoff never escapes a budget."""
+        if name == self.name:
+            return self
+        return self.team[name].model_copy(update={"limits": self.limits})
 
 
 class Agent:
@@ -227,7 +240,13 @@ class Agent:
         name: stable name clients start runs by (``ratchet run NAME``).
         instructions: the system prompt.
         model: ``"local"`` (embedded model) or ``"<provider>:<model>"``.
-        tools: functions decorated with :func:`ratchet.tool`.
+        tools: functions decorated with :func:`ratchet.tool`, and other agents as
+            tools (:meth:`as_tool`): sub-agents, each call a child workflow.
+        handoffs: agents (or :class:`ratchet.Handoff` s) the model may hand the
+            conversation to: the target takes over the run with its own instructions,
+            model, tools, policy and output type. Offered to the model as
+            ``transfer_to_<agent>`` tools. The run's ``limits`` stay those of the
+            agent it started with (a handoff never escapes a budget).
         limits: turn, repair, timeout and retry bounds.
         tool_mode: force ``native`` or ``json_schema`` tool calling.
         temperature: sampling temperature passed to the provider.
@@ -265,7 +284,8 @@ class Agent:
         *,
         instructions: str,
         model: str = "local",
-        tools: Iterable[Tool] = (),
+        tools: Iterable[Tool | AgentTool] = (),
+        handoffs: Iterable[Agent | Handoff] = (),
         limits: Limits | None = None,
         tool_mode: ToolMode | None = None,
         temperature: float | None = None,
@@ -293,14 +313,32 @@ class Agent:
         self.instructions = instructions
         self.model = model
         self.tools: dict[str, Tool] = {}
+        self.subagents: dict[str, AgentTool] = {}
+        self.handoffs: dict[str, Handoff] = {}
         for t in tools:
-            if not isinstance(t, Tool):
+            if isinstance(t, Agent):
+                raise ConfigError(
+                    f"agent {name!r}: agent {t.name!r} is not a tool; offer it as one with "
+                    f"{t.name}.as_tool(description=...), or hand off to it with handoffs=[...]"
+                )
+            if not isinstance(t, Tool | AgentTool):
                 raise ConfigError(
                     f"agent {name!r}: {t!r} is not a tool; decorate the function with @ratchet.tool"
                 )
-            if t.name in self.tools:
+            if t.name in self.tools or t.name in self.subagents:
                 raise ConfigError(f"agent {name!r}: two tools are named {t.name!r}")
-            self.tools[t.name] = t
+            if isinstance(t, AgentTool):
+                self.subagents[t.name] = t
+            else:
+                self.tools[t.name] = t
+        for target in handoffs:
+            h = target if isinstance(target, Handoff) else _as_handoff(name, target)
+            if h.name in self.tools or h.name in self.subagents or h.name in self.handoffs:
+                raise ConfigError(
+                    f"agent {name!r}: handoff tool {h.name!r} (to agent {h.agent.name!r}) "
+                    "clashes with another tool or handoff of the same name"
+                )
+            self.handoffs[h.name] = h
         self.output_type: Any = output_type
         self.output_adapter: TypeAdapter[Any] | None = None
         self.output: OutputSpec | None = None
@@ -334,23 +372,85 @@ class Agent:
         self.model_task_queue = model_task_queue
         self.stream = stream
         self.policy = policy or Policy()
+        every_tool = [*self.tools, *self.subagents, *self.handoffs]
         for rule in self.policy.rules:
-            if rule.tool != "*" and rule.tool not in self.tools:
+            if rule.tool != "*" and rule.tool not in every_tool:
                 raise ConfigError(
                     f"agent {name!r}: policy rule {rule.label()!r} names tool {rule.tool!r}, "
-                    f"which the agent does not have (tools: {', '.join(self.tools) or 'none'})"
+                    f"which the agent does not have (tools: {', '.join(every_tool) or 'none'})"
                 )
 
+    def as_tool(
+        self, *, description: str, name: str | None = None, timeout: float = 3600.0
+    ) -> AgentTool:
+        """This agent as a tool of another agent: a sub-agent.
+
+        Each call runs this agent as a child workflow of the calling run, with the
+        call's ``input`` as its prompt, and answers with the child's final answer.
+
+        Args:
+            description: what the agent does, for the calling model.
+            name: the tool's name (default: the agent's name, '.' as '_').
+            timeout: seconds the child run may take in all (its own budgets apply too).
+        """
+        return AgentTool(self, description=description, name=name, timeout=timeout)
+
+    def reachable(self) -> dict[str, Agent]:
+        """Every agent a run of this one can reach (itself, its sub-agents and handoff
+        targets, theirs, and so on), by name: what a worker hosting it must host.
+
+        Raises:
+            ConfigError: two different agents share a name.
+        """
+        found: dict[str, Agent] = {}
+        todo: list[Agent] = [self]
+        while todo:
+            agent = todo.pop()
+            known = found.get(agent.name)
+            if known is agent:
+                continue
+            if known is not None:
+                raise ConfigError(
+                    f"two different agents are named {agent.name!r} (reached from agent "
+                    f"{self.name!r} through its sub-agents or handoffs); give them distinct names"
+                )
+            found[agent.name] = agent
+            todo += [t.agent for t in agent.subagents.values()]
+            todo += [h.agent for h in agent.handoffs.values()]
+        return found
+
     def spec(self, *, model: str | None = None) -> AgentSpec:
-        """The snapshot a run records; ``model`` overrides the agent's model."""
+        """The snapshot a run records; ``model`` overrides the model of the agent and of
+        those it can hand off to."""
         if model is not None:
             parse_model(model)
+        spec = self._own_spec(model)
+        if not self.handoffs:
+            return spec
+        team: dict[str, AgentSpec] = {}
+        todo = [h.agent for h in self.handoffs.values()]
+        while todo:
+            agent = todo.pop(0)
+            if agent.name == self.name or agent.name in team:
+                if agent.name in team and team[agent.name] != agent._own_spec(model):
+                    raise ConfigError(
+                        f"agent {self.name!r} can hand off to two different agents named "
+                        f"{agent.name!r}; give them distinct names"
+                    )
+                continue
+            team[agent.name] = agent._own_spec(model)
+            todo += [h.agent for h in agent.handoffs.values()]
+        return spec.model_copy(update={"team": team})
+
+    def _own_spec(self, model: str | None) -> AgentSpec:
         return AgentSpec(
             name=self.name,
             instructions=self.instructions,
             model=model or self.model,
             tool_mode=self.tool_mode,
-            tools=[t.spec() for t in self.tools.values()],
+            tools=[t.spec() for t in self.tools.values()]
+            + [a.spec() for a in self.subagents.values()]
+            + [h.spec() for h in self.handoffs.values()],
             limits=self.limits,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
@@ -366,3 +466,12 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, model={self.model!r}, tools={list(self.tools)})"
+
+
+def _as_handoff(name: str, target: object) -> Handoff:
+    if not isinstance(target, Agent):
+        raise ConfigError(
+            f"agent {name!r}: handoff {target!r} is not an agent; pass Agent objects "
+            "(or ratchet.Handoff(agent, description=...))"
+        )
+    return Handoff(target)

@@ -155,13 +155,25 @@ class BudgetExceeded(RunFailed):
             ``max_wall_seconds`` (the ``Limits`` field).
         used: how much the run had used.
         limit: the budget.
+        spent_by: the run that spent it: this run, or one of its sub-agents' runs
+            (a child's budget is at most what its parent had left; spending it stops
+            the child and every run above it).
     """
 
-    def __init__(self, run_id: str, message: str, budget: str, used: float, limit: float) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        message: str,
+        budget: str,
+        used: float,
+        limit: float,
+        spent_by: str | None = None,
+    ) -> None:
         super().__init__(run_id, "BudgetExceeded", message)
         self.budget = budget
         self.used = used
         self.limit = limit
+        self.spent_by = spent_by or run_id
 
 
 class OutputValidationError(RunFailed):

@@ -53,6 +53,7 @@ __all__ = [
     "CallOutcome",
     "ContinuedAsNew",
     "GuardrailChecked",
+    "HandedOff",
     "MessageRecorded",
     "ModelCallAttemptFailed",
     "ModelCallFinished",
@@ -239,6 +240,11 @@ class ToolCallStarted(_Event):
     arguments: dict[str, Any]
     policy: PolicyDecision | None = None
     approval: ApprovalRecord | None = None
+    child_run_id: str | None = None
+    """For a sub-agent (``Agent.as_tool``): the child run the call started. Read its
+    events with ``RunHandle.events`` on that id: the runs form a tree."""
+    agent: str | None = None
+    """For a sub-agent: the agent the child run runs."""
 
 
 class ToolCallFinished(_Event):
@@ -259,6 +265,27 @@ class ToolCallFinished(_Event):
     error: str | None = None
     last_retry_error: str | None = None
     """Why the attempt before the last one failed, when the call was retried."""
+    child_run_id: str | None = None
+    """For a sub-agent: its child run (``ToolCallStarted.child_run_id``)."""
+    usage: Usage | None = None
+    """For a sub-agent: the tokens its run (and its own sub-agents) used, added to
+    this run's totals."""
+    cost_usd: float | None = None
+    """For a sub-agent: what its run cost, added to this run's totals."""
+
+
+class HandedOff(_Event):
+    """The model handed the conversation to another agent (``Agent(handoffs=...)``):
+    from the next model call on, the target's instructions, tools and policy apply."""
+
+    type: Literal["handoff"] = "handoff"
+    turn: int
+    call_id: str
+    """The model's id of the handoff call."""
+    from_agent: str
+    to_agent: str
+    instructions: str
+    """The target's instructions: the system message of the prompts from now on."""
 
 
 class BudgetDecision(_Event):
@@ -272,6 +299,8 @@ class BudgetDecision(_Event):
     limit: float | None = None
     raise_to: float | None = None
     by: str | None = None
+    run_id: str | None = None
+    """The run that spent the budget, when a sub-agent did (else None: this run)."""
 
 
 class PromptCompacted(_Event):
@@ -392,6 +421,7 @@ RunEvent = Annotated[
     | ToolCallFinished
     | OutputChecked
     | GuardrailChecked
+    | HandedOff
     | BudgetDecision
     | PromptCompacted
     | ContinuedAsNew

@@ -114,6 +114,15 @@ class Usage(BaseModel):
         return self.input_tokens + self.output_tokens
 
 
+def handed_over(prompt: list[Message], instructions: str) -> list[Message]:
+    """``prompt`` under new instructions (a handoff): its system message replaced.
+
+    The one builder, shared by the handoff activity and the history reader.
+    """
+    rest = prompt[1:] if prompt and prompt[0].role == "system" else prompt
+    return [Message.system(instructions), *rest]
+
+
 def opening_messages(instructions: str, prompt: str, *, pinned: bool = True) -> list[Message]:
     """The messages every run opens with: the agent's instructions, then the prompt.
 

@@ -65,6 +65,12 @@ class ToolSpec(BaseModel):
     timeout_seconds: float = 60.0
     max_attempts: int = 3
     max_result_chars: int = 100_000
+    agent: str | None = None
+    """A sub-agent (:meth:`ratchet.Agent.as_tool`): a call runs this agent as a child
+    workflow; None: a function tool."""
+    handoff: str | None = None
+    """A handoff (``Agent(handoffs=...)``): a call hands the conversation to this agent,
+    recorded in the run's snapshot (``AgentSpec.team``); None: not a handoff."""
 
 
 class Tool:

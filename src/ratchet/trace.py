@@ -10,6 +10,7 @@ schema of the pydantic models below; ``Trace.model_json_schema()`` prints it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from .transcripts import TranscriptStore
 
 __all__ = [
     "GuardrailStep",
+    "HandoffStep",
     "ModelStep",
     "OutputCheckStep",
     "ToolStep",
@@ -99,6 +101,25 @@ class ToolStep(_Step):
     """The policy rule that decided this call, when one did."""
     approval: ApprovalRecord | None = None
     """Who approved the call, when, and why."""
+    child_run_id: str | None = None
+    """A sub-agent's call: the child run it started (``Agent.as_tool``)."""
+    agent: str | None = None
+    """A sub-agent's call: the agent its child run runs."""
+    input_tokens: int = 0
+    """A sub-agent's call: the tokens its run tree used (in the run's totals too)."""
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    child: Trace | None = None
+    """A sub-agent's call: the child run's own timeline (``build_trace`` reads the tree)."""
+
+
+class HandoffStep(BaseModel):
+    """The model handed the conversation to another agent (``ratchet.events.HandedOff``)."""
+
+    turn: int
+    from_agent: str
+    to_agent: str
+    at: datetime | None = None
 
 
 class OutputCheckStep(BaseModel):
@@ -140,6 +161,8 @@ class Totals(BaseModel):
     tool_calls: int
     attempts: int
     slowest_step: str | None
+    subagent_runs: int = 0
+    """Sub-agent runs this run called; their tokens and cost are in the totals above."""
 
 
 class Trace(BaseModel):
@@ -164,11 +187,17 @@ class Trace(BaseModel):
     """Checks of final answers (output type, output validators), in order."""
     guardrail_checks: list[GuardrailStep] = Field(default_factory=list)
     """Input guardrails' verdicts on user messages, in order."""
+    handoffs: list[HandoffStep] = Field(default_factory=list)
+    """Handoffs to other agents, in order."""
     totals: Totals
 
 
 async def build_trace(
-    client: Client, run_id: str, *, store: TranscriptStore | None = None
+    client: Client,
+    run_id: str,
+    *,
+    store: TranscriptStore | None = None,
+    depth: int = 5,
 ) -> Trace:
     """Build the timeline of run ``run_id`` from its event history.
 
@@ -176,6 +205,9 @@ async def build_trace(
     are read in order. The exact prompt of each linear-history model call is rebuilt
     from the messages recorded earlier in the history and, for a reference the history
     cannot resolve, from ``store`` when one is given.
+
+    Sub-agents' runs are read too, ``depth`` levels down (0: not at all), into their
+    tool steps' ``child``: the trace is the run's tree.
 
     Raises:
         RunNotFound: no run has that id.
@@ -187,7 +219,16 @@ async def build_trace(
         if e.status == RPCStatusCode.NOT_FOUND:
             raise RunNotFound(f"no run with id {run_id!r}; list runs with `ratchet ls`") from e
         raise
-    return await trace_of(events, run_id=run_id, description=description, client=client)
+    trace = await trace_of(events, run_id=run_id, description=description, client=client)
+    if depth > 0:
+        for step in trace.steps:
+            if isinstance(step, ToolStep) and step.child_run_id is not None:
+                # Not found: not started yet, or removed by the namespace's retention.
+                with contextlib.suppress(RunNotFound):
+                    step.child = await build_trace(
+                        client, step.child_run_id, store=store, depth=depth - 1
+                    )
+    return trace
 
 
 async def trace_of(
@@ -204,6 +245,7 @@ async def trace_of(
     approvals: list[ApprovalRecord] = []
     checks: list[OutputCheckStep] = []
     guardrails: list[GuardrailStep] = []
+    handoffs: list[HandoffStep] = []
     waiting: dict[str, ev.ApprovalRequested] = {}
     for e in events:
         match e:
@@ -249,6 +291,8 @@ async def trace_of(
                     arguments=e.arguments,
                     policy=e.policy,
                     approval=e.approval,
+                    child_run_id=e.child_run_id,
+                    agent=e.agent,
                 )
             case ev.ToolCallFinished():
                 t = steps[e.call_id]
@@ -257,6 +301,14 @@ async def trace_of(
                 t.result = e.result
                 t.is_error = e.is_error
                 t.last_retry_error = e.last_retry_error
+                if e.usage is not None:
+                    t.input_tokens = e.usage.input_tokens
+                    t.output_tokens = e.usage.output_tokens
+                    t.cost_usd = e.cost_usd
+            case ev.HandedOff():
+                handoffs.append(
+                    HandoffStep(turn=e.turn, from_agent=e.from_agent, to_agent=e.to_agent, at=e.at)
+                )
             case ev.ToolCallRejected():
                 waiting.pop(e.call_id, None)
                 steps[e.call_id] = ToolStep(
@@ -343,6 +395,7 @@ async def trace_of(
         approvals=approvals,
         output_checks=checks,
         guardrail_checks=guardrails,
+        handoffs=handoffs,
         totals=_totals(ordered, started_at, closed_at),
     )
 
@@ -407,6 +460,8 @@ def _totals(
 ) -> Totals:
     models = [s for s in steps if isinstance(s, ModelStep)]
     tools = [s for s in steps if isinstance(s, ToolStep) and s.status != "rejected"]
+    # Sub-agents' tokens and cost count too: the run's totals are over its tree.
+    priced: list[ModelStep | ToolStep] = [*models, *(s for s in tools if s.child_run_id)]
     model_seconds = sum(s.duration_seconds or 0.0 for s in models)
     tool_seconds = 0.0
     for turn in {s.turn for s in tools}:
@@ -423,9 +478,9 @@ def _totals(
         model_seconds=model_seconds,
         tool_seconds=tool_seconds,
         waiting_seconds=None if wall is None else max(wall - model_seconds - tool_seconds, 0.0),
-        input_tokens=sum(s.input_tokens for s in models),
-        output_tokens=sum(s.output_tokens for s in models),
-        cost_usd=sum(s.cost_usd or 0.0 for s in models),
+        input_tokens=sum(s.input_tokens for s in priced),
+        output_tokens=sum(s.output_tokens for s in priced),
+        cost_usd=sum(s.cost_usd or 0.0 for s in priced),
         unpriced_calls=sum(1 for s in models if s.cost_usd is None and s.status == "completed"),
         model_calls=len(models),
         tool_calls=len([s for s in steps if isinstance(s, ToolStep)]),
@@ -433,6 +488,7 @@ def _totals(
         slowest_step=(
             f"{_label(slowest)} ({slowest.duration_seconds:.2f} s)" if slowest is not None else None
         ),
+        subagent_runs=sum(1 for s in tools if s.child_run_id),
     )
 
 
@@ -478,10 +534,19 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
             if g.message:
                 lines.append(f"    {'note' if g.passed else 'why'}: {text(g.message, 400)}")
 
+    handed: dict[int, list[HandoffStep]] = {}
+    for h in t.handoffs:
+        handed.setdefault(h.turn, []).append(h)
+
+    def handoffs(turn: int) -> None:
+        for h in handed.pop(turn, []):
+            lines.append(f"  handoff {h.from_agent} → {h.to_agent}")
+
     turn = 0
     for step in t.steps:
         if step.turn != turn:
             checked(turn)
+            handoffs(turn)
             turn = step.turn
             lines.append(f"── turn {turn}")
             guardrails(turn)
@@ -511,7 +576,14 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
                 lines.append(f"    reply: {text(step.response.content or _calls(step.response))}")
         else:
             args = step.arguments if isinstance(step.arguments, str) else json.dumps(step.arguments)
-            lines.append(f"  tool {step.tool}({text(args, 120)}) [{step.status}] {took}{retry}")
+            what = "sub-agent" if step.child_run_id else "tool"
+            lines.append(f"  {what} {step.tool}({text(args, 120)}) [{step.status}] {took}{retry}")
+            if step.child_run_id is not None:
+                tokens = f", {step.input_tokens} in / {step.output_tokens} out tokens"
+                lines.append(f"    child run {step.child_run_id} · agent {step.agent}{tokens}")
+                if step.child is not None:
+                    # The child's own timeline, indented under the call that started it.
+                    lines += [f"    │ {line}" for line in render_trace(step.child, full=full)]
             if step.last_retry_error:
                 lines.append(f"    last retry error: {text(step.last_retry_error)}")
             if step.policy is not None:
@@ -528,6 +600,7 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
         if step.error:
             lines.append(f"    failed: {text(step.error, 400)}")
     checked(turn)
+    handoffs(turn)
     for turn in sorted(guarded):
         # Checks of a message no model call followed: the one that tripped.
         lines.append(f"── turn {turn}")
@@ -553,6 +626,8 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
         + (f" ({tt.unpriced_calls} unpriced calls)" if tt.unpriced_calls else ""),
         f"  slowest: {tt.slowest_step or '-'}",
     ]
+    if tt.subagent_runs:
+        lines.insert(-3, f"  {plural(tt.subagent_runs, 'sub-agent run')} (in the tokens and cost)")
     if t.output is not None:
         lines.append(f"answer: {text(t.output, 400)}")
     for warning in t.warnings:
@@ -599,3 +674,6 @@ def _request_summary(body: dict[str, Any]) -> str:
         if key in body:
             parts.append(f"{key} {body[key]}")
     return ", ".join(parts)
+
+
+ToolStep.model_rebuild()

@@ -127,7 +127,8 @@ def create_worker(
 
     Args:
         client: a client from :func:`ratchet.connect` (it carries the pydantic converter).
-        agents: the agents this worker hosts; runs name them by ``Agent.name``.
+        agents: the agents this worker hosts; runs name them by ``Agent.name``. Their
+            sub-agents (``Agent.as_tool``) and handoff targets are hosted too.
         task_queue: the queue to poll; clients must start runs on the same one.
         providers: model providers by prefix, added to (and overriding)
             :func:`default_providers`.
@@ -160,6 +161,14 @@ def create_worker(
         hosted[agent.name] = agent
     if not hosted:
         raise ConfigError("a worker needs at least one agent to host")
+    for agent in list(hosted.values()):
+        # A sub-agent's run and a handed-off conversation's tools run here too.
+        for name, reached in agent.reachable().items():
+            if hosted.setdefault(name, reached) is not reached:
+                raise ConfigError(
+                    f"two different agents are named {name!r} (one reached through the "
+                    f"sub-agents or handoffs of agent {agent.name!r}); give them distinct names"
+                )
     acts = _activities(
         client,
         hosted,
@@ -179,6 +188,7 @@ def create_worker(
         workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow],
         activities=[
             acts.snapshot_agent,
+            acts.hand_off,
             acts.call_model,
             acts.run_tool,
             acts.check_output,

@@ -28,8 +28,9 @@ async def pending(
     for run_id, call in calls:
         args = json.dumps(call.arguments)
         why = f" ({call.reason})" if call.reason else ""
+        parent = f" (sub-agent run of {call.parent_run})" if call.parent_run else ""
         out.print(
-            f"{run_id} {call.call_id}: {call.tool}({args}) · rule {call.rule}{why} · "
+            f"{run_id}{parent} {call.call_id}: {call.tool}({args}) · rule {call.rule}{why} · "
             f"deadline {call.deadline:%Y-%m-%d %H:%M:%S %Z} (denied if nobody answers by then)",
             markup=False,
         )

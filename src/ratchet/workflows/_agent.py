@@ -47,13 +47,15 @@ with workflow.unsafe.imports_passed_through():
 from . import _carry
 from ._answers import REPAIRED, FinalAnswers, parsed_output
 from ._approvals import Approvals
-from ._budgets import Budgets
+from ._budgets import Budgets, inherit
 from ._chat import Chat
 from ._guardrails import check_input
+from ._handoffs import hand_off
 from ._model_calls import ModelCalls
 from ._slots import RunSlots, caps_of
 from ._snapshot import take_snapshot
 from ._status import Status
+from ._subagents import SubAgents
 from ._tool_calls import ToolCalls
 from ._transcript import FullTranscript, LinearTranscript, Transcript
 
@@ -82,10 +84,11 @@ class AgentWorkflow:
             self._status,
             self._approvals,
             carried,
-            lambda spec: self._continue_as_new(spec, resume="answer"),
+            lambda spec: self._continue_as_new(resume="answer"),
         )
         self._chat = Chat(inp.chat)
         self._slots = RunSlots(self._status, carried)
+        self._subagents = SubAgents(inp, self._status, self._budgets)
         # Until the run picks its path (a patch decides, which only the run may ask).
         self._transcript: Transcript = FullTranscript()
 
@@ -160,7 +163,9 @@ class AgentWorkflow:
         self._status.start(inp.agent)
         self._budgets.restart_clock()
         self._transcript = self._choose_transcript()
-        spec = await self._snapshot(inp)
+        # A sub-agent's budgets are capped by what its parent had left.
+        spec = inherit(await self._snapshot(inp), inp.inherited)
+        self._root = spec
         # The run's prompt is pinned: dropping it to fit the context would lose the task.
         self._transcript.open(spec.instructions, inp.prompt)
         self._start_calls(spec, None)
@@ -172,8 +177,8 @@ class AgentWorkflow:
         self._status.running()
         if spec.input_guardrails:
             await check_input(spec, inp.prompt, status=self._status)
-        answer = await self._answer(spec)
-        return await self._chat_loop(spec, answer)
+        answer = await self._answer()
+        return await self._chat_loop(answer)
 
     def _choose_transcript(self) -> Transcript:
         """The linear-history path for every run since the patch, else the full transcript."""
@@ -185,14 +190,34 @@ class AgentWorkflow:
         )
 
     def _start_calls(self, spec: AgentSpec, carried: Carried | None) -> None:
+        """Calls as ``spec``, the agent that has the conversation (changed by a handoff)."""
+        self._spec = spec
         self._model = ModelCalls(spec, self._transcript, self._status)
-        self._tools = ToolCalls(spec, self._transcript, self._status, self._approvals, carried)
+        self._tools = ToolCalls(
+            spec, self._transcript, self._status, self._approvals, self._subagents, carried
+        )
         self._answers = FinalAnswers(spec, self._transcript, self._status, carried)
+
+    async def _hand_off(self, turn: int, call: ToolCall, target: str) -> None:
+        """The model handed the conversation to ``target``: it answers from now on."""
+        streaks = self._tools.repair_streak, self._answers.repair_streak
+        spec = await hand_off(
+            self._root,
+            self._spec,
+            call,
+            target,
+            turn,
+            transcript=self._transcript,
+            status=self._status,
+        )
+        self._start_calls(spec, None)
+        self._tools.repair_streak, self._answers.repair_streak = streaks
 
     async def _resume(self, carried: Carried) -> RunResult:
         """Go on where the previous execution of this run stopped."""
         self._transcript = LinearTranscript.resumed(carried)
-        spec = carried.spec
+        self._root = carried.spec
+        spec = self._root.member(carried.agent) if carried.agent else self._root
         self._start_calls(spec, carried)
         self._status.continued(waiting_for_input=carried.resume == "chat")
         self._approvals.sync()
@@ -204,27 +229,30 @@ class AgentWorkflow:
             await self._tools.finish(self._status.current.turn, carried.calls, results)
             if self._approvals.deferred:
                 # Still open, and the history is long again: hand over again.
-                self._continue_as_new(spec, resume="answer", calls=carried.calls, results=results)
+                self._continue_as_new(resume="answer", calls=carried.calls, results=results)
             self._transcript.add_all([m for c in carried.calls if (m := results[c.id]) is not None])
+            if self._tools.handoff is not None:
+                await self._hand_off(self._status.current.turn, *self._tools.handoff)
         match carried.resume:
             case "answer":
-                answer = await self._answer(spec)
+                answer = await self._answer()
             case "chat":
                 pass
             case _:
                 assert_never(carried.resume)
-        return await self._chat_loop(spec, answer)
+        return await self._chat_loop(answer)
 
-    async def _chat_loop(self, spec: AgentSpec, answer: str) -> RunResult:
+    async def _chat_loop(self, answer: str) -> RunResult:
         while self._chat.enabled:
+            spec = self._spec
             # A chat stays open for follow-up messages, handled in order, one at a time.
             self._chat.reply(answer)
             self._status.waiting_for_message()
             await self._chat.wait(
-                spec.limits.chat_idle_timeout_seconds, lambda: self._can_continue_as_new(spec)
+                spec.limits.chat_idle_timeout_seconds, lambda: self._can_continue_as_new(self._spec)
             )
             if self._chat.quiet and self._can_continue_as_new(spec):
-                self._continue_as_new(spec, resume="chat", answer=answer)
+                self._continue_as_new(resume="chat", answer=answer)
             text = self._chat.next_message()
             if text is None:
                 break  # ended by the client, or idle
@@ -233,8 +261,9 @@ class AgentWorkflow:
                 # Every message is checked, not only the first: a trip ends the chat.
                 await check_input(spec, text, status=self._status)
             self._transcript.add(Message.user(text))
-            answer = await self._answer(spec)
+            answer = await self._answer()
         self._chat.close()
+        spec = self._spec
         # Let every update handler reply before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         if spec.output is None:
@@ -243,13 +272,14 @@ class AgentWorkflow:
             answer, output_type=spec.output.name, data=parsed_output(spec, answer)
         )
 
-    async def _answer(self, spec: AgentSpec) -> str:
+    async def _answer(self) -> str:
         """Model and tool turns until the model answers the latest user message."""
         while True:
+            spec = self._spec
             await self._budgets.check_turns(spec)
             if self._can_continue_as_new(spec):
                 # A safe turn boundary: nothing in flight, the next model call not started.
-                self._continue_as_new(spec, resume="answer")
+                self._continue_as_new(resume="answer")
             await self._budgets.check_spending(spec)
             self._budgets.turn_taken()
             turn = self._status.next_turn()
@@ -271,7 +301,6 @@ class AgentWorkflow:
             if self._approvals.deferred:
                 # Approvals still open and the history is long: hand them to a new execution.
                 self._continue_as_new(
-                    spec,
                     resume="answer",
                     calls=calls,
                     results={c.id: m for c, m in zip(calls, results, strict=True)},
@@ -279,6 +308,8 @@ class AgentWorkflow:
             done = [m for m in results if m is not None]
             self._transcript.add_all(done)
             self._tools.check_repairs(done)
+            if self._tools.handoff is not None:
+                await self._hand_off(turn, *self._tools.handoff)
 
     def _answered(self, spec: AgentSpec, response: ModelResponse, turn: int, answer: str) -> str:
         """The latest user message has its answer."""
@@ -296,7 +327,6 @@ class AgentWorkflow:
 
     def _continue_as_new(
         self,
-        spec: AgentSpec,
         *,
         resume: Literal["answer", "chat"],
         answer: str = "",
@@ -305,7 +335,8 @@ class AgentWorkflow:
     ) -> NoReturn:
         _carry.continue_as_new(
             self._input,
-            spec,
+            self._root,
+            agent=self._spec.name if self._spec.name != self._root.name else None,
             status=self._status,
             transcript=self._transcript,
             budgets=self._budgets,

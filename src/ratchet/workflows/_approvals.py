@@ -146,6 +146,7 @@ class Approvals:
                 requested_at=now,
                 deadline=now + timeout,
                 kind=kind,
+                parent_run=self._status.parent_run,
             )
             if kind == "budget" and workflow.patched(BUDGET_ASK_PATCH):
                 # The history shows what waits: readers cannot derive a budget's request

@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import NoReturn
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from .._protocol import AgentSpec, Carried
+    from .._protocol import AgentSpec, Carried, InheritedBudget
 
 from ._approvals import Approvals
 from ._status import Status
 
-__all__ = ["Budgets"]
+__all__ = ["Budgets", "inherit"]
+
+
+def inherit(spec: AgentSpec, inherited: InheritedBudget | None) -> AgentSpec:
+    """A sub-agent's snapshot with its budgets capped by what its parent had left."""
+    if inherited is None:
+        return spec
+    limits = spec.limits
+    capped: dict[str, float | int] = {}
+    tokens, cost = inherited.max_total_tokens, inherited.max_cost_usd
+    if tokens is not None and (limits.max_total_tokens is None or tokens < limits.max_total_tokens):
+        capped["max_total_tokens"] = tokens
+    if cost is not None and (limits.max_cost_usd is None or cost < limits.max_cost_usd):
+        capped["max_cost_usd"] = cost
+    if inherited.deadline is not None:
+        left = (inherited.deadline - workflow.now()).total_seconds()
+        if limits.max_wall_seconds is None or left < limits.max_wall_seconds:
+            capped["max_wall_seconds"] = left
+    if not capped:
+        return spec
+    # model_copy skips validation on purpose: a parent may have nothing left (a limit of
+    # 0), and the child then stops at its first check, as the parent would have.
+    return spec.model_copy(update={"limits": limits.model_copy(update=capped)})
 
 
 class Budgets:
@@ -96,6 +119,20 @@ class Budgets:
                     f"the run used {used:g} {unit}, reaching its budget Limits.{name}={limit:g}; "
                     "its transcript is kept (raise the budget to allow more)",
                 )
+
+    def left_for_child(self, spec: AgentSpec, parent_run: str) -> InheritedBudget:
+        """What a sub-agent called now may spend at most: this run's budgets left."""
+        limits = spec.limits
+        s = self._status.current
+        tokens = self.raised.get("max_total_tokens", limits.max_total_tokens)
+        cost = self.raised.get("max_cost_usd", limits.max_cost_usd)
+        wall = self.raised.get("max_wall_seconds", limits.max_wall_seconds)
+        return InheritedBudget(
+            max_total_tokens=None if tokens is None else max(0, int(tokens) - s.usage.total_tokens),
+            max_cost_usd=None if cost is None else max(0.0, cost - s.cost_usd),
+            deadline=None if wall is None else self.started + timedelta(seconds=wall),
+            parent_run=parent_run,
+        )
 
     def _elapsed(self) -> float:
         """Seconds the run has lasted (what ``max_wall_seconds`` counts)."""

@@ -38,6 +38,7 @@ def continue_as_new(
     inp: RunInput,
     spec: AgentSpec,
     *,
+    agent: str | None,
     status: Status,
     transcript: Transcript,
     budgets: Budgets,
@@ -50,7 +51,11 @@ def continue_as_new(
     calls: list[ToolCall] | None,
     results: dict[str, Message | None] | None,
 ) -> NoReturn:
-    """Hand the run to a new execution with the same id."""
+    """Hand the run to a new execution with the same id.
+
+    ``spec`` is the run's own snapshot; ``agent`` the one a handoff gave the
+    conversation to (None: the run's own).
+    """
     done = {k: m for k, m in (results or {}).items() if m is not None}
     kept = transcript.handover(list(done.values()))
     carried_status = status.current.model_copy(
@@ -73,6 +78,7 @@ def continue_as_new(
         waiting=list(approvals.deferred.values()),
         slots=list(slots.held),
         budgets=dict(budgets.raised),
+        agent=agent,
     )
     status.set_step(f"continuing as new (execution {carried_status.execution + 1})")
     workflow.continue_as_new(inp.model_copy(update={"carried": carried}))

@@ -25,6 +25,9 @@ class Status:
 
     def __init__(self, search_attributes: bool, carried: Carried | None) -> None:
         self._search_attributes = search_attributes
+        parent = workflow.info().parent
+        self.parent_run = parent.workflow_id if parent is not None else None
+        """The calling run's id, for a sub-agent's run."""
         # Restored here, before any handler runs: an approval answer may arrive in the
         # first workflow task of a continued execution.
         self.current = (
@@ -86,6 +89,20 @@ class Status:
         else:
             s.cost_usd += cost_usd
 
+    def subagent_finished(self, usage: Usage, cost_usd: float, unpriced_calls: int) -> None:
+        """Add a sub-agent run's totals (over its whole tree) to this run's."""
+        s = self.current
+        s.usage = s.usage + usage
+        s.cost_usd += cost_usd
+        s.unpriced_calls += unpriced_calls
+        s.subagent_runs += 1
+        self.publish()
+
+    def handed_off(self, agent: str) -> None:
+        """The conversation went to ``agent`` (a handoff)."""
+        self.current.active_agent = agent
+        self.set_step(f"handed off to {agent}")
+
     def tools_called(self, count: int) -> None:
         self.current.tool_calls += count
 
@@ -109,6 +126,7 @@ class Status:
             usage=s.usage,
             tool_calls=s.tool_calls,
             cost_usd=s.cost_usd,
+            unpriced_calls=s.unpriced_calls,
             warnings=list(s.warnings),
             output_type=output_type,
             data=data,
@@ -145,6 +163,19 @@ class Status:
         self.current.error = f"{error_type}: {message}"
         self.set_step("failed")
         self.publish()
+        if self.parent_run is not None:
+            # A sub-agent's parent reads what the child spent from its failure, and
+            # which run in the tree spent a budget (the deepest one says first).
+            s = self.current
+            details = {
+                "run_id": workflow.info().workflow_id,
+                **(details or {}),
+                "spent": {
+                    "usage": s.usage.model_dump(),
+                    "cost_usd": s.cost_usd,
+                    "unpriced_calls": s.unpriced_calls,
+                },
+            }
         raise ApplicationError(
             message, *([details] if details else []), type=error_type, non_retryable=True
         )

@@ -30,10 +30,12 @@ with workflow.unsafe.imports_passed_through():
     from ..errors import RunErrorType
     from ..messages import Message, ToolCall
     from ..policy import PolicyDecision
+    from ..team import handoff_message
 
 from ._approvals import Approvals
 from ._failures import failure_of
 from ._status import Status
+from ._subagents import SubAgents
 from ._transcript import Transcript
 
 __all__ = ["ToolCalls"]
@@ -51,15 +53,19 @@ class ToolCalls:
         transcript: Transcript,
         status: Status,
         approvals: Approvals,
+        subagents: SubAgents,
         carried: Carried | None,
     ) -> None:
         self._spec = spec
         self._transcript = transcript
         self._status = status
         self._approvals = approvals
+        self._subagents = subagents
         self._rejected_by_tool: set[str] = set()
         self.repair_streak = carried.repair_streak if carried else 0
         """Turns in a row with an invalid call (``Limits.max_repair_turns``)."""
+        self.handoff: tuple[ToolCall, str] | None = None
+        """The handoff the model asked for in the latest turn: (its call, the target)."""
 
     async def run(self, turn: int, calls: list[ToolCall]) -> list[Message | None]:
         """Run the valid calls in parallel; answer invalid ones with an error message.
@@ -69,6 +75,7 @@ class ToolCalls:
         """
         pending: list[Awaitable[Message | None]] = []
         had_invalid = False
+        self.handoff = None
         for index, call in enumerate(calls):
             arguments, problem = parse_call(self._spec, call)
             if problem is not None:
@@ -91,6 +98,12 @@ class ToolCalls:
         self, turn: int, calls: list[ToolCall], results: dict[str, Message | None]
     ) -> None:
         """Run the calls of an unfinished turn that have no result yet, into ``results``."""
+        self.handoff = None
+        for c in calls:
+            # A handoff the previous execution took (its tool message is in results).
+            result, tool = results.get(c.id), self._spec.tool(c.name)
+            if result is not None and not result.is_error and tool and tool.handoff:
+                self.handoff = self.handoff or (c, tool.handoff)
         todo = [(i, c) for i, c in enumerate(calls) if results.get(c.id) is None]
         done = await asyncio.gather(
             *(self._gated(turn, i, c, parse_call(self._spec, c)[0]) for i, c in todo)
@@ -152,7 +165,24 @@ class ToolCalls:
                     )
             case _:
                 assert_never(decision.decision)
+        if tool.handoff is not None:
+            return self._hand_off(call, tool.handoff)
+        if tool.agent is not None:
+            return await self._subagents.call(
+                self._spec, tool, f"turn{turn}-tool{index}", call, arguments
+            )
         return await self._run(turn, index, call, arguments, decision, approval)
+
+    def _hand_off(self, call: ToolCall, target: str) -> Message:
+        """Take the turn's first handoff; the run hands over once the turn's calls are done."""
+        if self.handoff is not None:
+            return Message.tool(
+                call,
+                f"error: this turn already hands off to {self.handoff[1]!r}; one handoff per turn.",
+                is_error=True,
+            )
+        self.handoff = (call, target)
+        return Message.tool(call, handoff_message(self._spec.name, target))
 
     async def _run(
         self,

@@ -16,7 +16,7 @@ from typing import ClassVar, NamedTuple
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from .._protocol import AgentSpec, Carried, ModelRequest, ModelResponse
+    from .._protocol import AgentSpec, Carried, HandoffRequest, ModelRequest, ModelResponse
     from ..agent import Limits
     from ..messages import Message, chain_hash, message_hash, opening_messages
 
@@ -84,6 +84,17 @@ class Transcript(ABC):
     @abstractmethod
     def handover(self, done: list[Message]) -> Handover:
         """What a new execution needs, with ``done``: finished results of an open turn."""
+
+    def handoff_request(
+        self, source: AgentSpec, target: AgentSpec, turn: int, call_id: str
+    ) -> HandoffRequest:
+        raise AssertionError("unreachable: a full-transcript run hands off in memory")
+
+    def handed_off(self, instructions: str, head: str | None) -> None:
+        """A handoff: the model sees the conversation under ``instructions`` from now on
+        (``head``: the handoff activity stored that prompt)."""
+        if self.messages and self.messages[0].role == "system":
+            self.messages[0] = Message.system(instructions)
 
 
 class FullTranscript(Transcript):
@@ -186,9 +197,7 @@ class LinearTranscript(Transcript):
 
     def model_request(self, spec: AgentSpec, turn: int) -> ModelRequest:
         limits = spec.limits
-        appended: list[Message | str] = [
-            h if (h := message_hash(m)) in self._stored else m for m in self._pending
-        ]
+        appended = self._appended()
         return ModelRequest(
             agent=spec.name,
             model=spec.model,
@@ -224,6 +233,30 @@ class LinearTranscript(Transcript):
     def compacted(self, head: str) -> None:
         self._head = head
         self._pending = []
+
+    def handoff_request(
+        self, source: AgentSpec, target: AgentSpec, turn: int, call_id: str
+    ) -> HandoffRequest:
+        """What the handoff activity needs to store the prompt under the target."""
+        return HandoffRequest(
+            agent=source.name,
+            target=target.name,
+            turn=turn,
+            call_id=call_id,
+            head=self._head,
+            appended=self._appended(),
+            offset=self._seen(),
+            instructions=target.instructions,
+        )
+
+    def handed_off(self, instructions: str, head: str | None) -> None:
+        super().handed_off(instructions, head)
+        assert head is not None
+        self._head = head
+        self._pending = []
+
+    def _appended(self) -> list[Message | str]:
+        return [h if (h := message_hash(m)) in self._stored else m for m in self._pending]
 
     def handover(self, done: list[Message]) -> Handover:
         pending = self._pending
