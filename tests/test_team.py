@@ -4,22 +4,43 @@ parallel)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from temporalio.client import Client
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
-from ratchet import Agent, Limits, tool
+from ratchet import (
+    Agent,
+    BudgetExceeded,
+    Limits,
+    PendingApproval,
+    Policy,
+    RunCancelled,
+    require_approval,
+    tool,
+)
 from ratchet.events import (
+    BudgetDecision,
     HandedOff,
     ModelCallFinished,
     ModelCallStarted,
     ToolCallFinished,
     ToolCallStarted,
 )
-from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, reply, tool_calls
+from ratchet.testing import (
+    RecordedRequest,
+    ScriptedModelServer,
+    ScriptedUsage,
+    Step,
+    call,
+    hang,
+    reply,
+    tool_calls,
+)
 from ratchet.trace import build_trace, render_trace
 
-from .conftest import hosted
+from .conftest import decoded_history_text, hosted
 
 FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=0.5, max_turns=6)
 
@@ -91,6 +112,7 @@ async def test_parallel_sub_agents_run_as_child_workflows_and_roll_up_usage(
         for started in children:
             assert started.child_run_id is not None
             child_results[started.agent] = await client.get(started.child_run_id).result()
+        trace = await build_trace(temporal_client, handle.id)
     assert result.output == "A and B found."
     assert sorted(c.agent or "" for c in children) == ["alpha", "beta"]
     assert {c.child_run_id for c in children} == {
@@ -117,9 +139,21 @@ async def test_parallel_sub_agents_run_as_child_workflows_and_roll_up_usage(
         ("alpha", "completed", "A is 1."),
         ("beta", "completed", "B is 2."),
     ]
+    # The parent's history holds the children's answers, not their model calls.
+    parent_history = decoded_history_text(
+        (await temporal_client.get_workflow_handle(handle.id).fetch_history()).to_json_dict()
+    )
+    assert "A is 1." in parent_history and "find A" in parent_history
+    assert "alpha: look things up." not in parent_history  # the child's prompt is not here
+    # The trace is the tree: each child's timeline under the call that started it.
+    text = "\n".join(render_trace(trace))
+    assert f"child run {handle.id}.turn1-tool0 · agent alpha" in text
+    assert "    │ run " + f"{handle.id}.turn1-tool0 · agent alpha · completed" in text
+    assert "2 sub-agent runs (in the tokens and cost)" in text
+    assert trace.totals.input_tokens + trace.totals.output_tokens == result.usage.total_tokens
 
 
-async def test_handoff_switches_instructions_tools_and_keeps_the_agent_across_chat_and_continue_as_new(
+async def test_handoff_switches_instructions_and_tools_across_chat_and_continue_as_new(
     temporal_client: Client, model_server: ScriptedModelServer
 ) -> None:
     @tool
@@ -157,9 +191,9 @@ async def test_handoff_switches_instructions_tools_and_keeps_the_agent_across_ch
         handle = await client.start("triage", "I want my money back.", chat=True)
         # The first answer ("Which order?") comes from billing, after the handoff.
         async for event in handle.events():
-            if isinstance(event, ModelCallFinished) and event.response is not None:
-                if event.response.content == "Which order?":
-                    break
+            response = event.response if isinstance(event, ModelCallFinished) else None
+            if response is not None and response.content == "Which order?":
+                break
         reply_two = (await handle.send("Order 7, please.")).output
         await handle.end_chat()
         result = await handle.result()
@@ -191,3 +225,154 @@ async def test_handoff_switches_instructions_tools_and_keeps_the_agent_across_ch
     assert starts[1].messages[0].content == "billing: refunds."
     assert [t.name for t in starts[1].tools] == ["refund"]
     assert any("handoff triage → billing" in line for line in render_trace(trace))
+
+
+def usage(tokens: int) -> ScriptedUsage:
+    return ScriptedUsage(prompt_tokens=tokens - 10, completion_tokens=10)
+
+
+async def test_a_budget_spent_in_a_grandchild_stops_the_whole_tree_naming_the_spender(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    leaf = researcher("leaf")
+    mid = Agent(
+        "mid",
+        instructions="mid: delegate.",
+        model="openai:test",
+        limits=FAST,
+        tools=[leaf.as_tool(description="Dig deeper.")],
+    )
+    top = Agent(
+        "top",
+        instructions="top: delegate.",
+        model="openai:test",
+        # The whole tree may spend 1,000 tokens; no child has a budget of its own.
+        limits=FAST.model_copy(update={"max_total_tokens": 1000}),
+        tools=[mid.as_tool(description="Research.")],
+    )
+    model_server.handler = routed(
+        {
+            "top": [tool_calls(call("mid", {"input": "go"}), usage=usage(300))],
+            "mid": [tool_calls(call("leaf", {"input": "deeper"}), usage=usage(300))],
+            # 300 + 300 + 500 > 1,000: the leaf's next turn may not start.
+            "leaf": [
+                tool_calls(call("leaf_tool", {}), usage=usage(500)),
+                reply("never sent"),
+            ],
+        }
+    )
+    async with hosted(temporal_client, [top], model_server) as client:
+        handle = await client.start("top", "Research this.")
+        with pytest.raises(BudgetExceeded) as caught:
+            await handle.result()
+        mid_id = f"{handle.id}.turn1-tool0"
+        leaf_id = f"{mid_id}.turn1-tool0"
+        leaf_status = await client.get(leaf_id).status()
+        mid_status = await client.get(mid_id).status()
+        top_status = await handle.status()
+        events = [e async for e in handle.events(follow=False)]
+    error = caught.value
+    assert error.spent_by == leaf_id and error.budget == "max_total_tokens"
+    assert leaf_id in str(error)
+    assert len(model_server.requests) == 3  # the leaf's second call never went out
+    # The leaf's budget was what the run above it had left: 1,000 - 300 - 300.
+    assert leaf_status.state == "failed" and "max_total_tokens=400" in (leaf_status.error or "")
+    assert mid_status.state == "failed" and "BudgetExceeded" in (mid_status.error or "")
+    # What the tree spent rolled up, failures included.
+    assert top_status.usage.total_tokens == 1100
+    assert top_status.subagent_runs == 1
+    stopped = [e for e in events if isinstance(e, BudgetDecision)]
+    assert [(e.budget, e.decision, e.run_id) for e in stopped] == [
+        ("max_total_tokens", "stopped", leaf_id)
+    ]
+
+
+async def test_cancelling_a_run_cancels_its_children_and_grandchildren(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    leaf = researcher("c-leaf")
+    mid = Agent(
+        "c-mid",
+        instructions="c-mid: delegate.",
+        model="openai:test",
+        limits=FAST,
+        tools=[leaf.as_tool(description="Dig deeper.")],
+    )
+    top = Agent(
+        "c-top",
+        instructions="c-top: delegate.",
+        model="openai:test",
+        limits=FAST,
+        tools=[mid.as_tool(description="Research.")],
+    )
+    model_server.handler = routed(
+        {
+            "c-top": [tool_calls(call("c-mid", {"input": "go"}))],
+            "c-mid": [tool_calls(call("c-leaf", {"input": "deeper"}))],
+            "c-leaf": [hang(30)],
+        }
+    )
+    async with hosted(temporal_client, [top], model_server) as client:
+        handle = await client.start("c-top", "Research this.")
+        await model_server.wait_for_requests_async(3, timeout=30)
+        await handle.cancel()
+        with pytest.raises(RunCancelled):
+            await handle.result()
+        mid_id = f"{handle.id}.turn1-tool0"
+        leaf_id = f"{mid_id}.turn1-tool0"
+        for run_id in (mid_id, leaf_id):
+            described = await temporal_client.get_workflow_handle(run_id).describe()
+            assert described.status == WorkflowExecutionStatus.CANCELED, run_id
+    # The leaf's model call was cancelled too (the HTTP request was dropped).
+    assert model_server.requests[2].client_disconnected
+
+
+async def test_a_childs_pending_approval_names_its_parent(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    @tool(side_effects=True)
+    def delete_file(path: str) -> str:
+        """Delete a file.
+
+        Args:
+            path: which file.
+        """
+        return f"deleted {path}"
+
+    careful = Agent(
+        "careful",
+        instructions="careful: clean up.",
+        model="openai:test",
+        limits=FAST,
+        tools=[delete_file],
+        policy=Policy(rules=[require_approval("delete_file")]),
+    )
+    boss = Agent(
+        "boss",
+        instructions="boss: delegate.",
+        model="openai:test",
+        limits=FAST,
+        tools=[careful.as_tool(description="Cleans up.")],
+    )
+    model_server.handler = routed(
+        {
+            "boss": [tool_calls(call("careful", {"input": "delete /tmp/x"})), reply("Done.")],
+            "careful": [
+                tool_calls(call("delete_file", {"path": "/tmp/x"})),
+                reply("Deleted /tmp/x."),
+            ],
+        }
+    )
+    async with hosted(temporal_client, [boss], model_server) as client:
+        handle = await client.start("boss", "Clean up.")
+        child_id = f"{handle.id}.turn1-tool0"
+        waiting: list[tuple[str, PendingApproval]] = []
+        for _ in range(200):
+            waiting = [(r, p) for r, p in await client.pending() if r == child_id]
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert [(p.tool, p.parent_run) for _, p in waiting] == [("delete_file", handle.id)]
+        await client.get(child_id).approve(waiting[0][1].call_id, approver="ann")
+        result = await handle.result()
+    assert result.output == "Done."
