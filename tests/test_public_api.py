@@ -28,6 +28,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "ConfigError",
         "ConnectionFailed",
         "GuardrailTripped",
+        "Handoff",
         "InputRejected",
         "LimiterStatus",
         "Limits",
@@ -149,6 +150,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "CallOutcome",
         "ContinuedAsNew",
         "GuardrailChecked",
+        "HandedOff",
         "MessageRecorded",
         "ModelCallAttemptFailed",
         "ModelCallFinished",
@@ -170,7 +172,11 @@ EXPECTED: dict[str, list[str] | None] = {
         "events_of",
         "parse_cursor",
     ],
-    "ratchet.guardrails": ["InputGuardrail", "ModelGuardrail", "guardrail_name"],
+    "ratchet.guardrails": [
+        "InputGuardrail",
+        "ModelGuardrail",
+        "guardrail_name",
+    ],
     "ratchet.http": [
         "APPROVAL_SECRET_ENV",
         "ApiKey",
@@ -281,6 +287,14 @@ EXPECTED: dict[str, list[str] | None] = {
         "delta_store_for",
         "delta_store_from_url",
     ],
+    "ratchet.team": [
+        "AgentTool",
+        "HANDOFF_PREFIX",
+        "Handoff",
+        "handoff_message",
+        "handoff_tool_name",
+        "subagent_run_id",
+    ],
     "ratchet.telemetry": [
         "COST_BUCKETS_USD",
         "METRIC_MODEL_CALLS",
@@ -336,6 +350,7 @@ EXPECTED: dict[str, list[str] | None] = {
     ],
     "ratchet.trace": [
         "GuardrailStep",
+        "HandoffStep",
         "ModelStep",
         "OutputCheckStep",
         "ToolStep",
