@@ -34,6 +34,7 @@ from .scenarios import (
     SCENARIOS,
     STRUCTURED,
     SUMMARIZING,
+    TEAM,
 )
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -54,7 +55,7 @@ async def record(names: set[str]) -> None:
                 queue = f"golden-{uuid.uuid4().hex[:6]}"
                 worker = create_worker(
                     env.client,
-                    [AGENT, GUARDED, LONG, SUMMARIZING, CAPPED, ASKING, STRUCTURED],
+                    [AGENT, GUARDED, LONG, SUMMARIZING, CAPPED, ASKING, STRUCTURED, TEAM],
                     task_queue=queue,
                     providers={"openai": scripted_provider(server)},
                     transcript_store=_test_store(),

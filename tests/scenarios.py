@@ -126,6 +126,29 @@ STRUCTURED = Agent(
 )
 
 
+TEAM_RESEARCHER = Agent(
+    "golden-researcher",
+    instructions="You research one question.",
+    model="openai:gpt-test",
+    limits=Limits(model_retry_initial_seconds=0.1),
+)
+TEAM_BILLING = Agent(
+    "golden-billing",
+    instructions="You handle billing.",
+    model="openai:gpt-test",
+    tools=[lookup_order],
+    limits=Limits(model_retry_initial_seconds=0.1),
+)
+TEAM = Agent(
+    "golden-triage",
+    instructions="You route the customer.",
+    model="openai:gpt-test",
+    tools=[TEAM_RESEARCHER.as_tool(name="research", description="Researches one question.")],
+    handoffs=[TEAM_BILLING],
+    limits=Limits(model_retry_initial_seconds=0.1, max_total_tokens=100_000),
+)
+
+
 async def _until(check: Callable[[], Awaitable[bool]]) -> None:
     for _ in range(300):
         if await check():
@@ -308,6 +331,22 @@ SCENARIOS = [
         (tool_calls(call("lookup_order", {"order_id": 5})), reply("It has shipped.")),
         agent=ASKING,
         drive=_raise_budget,
+    ),
+    Scenario(
+        "team_handoff",
+        "Why was I charged twice for order 5?",
+        (
+            # Two sub-agent runs in parallel (child workflows), then a handoff.
+            tool_calls(
+                call("research", {"input": "charges on order 5"}),
+                call("research", {"input": "refund policy"}),
+            ),
+            reply("Order 5 was charged twice."),
+            reply("Double charges are refunded."),
+            tool_calls(call("transfer_to_golden-billing", {"reason": "refund"})),
+            reply("I refunded the second charge of order 5."),
+        ),
+        agent=TEAM,
     ),
 ]
 

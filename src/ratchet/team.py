@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 HANDOFF_PREFIX = "transfer_to_"
-"""Handoff tools are named ``transfer_to_<agent>`` ('.' and '-' in the agent's name
-become '_')."""
+"""Handoff tools are named ``transfer_to_<agent>`` (a '.' in the agent's name becomes
+'_')."""
 
 SUBAGENT_PARAMETERS: dict[str, Any] = {
     "type": "object",
@@ -143,7 +143,7 @@ class Handoff:
 
 def handoff_tool_name(agent: str) -> str:
     """The tool a model calls to hand the conversation to ``agent``."""
-    return HANDOFF_PREFIX + re.sub(r"[^a-zA-Z0-9_]", "_", agent)
+    return HANDOFF_PREFIX + re.sub(r"[^a-zA-Z0-9_-]", "_", agent)
 
 
 def handoff_message(source: str, target: str) -> str:
