@@ -85,3 +85,21 @@ agents.append(
         ),
     )
 )
+
+# For the sub-agent crash test: a lead whose research runs as a child workflow.
+CRASH_CHILD = Agent(
+    "crash-child",
+    instructions="crash-child: look orders up.",
+    model="openai:scripted",
+    tools=[lookup],
+    limits=Limits(model_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
+)
+agents.append(
+    Agent(
+        "crash-lead",
+        instructions="crash-lead: delegate.",
+        model="openai:scripted",
+        tools=[CRASH_CHILD.as_tool(description="Looks orders up.")],
+        limits=Limits(model_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
+    )
+)

@@ -81,3 +81,43 @@ async def test_kill9_during_side_effecting_tool(
     assert db.refunds_for(1043, tmp_path / "shop.sqlite") == 1  # ...and refunded once
     transcript = await handle.transcript()
     assert [m.role for m in transcript] == ["system", "user", "assistant", "tool", "assistant"]
+
+
+async def test_kill9_while_a_sub_agent_runs(
+    temporal_env: WorkflowEnvironment,
+    model_server: ScriptedModelServer,
+    tmp_path: Path,
+    workers: list[WorkerProcess],
+) -> None:
+    """The worker dies while a child workflow's model call is in flight: another worker
+    finishes the tree; nothing recorded, in the parent or the child, runs again."""
+    address = temporal_env.client.service_client.config.target_host
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    model_server.add(
+        tool_calls(call("crash-child", {"input": "Where is order 1042?"})),  # the lead
+        tool_calls(call("lookup", {"order_id": 1042})),  # the child, turn 1
+        hang(),  # the child, turn 2: the worker dies while this call is in flight
+        reply("Order 1042 has shipped."),  # the child, turn 2 again
+        reply("It has shipped."),  # the lead
+    )
+    workers.append(WorkerProcess(address, queue, model_server, tmp_path))
+    client = AgentClient(temporal_env.client, task_queue=queue)
+    handle = await client.start("crash-lead", "Where is order 1042?")
+
+    await model_server.wait_for_requests_async(3, timeout=30)
+    workers[0].kill9()
+    workers.append(WorkerProcess(address, queue, model_server, tmp_path))
+
+    result = await handle.result()
+    assert result.output == "It has shipped."
+    model_server.verify()
+    assert len(model_server.requests) == 5, "a recorded model call was executed again"
+    assert tool_log(tmp_path) == ["lookup 1042"], "the child's recorded tool call ran again"
+    child = client.get(f"{handle.id}.turn1-tool0")
+    assert (await child.result()).output == "Order 1042 has shipped."
+    # The lead's totals include the child's model calls: its two answered ones (the
+    # attempt in flight on the killed worker died with it, unreported).
+    assert result.usage.requests == 2 + 2
+    assert result.usage.total_tokens == sum(
+        r.response["usage"]["total_tokens"] for r in model_server.requests if r.response
+    )
