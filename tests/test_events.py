@@ -107,7 +107,7 @@ def test_the_schema_is_a_stable_contract() -> None:
         "tool_call_finished",
         "output_checked",
         "guardrail_checked",
-            "handoff",
+        "handoff",
         "budget_decision",
         "prompt_compacted",
         "continued_as_new",

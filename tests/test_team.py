@@ -376,3 +376,39 @@ async def test_a_childs_pending_approval_names_its_parent(
         await client.get(child_id).approve(waiting[0][1].call_id, approver="ann")
         result = await handle.result()
     assert result.output == "Done."
+
+
+async def test_the_readme_triage_example_runs_end_to_end(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    from pathlib import Path
+
+    from examples import triage as example
+
+    source = (Path(example.__file__)).read_text()
+    readme = (Path(example.__file__).parents[1] / "README.md").read_text()
+    # The README shows the example's code as it is in the file.
+    assert source[source.index("from ratchet import") :].strip() in readme
+    model_server.handler = routed(
+        {
+            "Find out": [tool_calls(call("transfer_to_billing", {"reason": "double charge"}))],
+            "You handle": [
+                tool_calls(call("researcher", {"input": "Do we refund double charges?"})),
+                tool_calls(call("refund", {"order_id": 5, "amount_usd": 20})),
+                reply("I refunded the second $20 charge on order 5."),
+            ],
+            "Answer one": [reply("Yes: double charges are refunded in full.")],
+        }
+    )
+    async with hosted(temporal_client, example.agents, model_server) as client:
+        handle = await client.start(
+            "triage", "I was charged twice for order 5", model="openai:test"
+        )
+        result = await handle.result()
+        trace = await build_trace(temporal_client, handle.id)
+    assert result.output == "I refunded the second $20 charge on order 5."
+    text = "\n".join(render_trace(trace))
+    assert "handoff triage → billing" in text
+    assert f"child run {handle.id}.turn2-tool0 · agent researcher" in text
+    assert "tool refund" in text and "refunded $20.00 on order 5" in text
+    assert result.usage.requests == 5  # triage 1, billing 3, researcher 1

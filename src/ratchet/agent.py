@@ -381,7 +381,7 @@ class Agent:
                 )
 
     def as_tool(
-        self, *, description: str, name: str | None = None, timeout: float = 3600.0
+        self, *, description: str, name: str | None = None, timeout: float | None = None
     ) -> AgentTool:
         """This agent as a tool of another agent: a sub-agent.
 
@@ -391,7 +391,9 @@ class Agent:
         Args:
             description: what the agent does, for the calling model.
             name: the tool's name (default: the agent's name, '.' as '_').
-            timeout: seconds the child run may take in all (its own budgets apply too).
+            timeout: seconds the child run may take in all, continue-as-new included
+                (default: no limit of its own; its budgets and approval deadlines
+                apply). A child past it is a tool error the parent's model reads.
         """
         return AgentTool(self, description=description, name=name, timeout=timeout)
 

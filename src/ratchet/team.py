@@ -82,7 +82,7 @@ class AgentTool:
         *,
         description: str,
         name: str | None = None,
-        timeout: float = 3600.0,
+        timeout: float | None = None,
     ) -> None:
         self.agent = agent
         self.name = name or agent.name.replace(".", "_")
@@ -96,8 +96,8 @@ class AgentTool:
                 f"sub-agent tool {self.name!r}: describe what agent {agent.name!r} does "
                 "(description=...); the model reads it to decide when to call it"
             )
-        if timeout <= 0:
-            raise ConfigError(f"sub-agent tool {self.name!r}: timeout must be > 0")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"sub-agent tool {self.name!r}: timeout must be > 0 (or None)")
         self.description = description
         self.timeout = timeout
 
@@ -106,7 +106,8 @@ class AgentTool:
             name=self.name,
             description=self.description,
             parameters=SUBAGENT_PARAMETERS,
-            timeout_seconds=self.timeout,
+            # 0: none of its own (the child's budgets and approval deadlines bound it).
+            timeout_seconds=self.timeout or 0.0,
             max_attempts=1,
             agent=self.agent.name,
         )

@@ -66,6 +66,8 @@ class SubAgents:
         child = RunInput(
             agent=tool.agent,
             prompt=str(arguments["input"]),
+            # A run's model override is the whole tree's (e.g. every agent on a test model).
+            model=self._input.model,
             search_attributes=self._input.search_attributes,
             tenant=self._input.tenant,
             inherited=self._budgets.left_for_child(spec, parent_run=me),
