@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from ratchet import (
     Agent,
     BudgetExceeded,
+    ConfigError,
     Limits,
     PendingApproval,
     Policy,
@@ -41,6 +42,7 @@ from ratchet.testing import (
 from ratchet.trace import build_trace, render_trace
 
 from .conftest import decoded_history_text, hosted
+from .test_cli import address, ratchet
 
 FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=0.5, max_turns=6)
 
@@ -373,6 +375,10 @@ async def test_a_childs_pending_approval_names_its_parent(
                 break
             await asyncio.sleep(0.05)
         assert [(p.tool, p.parent_run) for _, p in waiting] == [("delete_file", handle.id)]
+        listed = await ratchet("pending", "--address", address(temporal_client))
+        assert f"{child_id} (sub-agent run of {handle.id}) turn1-tool0: delete_file" in (
+            listed.stdout
+        ), listed.stdout
         await client.get(child_id).approve(waiting[0][1].call_id, approver="ann")
         result = await handle.result()
     assert result.output == "Done."
@@ -412,3 +418,37 @@ async def test_the_readme_triage_example_runs_end_to_end(
     assert f"child run {handle.id}.turn2-tool0 · agent researcher" in text
     assert "tool refund" in text and "refunded $20.00 on order 5" in text
     assert result.usage.requests == 5  # triage 1, billing 3, researcher 1
+
+
+def test_team_configuration_errors_name_the_problem() -> None:
+    helper = researcher("helper")
+    with pytest.raises(ConfigError, match=r"helper.as_tool\(description=...\)"):
+        Agent("a", instructions="x", tools=[helper])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="is not an agent"):
+        Agent("a", instructions="x", handoffs=["helper"])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="describe what agent 'helper' does"):
+        helper.as_tool(description=" ")
+    with pytest.raises(ConfigError, match="two tools are named 'helper'"):
+        Agent("a", instructions="x", tools=[helper.as_tool(description="d")] * 2)
+    twin = researcher("helper")
+    lead = Agent(
+        "lead",
+        instructions="x",
+        tools=[helper.as_tool(description="d"), twin.as_tool(description="d", name="twin")],
+    )
+    with pytest.raises(ConfigError, match="two different agents are named 'helper'"):
+        lead.reachable()
+    # A policy may name a handoff or a sub-agent tool (e.g. to require approval).
+    guarded = Agent(
+        "guarded",
+        instructions="x",
+        tools=[helper.as_tool(description="d")],
+        handoffs=[researcher("other")],
+        policy=Policy(rules=[require_approval("helper"), require_approval("transfer_to_other")]),
+    )
+    spec = guarded.spec()
+    assert [t.name for t in spec.tools] == ["helper", "transfer_to_other"]
+    assert spec.tool("helper") is not None and spec.tool("helper").agent == "helper"  # type: ignore[union-attr]
+    assert list(spec.team) == ["other"]
+    # A handoff target runs under the run's limits.
+    assert spec.member("other").limits == guarded.limits
