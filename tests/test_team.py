@@ -229,6 +229,25 @@ async def test_handoff_switches_instructions_and_tools_across_chat_and_continue_
     assert any("handoff triage → billing" in line for line in render_trace(trace))
 
 
+def three_levels(prefix: str, top_limits: Limits) -> Agent:
+    """``{prefix}top`` calls sub-agent ``{prefix}mid``, which calls ``{prefix}leaf``."""
+    leaf = researcher(f"{prefix}leaf")
+    mid = Agent(
+        f"{prefix}mid",
+        instructions=f"{prefix}mid: delegate.",
+        model="openai:test",
+        limits=FAST,
+        tools=[leaf.as_tool(description="Dig deeper.")],
+    )
+    return Agent(
+        f"{prefix}top",
+        instructions=f"{prefix}top: delegate.",
+        model="openai:test",
+        limits=top_limits,
+        tools=[mid.as_tool(description="Research.")],
+    )
+
+
 def usage(tokens: int) -> ScriptedUsage:
     return ScriptedUsage(prompt_tokens=tokens - 10, completion_tokens=10)
 
@@ -236,22 +255,8 @@ def usage(tokens: int) -> ScriptedUsage:
 async def test_a_budget_spent_in_a_grandchild_stops_the_whole_tree_naming_the_spender(
     temporal_client: Client, model_server: ScriptedModelServer
 ) -> None:
-    leaf = researcher("leaf")
-    mid = Agent(
-        "mid",
-        instructions="mid: delegate.",
-        model="openai:test",
-        limits=FAST,
-        tools=[leaf.as_tool(description="Dig deeper.")],
-    )
-    top = Agent(
-        "top",
-        instructions="top: delegate.",
-        model="openai:test",
-        # The whole tree may spend 1,000 tokens; no child has a budget of its own.
-        limits=FAST.model_copy(update={"max_total_tokens": 1000}),
-        tools=[mid.as_tool(description="Research.")],
-    )
+    # The whole tree may spend 1,000 tokens; no child has a budget of its own.
+    top = three_levels("", FAST.model_copy(update={"max_total_tokens": 1000}))
     model_server.handler = routed(
         {
             "top": [tool_calls(call("mid", {"input": "go"}), usage=usage(300))],
@@ -292,21 +297,7 @@ async def test_a_budget_spent_in_a_grandchild_stops_the_whole_tree_naming_the_sp
 async def test_cancelling_a_run_cancels_its_children_and_grandchildren(
     temporal_client: Client, model_server: ScriptedModelServer
 ) -> None:
-    leaf = researcher("c-leaf")
-    mid = Agent(
-        "c-mid",
-        instructions="c-mid: delegate.",
-        model="openai:test",
-        limits=FAST,
-        tools=[leaf.as_tool(description="Dig deeper.")],
-    )
-    top = Agent(
-        "c-top",
-        instructions="c-top: delegate.",
-        model="openai:test",
-        limits=FAST,
-        tools=[mid.as_tool(description="Research.")],
-    )
+    top = three_levels("c-", FAST)
     model_server.handler = routed(
         {
             "c-top": [tool_calls(call("c-mid", {"input": "go"}))],
