@@ -216,6 +216,8 @@ EXPECTED: dict[str, list[str] | None] = {
         "temporal_binary",
         "up",
     ],
+    "ratchet.mcp": [
+    ],
     "ratchet.messages": [
         "Message",
         "Role",
