@@ -216,8 +216,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "temporal_binary",
         "up",
     ],
-    "ratchet.mcp": [
-    ],
+    "ratchet.mcp": [],
     "ratchet.messages": [
         "Message",
         "Role",

@@ -383,6 +383,10 @@ class ToolRequest(BaseModel):
     """Who approved it, when it needed approval."""
     store: bool = False
     """Write the tool message to the transcript store (linear history)."""
+    mcp_server: str | None = None
+    """An MCP tool (``ToolSpec.mcp_server``): call it on this server of the agent."""
+    mcp_tool: str | None = None
+    """An MCP tool: its name on the server."""
 
 
 class ToolResult(BaseModel):

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Coroutine, Iterator, Mapping
-from typing import Any, TypeVar, assert_never
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import pydantic
 from temporalio import activity
@@ -64,6 +64,9 @@ from .pricing import DEFAULT_PRICES, Price, cost_of
 from .streaming import CallKey, DeltaStore, DeltaWriter, delta_store_for
 from .telemetry import instrument_model_call, instrument_tool_call
 from .tools import ToolContext, ToolSpec
+
+if TYPE_CHECKING:
+    from .mcp._sessions import MCPSessions
 from .transcripts import TranscriptStore, load_prompt, load_tools, save_messages, save_tools
 
 __all__ = ["AgentActivities"]
@@ -93,6 +96,7 @@ class AgentActivities:
         self._store = store
         self.payload_limit = payload_limit
         self.rate_limits = dict(rate_limits or {})
+        self._mcp: MCPSessions | None = None
         self._tools_cache: dict[str, list[ToolSpec]] = {}
         self._deltas = deltas
         self._deltas_resolved = deltas is not None
@@ -173,9 +177,27 @@ class AgentActivities:
             )
         return provider, ref.name, ref.provider
 
+    @property
+    def mcp(self) -> MCPSessions:
+        """The worker's MCP sessions (the SDK is imported only by workers that use it)."""
+        if self._mcp is None:
+            from .mcp._sessions import MCPSessions
+
+            self._mcp = MCPSessions()
+        return self._mcp
+
+    async def close(self) -> None:
+        """Close the worker's MCP sessions (their subprocesses and HTTP sessions)."""
+        if self._mcp is not None:
+            await self._mcp.close()
+
     @activity.defn(name=SNAPSHOT_ACTIVITY)
     async def snapshot_agent(self, request: SnapshotRequest) -> AgentSpec:
-        """Record the agent's current definition; the run uses only this snapshot."""
+        """Record the agent's current definition; the run uses only this snapshot.
+
+        The tools of the agent's MCP servers are discovered here, so the snapshot
+        records them and a replay never contacts a server.
+        """
         agent = self._agent(request.agent)
         try:
             spec = agent.spec(model=request.model)
@@ -184,6 +206,13 @@ class AgentActivities:
         self._provider(spec.model)
         for member in spec.team.values():
             self._provider(member.model)
+        spec = await self._with_mcp_tools(agent, spec)
+        if spec.team:
+            team = {
+                name: await self._with_mcp_tools(self._agent(name), member)
+                for name, member in spec.team.items()
+            }
+            spec = spec.model_copy(update={"team": team})
         if request.prompt is not None:
             # The same messages the workflow opens the transcript with (same hashes).
             opening = opening_messages(spec.instructions, request.prompt)
@@ -194,6 +223,17 @@ class AgentActivities:
                 team = {name: await self._tools_stored(m) for name, m in spec.team.items()}
                 spec = spec.model_copy(update={"team": team})
         return spec
+
+    async def _with_mcp_tools(self, agent: Agent, spec: AgentSpec) -> AgentSpec:
+        if not agent.mcp_servers:
+            return spec
+        from .mcp._tools import discover
+
+        taken = {t.name for t in spec.tools}
+        found: list[ToolSpec] = []
+        for server in agent.mcp_servers.values():
+            found += await discover(self.mcp, agent.name, server, taken)
+        return spec.model_copy(update={"tools": [*spec.tools, *found]})
 
     async def _tools_stored(self, spec: AgentSpec) -> AgentSpec:
         if not spec.tools:
@@ -318,15 +358,18 @@ class AgentActivities:
         """Run one tool call. Ordinary exceptions become an error result for the model."""
         agent = self._agent(request.agent)
         name = request.call.name
+        info = activity.info()
+        idempotency_key = f"{info.workflow_id}/{info.activity_id}"
+        if request.mcp_server is not None:
+            return await self._run_mcp_tool(agent, request, idempotency_key)
         tool = agent.tools.get(name)
         if tool is None:
             return ToolResult(
                 content=f"error: tool {name!r} is no longer available on agent {agent.name!r}",
                 is_error=True,
             )
-        info = activity.info()
         ctx = ToolContext(
-            idempotency_key=f"{info.workflow_id}/{info.activity_id}",
+            idempotency_key=idempotency_key,
             run_id=info.workflow_id or "",
             attempt=info.attempt,
             deps=self.deps.get(agent.name),
@@ -354,6 +397,43 @@ class AgentActivities:
             activity.logger.info("tool %s raised %s: %s", name, type(e).__name__, e)
             return ToolResult(content=f"error: {type(e).__name__}: {e}", is_error=True)
         result = ToolResult(content=_truncate(content, tool.max_result_chars, name))
+        return await self._finished(request, result)
+
+    async def _run_mcp_tool(
+        self, agent: Agent, request: ToolRequest, idempotency_key: str
+    ) -> ToolResult:
+        from .mcp._tools import call_tool, render_result, session_key
+
+        name = request.call.name
+        server = agent.mcp_servers.get(request.mcp_server or "")
+        if server is None or request.mcp_tool is None:
+            return ToolResult(
+                content=f"error: MCP server {request.mcp_server!r} of tool {name!r} is no "
+                f"longer configured on agent {agent.name!r}",
+                is_error=True,
+            )
+        called = await _heartbeating(
+            call_tool(
+                self.mcp,
+                session_key(agent.name, server),
+                server,
+                request.mcp_tool,
+                request.arguments,
+                idempotency_key,
+            ),
+            request.heartbeat_seconds,
+        )
+
+        async def save_blob(digest: str, body: str) -> None:
+            await self.store.put({digest: body}, [])
+
+        content = await render_result(called, save_blob)
+        result = ToolResult(content=_truncate(content, 100_000, name), is_error=called.is_error)
+        return await self._finished(request, result)
+
+    async def _finished(self, request: ToolRequest, result: ToolResult) -> ToolResult:
+        """Check a tool result's size, and store its message (linear history)."""
+        name = request.call.name
         size = len(result.content.encode())
         if self.payload_limit is not None and size > self.payload_limit:
             # Fail now with the facts, instead of a completion Temporal refuses.

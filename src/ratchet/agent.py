@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .errors import ConfigError
 from .guardrails import InputGuardrail, ModelGuardrail, guardrail_name
+from .mcp._source import MCPServer
 from .output import OUTPUT_TOOL, OutputSpec, OutputValidator, output_spec
 from .policy import Policy
 from .team import AgentTool, Handoff
@@ -240,8 +241,10 @@ class Agent:
         name: stable name clients start runs by (``ratchet run NAME``).
         instructions: the system prompt.
         model: ``"local"`` (embedded model) or ``"<provider>:<model>"``.
-        tools: functions decorated with :func:`ratchet.tool`, and other agents as
-            tools (:meth:`as_tool`): sub-agents, each call a child workflow.
+        tools: functions decorated with :func:`ratchet.tool`, other agents as
+            tools (:meth:`as_tool`): sub-agents, each call a child workflow, and MCP
+            servers (:class:`ratchet.mcp.MCPServer`), whose tools are discovered when a
+            run starts.
         handoffs: agents (or :class:`ratchet.Handoff` s) the model may hand the
             conversation to: the target takes over the run with its own instructions,
             model, tools, policy and output type. Offered to the model as
@@ -284,7 +287,7 @@ class Agent:
         *,
         instructions: str,
         model: str = "local",
-        tools: Iterable[Tool | AgentTool] = (),
+        tools: Iterable[Tool | AgentTool | MCPServer] = (),
         handoffs: Iterable[Agent | Handoff] = (),
         limits: Limits | None = None,
         tool_mode: ToolMode | None = None,
@@ -315,7 +318,15 @@ class Agent:
         self.tools: dict[str, Tool] = {}
         self.subagents: dict[str, AgentTool] = {}
         self.handoffs: dict[str, Handoff] = {}
+        self.mcp_servers: dict[str, MCPServer] = {}
         for t in tools:
+            if isinstance(t, MCPServer):
+                if t.name in self.mcp_servers:
+                    raise ConfigError(
+                        f"agent {name!r}: two MCP servers are named {t.name!r}; pass name=..."
+                    )
+                self.mcp_servers[t.name] = t
+                continue
             if isinstance(t, Agent):
                 raise ConfigError(
                     f"agent {name!r}: agent {t.name!r} is not a tool; offer it as one with "
@@ -374,7 +385,8 @@ class Agent:
         self.policy = policy or Policy()
         every_tool = [*self.tools, *self.subagents, *self.handoffs]
         for rule in self.policy.rules:
-            if rule.tool != "*" and rule.tool not in every_tool:
+            # MCP tools are known only once discovered, when a run starts.
+            if rule.tool != "*" and rule.tool not in every_tool and not self.mcp_servers:
                 raise ConfigError(
                     f"agent {name!r}: policy rule {rule.label()!r} names tool {rule.tool!r}, "
                     f"which the agent does not have (tools: {', '.join(every_tool) or 'none'})"

@@ -71,6 +71,10 @@ class ToolSpec(BaseModel):
     handoff: str | None = None
     """A handoff (``Agent(handoffs=...)``): a call hands the conversation to this agent,
     recorded in the run's snapshot (``AgentSpec.team``); None: not a handoff."""
+    mcp_server: str | None = None
+    """An MCP tool: the name of the MCP server (``ratchet.mcp.MCPServer``) it is called on."""
+    mcp_tool: str | None = None
+    """An MCP tool: its name on the server (without the server's prefix)."""
 
 
 class Tool:

@@ -182,8 +182,9 @@ def create_worker(
     options = _options(worker_options)
     # Clients read this to refuse runs of agents no worker hosts (ratchet._hosting).
     options.setdefault("identity", announce_agents(client.identity, hosted))
-    return Worker(
+    return _AgentWorker(
         client,
+        closing=acts,
         task_queue=task_queue,
         workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow],
         activities=[
@@ -200,6 +201,20 @@ def create_worker(
         ],
         **options,
     )
+
+
+class _AgentWorker(Worker):
+    """A worker that closes its activities' resources (MCP sessions) when it stops."""
+
+    def __init__(self, *args: Any, closing: AgentActivities, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._closing = closing
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            await self._closing.close()
 
 
 def create_model_worker(

@@ -9,4 +9,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._source import MCPServer, Secrets
+
+__all__ = ["MCPServer", "Secrets"]

@@ -208,6 +208,8 @@ class ToolCalls:
                     policy=decision if decision.rule != "policy.default" else None,
                     approval=approval,
                     store=self._transcript.by_reference,
+                    mcp_server=tool.mcp_server,
+                    mcp_tool=tool.mcp_tool,
                 ),
                 result_type=ToolResult,
                 # Explicit and unique per run, so the idempotency key derived from it is stable.

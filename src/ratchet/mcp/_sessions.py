@@ -1,0 +1,128 @@
+"""The worker's MCP sessions: one open session per server, shared by the calls of
+every run (stateless servers), reconnecting after a failure.
+
+A session's transport (a subprocess, an HTTP session) is opened and closed by one
+background task, as the ``mcp`` SDK's task groups require; calls from activity tasks
+go through the open session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx2
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from ._source import MCPServer
+
+__all__ = ["MCPSessions"]
+
+_log = logging.getLogger("ratchet.mcp")
+
+T = TypeVar("T")
+
+
+class _Session:
+    """One open connection to a server, owned by its own task."""
+
+    def __init__(self, server: MCPServer) -> None:
+        self.server = server
+        self._ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        self._close = asyncio.Event()
+        self._task = asyncio.create_task(self._own(), name=f"mcp session {server.name}")
+
+    async def client(self) -> Client:
+        return await asyncio.wait_for(
+            asyncio.shield(self._ready), timeout=self.server.connect_timeout
+        )
+
+    @property
+    def alive(self) -> bool:
+        return not self._task.done()
+
+    async def close(self) -> None:
+        self._close.set()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(self._task, timeout=5)
+        if not self._task.done():
+            self._task.cancel()
+
+    async def _own(self) -> None:
+        try:
+            async with Client(_target(self.server), read_timeout_seconds=None) as client:
+                self._ready.set_result(client)
+                await self._close.wait()
+        except BaseException as e:
+            if not self._ready.done():
+                self._ready.set_exception(e if isinstance(e, Exception) else RuntimeError(str(e)))
+            if not isinstance(e, Exception):
+                raise
+            _log.info("MCP session to %s ended: %s: %s", self.server.name, type(e).__name__, e)
+
+
+def _target(server: MCPServer) -> Any:
+    if server.transport == "stdio":
+        return StdioServerParameters(
+            command=server.command,
+            args=list(server.args),
+            env=server.environment() or None,
+            cwd=server.cwd,
+        )
+    http = httpx2.AsyncClient(
+        headers=server.request_headers(),
+        timeout=httpx2.Timeout(server.connect_timeout, read=max(server.timeout, 30.0)),
+    )
+    return streamable_http_client(server.url, http_client=http)
+
+
+class MCPSessions:
+    """Open sessions by key (a server's name within an agent, and for a stateful server
+    the run too); a failed one is dropped and the next use reconnects."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._lock = asyncio.Lock()
+
+    async def use(self, key: str, server: MCPServer, work: Callable[[Client], Awaitable[T]]) -> T:
+        """Run ``work`` on the session for ``key``, opening it if needed. Any failure
+        other than a protocol error (``MCPError``) drops the session."""
+        from mcp.shared.exceptions import MCPError
+
+        session = await self._session(key, server)
+        try:
+            client = await session.client()
+            return await work(client)
+        except MCPError:
+            raise  # the server answered: the session is fine
+        except BaseException:
+            await self.drop(key, session)
+            raise
+
+    async def drop(self, key: str, session: _Session | None = None) -> None:
+        async with self._lock:
+            current = self._sessions.get(key)
+            if current is not None and (session is None or current is session):
+                del self._sessions[key]
+            else:
+                current = None
+        if current is not None:
+            await current.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+    async def _session(self, key: str, server: MCPServer) -> _Session:
+        async with self._lock:
+            session = self._sessions.get(key)
+            if session is None or not session.alive:
+                session = _Session(server)
+                self._sessions[key] = session
+            return session
