@@ -92,6 +92,17 @@ async def picture(ctx: Context) -> CallToolResult:
 
 
 @server.tool()
+async def env_has(name: str, ctx: Context) -> str:
+    """Whether the server's environment has a variable (never its value).
+
+    Args:
+        name: the variable.
+    """
+    _log("env_has", ctx)
+    return "yes" if os.environ.get(name) else "no"
+
+
+@server.tool()
 async def hang(ctx: Context) -> str:
     """Never answer (until the process ends)."""
     _log("hang", ctx)

@@ -90,17 +90,24 @@ class MCPSessions:
         self._lock = asyncio.Lock()
 
     async def use(self, key: str, server: MCPServer, work: Callable[[Client], Awaitable[T]]) -> T:
-        """Run ``work`` on the session for ``key``, opening it if needed. Any failure
-        other than a protocol error (``MCPError``) drops the session."""
+        """Run ``work`` on the session for ``key``, opening it if needed. A lost
+        connection drops the session: the next use reconnects."""
         from mcp.shared.exceptions import MCPError
+        from mcp_types.jsonrpc import CONNECTION_CLOSED
 
         session = await self._session(key, server)
         try:
             client = await session.client()
             return await work(client)
-        except MCPError:
-            raise  # the server answered: the session is fine
-        except BaseException:
+        except MCPError as e:
+            # The connection is gone; otherwise the server answered (an unanswered
+            # request, too, leaves the session to the calls sharing it).
+            if e.code == CONNECTION_CLOSED:
+                await self.drop(key, session)
+            raise
+        except (asyncio.CancelledError, TimeoutError):
+            raise  # this call gave up; the session may serve others
+        except Exception:
             await self.drop(key, session)
             raise
 

@@ -28,6 +28,7 @@ from mcp_types import (
     TextResourceContents,
     Tool,
 )
+from mcp_types.jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 from temporalio.exceptions import ApplicationError
 
 from ..tools import ToolSpec
@@ -35,6 +36,10 @@ from ._sessions import MCPSessions
 from ._source import MCPServer
 
 __all__ = ["IDEMPOTENCY_META_KEY", "call_tool", "discover", "render_result", "session_key"]
+
+TRANSPORT_CODES = frozenset({CONNECTION_CLOSED, REQUEST_TIMEOUT})
+"""Errors the SDK reports for a lost connection or an unanswered request: the session
+is dropped and the call retried on a new one."""
 
 IDEMPOTENCY_META_KEY = "ratchet/idempotency-key"
 """The ``_meta`` key carrying a call's idempotency key (stable across its retries)."""
@@ -90,7 +95,9 @@ async def discover(
                 description=t.description or t.title or t.name,
                 parameters=_object_schema(t.input_schema),
                 side_effects=server.changes_world(t.name) or destructive,
-                timeout_seconds=server.timeout,
+                # An attempt may have to (re)connect first; the call itself is bounded
+                # by the server's timeout (the request's read timeout).
+                timeout_seconds=server.timeout + server.connect_timeout,
                 max_attempts=server.max_attempts,
                 mcp_server=server.name,
                 mcp_tool=t.name,
@@ -176,10 +183,16 @@ async def _mapped(server: MCPServer, what: str, work: Any) -> Any:
     try:
         return await work
     except MCPError as e:
+        if e.code in TRANSPORT_CODES:
+            raise ApplicationError(
+                f"MCP server {server.name!r} is unavailable while {what}: {e.message}",
+                type="MCPUnavailable",
+            ) from None
+        # A server's internal error may pass on a retry; anything else it refused will not.
         raise ApplicationError(
             f"MCP server {server.name!r} refused {what}: {e.message} (code {e.code})",
             type="MCPError",
-            non_retryable=True,
+            non_retryable=e.code != INTERNAL_ERROR,
         ) from None
     except ApplicationError:
         raise

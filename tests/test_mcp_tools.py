@@ -1,0 +1,272 @@
+"""MCP servers as tool sources, end to end: a third-party server from PyPI
+(mcp-server-time) and a fault-injecting one (tests/mcp_faulty.py), real subprocesses
+and real HTTP, a real Temporal server, the scripted model choosing the tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from ratchet import Agent, Limits, Policy, require_approval
+from ratchet.events import AgentSnapshotted, ToolCallFinished
+from ratchet.mcp import MCPServer
+from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
+
+from .conftest import ROOT, decoded_history_text, hosted
+
+FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=0.5, max_turns=6)
+TIME_SERVER = str(Path(sys.executable).parent / "mcp-server-time")
+
+
+def faulty(log: Path, **options: object) -> MCPServer:
+    return MCPServer.stdio(
+        sys.executable,
+        ["-m", "tests.mcp_faulty"],
+        name="faulty",
+        cwd=ROOT,
+        env={"FAULTY_LOG": str(log), "PYTHONPATH": str(ROOT)},
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def calls_logged(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+async def test_a_third_party_mcp_server_serves_a_run(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    agent = Agent(
+        "clock",
+        instructions="Tell the time.",
+        model="openai:test",
+        limits=FAST,
+        tools=[MCPServer.stdio(TIME_SERVER, ["--local-timezone", "UTC"], name="time")],
+    )
+    model_server.add(
+        tool_calls(call("get_current_time", {"timezone": "Europe/Paris"})),
+        reply("It is late in Paris."),
+    )
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start("clock", "What time is it in Paris?")
+        result = await handle.result()
+        events = [e async for e in handle.events(follow=False)]
+    model_server.verify()
+    assert result.output == "It is late in Paris."
+    # Discovered when the run started, recorded in the snapshot, offered to the model.
+    [snapshot] = [e for e in events if isinstance(e, AgentSnapshotted)]
+    assert {(t.name, t.mcp_server) for t in snapshot.spec.tools} == {
+        ("get_current_time", "time"),
+        ("convert_time", "time"),
+    }
+    offered = [t["function"]["name"] for t in model_server.requests[0].body["tools"]]
+    assert sorted(offered) == ["convert_time", "get_current_time"]
+    # The server's answer reached the model as the tool message.
+    [finished] = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert finished.outcome == "completed" and not finished.is_error
+    assert json.loads(finished.result or "{}")["timezone"] == "Europe/Paris"
+    sent = model_server.requests[1].body["messages"][-1]
+    assert sent["role"] == "tool" and "Europe/Paris" in sent["content"]
+
+
+async def test_filters_prefix_results_errors_and_policy(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    agent = Agent(
+        "mcp-mixed",
+        instructions="Use the tools.",
+        model="openai:test",
+        limits=FAST,
+        tools=[faulty(log, allow=["lookup", "refuse", "picture"], prefix="f_")],
+        policy=Policy(rules=[require_approval("f_refuse")]),
+    )
+    model_server.add(
+        tool_calls(
+            call("f_lookup", {"order_id": 7}),
+            call("f_picture", {}),
+            call("f_refuse", {"reason": "closed"}),
+        ),
+        reply("Done."),
+    )
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start("mcp-mixed", "Go.")
+        for _ in range(200):
+            if await handle.pending():
+                break
+            time.sleep(0.05)
+        [waiting] = await handle.pending()
+        assert waiting.tool == "f_refuse"  # the policy applies to MCP tools
+        await handle.approve(waiting.call_id, approver="ann")
+        result = await handle.result()
+        events = [e async for e in handle.events(follow=False)]
+    assert result.output == "Done."
+    offered = sorted(t["function"]["name"] for t in model_server.requests[0].body["tools"])
+    assert offered == ["f_lookup", "f_picture", "f_refuse"]  # allow-list and prefix
+    done = {e.tool: e for e in events if isinstance(e, ToolCallFinished)}
+    assert done["f_lookup"].result == "order 7 shipped" and not done["f_lookup"].is_error
+    assert done["f_refuse"].is_error and done["f_refuse"].result == "refused: closed"
+    picture = done["f_picture"].result or ""
+    assert picture.startswith("a pixel\n[image image/png, ") and "stored as sha256:" in picture
+    # Every call carried its idempotency key (the run id and the activity id) in _meta.
+    keys = {line.split()[0]: line.split()[1] for line in calls_logged(log)}
+    assert keys["lookup"] == f"key={handle.id}/turn1-tool0"
+    assert keys["refuse"] == f"key={handle.id}/turn1-tool2"
+
+
+async def test_secrets_reach_the_server_but_never_the_history(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    secret = "sk-very-secret-4242"
+    os.environ["RATCHET_TEST_MCP_SECRET"] = secret
+    try:
+        agent = Agent(
+            "mcp-secret",
+            instructions="Check.",
+            model="openai:test",
+            limits=FAST,
+            tools=[
+                faulty(
+                    tmp_path / "calls.log",
+                    env_from=["RATCHET_TEST_MCP_SECRET"],
+                    secrets=lambda: {"FROM_CALLBACK": "cb-secret-777"},
+                )
+            ],
+        )
+        model_server.add(
+            tool_calls(
+                call("env_has", {"name": "RATCHET_TEST_MCP_SECRET"}),
+                call("env_has", {"name": "FROM_CALLBACK"}),
+            ),
+            reply("ok"),
+        )
+        async with hosted(temporal_client, [agent], model_server) as client:
+            handle = await client.start("mcp-secret", "Check.")
+            await handle.result()
+            events = [e async for e in handle.events(follow=False)]
+            raw = await temporal_client.get_workflow_handle(handle.id).fetch_history()
+    finally:
+        del os.environ["RATCHET_TEST_MCP_SECRET"]
+    results = [e.result for e in events if isinstance(e, ToolCallFinished)]
+    assert results == ["yes", "yes"]  # the server got both
+    history = decoded_history_text(raw.to_json_dict())
+    assert secret not in history and "cb-secret-777" not in history
+    assert "tests.mcp_faulty" not in history  # nor the command line
+
+
+async def test_a_crash_mid_call_and_a_slow_call_are_retried_with_the_same_key(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    agent = Agent(
+        "mcp-faults",
+        instructions="Use the tools.",
+        model="openai:test",
+        limits=FAST,
+        tools=[faulty(log, timeout=1.0, max_attempts=2)],
+    )
+    model_server.add(
+        tool_calls(call("crash", {}), call("hang", {})),
+        reply("Recovered."),
+    )
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start("mcp-faults", "Go.")
+        result = await handle.result()
+        events = [e async for e in handle.events(follow=False)]
+    assert result.output == "Recovered."
+    done = {e.tool: e for e in events if isinstance(e, ToolCallFinished)}
+    # The server died mid-call: the retry reconnected (a new process) and succeeded.
+    assert done["crash"].result == "survived" and done["crash"].attempts == 2
+    crashes = [line.split() for line in calls_logged(log) if line.startswith("crash")]
+    assert len(crashes) == 2 and crashes[0][1] == crashes[1][1] == f"key={handle.id}/turn1-tool0"
+    assert crashes[0][2] != crashes[1][2]  # another process
+    # A call that never answers times out on each attempt; the model reads the failure.
+    assert done["hang"].is_error or done["hang"].outcome != "completed"
+    tool_message = model_server.requests[1].body["messages"][-1]
+    assert tool_message["role"] == "tool" and "hang" in tool_message["content"]
+
+
+@pytest.fixture
+def http_faulty(tmp_path: Path) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
+    """The fault-injecting server over streamable HTTP on a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "http.log"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.mcp_faulty", "http", str(port)],
+                cwd=ROOT,
+                env={**os.environ, "FAULTY_LOG": str(log), "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError("the MCP HTTP server did not start")
+
+    start()
+    yield f"http://127.0.0.1:{port}/mcp", log, procs
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+async def test_over_http_a_dropped_session_reconnects(
+    temporal_client: Client,
+    model_server: ScriptedModelServer,
+    http_faulty: tuple[str, Path, list[subprocess.Popen[bytes]]],
+) -> None:
+    url, log, procs = http_faulty
+    agent = Agent(
+        "mcp-http",
+        instructions="Use the tools.",
+        model="openai:test",
+        limits=FAST,
+        tools=[MCPServer.http(url, name="faulty", headers={"X-Team": "ops"})],
+    )
+    model_server.add(
+        tool_calls(call("lookup", {"order_id": 1})),
+        tool_calls(call("lookup", {"order_id": 2})),
+        reply("Both shipped."),
+    )
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start("mcp-http", "Orders 1 and 2?")
+        await model_server.wait_for_requests_async(2, timeout=30)
+        # The server restarts between the two calls: its session with the worker is gone.
+        procs[0].kill()
+        procs[0].wait()
+        command = procs[0].args
+        assert isinstance(command, list)
+        procs.append(
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, "FAULTY_LOG": str(log), "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        result = await handle.result()
+        events = [e async for e in handle.events(follow=False)]
+    assert result.output == "Both shipped."
+    done = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert [e.result for e in done] == ["order 1 shipped", "order 2 shipped"]
+    assert [line.split()[0] for line in calls_logged(log)] == ["lookup", "lookup"]
