@@ -8,12 +8,14 @@ stall after it applied the refund, the worst moment to die.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from examples.support.agent import order_status, refund_order
 from ratchet import Agent, Limits, Policy, ToolContext, require_approval, tool
+from ratchet.mcp import MCPServer
 
 
 def _log(line: str) -> None:
@@ -101,5 +103,21 @@ agents.append(
         model="openai:scripted",
         tools=[CRASH_CHILD.as_tool(description="Looks orders up.")],
         limits=Limits(model_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
+    )
+)
+
+# For the MCP crash test: a tool of the fault-injecting MCP server (tests/mcp_faulty.py),
+# its call log at $FAULTY_LOG (passed through from the worker's environment).
+agents.append(
+    Agent(
+        "crash-mcp",
+        instructions="crash-mcp: use the tools.",
+        model="openai:scripted",
+        tools=[
+            MCPServer.stdio(
+                sys.executable, ["-m", "tests.mcp_faulty"], name="faulty", env_from=["FAULTY_LOG"]
+            )
+        ],
+        limits=Limits(tool_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
     )
 )

@@ -121,3 +121,37 @@ async def test_kill9_while_a_sub_agent_runs(
     assert result.usage.total_tokens == sum(
         r.response["usage"]["total_tokens"] for r in model_server.requests if r.response
     )
+
+
+async def test_kill9_during_an_mcp_tool_call(
+    temporal_env: WorkflowEnvironment,
+    model_server: ScriptedModelServer,
+    tmp_path: Path,
+    workers: list[WorkerProcess],
+) -> None:
+    """The worker dies while an MCP server works on a call: the run completes, and the
+    retry reaches the server with the same idempotency key."""
+    address = temporal_env.client.service_client.config.target_host
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "mcp.log"
+    env = {"FAULTY_LOG": str(log)}
+    model_server.add(tool_calls(call("slow", {"seconds": 3})), reply("It finished."))
+    workers.append(WorkerProcess(address, queue, model_server, tmp_path, env=env))
+    client = AgentClient(temporal_env.client, task_queue=queue)
+    handle = await client.start("crash-mcp", "Do the slow thing.")
+
+    def calls() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    await asyncio.to_thread(wait_for, lambda: len(calls()) == 1, 30, "the MCP call to start")
+    workers[0].kill9()
+    workers.append(WorkerProcess(address, queue, model_server, tmp_path, env=env))
+
+    result = await handle.result()
+    assert result.output == "It finished."
+    model_server.verify()
+    assert len(model_server.requests) == 2, "a recorded model call was executed again"
+    [first, second] = [line.split() for line in calls()]
+    assert first[0] == second[0] == "slow"
+    assert first[1] == second[1] == f"key={handle.id}/turn1-tool0"  # the same key
+    assert first[2] != second[2]  # another server process, from the other worker
