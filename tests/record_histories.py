@@ -31,6 +31,7 @@ from .scenarios import (
     CAPPED,
     GUARDED,
     LONG,
+    MCP_AGENT,
     SCENARIOS,
     STRUCTURED,
     SUMMARIZING,
@@ -55,7 +56,17 @@ async def record(names: set[str]) -> None:
                 queue = f"golden-{uuid.uuid4().hex[:6]}"
                 worker = create_worker(
                     env.client,
-                    [AGENT, GUARDED, LONG, SUMMARIZING, CAPPED, ASKING, STRUCTURED, TEAM],
+                    [
+                        AGENT,
+                        GUARDED,
+                        LONG,
+                        SUMMARIZING,
+                        CAPPED,
+                        ASKING,
+                        STRUCTURED,
+                        TEAM,
+                        MCP_AGENT,
+                    ],
                     task_queue=queue,
                     providers={"openai": scripted_provider(server)},
                     transcript_store=_test_store(),

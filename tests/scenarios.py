@@ -8,12 +8,15 @@ change that breaks determinism for running agents fails the build.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from ratchet import Agent, Limits, OutputRejected, Policy, RunHandle, require_approval, tool
+from ratchet.mcp import MCPServer
 from ratchet.output import OUTPUT_TOOL
 from ratchet.testing import Step, call, context_too_long, error, reply, tool_calls
 
@@ -146,6 +149,23 @@ TEAM = Agent(
     tools=[TEAM_RESEARCHER.as_tool(name="research", description="Researches one question.")],
     handoffs=[TEAM_BILLING],
     limits=Limits(model_retry_initial_seconds=0.1, max_total_tokens=100_000),
+)
+
+
+MCP_AGENT = Agent(
+    "golden-mcp",
+    instructions="You use the tools of an MCP server.",
+    model="openai:gpt-test",
+    tools=[
+        MCPServer.stdio(
+            sys.executable,
+            ["-m", "tests.mcp_faulty"],
+            name="faulty",
+            cwd=Path(__file__).parents[1],
+            allow=["lookup", "refuse"],
+        )
+    ],
+    limits=Limits(model_retry_initial_seconds=0.1),
 )
 
 
@@ -347,6 +367,18 @@ SCENARIOS = [
             reply("I refunded the second charge of order 5."),
         ),
         agent=TEAM,
+    ),
+    Scenario(
+        "mcp_tools",
+        "Is order 5 shipped? And cancel order 6.",
+        (
+            tool_calls(
+                call("lookup", {"order_id": 5}),
+                call("refuse", {"reason": "order 6 cannot be cancelled"}),
+            ),
+            reply("Order 5 shipped; order 6 cannot be cancelled."),
+        ),
+        agent=MCP_AGENT,
     ),
 ]
 

@@ -270,3 +270,28 @@ async def test_over_http_a_dropped_session_reconnects(
     done = [e for e in events if isinstance(e, ToolCallFinished)]
     assert [e.result for e in done] == ["order 1 shipped", "order 2 shipped"]
     assert [line.split()[0] for line in calls_logged(log)] == ["lookup", "lookup"]
+
+
+async def test_replaying_a_run_with_mcp_tools_never_contacts_the_server(tmp_path: Path) -> None:
+    """Replay runs the workflow code alone, with no worker and no activities: the MCP
+    tools come from the snapshot the history recorded, their results from the history."""
+    from ratchet.events import events_of
+
+    from .test_determinism import ROOT as HISTORIES
+    from .test_determinism import load, replay
+
+    history = load(HISTORIES / "mcp_tools.json")
+    assert await replay(history) is None
+    events = await events_of(history)
+    [snapshot] = [e for e in events if isinstance(e, AgentSnapshotted)]
+    assert [(t.name, t.mcp_server, t.mcp_tool) for t in snapshot.spec.tools] == [
+        ("lookup", "faulty", "lookup"),
+        ("refuse", "faulty", "refuse"),
+    ]
+    done = [(e.tool, e.result, e.is_error) for e in events if isinstance(e, ToolCallFinished)]
+    assert done == [
+        ("lookup", "order 5 shipped", False),
+        ("refuse", "refused: order 6 cannot be cancelled", True),
+    ]
+    # Neither the command line nor its environment is in the history.
+    assert "mcp_faulty" not in (HISTORIES / "mcp_tools.json").read_text()
