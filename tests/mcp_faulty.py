@@ -102,6 +102,17 @@ async def env_has(name: str, ctx: Context) -> str:
     return "yes" if os.environ.get(name) else "no"
 
 
+_COUNT = [0]
+
+
+@server.tool()
+async def counter(ctx: Context) -> str:
+    """Count the calls this server process answered (state kept by the session)."""
+    _log("counter", ctx)
+    _COUNT[0] += 1
+    return f"{_COUNT[0]} pid={os.getpid()}"
+
+
 @server.tool()
 async def hang(ctx: Context) -> str:
     """Never answer (until the process ends)."""

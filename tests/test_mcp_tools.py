@@ -19,7 +19,7 @@ from temporalio.client import Client
 from ratchet import Agent, Limits, Policy, require_approval
 from ratchet.events import AgentSnapshotted, ToolCallFinished
 from ratchet.mcp import MCPServer
-from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
+from ratchet.testing import RecordedRequest, ScriptedModelServer, Step, call, reply, tool_calls
 
 from .conftest import ROOT, decoded_history_text, hosted
 
@@ -295,3 +295,103 @@ async def test_replaying_a_run_with_mcp_tools_never_contacts_the_server(tmp_path
     ]
     # Neither the command line nor its environment is in the history.
     assert "mcp_faulty" not in (HISTORIES / "mcp_tools.json").read_text()
+
+
+async def other_client(client: Client) -> Client:
+    """A second connection: one client may run one worker per task queue."""
+    return await Client.connect(
+        client.service_client.config.target_host,
+        namespace=client.namespace,
+        data_converter=client.data_converter,
+    )
+
+
+def counting(log: Path, name: str) -> Agent:
+    return Agent(
+        name,
+        instructions="Count.",
+        model="openai:test",
+        limits=FAST,
+        tools=[faulty(log, allow=["counter"], stateful=True, connect_timeout=3.0)],
+    )
+
+
+async def test_a_stateful_server_gives_each_run_its_own_session_on_one_worker(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    agent = counting(log, "mcp-stateful")
+    for _ in range(2):  # two runs, one after the other, two calls each
+        model_server.add(
+            tool_calls(call("counter", {})), tool_calls(call("counter", {})), reply("ok")
+        )
+    queue = f"stateful-{os.urandom(4).hex()}"
+    second = await other_client(temporal_client)
+    async with (
+        hosted(temporal_client, [agent], model_server, task_queue=queue) as client,
+        hosted(second, [agent], model_server, task_queue=queue),
+    ):
+        counts: list[list[str]] = []
+        for n in range(2):
+            handle = await client.start("mcp-stateful", f"Count, run {n}.")
+            await handle.result()
+            events = [e async for e in handle.events(follow=False)]
+            counts.append([e.result or "" for e in events if isinstance(e, ToolCallFinished)])
+    for first, second in counts:
+        # Each run has its session (a count from 1) and keeps it (the same process).
+        assert first.split()[0] == "1" and second.split()[0] == "2", counts
+        assert first.split()[1] == second.split()[1], counts
+    assert counts[0][0].split()[1] != counts[1][0].split()[1]  # two sessions
+
+
+async def test_a_stateful_session_on_a_worker_that_is_gone_is_an_error_the_model_reads(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    from ratchet import AgentClient
+    from ratchet.testing import in_process_worker
+
+    from .conftest import _test_store
+
+    log = tmp_path / "calls.log"
+    agent = counting(log, "mcp-stateful-lost")
+
+    def answer(request: RecordedRequest) -> Step:
+        # By the prompt, not by order: a model call retried after its worker left gets
+        # the same answer. The second is slow: its worker goes away meanwhile.
+        done = sum(1 for m in request.body["messages"] if m["role"] == "tool")
+        if done == 3:
+            return reply("ok")
+        return tool_calls(call("counter", {}), delay=2.0 if done == 1 else 0.0)
+
+    model_server.handler = answer
+    queue = f"stateful-{os.urandom(4).hex()}"
+    store = _test_store()
+    # The first worker is alone when the run starts: it takes the session.
+    doomed = in_process_worker(
+        await other_client(temporal_client),
+        [agent],
+        model_server,
+        task_queue=queue,
+        transcript_store=store,
+    )
+    await doomed.__aenter__()
+    handle = await AgentClient(temporal_client, task_queue=queue).start(
+        "mcp-stateful-lost", "Count."
+    )
+    await model_server.wait_for_requests_async(2, timeout=30)  # the first call is done
+    async with hosted(temporal_client, [agent], model_server, task_queue=queue):
+        await doomed.__aexit__(None, None, None)  # ...and then it goes away
+        result = await handle.result()
+        events = [e async for e in handle.events(follow=False)]
+    assert result.output == "ok"
+    first, lost, fresh = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert first.outcome == "completed" and (first.result or "").startswith("1 ")
+    # No worker started the second call (its session's worker is gone)...
+    assert lost.outcome == "timed_out"
+    told = [r.body["messages"][-1] for r in model_server.requests]
+    assert any(
+        m["role"] == "tool" and "was held by a worker that is gone" in m["content"] for m in told
+    )
+    # ...and the third got a new session (counting from 1) on the worker left.
+    assert fresh.outcome == "completed" and (fresh.result or "").startswith("1 ")
+    assert (first.result or "").split()[1] != (fresh.result or "").split()[1]

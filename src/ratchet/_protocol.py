@@ -29,6 +29,7 @@ VERIFY_APPROVAL_ACTIVITY = "ratchet.verify_approval"
 OUTPUT_CHECK_ACTIVITY = "ratchet.check_output"
 INPUT_CHECK_ACTIVITY = "ratchet.check_input"
 HAND_OFF_ACTIVITY = "ratchet.hand_off"
+PIN_SESSION_ACTIVITY = "ratchet.pin_mcp_session"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -290,6 +291,9 @@ class Carried(BaseModel):
     agent: str | None = None
     """The agent the conversation was handed off to (a member of ``spec.team``);
     None: the run's own agent."""
+    mcp_sessions: dict[str, str] = {}
+    """Stateful MCP servers' sessions: server name → the task queue of the worker that
+    holds the run's session."""
 
 
 class SnapshotRequest(BaseModel):
@@ -387,6 +391,8 @@ class ToolRequest(BaseModel):
     """An MCP tool (``ToolSpec.mcp_server``): call it on this server of the agent."""
     mcp_tool: str | None = None
     """An MCP tool: its name on the server."""
+    mcp_pinned: bool = False
+    """A stateful server's tool: use the run's own session on this (pinned) worker."""
 
 
 class ToolResult(BaseModel):
@@ -487,6 +493,24 @@ class InputCheckResult(BaseModel):
         return next((c for c in self.checks if not c.passed), None)
 
 
+class SessionPinRequest(BaseModel):
+    """Input of the activity that picks the worker holding a run's session with a
+    stateful MCP server (whichever worker takes the activity)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    server: str
+
+
+class SessionPin(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    task_queue: str
+    """The worker's own task queue: the run's calls to the server go there."""
+
+
 class HandoffRequest(BaseModel):
     """Input of the handoff activity: the prompt so far, restarted under the target's
     instructions."""
@@ -558,6 +582,7 @@ __all__ = [
     "INPUT_CHECK_ACTIVITY",
     "MODEL_ACTIVITY",
     "OUTPUT_CHECK_ACTIVITY",
+    "PIN_SESSION_ACTIVITY",
     "SNAPSHOT_ACTIVITY",
     "STATUS_QUERY",
     "TOOL_ACTIVITY",
@@ -585,6 +610,8 @@ __all__ = [
     "RunResult",
     "RunState",
     "RunStatus",
+    "SessionPin",
+    "SessionPinRequest",
     "SnapshotRequest",
     "ToolRequest",
     "ToolResult",

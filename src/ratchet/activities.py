@@ -28,6 +28,7 @@ from ._protocol import (
     INPUT_CHECK_ACTIVITY,
     MODEL_ACTIVITY,
     OUTPUT_CHECK_ACTIVITY,
+    PIN_SESSION_ACTIVITY,
     SNAPSHOT_ACTIVITY,
     TOOL_ACTIVITY,
     AgentSpec,
@@ -43,6 +44,8 @@ from ._protocol import (
     OutputCheck,
     OutputCheckRequest,
     OutputCheckResult,
+    SessionPin,
+    SessionPinRequest,
     SnapshotRequest,
     ToolRequest,
     ToolResult,
@@ -97,6 +100,9 @@ class AgentActivities:
         self.payload_limit = payload_limit
         self.rate_limits = dict(rate_limits or {})
         self._mcp: MCPSessions | None = None
+        self.session_queue: str | None = None
+        """This worker's own task queue, for the sessions of stateful MCP servers (set by
+        the worker when a hosted agent has one)."""
         self._tools_cache: dict[str, list[ToolSpec]] = {}
         self._deltas = deltas
         self._deltas_resolved = deltas is not None
@@ -190,6 +196,18 @@ class AgentActivities:
         """Close the worker's MCP sessions (their subprocesses and HTTP sessions)."""
         if self._mcp is not None:
             await self._mcp.close()
+
+    @activity.defn(name=PIN_SESSION_ACTIVITY)
+    async def pin_mcp_session(self, request: SessionPinRequest) -> SessionPin:
+        """Take a run's session with a stateful MCP server: this worker will hold it."""
+        if self.session_queue is None:
+            raise ApplicationError(
+                f"this worker has no task queue of its own for MCP sessions (agent "
+                f"{request.agent!r}, server {request.server!r}); build it with create_worker",
+                type="ConfigError",
+                non_retryable=True,
+            )
+        return SessionPin(task_queue=self.session_queue)
 
     @activity.defn(name=SNAPSHOT_ACTIVITY)
     async def snapshot_agent(self, request: SnapshotRequest) -> AgentSpec:
@@ -415,7 +433,10 @@ class AgentActivities:
         called = await _heartbeating(
             call_tool(
                 self.mcp,
-                session_key(agent.name, server),
+                # A stateful server: the run's own session, on this (pinned) worker.
+                session_key(agent.name, server, activity.info().workflow_id)
+                if request.mcp_pinned
+                else session_key(agent.name, server),
                 server,
                 request.mcp_tool,
                 request.arguments,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import pkgutil
 import signal
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -182,13 +183,25 @@ def create_worker(
     options = _options(worker_options)
     # Clients read this to refuse runs of agents no worker hosts (ratchet._hosting).
     options.setdefault("identity", announce_agents(client.identity, hosted))
+    companion: Worker | None = None
+    if any(s.stateful for a in hosted.values() for s in a.mcp_servers.values()):
+        # Stateful MCP servers: each run's session lives here, reached by this queue.
+        acts.session_queue = f"{task_queue}.mcp-sessions.{uuid.uuid4().hex[:12]}"
+        companion = Worker(
+            client,
+            task_queue=acts.session_queue,
+            activities=[acts.run_tool],
+            **{k: v for k, v in options.items() if k in ("identity", "interceptors")},
+        )
     return _AgentWorker(
         client,
         closing=acts,
+        companion=companion,
         task_queue=task_queue,
         workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow],
         activities=[
             acts.snapshot_agent,
+            acts.pin_mcp_session,
             acts.hand_off,
             acts.call_model,
             acts.run_tool,
@@ -206,14 +219,27 @@ def create_worker(
 class _AgentWorker(Worker):
     """A worker that closes its activities' resources (MCP sessions) when it stops."""
 
-    def __init__(self, *args: Any, closing: AgentActivities, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        closing: AgentActivities,
+        companion: Worker | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._closing = closing
+        self._companion = companion
 
     async def run(self) -> None:
+        """Run, with the companion worker polling this worker's own queue if any."""
+        companion = self._companion
+        running = asyncio.create_task(companion.run()) if companion is not None else None
         try:
             await super().run()
         finally:
+            if companion is not None and running is not None:
+                await companion.shutdown()
+                await asyncio.gather(running, return_exceptions=True)
             await self._closing.close()
 
 

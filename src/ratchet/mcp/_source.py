@@ -55,6 +55,7 @@ class MCPServer:
     timeout: float = 60.0
     max_attempts: int = 3
     connect_timeout: float = 30.0
+    stateful: bool = False
 
     @classmethod
     def stdio(
@@ -74,6 +75,7 @@ class MCPServer:
         timeout: float = 60.0,
         max_attempts: int = 3,
         connect_timeout: float = 30.0,
+        stateful: bool = False,
     ) -> MCPServer:
         """A server the worker starts as a subprocess and talks to over stdin/stdout.
 
@@ -94,6 +96,12 @@ class MCPServer:
             timeout: seconds one call attempt may take.
             max_attempts: attempts per call for transport failures and timeouts.
             connect_timeout: seconds to start the server and list its tools.
+            stateful: the server keeps state per session (a browser, a shell): each run
+                gets a session of its own, pinned to one worker (through a task queue of
+                that worker); if that worker goes away (no answer within
+                ``connect_timeout``), the call fails with an error the model reads, and
+                the next call starts a new session. Default: calls of every run share
+                the worker's session, reconnecting after a failure.
         """
         if not command.strip():
             raise ConfigError("MCPServer.stdio: the command is empty")
@@ -115,6 +123,7 @@ class MCPServer:
             timeout=timeout,
             max_attempts=max_attempts,
             connect_timeout=connect_timeout,
+            stateful=stateful,
         )
 
     @classmethod
@@ -132,6 +141,7 @@ class MCPServer:
         timeout: float = 60.0,
         max_attempts: int = 3,
         connect_timeout: float = 30.0,
+        stateful: bool = False,
     ) -> MCPServer:
         """A server reached over MCP's streamable HTTP transport.
 
@@ -141,8 +151,8 @@ class MCPServer:
             headers: HTTP headers for every request (kept in the worker).
             secrets: called when the worker connects; its headers are added (e.g.
                 ``lambda: {"Authorization": f"Bearer {vault.token()}"}``).
-            allow, deny, prefix, side_effects, timeout, max_attempts, connect_timeout:
-                as for :meth:`stdio`.
+            allow, deny, prefix, side_effects, timeout, max_attempts, connect_timeout,
+            stateful: as for :meth:`stdio`.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -162,6 +172,7 @@ class MCPServer:
             timeout=timeout,
             max_attempts=max_attempts,
             connect_timeout=connect_timeout,
+            stateful=stateful,
         )
 
     @classmethod

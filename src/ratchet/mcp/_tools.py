@@ -101,6 +101,8 @@ async def discover(
                 max_attempts=server.max_attempts,
                 mcp_server=server.name,
                 mcp_tool=t.name,
+                mcp_stateful=server.stateful,
+                mcp_connect_seconds=server.connect_timeout,
             )
         )
     return specs

@@ -51,6 +51,7 @@ from ._budgets import Budgets, inherit
 from ._chat import Chat
 from ._guardrails import check_input
 from ._handoffs import hand_off
+from ._mcp_sessions import MCPPins
 from ._model_calls import ModelCalls
 from ._slots import RunSlots, caps_of
 from ._snapshot import take_snapshot
@@ -89,6 +90,7 @@ class AgentWorkflow:
         self._chat = Chat(inp.chat)
         self._slots = RunSlots(self._status, carried)
         self._subagents = SubAgents(inp, self._status, self._budgets)
+        self._pins = MCPPins(carried)
         # Until the run picks its path (a patch decides, which only the run may ask).
         self._transcript: Transcript = FullTranscript()
 
@@ -194,7 +196,13 @@ class AgentWorkflow:
         self._spec = spec
         self._model = ModelCalls(spec, self._transcript, self._status)
         self._tools = ToolCalls(
-            spec, self._transcript, self._status, self._approvals, self._subagents, carried
+            spec,
+            self._transcript,
+            self._status,
+            self._approvals,
+            self._subagents,
+            self._pins,
+            carried,
         )
         self._answers = FinalAnswers(spec, self._transcript, self._status, carried)
 
@@ -344,6 +352,7 @@ class AgentWorkflow:
             answers=self._answers,
             approvals=self._approvals,
             slots=self._slots,
+            pins=self._pins,
             resume=resume,
             answer=answer,
             calls=calls,

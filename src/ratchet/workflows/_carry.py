@@ -18,6 +18,7 @@ from ._answers import FinalAnswers
 from ._approvals import Approvals
 from ._budgets import Budgets
 from ._history_size import history_full
+from ._mcp_sessions import MCPPins
 from ._slots import RunSlots
 from ._status import Status
 from ._tool_calls import ToolCalls
@@ -46,6 +47,7 @@ def continue_as_new(
     answers: FinalAnswers,
     approvals: Approvals,
     slots: RunSlots,
+    pins: MCPPins,
     resume: Literal["answer", "chat"],
     answer: str,
     calls: list[ToolCall] | None,
@@ -79,6 +81,7 @@ def continue_as_new(
         slots=list(slots.held),
         budgets=dict(budgets.raised),
         agent=agent,
+        mcp_sessions=dict(pins.queues),
     )
     status.set_step(f"continuing as new (execution {carried_status.execution + 1})")
     workflow.continue_as_new(inp.model_copy(update={"carried": carried}))

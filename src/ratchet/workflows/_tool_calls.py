@@ -15,7 +15,7 @@ from typing import Any, assert_never
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
     from .._protocol import (
@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
 
 from ._approvals import Approvals
 from ._failures import failure_of
+from ._mcp_sessions import MCPPins
 from ._status import Status
 from ._subagents import SubAgents
 from ._transcript import Transcript
@@ -54,6 +55,7 @@ class ToolCalls:
         status: Status,
         approvals: Approvals,
         subagents: SubAgents,
+        pins: MCPPins,
         carried: Carried | None,
     ) -> None:
         self._spec = spec
@@ -61,6 +63,7 @@ class ToolCalls:
         self._status = status
         self._approvals = approvals
         self._subagents = subagents
+        self._pins = pins
         self._rejected_by_tool: set[str] = set()
         self.repair_streak = carried.repair_streak if carried else 0
         """Turns in a row with an invalid call (``Limits.max_repair_turns``)."""
@@ -196,6 +199,9 @@ class ToolCalls:
         spec = self._spec
         tool = spec.tool(call.name)
         assert tool is not None  # parse_call checked it
+        pinned: str | None = None
+        if tool.mcp_stateful and tool.mcp_server is not None:
+            pinned = await self._pins.queue(spec.name, tool.mcp_server)
         try:
             result = await workflow.execute_activity(
                 TOOL_ACTIVITY,
@@ -210,6 +216,12 @@ class ToolCalls:
                     store=self._transcript.by_reference,
                     mcp_server=tool.mcp_server,
                     mcp_tool=tool.mcp_tool,
+                    mcp_pinned=pinned is not None,
+                ),
+                task_queue=pinned,
+                # A pinned worker that is gone never starts the call: say so in time.
+                schedule_to_start_timeout=(
+                    timedelta(seconds=tool.mcp_connect_seconds) if pinned else None
                 ),
                 result_type=ToolResult,
                 # Explicit and unique per run, so the idempotency key derived from it is stable.
@@ -220,6 +232,16 @@ class ToolCalls:
                 summary=f"tool {call.name}({_short_args(arguments)})",
             )
         except ActivityError as e:
+            if pinned is not None and _never_started(e):
+                assert tool.mcp_server is not None
+                self._pins.lost(tool.mcp_server, pinned)
+                return Message.tool(
+                    call,
+                    f"error: the session with MCP server {tool.mcp_server!r} was held by a "
+                    "worker that is gone, and its state with it; the next call starts a "
+                    "new session.",
+                    is_error=True,
+                )
             failure = failure_of(e)
             if failure.type in _FATAL_TOOL_ERRORS:
                 self._status.fail_from(failure)
@@ -231,6 +253,12 @@ class ToolCalls:
         if result.message_ref is not None:
             self._transcript.mark_stored(result.message_ref)
         return Message.tool(call, result.content, is_error=result.is_error)
+
+
+def _never_started(error: ActivityError) -> bool:
+    """The call timed out waiting for a worker to start it."""
+    cause = error.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 async def _ready(message: Message) -> Message:
