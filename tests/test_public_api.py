@@ -217,6 +217,10 @@ EXPECTED: dict[str, list[str] | None] = {
         "up",
     ],
     "ratchet.mcp": [
+        "RUN_META_KEY",
+        "create_mcp_http_app",
+        "create_mcp_server",
+        "serve_mcp_stdio",
     ],
     "ratchet.messages": [
         "Message",

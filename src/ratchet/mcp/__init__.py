@@ -10,3 +10,9 @@
 from __future__ import annotations
 
 __all__: list[str] = []
+
+# --- The server side: ratchet agents as MCP tools (`ratchet mcp serve`). ---
+from ._http import create_mcp_http_app
+from ._server import RUN_META_KEY, create_mcp_server, serve_mcp_stdio
+
+__all__ += ["RUN_META_KEY", "create_mcp_http_app", "create_mcp_server", "serve_mcp_stdio"]
