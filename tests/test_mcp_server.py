@@ -174,6 +174,7 @@ async def test_over_http_with_api_keys_progress_and_approval_resources(
     store = KeyStore(tmp_path / "keys.sqlite")
     _, operator = store.create("ops", "operator")
     _, viewer = store.create("watcher", "viewer")
+    _, acme = store.create("acme-ops", "operator", "acme")
     store.close()
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
@@ -242,6 +243,16 @@ async def test_over_http_with_api_keys_progress_and_approval_resources(
                 legacy_tools = sorted(t.name for t in (await legacy.list_tools()).tools)
                 legacy_done = await read_json(legacy, run_uri)
                 handshake = legacy.protocol_version
+            # A key bound to a tenant sees only its tenant's runs, and cannot attach to
+            # another's by its id.
+            async with mcp_over_http(url, acme) as tenant:
+                with pytest.raises(MCPError, match="no run with id 'mcp-http-refund'"):
+                    await tenant.read_resource(run_uri)
+                tenant_runs = await read_json(tenant, "ratchet://runs")
+                hijack = await tenant.call_tool(
+                    "guarded",
+                    {"prompt": "Refund $50 on order 1042.", "run_id": "mcp-http-refund"},
+                )
         finally:
             proc.send_signal(signal.SIGINT)
             stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
@@ -253,6 +264,8 @@ async def test_over_http_with_api_keys_progress_and_approval_resources(
     assert sorted(tools) == ["guarded", "helper", "tracker"] == legacy_tools
     assert (modern, handshake) == ("2026-07-28", "2025-11-25")
     assert legacy_done["output"] == "Refunded $50 on order 1042."
+    assert tenant_runs == {"runs": []}
+    assert hijack.is_error and "run id 'mcp-http-refund' is taken" in text_of(hijack)
     assert "You are a support agent." in (tools["guarded"].description or "")
     schema = tools["tracker"].output_schema
     assert schema is not None and schema["required"] == ["order_id", "status"]

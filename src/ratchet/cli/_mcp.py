@@ -68,6 +68,7 @@ async def mcp_serve(
     an API key of the operator role (`ratchet keys create`), sent as a bearer token.
     """
     from .._app import load_agents
+    from ..agent import check_agent_name
     from ..client import AgentClient
     from ..mcp import create_mcp_server
 
@@ -78,6 +79,8 @@ async def mcp_serve(
     if names is not None:
         if not names:
             raise ConfigError("--agents names no agent: give names, comma-separated")
+        for name in names:
+            check_agent_name(name)
         offered = _pick(offered, names, app) if offered is not None else list(names)
     client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
     server = create_mcp_server(client, offered)
