@@ -82,7 +82,7 @@ def create_mcp_server(
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        caller_of(ctx)
+        caller_of(ctx)  # refuses an HTTP request nobody authenticated, as every handler does
         return types.ListToolsResult(tools=[a.tool() for a in await tools.catalog.offered()])
 
     async def call_tool(
