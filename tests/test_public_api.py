@@ -216,7 +216,14 @@ EXPECTED: dict[str, list[str] | None] = {
         "temporal_binary",
         "up",
     ],
-    "ratchet.mcp": [],
+    "ratchet.mcp": [
+        "MCPServer",
+        "RUN_META_KEY",
+        "Secrets",
+        "create_mcp_http_app",
+        "create_mcp_server",
+        "serve_mcp_stdio",
+    ],
     "ratchet.messages": [
         "Message",
         "Role",

@@ -17,6 +17,7 @@ from ._chat import chat, send
 from ._follow import follow_run
 from ._keys import keys_app
 from ._limits import limits_app
+from ._mcp import mcp_app
 from ._runs import cancel, list_runs, run, show, trace
 from ._serve import serve
 from ._services import codec_server, down, up
@@ -37,6 +38,7 @@ app.command()(show)
 app.add_typer(limits_app, name="limits")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
+app.add_typer(mcp_app, name="mcp")
 app.command("codec-server")(codec_server)
 
 

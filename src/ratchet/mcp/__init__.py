@@ -9,6 +9,37 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._source import MCPServer, Secrets
 
-__all__ = ["MCPServer", "Secrets"]
+if TYPE_CHECKING:
+    from ._http import create_mcp_http_app
+    from ._server import RUN_META_KEY, create_mcp_server, serve_mcp_stdio
+
+__all__ = [
+    "RUN_META_KEY",
+    "MCPServer",
+    "Secrets",
+    "create_mcp_http_app",
+    "create_mcp_server",
+    "serve_mcp_stdio",
+]
+
+# The server side (`ratchet mcp serve`) loads the SDK's server stack: only on use, so
+# agent definitions (which import MCPServer) and workers do not pay for it.
+_SERVER_NAMES = {
+    "RUN_META_KEY": "._server",
+    "create_mcp_server": "._server",
+    "serve_mcp_stdio": "._server",
+    "create_mcp_http_app": "._http",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _SERVER_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ratchet.mcp' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)

@@ -1,0 +1,132 @@
+"""`ratchet mcp serve`: ratchet agents as an MCP server, over stdio or streamable HTTP."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .._protocol import DEFAULT_TASK_QUEUE
+from ..errors import ConfigError
+from ._common import Address, Namespace, TaskQueue, _run, err, out
+from ._keys import KeysFile
+from ._serve import _check_free, _loopback
+
+if TYPE_CHECKING:
+    from mcp.server import Server
+
+    from ..agent import Agent
+
+mcp_app = typer.Typer(
+    help="ratchet agents as an MCP server: any MCP client (a desktop assistant, an IDE) "
+    "runs them as tools.",
+    no_args_is_help=True,
+)
+
+
+class Transport(StrEnum):
+    stdio = "stdio"
+    http = "http"
+
+
+@mcp_app.command("serve")
+@_run
+async def mcp_serve(
+    agents: Annotated[
+        str | None,
+        typer.Option(
+            "--agents",
+            help="The agents to offer, comma-separated (default: every agent of --app, "
+            "else every agent the task queue's workers host).",
+        ),
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            help="The agents, as module:attribute: their tools then describe their "
+            "instructions and output types.",
+        ),
+    ] = None,
+    transport: Annotated[
+        Transport, typer.Option(help="stdio (for a local client) or streamable HTTP.")
+    ] = Transport.stdio,
+    host: Annotated[str, typer.Option(help="HTTP: address to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="HTTP: port to listen on.", min=0, max=65535)] = 8001,
+    keys: KeysFile = None,
+    task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
+    address: Address = None,
+    namespace: Namespace = None,
+) -> None:
+    """Serve agents as MCP tools; runs and approvals as MCP resources.
+
+    Over stdio nothing but the protocol goes to stdout; over HTTP every request needs
+    an API key of the operator role (`ratchet keys create`), sent as a bearer token.
+    """
+    from .._app import load_agents
+    from ..agent import check_agent_name
+    from ..client import AgentClient
+    from ..mcp import create_mcp_server
+
+    offered: list[Agent | str] | None = None
+    if app is not None:
+        offered = list(load_agents(app))
+    names = [n.strip() for n in agents.split(",") if n.strip()] if agents is not None else None
+    if names is not None:
+        if not names:
+            raise ConfigError("--agents names no agent: give names, comma-separated")
+        for name in names:
+            check_agent_name(name)
+        offered = _pick(offered, names, app) if offered is not None else list(names)
+    client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
+    server = create_mcp_server(client, offered)
+    if transport is Transport.stdio:
+        from ..mcp import serve_mcp_stdio
+
+        await serve_mcp_stdio(server)
+        return
+    await _serve_http(server, host, port, keys)
+
+
+def _pick(agents: list[Agent | str], names: list[str], app: str | None) -> list[Agent | str]:
+    """The agents of --app that --agents names."""
+    by_name = {a.name if not isinstance(a, str) else a: a for a in agents}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ConfigError(
+            f"--agents names {missing[0]!r}, which {app} does not define "
+            f"(it has: {', '.join(sorted(by_name))})"
+        )
+    return [by_name[n] for n in names]
+
+
+async def _serve_http(server: Server[Any], host: str, port: int, keys_path: Path | None) -> None:
+    import uvicorn
+
+    from ..http import AuthSettings, KeyStore
+    from ..mcp import create_mcp_http_app
+
+    store = KeyStore(keys_path)
+    if not any(k.revoked is None for k in store.list()):
+        err.print(
+            "no API key yet: create one with `ratchet keys create --name NAME --role operator`",
+            markup=False,
+        )
+    api = create_mcp_http_app(server, auth=AuthSettings(keys=store), host=host)
+    if not _loopback(host):
+        err.print(
+            f"serving on {host}: other machines can reach it; put it behind TLS (https), "
+            "or API keys cross the network in the clear",
+            markup=False,
+        )
+    _check_free(host, port)
+    config = uvicorn.Config(api, host=host, port=port, log_level="info", proxy_headers=True)
+    out.print(f"ratchet MCP server on http://{host}:{port}/mcp", markup=False)
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        store.close()
