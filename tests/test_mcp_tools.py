@@ -395,3 +395,36 @@ async def test_a_stateful_session_on_a_worker_that_is_gone_is_an_error_the_model
     # ...and the third got a new session (counting from 1) on the worker left.
     assert fresh.outcome == "completed" and (fresh.result or "").startswith("1 ")
     assert (first.result or "").split()[1] != (fresh.result or "").split()[1]
+
+
+async def test_ratchet_tools_lists_every_tool_with_its_schema(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    from .test_cli import address, ratchet
+
+    listed = await ratchet("tools", "tool-clock", "--app", "tests.mcp_tool_app:agents", "--json")
+    assert listed.returncode == 0, listed.stderr
+    tools = {t["name"]: t for t in json.loads(listed.stdout)["tools"]}
+    assert {n: t["source"] for n, t in tools.items()} == {
+        "note": "function",
+        "tool-helper": "sub-agent",
+        "transfer_to_tool-desk": "handoff",
+        "time_get_current_time": "mcp",  # prefixed; convert_time denied
+    }
+    assert "timezone" in tools["time_get_current_time"]["parameters"]["properties"]
+    assert tools["time_get_current_time"]["detail"] == "mcp server time (tool get_current_time)"
+    # Without --app: what the agent's most recent run recorded.
+    none_yet = await ratchet("tools", "tool-clock", "--address", address(temporal_client))
+    assert none_yet.returncode != 0 and "no run of agent 'tool-clock'" in none_yet.stderr
+    from .mcp_tool_app import agents
+
+    model_server.add(reply("noon"))
+    async with hosted(temporal_client, agents, model_server) as client:
+        run = await client.run("tool-clock", "Time?")
+    assert run.output == "noon"
+    recorded = await ratchet("tools", "tool-clock", "--address", address(temporal_client))
+    assert recorded.returncode == 0, recorded.stderr
+    assert "4 tool(s), as recorded by run tool-clock-" in recorded.stdout
+    assert "time_get_current_time  [mcp] mcp server time (tool get_current_time)" in (
+        recorded.stdout
+    )

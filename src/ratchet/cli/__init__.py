@@ -21,6 +21,7 @@ from ._mcp import mcp_app
 from ._runs import cancel, list_runs, run, show, trace
 from ._serve import serve
 from ._services import codec_server, down, up
+from ._tools import tools
 from ._worker import worker
 
 __all__ = ["app", "follow_run", "main"]
@@ -35,6 +36,7 @@ for command in (up, down, worker, run, trace, chat, send, pending, approve, deny
     app.command()(command)
 app.command("ls")(list_runs)
 app.command()(show)
+app.command()(tools)
 app.add_typer(limits_app, name="limits")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
