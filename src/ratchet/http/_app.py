@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,7 +28,7 @@ from ._problems import Problem, install_problem_handlers
 from ._routes import ROUTERS
 from ._sessions import CSRF_HEADER
 
-__all__ = ["APPROVAL_SECRET_ENV", "CONSOLE_DIR", "create_app"]
+__all__ = ["APPROVAL_SECRET_ENV", "CONSOLE_DIR", "approval_signer", "create_app", "ratchet_version"]
 
 CONSOLE_DIR = Path(__file__).parent / "console"
 """The console's static files, served at ``/``."""
@@ -46,6 +46,9 @@ def create_app(
     approval_secret: str | None = None,
     transcript_store: TranscriptStore | None = None,
     console: bool = True,
+    a2a: bool = True,
+    a2a_descriptions: Mapping[str, str] | None = None,
+    public_url: str | None = None,
 ) -> FastAPI:
     """The HTTP API (``/v1``) and the web console (``/``), as a FastAPI application.
 
@@ -66,6 +69,12 @@ def create_app(
         transcript_store: the workers' transcript store, to show prompts the event
             history alone cannot rebuild (after a compaction).
         console: serve the console's static files at ``/``.
+        a2a: serve each agent as an A2A agent too, at ``/a2a/NAME`` (``ratchet.a2a``),
+            behind the same credentials (its agent card is public).
+        a2a_descriptions: each agent's description for its A2A card, by name (default:
+            the first sentence of its instructions).
+        public_url: the server's URL as clients reach it, for the A2A cards (default:
+            the URL each request came to).
 
     Raises:
         ConfigError: no credentials are configured, or an approval secret is set but
@@ -77,25 +86,45 @@ def create_app(
         raise ConfigError("two agents have the same name; each needs its own")
     app = FastAPI(
         title="ratchet",
-        version=_version(),
+        version=ratchet_version(),
         description="Durable AI agents on Temporal: start, watch, trace and approve runs.",
         openapi_url="/v1/openapi.json",
         # The interactive docs load their scripts from a CDN: the server stays offline.
         docs_url=None,
         redoc_url=None,
     )
-    app.state.ratchet = ApiContext(
+    ctx = ApiContext(
         client=agent_client,
         agents=by_name,
         auth=Authenticator(auth),
         keepalive_seconds=keepalive_seconds,
         temporal_ui_url=temporal_ui_url,
-        sign_approval=_approval_signer(approval_secret or os.environ.get(APPROVAL_SECRET_ENV)),
+        sign_approval=approval_signer(approval_secret or os.environ.get(APPROVAL_SECRET_ENV)),
         transcript_store=transcript_store,
     )
+    app.state.ratchet = ctx
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if a2a:
+        # Imported here: the A2A SDK loads only for servers that serve A2A.
+        from ..a2a import a2a_routes
+
+        # Plain Starlette routes: the A2A endpoints are not part of the /v1 OpenAPI
+        # document (their contract is A2A's), and they come before the console's
+        # catch-all mount.
+        app.router.routes.extend(
+            a2a_routes(
+                agent_client,
+                agents=agents,
+                authenticator=ctx.auth,
+                descriptions=a2a_descriptions,
+                public_url=public_url,
+                sign_approval=ctx.sign_approval,
+                transcript_store=transcript_store,
+                version=app.version,
+            )
+        )
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     if console and CONSOLE_DIR.is_dir():
         app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
@@ -112,7 +141,8 @@ def create_app(
     return app
 
 
-def _approval_signer(secret: str | None) -> Callable[..., str] | None:
+def approval_signer(secret: str | None) -> Callable[..., str] | None:
+    """``sign_approval`` bound to ``secret`` (None without one)."""
     if not secret:
         return None
     # Checked now (a short secret fails at startup, not at the first approval).
@@ -120,7 +150,8 @@ def _approval_signer(secret: str | None) -> Callable[..., str] | None:
     return sign
 
 
-def _version() -> str:
+def ratchet_version() -> str:
+    """The installed ratchet's version."""
     try:
         return version("ratchet")
     except PackageNotFoundError:
@@ -154,7 +185,7 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        api = str(scope.get("path", "")).startswith("/v1/")
+        api = str(scope.get("path", "")).startswith(("/v1/", "/a2a/"))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

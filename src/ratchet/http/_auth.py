@@ -100,15 +100,7 @@ class Authenticator:
         """
         header = request.headers.get("authorization")
         if header is not None:
-            scheme, _, credential = header.partition(" ")
-            if scheme.lower() != "bearer" or not credential.strip():
-                raise unauthorized("use 'Authorization: Bearer <API key or token>'")
-            found = await self.verify(credential.strip())
-            if found is None:
-                raise unauthorized(
-                    "the bearer credential is not valid (unknown, revoked or expired)"
-                )
-            return found[0]
+            return await self.bearer(header)
         session_id = request.cookies.get(COOKIE_NAME)
         if session_id is None:
             raise unauthorized(
@@ -128,6 +120,21 @@ class Authenticator:
                     f"CSRF token in {CSRF_HEADER} (POST /v1/session and GET /v1/me return it)",
                 )
         return session.principal
+
+    async def bearer(self, header: str) -> Principal:
+        """The caller an ``Authorization`` header value names (``Bearer <credential>``).
+
+        Raises:
+            ProblemError: 401 for another scheme or an invalid credential; 403 for a
+                valid token that names no role or no caller.
+        """
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise unauthorized("use 'Authorization: Bearer <API key or token>'")
+        found = await self.verify(credential.strip())
+        if found is None:
+            raise unauthorized("the bearer credential is not valid (unknown, revoked or expired)")
+        return found[0]
 
     def session(self, session_id: str) -> Session | None:
         """The live session with this id; a session whose API key was revoked has ended."""

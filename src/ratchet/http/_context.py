@@ -1,5 +1,6 @@
 """What every route reaches: the client, the agents, the authenticator, the settings;
-and the tenant check every route about one run goes through."""
+and the tenant checks every route about one run goes through (also used by the A2A
+server, ``ratchet.a2a``, which has no ``ApiContext``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ._auth import Authenticator
 from ._problems import ProblemError
 from ._roles import Principal
 
-__all__ = ["ApiContext", "context", "visible_run"]
+__all__ = ["ApiContext", "context", "run_visible_to", "start_as", "visible_run"]
 
 
 @dataclass
@@ -58,8 +59,15 @@ async def visible_run(
         RunNotFound: no such run, or it belongs to another tenant: both answer 404 with
             the same words, so a tenant cannot learn whether another's run id exists.
     """
+    return await run_visible_to(ctx.client, principal, run_id)
+
+
+async def run_visible_to(
+    client: AgentClient, principal: Principal, run_id: str
+) -> tuple[RunHandle, RunInput]:
+    """:func:`visible_run` for a bare client."""
     not_found = RunNotFound(f"no run with id {run_id!r}; list runs with GET /v1/runs")
-    handle = ctx.client.get(run_id)
+    handle = client.get(run_id)
     try:
         run_input = await handle.input()
     except (RunNotFound, ValueError):
@@ -68,3 +76,58 @@ async def visible_run(
     if not principal.sees(run_input.tenant):
         raise not_found
     return handle, run_input
+
+
+async def start_as(
+    client: AgentClient,
+    principal: Principal,
+    agent: str,
+    prompt: str,
+    *,
+    id: str | None = None,
+    model: str | None = None,
+    chat: bool = False,
+) -> RunHandle:
+    """Start a run of ``agent`` as ``principal`` (in its tenant), or attach to the run
+    with ``id`` when it is the same agent and prompt.
+
+    Raises:
+        ProblemError: 400 when the principal's tenant could never list the run; 409 when
+            the id names a run the principal may not see.
+        ConfigError: as :meth:`AgentClient.start` (e.g. ``id`` names another prompt's run).
+    """
+    if principal.tenant is not None and not await client.tenants_indexed():
+        # Started now, the run could never be listed for its tenant.
+        raise ProblemError(
+            400,
+            "ConfigError",
+            f"cannot start runs for tenant {principal.tenant!r}: namespace "
+            f"{client.temporal.namespace!r} has no RatchetTenant search attribute, so "
+            "the tenant could never list them. Register ratchet's search attributes "
+            "(`ratchet up` does for the embedded server; else "
+            "`await ratchet.register_search_attributes(client)`)",
+        )
+    taken = ProblemError(
+        409, "ConfigError", f"run id {id!r} is taken by another run; choose another"
+    )
+    if id is not None and principal.tenant is not None:
+        # Checked before starting: attaching would answer with another tenant's details.
+        try:
+            await run_visible_to(client, principal, id)
+        except RunNotFound:
+            if await _exists(client, id):
+                raise taken from None
+    handle = await client.start(
+        agent, prompt, id=id, model=model, chat=chat, tenant=principal.tenant
+    )
+    if handle.existed and not principal.sees((await handle.input()).tenant):
+        raise taken  # started by another tenant in the meantime
+    return handle
+
+
+async def _exists(client: AgentClient, run_id: str) -> bool:
+    try:
+        await client.get(run_id).info()
+    except RunNotFound:
+        return False
+    return True

@@ -12,10 +12,9 @@ from pydantic import AwareDatetime
 from ..._history import execution_ids
 from ..._protocol import ChatReply
 from ..._runs import RunInfo, ratchet_spelling
-from ...errors import RunNotFound
 from ...messages import Message
 from ...trace import Trace, build_trace
-from .._context import ApiContext, visible_run
+from .._context import ApiContext, start_as, visible_run
 from .._problems import PROBLEM_RESPONSES, ProblemError
 from .._roles import Principal
 from .._schemas import (
@@ -46,47 +45,17 @@ async def start_visible_run(ctx: ApiContext, principal: Principal, body: StartRu
         ProblemError: 409 when the id names a run the principal may not see.
     """
     agent = ctx.agent(body.agent)
-    if principal.tenant is not None and not await ctx.client.tenants_indexed():
-        # Started now, the run could never be listed for its tenant.
-        raise ProblemError(
-            400,
-            "ConfigError",
-            f"cannot start runs for tenant {principal.tenant!r}: namespace "
-            f"{ctx.client.temporal.namespace!r} has no RatchetTenant search attribute, so "
-            "the tenant could never list them. Register ratchet's search attributes "
-            "(`ratchet up` does for the embedded server; else "
-            "`await ratchet.register_search_attributes(client)`)",
-        )
-    taken = ProblemError(
-        409, "ConfigError", f"run id {body.id!r} is taken by another run; choose another"
-    )
-    if body.id is not None and principal.tenant is not None:
-        # Checked before starting: attaching would answer with another tenant's details.
-        try:
-            await visible_run(ctx, principal, body.id)
-        except RunNotFound:
-            if await _exists(ctx, body.id):
-                raise taken from None
-    handle = await ctx.client.start(
+    handle = await start_as(
+        ctx.client,
+        principal,
         agent.name,
         body.prompt,
         id=body.id,
         model=body.model,
         chat=body.chat,
-        tenant=principal.tenant,
     )
-    if handle.existed and not principal.sees((await handle.input()).tenant):
-        raise taken  # started by another tenant in the meantime
     info = await handle.info()
     return StartedRun(id=handle.id, existed=handle.existed, agent=agent.name, status=info.status)
-
-
-async def _exists(ctx: ApiContext, run_id: str) -> bool:
-    try:
-        await ctx.client.get(run_id).info()
-    except RunNotFound:
-        return False
-    return True
 
 
 @router.post(
