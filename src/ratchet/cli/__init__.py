@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from ._a2a import a2a_app
 from ._approvals import approve, deny, pending
 from ._chat import chat, send
 from ._follow import follow_run
@@ -41,6 +42,7 @@ app.add_typer(limits_app, name="limits")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(a2a_app, name="a2a")
 app.command("codec-server")(codec_server)
 
 
