@@ -37,10 +37,9 @@ a2a_app = typer.Typer(
 async def a2a_serve(
     app: AppSpec,
     agents: Annotated[
-        list[str] | None,
+        str | None,
         typer.Option(
-            "--agents",
-            help="Serve only these agents of --app (comma-separated or repeated; default: all).",
+            "--agents", help="Serve only these agents of --app, comma-separated (default: all)."
         ),
     ] = None,
     host: Host = "127.0.0.1",
@@ -68,8 +67,10 @@ async def a2a_serve(
     from ..transcripts import store_from_url
 
     served = load_agents(app)
-    if agents:
-        wanted = [name.strip() for names in agents for name in names.split(",") if name.strip()]
+    if agents is not None:
+        wanted = [name.strip() for name in agents.split(",") if name.strip()]
+        if not wanted:
+            raise ConfigError("--agents names no agent: give names, comma-separated")
         by_name = {a.name: a for a in served}
         unknown = [name for name in wanted if name not in by_name]
         if unknown:
