@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from a2a.client import (
     ClientFactory,
     CredentialService,
 )
-from a2a.helpers import get_data_parts, get_message_text
+from a2a.helpers import get_artifact_text, get_data_parts, get_message_text
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
@@ -50,14 +53,17 @@ from google.protobuf import struct_pb2
 from google.protobuf.json_format import ParseDict
 from temporalio.client import Client as TemporalClient
 
+from examples.a2a_client import ask
 from ratchet import AgentClient, RunCancelled
 from ratchet import events as ev
 from ratchet.a2a import create_a2a_app
 from ratchet.http import AuthSettings, KeyStore, create_app
 from ratchet.testing import ScriptedModelServer, call, hang, reply, tool_calls
 
-from .conftest import hosted
+from .conftest import ROOT, hosted
 from .http_kit import agents, keys_of_every_role, serve
+from .test_cli import assert_clean_error, ratchet
+from .test_http_cli import free_port
 
 ANSWER = "Order 1042 shipped on Monday."
 COMPLETED = TaskState.TASK_STATE_COMPLETED
@@ -241,7 +247,7 @@ async def test_a_stream_carries_the_work_then_the_answer_artifact(
     # Then the answer as an artifact, then completed: the stream's last event.
     assert kinds[-2:] == ["artifact_update", "status_update"]
     artifact = rest[-2].artifact_update.artifact
-    assert artifact.artifact_id == "answer" and get_message_text(artifact) == ANSWER
+    assert artifact.artifact_id == "answer" and get_artifact_text(artifact) == ANSWER
     assert rest[-1].status_update.status.state == COMPLETED
     assert statuses.index(called) < statuses.index(result) < len(statuses) - 1
 
@@ -333,6 +339,34 @@ async def test_a_denial_streams_and_the_model_is_told(
     texts = [get_message_text(r.status_update.status.message) for r in second[1:-1]]
     assert any("denied by approver: not today" in t for t in texts), texts
     assert "not today" in json.dumps(model_server.requests[-1].messages)
+
+
+async def test_the_readme_client_streams_and_answers_approvals(
+    site: Site, model_server: ScriptedModelServer
+) -> None:
+    model_server.add(
+        tool_calls(call("refund", {"order_id": 7, "amount": 30})), reply("Refunded $30.")
+    )
+    asked: list[dict[str, Any]] = []
+    lines: list[str] = []
+
+    def approve(waiting: dict[str, Any]) -> bool:
+        asked.append(waiting)
+        return True
+
+    answer = await ask(
+        f"{site.url}/a2a/guarded",
+        site.keys["approver"],
+        "Refund $30 on order 7.",
+        approve=approve,
+        show=lines.append,
+    )
+    assert answer == "Refunded $30."
+    assert [(a["tool"], a["arguments"]) for a in asked] == [
+        ("refund", {"order_id": 7.0, "amount": 30.0})
+    ]
+    assert lines[0].startswith("tool call refund(") and "needs approval" in lines[0]
+    assert any(line.startswith("refund returned: refunded $30 on order 7") for line in lines)
 
 
 async def test_a_chat_task_takes_follow_ups_until_it_is_ended(
@@ -499,3 +533,54 @@ async def test_the_card_is_served_while_the_api_needs_keys_for_everything_else(
     async with httpx.AsyncClient(base_url=site.url, timeout=30) as http:
         paths = (await http.get("/v1/openapi.json")).json()["paths"]
     assert not [p for p in paths if p.startswith("/a2a")]
+
+
+async def test_ratchet_a2a_serve_serves_the_chosen_agents_until_ctrl_c(
+    temporal_client: TemporalClient, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RATCHET_API_KEYS": str(tmp_path / "keys.sqlite"),
+        "RATCHET_DATA_DIR": str(tmp_path / "data"),
+    }
+    key = (await ratchet("keys", "create", "--name", "ops", "--role", "operator", env=env)).stdout
+    assert_clean_error(
+        await ratchet("a2a", "serve", "--app", "tests.http_kit:agents", "--agents", "x", env=env),
+        "--agents names agents that tests.http_kit:agents does not have: x",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    model_server.add(reply("Served over A2A."))
+    async with hosted(temporal_client, agents(), model_server) as client:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "ratchet.cli", "a2a", "serve", "--app", "tests.http_kit:agents"),
+            *("--agents", "helper", "--port", str(port), "--task-queue", client.task_queue),
+            *("--address", temporal_client.service_client.config.target_host),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                for _ in range(600):
+                    try:
+                        card = await http.get("/a2a/helper/.well-known/agent-card.json")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("ratchet a2a serve did not come up")
+                not_served = await http.get("/a2a/guarded/.well-known/agent-card.json")
+            async with a2a(url, "helper", key.strip()) as a:
+                task = await sent_task(a, message("Where is order 1042?"))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert card.json()["supportedInterfaces"][0]["url"] == f"{url}/a2a/helper"
+    assert not_served.status_code == 404
+    assert artifact_text(task, "answer") == "Served over A2A."
+    assert f"helper: {url}/a2a/helper" in stdout.decode()
+    assert proc.returncode == 130 and "Traceback" not in stderr.decode(), stderr.decode()
