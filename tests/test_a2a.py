@@ -483,7 +483,7 @@ async def test_a2a_0_3_method_names_work_on_the_same_endpoint(
 async def test_subscribing_follows_a_running_task_to_its_end(
     site: Site, model_server: ScriptedModelServer
 ) -> None:
-    model_server.add(reply(ANSWER, delay=1.0))
+    model_server.add(reply(ANSWER, delay=3.0))
     async with (
         a2a(site.url, "helper", site.keys["operator"], polling=True) as starter,
         a2a(site.url, "helper", site.keys["viewer"], streaming=True) as watcher,
