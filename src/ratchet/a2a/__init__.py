@@ -12,8 +12,9 @@ a waiting approval, or continues a chat; the stream carries the run's work as st
 updates and its answer as an artifact; ``input-required`` means a call waits for
 approval (or a chat for its next message). See the modules: ``_states`` (run states
 as task states), ``_ids`` (task ids), ``_incoming`` (what a message can ask),
-``_view`` (a run read as a task, and what its stream carries), ``_handler`` (the
-requests), ``_card`` (agent cards), ``_caller`` (authentication and roles),
+``_view`` (a run read as a task, and what its stream carries), ``_reading`` (runs
+read past and live), ``_handler`` (the requests), ``_card`` (agent cards),
+``_caller`` (authentication and roles), ``_errors`` (ratchet's errors as A2A's),
 ``_routes`` and ``_app`` (where it is served).
 """
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
-from contextlib import aclosing, contextmanager, suppress
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events import Event
@@ -55,7 +54,6 @@ from a2a.utils.errors import A2AError
 from a2a.utils.proto_utils import validate_proto_required_fields
 from a2a.utils.task import apply_history_length, validate_history_length
 
-from .. import events as ev
 from .._protocol import ChatReply, RunInput
 from ..client import AgentClient, RunHandle
 from ..errors import RunNotFound
@@ -65,6 +63,7 @@ from ._caller import Caller, caller_of
 from ._errors import a2a_error
 from ._ids import new_task_id
 from ._incoming import Decision, Incoming, read_message
+from ._reading import TaskReader
 from ._states import state_name
 from ._view import TaskView
 
@@ -111,7 +110,7 @@ class RunTaskHandler(RequestHandler):
         self._client = client
         self._sign_approval = sign_approval
         self._cancel_wait_seconds = cancel_wait_seconds
-        self._store = transcript_store
+        self._reader = TaskReader(transcript_store)
         self._background: set[asyncio.Future[ChatReply]] = set()
         """Chat messages still on their way after their exchange ended: never cancelled
         (that could drop the message), kept here until they land."""
@@ -194,7 +193,7 @@ class RunTaskHandler(RequestHandler):
             chat=incoming.chat,
         )
         if handle.existed:  # the same message again: its task as it is now
-            view = await self._fold(handle, caller.agent)
+            view = await self._reader.fold(handle, caller.agent)
             return _Turn(handle, view, follow=not view.settled)
         view = TaskView(run_id, agent=caller.agent)
         view.open(incoming.text, chat=incoming.chat)
@@ -203,7 +202,7 @@ class RunTaskHandler(RequestHandler):
     async def _continue(
         self, caller: Caller, handle: RunHandle, run_input: RunInput, incoming: Incoming
     ) -> _Turn:
-        view = await self._fold(handle, run_input.agent)
+        view = await self._reader.fold(handle, run_input.agent)
         ended = (
             f"task {handle.id!r} has ended ({state_name(view.state)}) and takes no more "
             "messages; send a message without a taskId to start a new task"
@@ -287,7 +286,7 @@ class RunTaskHandler(RequestHandler):
             caller = caller_of(context)
             caller.require("viewer", "reading a task")
             handle, run_input = await self._visible(caller, params.id)
-            view = await self._fold(handle, run_input.agent)
+            view = await self._reader.fold(handle, run_input.agent)
             return apply_history_length(view.task(), params)
 
     async def on_cancel_task(
@@ -298,7 +297,7 @@ class RunTaskHandler(RequestHandler):
             caller = caller_of(context)
             caller.require("operator", "canceling a task")
             handle, run_input = await self._visible(caller, params.id)
-            view = await self._fold(handle, run_input.agent)
+            view = await self._reader.fold(handle, run_input.agent)
             if view.final:
                 raise TaskNotCancelableError(
                     f"task {handle.id!r} has already ended ({state_name(view.state)})"
@@ -306,15 +305,7 @@ class RunTaskHandler(RequestHandler):
             await handle.cancel()
             # The run stops within moments (in-flight calls are cancelled); a task
             # still stopping after the wait is answered as it is.
-            with suppress(TimeoutError):
-                async with (
-                    asyncio.timeout(self._cancel_wait_seconds),
-                    aclosing(self._events(handle, view.cursor, tokens=False)) as stream,
-                ):
-                    async for event in stream:
-                        view.feed(event)
-                        if view.final:
-                            break
+            await self._reader.until_final(handle, view, self._cancel_wait_seconds)
             return view.task()
 
     async def on_subscribe_to_task(
@@ -325,7 +316,7 @@ class RunTaskHandler(RequestHandler):
             caller = caller_of(context)
             caller.require("viewer", "following a task")
             handle, run_input = await self._visible(caller, params.id)
-            view = await self._fold(handle, run_input.agent)
+            view = await self._reader.fold(handle, run_input.agent)
             if view.final:
                 raise UnsupportedOperationError(
                     f"task {handle.id!r} has ended ({state_name(view.state)}); read it with GetTask"
@@ -361,58 +352,16 @@ class RunTaskHandler(RequestHandler):
             raise TaskNotFoundError(f"agent {caller.agent} has no task {task_id!r}")
         return handle, run_input
 
-    async def _fold(self, handle: RunHandle, agent: str) -> TaskView:
-        """The task of a run as recorded now."""
-        view = TaskView(handle.id, agent=agent)
-        async for event in handle.events(follow=False, tokens=False, store=self._store):
-            view.feed(event)
-        return view
-
-    def _events(
-        self, handle: RunHandle, after: str, *, tokens: bool = True
-    ) -> AsyncGenerator[ev.RunEvent]:
-        """The run's events after ``after``, live; closable (``aclosing``)."""
-        # RunHandle.events is an async generator function, typed as an iterator.
-        return cast(
-            "AsyncGenerator[ev.RunEvent]",
-            handle.events(after=after, tokens=tokens, store=self._store),
-        )
-
     async def _follow(self, turn: _Turn) -> AsyncGenerator[Event]:
-        """The A2A events of the run's next events, until the task ends or waits for
-        the client. A chat message that fails on its way ends it with an error."""
-        events = self._events(turn.handle, turn.view.cursor)
-        next_event: asyncio.Future[ev.RunEvent] | None = None
+        """The A2A events of the run from where the turn took it, until the task ends or
+        waits for the client; then a chat message still on its way is left to land."""
         try:
-            while True:
-                if next_event is None:
-                    next_event = asyncio.ensure_future(anext(events))
-                watched: set[asyncio.Future[Any]] = {next_event}
-                sending = turn.sending
-                if sending is not None and not sending.done():
-                    watched.add(sending)
-                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-                if sending is not None and sending.done() and sending.exception() is not None:
-                    error = sending.exception()
-                    assert error is not None
-                    raise a2a_error(error if isinstance(error, Exception) else RuntimeError())
-                if not next_event.done():
-                    continue
-                finished, next_event = next_event, None
-                try:
-                    event = finished.result()
-                except StopAsyncIteration:
-                    return
-                for out in turn.view.feed(event):
-                    yield out
-                if turn.view.settled:
-                    return
+            async with aclosing(
+                self._reader.follow(turn.handle, turn.view, turn.sending)
+            ) as events:
+                async for event in events:
+                    yield event
         finally:
-            if next_event is not None and not next_event.done():
-                next_event.cancel()
-                with suppress(BaseException):
-                    await next_event
-            await events.aclose()
             self._detach(turn)
 
     def _detach(self, turn: _Turn) -> None:
