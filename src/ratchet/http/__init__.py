@@ -2,7 +2,8 @@
 
 ``ratchet serve --app module:agents`` serves it with uvicorn; mount the app in an
 existing ASGI application to serve it there. Endpoints are under ``/v1`` (the
-OpenAPI document is ``/v1/openapi.json``); the console is at ``/``.
+OpenAPI document is ``/v1/openapi.json``); the console is at ``/``; each agent is an
+A2A agent at ``/a2a/NAME`` (``ratchet.a2a``), behind the same credentials.
 
 Modules: ``_app`` (the factory), ``_auth`` (who is asking, and may they), ``_roles``
 (roles and principals), ``_keys`` (the API key store), ``_oidc`` (JWT bearer tokens),
