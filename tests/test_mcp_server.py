@@ -174,7 +174,7 @@ async def test_over_http_with_api_keys_progress_and_approval_resources(
     store = KeyStore(tmp_path / "keys.sqlite")
     _, operator = store.create("ops", "operator")
     _, viewer = store.create("watcher", "viewer")
-    _, acme = store.create("acme-ops", "operator", "acme")
+    _, acme = store.create("acme-ops", "operator", "mcp-acme")  # a tenant no other test uses
     store.close()
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
