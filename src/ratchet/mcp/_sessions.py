@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import anyio
 import httpx2
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -21,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from ._source import MCPServer
 
-__all__ = ["MCPSessions"]
+__all__ = ["MCPSessions", "is_transport_failure"]
 
 _log = logging.getLogger("ratchet.mcp")
 
@@ -33,6 +35,7 @@ class _Session:
 
     def __init__(self, server: MCPServer) -> None:
         self.server = server
+        self.used = time.monotonic()
         self._ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
         self._close = asyncio.Event()
         self._task = asyncio.create_task(self._own(), name=f"mcp session {server.name}")
@@ -46,6 +49,10 @@ class _Session:
     def alive(self) -> bool:
         return not self._task.done()
 
+    @property
+    def ready(self) -> bool:
+        return self._ready.done() and not self._ready.cancelled() and not self._ready.exception()
+
     async def close(self) -> None:
         self._close.set()
         with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -55,7 +62,15 @@ class _Session:
 
     async def _own(self) -> None:
         try:
-            async with Client(_target(self.server), read_timeout_seconds=None) as client:
+            async with contextlib.AsyncExitStack() as stack:
+                target = _target(self.server)
+                if isinstance(target, httpx2.AsyncClient):
+                    # The transport does not close an HTTP client it is given.
+                    http = await stack.enter_async_context(target)
+                    target = streamable_http_client(self.server.url, http_client=http)
+                # (A server that never finishes its handshake: ``client()`` times out and
+                # the session is dropped, which cancels this task.)
+                client = await stack.enter_async_context(Client(target, read_timeout_seconds=None))
                 self._ready.set_result(client)
                 await self._close.wait()
         except BaseException as e:
@@ -66,6 +81,22 @@ class _Session:
             _log.info("MCP session to %s ended: %s: %s", self.server.name, type(e).__name__, e)
 
 
+def is_transport_failure(e: BaseException) -> bool:
+    """A lost connection: the process died, a stream closed, the network failed."""
+    leaves = getattr(e, "exceptions", None)
+    if leaves:
+        return any(is_transport_failure(x) for x in leaves)
+    return isinstance(
+        e,
+        OSError
+        | EOFError
+        | anyio.ClosedResourceError
+        | anyio.BrokenResourceError
+        | anyio.EndOfStream
+        | httpx2.TransportError,
+    )
+
+
 def _target(server: MCPServer) -> Any:
     if server.transport == "stdio":
         return StdioServerParameters(
@@ -74,20 +105,29 @@ def _target(server: MCPServer) -> Any:
             env=server.environment() or None,
             cwd=server.cwd,
         )
-    http = httpx2.AsyncClient(
+    return httpx2.AsyncClient(
         headers=server.request_headers(),
         timeout=httpx2.Timeout(server.connect_timeout, read=max(server.timeout, 30.0)),
     )
-    return streamable_http_client(server.url, http_client=http)
 
 
 class MCPSessions:
     """Open sessions by key (a server's name within an agent, and for a stateful server
-    the run too); a failed one is dropped and the next use reconnects."""
+    the run too); a failed one is dropped and the next use reconnects. A run's own
+    session (a stateful server) is closed after ``idle_seconds`` without a call: the
+    run has most likely ended."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_seconds: float = 900.0) -> None:
         self._sessions: dict[str, _Session] = {}
         self._lock = asyncio.Lock()
+        self._idle_seconds = idle_seconds
+
+    def _close_idle(self) -> None:
+        now = time.monotonic()
+        for key, session in list(self._sessions.items()):
+            if key.count("/") >= 2 and now - session.used > self._idle_seconds:
+                del self._sessions[key]
+                asyncio.get_running_loop().create_task(session.close())
 
     async def use(self, key: str, server: MCPServer, work: Callable[[Client], Awaitable[T]]) -> T:
         """Run ``work`` on the session for ``key``, opening it if needed. A lost
@@ -95,7 +135,9 @@ class MCPSessions:
         from mcp.shared.exceptions import MCPError
         from mcp_types.jsonrpc import CONNECTION_CLOSED
 
+        self._close_idle()
         session = await self._session(key, server)
+        session.used = time.monotonic()
         try:
             client = await session.client()
             return await work(client)
@@ -105,11 +147,18 @@ class MCPSessions:
             if e.code == CONNECTION_CLOSED:
                 await self.drop(key, session)
             raise
-        except (asyncio.CancelledError, TimeoutError):
-            raise  # this call gave up; the session may serve others
-        except Exception:
-            await self.drop(key, session)
+        except TimeoutError:
+            if not session.ready:
+                await self.drop(key, session)  # it never connected: start afresh next time
             raise
+        except Exception as e:
+            # Only a lost transport ends the session; a bad result (e.g. one that does
+            # not match the tool's output schema) leaves it to the calls sharing it.
+            if is_transport_failure(e) or not session.alive:
+                await self.drop(key, session)
+            raise
+        finally:
+            session.used = time.monotonic()
 
     async def drop(self, key: str, session: _Session | None = None) -> None:
         async with self._lock:

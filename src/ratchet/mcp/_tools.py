@@ -32,7 +32,7 @@ from mcp_types.jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 from temporalio.exceptions import ApplicationError
 
 from ..tools import ToolSpec
-from ._sessions import MCPSessions
+from ._sessions import MCPSessions, is_transport_failure
 from ._source import MCPServer
 
 __all__ = ["IDEMPOTENCY_META_KEY", "call_tool", "discover", "render_result", "session_key"]
@@ -199,6 +199,15 @@ async def _mapped(server: MCPServer, what: str, work: Any) -> Any:
     except ApplicationError:
         raise
     except Exception as e:
+        if not (is_transport_failure(e) or isinstance(e, TimeoutError)):
+            # E.g. a result that does not match the tool's own output schema: the same
+            # on every attempt, so not retried.
+            raise ApplicationError(
+                f"MCP server {server.name!r} gave a bad answer while {what}: "
+                f"{type(e).__name__}: {_flat(e)}",
+                type="MCPError",
+                non_retryable=True,
+            ) from None
         # Not chained: a retried attempt's failure must stay small in the history.
         raise ApplicationError(
             f"MCP server {server.name!r} is unavailable while {what}: "

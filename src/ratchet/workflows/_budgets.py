@@ -120,16 +120,22 @@ class Budgets:
                     "its transcript is kept (raise the budget to allow more)",
                 )
 
-    def left_for_child(self, spec: AgentSpec, parent_run: str) -> InheritedBudget:
-        """What a sub-agent called now may spend at most: this run's budgets left."""
+    def left_for_child(
+        self, spec: AgentSpec, parent_run: str, *, shares: int = 1
+    ) -> InheritedBudget:
+        """What a sub-agent called now may spend at most: this run's budgets left, split
+        evenly between the ``shares`` sub-agents the turn calls at once (together they
+        cannot spend more than the run has)."""
         limits = spec.limits
         s = self._status.current
         tokens = self.raised.get("max_total_tokens", limits.max_total_tokens)
         cost = self.raised.get("max_cost_usd", limits.max_cost_usd)
         wall = self.raised.get("max_wall_seconds", limits.max_wall_seconds)
         return InheritedBudget(
-            max_total_tokens=None if tokens is None else max(0, int(tokens) - s.usage.total_tokens),
-            max_cost_usd=None if cost is None else max(0.0, cost - s.cost_usd),
+            max_total_tokens=(
+                None if tokens is None else max(0, int(tokens) - s.usage.total_tokens) // shares
+            ),
+            max_cost_usd=None if cost is None else max(0.0, cost - s.cost_usd) / shares,
             deadline=None if wall is None else self.started + timedelta(seconds=wall),
             parent_run=parent_run,
         )

@@ -42,6 +42,10 @@ class MCPPins:
             del self.queues[server]
         self._pinning.pop(server, None)
 
+    def failed(self, server: str) -> None:
+        """The pin failed: the next call tries again."""
+        self._pinning.pop(server, None)
+
     async def _pin(self, agent: str, server: str, n: int) -> str:
         pin: SessionPin = await workflow.execute_activity(
             PIN_SESSION_ACTIVITY,

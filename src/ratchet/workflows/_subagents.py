@@ -19,6 +19,7 @@ from temporalio.exceptions import (
     ChildWorkflowError,
     TerminatedError,
     TimeoutError,
+    WorkflowAlreadyStartedError,
 )
 from temporalio.workflow import ParentClosePolicy
 
@@ -36,6 +37,11 @@ from ._status import Status
 __all__ = ["SubAgents"]
 
 _FATAL_CHILD_ERRORS: tuple[RunErrorType, ...] = ("UnknownAgent", "ConfigError")
+
+_SHARED_BUDGETS = ("max_total_tokens", "max_cost_usd", "max_wall_seconds")
+"""Budgets a child shares with its parent (capped by what the parent has left): one
+spent in the child is spent for the parent too. A child's own ``max_turns`` is not:
+the parent's model reads that failure like any tool error."""
 """A child failing with these fails this run too: no model turn can mend them."""
 
 
@@ -54,11 +60,14 @@ class SubAgents:
         activity_id: str,
         call: ToolCall,
         arguments: dict[str, Any],
+        *,
+        shares: int = 1,
     ) -> Message:
         """Run the sub-agent for one call; its final answer (or failure) as the tool message.
 
-        A spent budget anywhere in the child's tree fails this run with
-        ``BudgetExceeded``, naming the run that spent it.
+        A budget of this run (tokens, cost, wall time) spent anywhere in the child's
+        tree fails this run with ``BudgetExceeded``, naming the run that spent it.
+        ``shares``: sub-agents this turn calls at once (they split the budgets left).
         """
         assert tool.agent is not None
         me = workflow.info().workflow_id
@@ -70,7 +79,7 @@ class SubAgents:
             model=self._input.model,
             search_attributes=self._input.search_attributes,
             tenant=self._input.tenant,
-            inherited=self._budgets.left_for_child(spec, parent_run=me),
+            inherited=self._budgets.left_for_child(spec, parent_run=me, shares=shares),
         )
         try:
             result: RunResult = await workflow.execute_child_workflow(
@@ -95,6 +104,13 @@ class SubAgents:
             )
         except ChildWorkflowError as e:
             return self._failed(tool, run_id, call, e)
+        except WorkflowAlreadyStartedError:
+            return Message.tool(
+                call,
+                f"error: sub-agent {tool.agent!r} could not start: a run with id {run_id!r} "
+                "already exists (not this call's).",
+                is_error=True,
+            )
         self._status.subagent_finished(result.usage, result.cost_usd, result.unpriced_calls)
         return Message.tool(call, result.output)
 
@@ -113,7 +129,7 @@ class SubAgents:
                 int(spent.get("unpriced_calls") or 0),
             )
             spender = str(details.get("run_id") or run_id)
-            if cause.type == "BudgetExceeded":
+            if cause.type == "BudgetExceeded" and details.get("budget") in _SHARED_BUDGETS:
                 budget: dict[str, Any] = {
                     k: details[k] for k in ("budget", "used", "limit") if k in details
                 }

@@ -67,6 +67,7 @@ class ToolCalls:
         self._rejected_by_tool: set[str] = set()
         self.repair_streak = carried.repair_streak if carried else 0
         """Turns in a row with an invalid call (``Limits.max_repair_turns``)."""
+        self._shares = 1
         self.handoff: tuple[ToolCall, str] | None = None
         """The handoff the model asked for in the latest turn: (its call, the target)."""
 
@@ -79,6 +80,8 @@ class ToolCalls:
         pending: list[Awaitable[Message | None]] = []
         had_invalid = False
         self.handoff = None
+        # Sub-agents called at once split the budgets left between them.
+        self._shares = max(1, sum(1 for c in calls if (t := self._spec.tool(c.name)) and t.agent))
         for index, call in enumerate(calls):
             arguments, problem = parse_call(self._spec, call)
             if problem is not None:
@@ -172,7 +175,7 @@ class ToolCalls:
             return self._hand_off(call, tool.handoff)
         if tool.agent is not None:
             return await self._subagents.call(
-                self._spec, tool, f"turn{turn}-tool{index}", call, arguments
+                self._spec, tool, f"turn{turn}-tool{index}", call, arguments, shares=self._shares
             )
         return await self._run(turn, index, call, arguments, decision, approval)
 
@@ -201,7 +204,16 @@ class ToolCalls:
         assert tool is not None  # parse_call checked it
         pinned: str | None = None
         if tool.mcp_stateful and tool.mcp_server is not None:
-            pinned = await self._pins.queue(spec.name, tool.mcp_server)
+            try:
+                pinned = await self._pins.queue(spec.name, tool.mcp_server)
+            except ActivityError as e:
+                self._pins.failed(tool.mcp_server)
+                return Message.tool(
+                    call,
+                    f"error: no worker could take a session with MCP server "
+                    f"{tool.mcp_server!r}: {failure_of(e).message}",
+                    is_error=True,
+                )
         try:
             result = await workflow.execute_activity(
                 TOOL_ACTIVITY,
