@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ __all__ = [
     "API_KEY",
     "ROOT",
     "decoded_history_text",
+    "default_sigint",
     "hosted",
     "mypy_strict",
     "scripted_provider",
@@ -90,6 +92,16 @@ def temporal_client(ratchet_client: Client) -> Client:
 def model_server(scripted_model: ScriptedModelServer) -> ScriptedModelServer:
     """A scripted OpenAI-compatible server; tests add steps, and it is verified afterwards."""
     return scripted_model
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test stops with SIGINT: Ctrl-C as in a terminal.
+
+    When pytest itself ignores SIGINT (started in the background by a shell without job
+    control, e.g. ``nohup make test &``), its children would inherit that: an ignored
+    signal stays ignored across exec, and the child would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def mypy_strict(source: Path) -> subprocess.CompletedProcess[str]:
