@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import ratchet.local
@@ -34,7 +39,9 @@ __all__ = [
     "API_KEY",
     "ROOT",
     "decoded_history_text",
+    "default_sigint",
     "hosted",
+    "mypy_strict",
     "scripted_provider",
     "temporal_binary",
 ]
@@ -53,6 +60,29 @@ def temporal_env(ratchet_dev_server: WorkflowEnvironment) -> WorkflowEnvironment
     return ratchet_dev_server
 
 
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def _end_runs_left_running(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a test on the session's dev server, terminate every run still running there.
+
+    No worker outlives its test, so such runs (a run left waiting for approval, a
+    provider's limiter workflow) would never move again, yet later tests would pay for
+    them: ``client.limits()`` waits 5 s on a limiter nobody answers for, and the
+    approvals inbox asks every waiting run. Ending them keeps each test's cost its own.
+    """
+    env: WorkflowEnvironment | None = None
+    if "ratchet_dev_server" in request.fixturenames:
+        env = request.getfixturevalue("ratchet_dev_server")
+    yield
+    if env is None:
+        return
+    client = env.client
+    async for run in client.list_workflows("ExecutionStatus = 'Running'"):
+        with suppress(RPCError):  # it ended meanwhile
+            await client.get_workflow_handle(run.id, run_id=run.run_id).terminate(
+                "the test that started it is over"
+            )
+
+
 @pytest.fixture
 def temporal_client(ratchet_client: Client) -> Client:
     return ratchet_client
@@ -62,6 +92,33 @@ def temporal_client(ratchet_client: Client) -> Client:
 def model_server(scripted_model: ScriptedModelServer) -> ScriptedModelServer:
     """A scripted OpenAI-compatible server; tests add steps, and it is verified afterwards."""
     return scripted_model
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test stops with SIGINT: Ctrl-C as in a terminal.
+
+    When pytest itself ignores SIGINT (started in the background by a shell without job
+    control, e.g. ``nohup make test &``), its children would inherit that: an ignored
+    signal stays ignored across exec, and the child would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def mypy_strict(source: Path) -> subprocess.CompletedProcess[str]:
+    """``mypy --strict`` over one snippet file, as the project's own check runs it.
+
+    From the project root: the snippet is checked against ratchet with the project's
+    mypy settings, and mypy's incremental cache (.mypy_cache, which ``make typecheck``
+    fills just before the tests) is reused. Without it every call re-checks ratchet and
+    its dependencies from scratch: about 20 s instead of 2.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(source)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 def decoded_history_text(history_json: Any) -> str:

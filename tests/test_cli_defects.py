@@ -22,7 +22,7 @@ from ratchet.events import ModelCallFinished, ModelCallStarted
 from ratchet.messages import Message, Usage
 from ratchet.testing import ScriptedModelServer, call, error, hang, reply, tool_calls
 
-from .conftest import ROOT, hosted
+from .conftest import ROOT, default_sigint, hosted
 from .test_cli import address, assert_clean_error, ratchet
 
 
@@ -60,6 +60,7 @@ async def spawn(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
         env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=default_sigint,  # the Ctrl-C test sends it SIGINT
     )
     try:
         yield proc

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from ratchet._deps import resolve_deps
 from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
 from ratchet.worker import WorkerSettings
 
-from .conftest import decoded_history_text, hosted
+from .conftest import decoded_history_text, hosted, mypy_strict
 
 SECRET = "dsn=postgres://deps-secret-7f3a@db"
 
@@ -191,12 +189,7 @@ def test_tool_context_is_typed_by_its_deps(tmp_path: Path) -> None:
             """
         )
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(snippet)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = mypy_strict(snippet)
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
     # Exactly one error: returning the typed deps' int as str.
     assert len(errors) == 1 and "typed_deps.py:12" in errors[0], out.stdout + out.stderr

@@ -173,18 +173,20 @@ def test_keys_from_env_and_file(tmp_path: Path) -> None:
     assert codec is not None and codec.key_ids == ["k3", "k1"]
 
 
-@pytest.mark.parametrize(
-    ("value", "needle"),
-    [
-        ("", "holds no key"),
-        (base64.b64encode(K1).decode(), "entry 1 is not 'id:base64key'"),
-        (f"{entry('k1', K1)},k2:", "entry 2 is not 'id:base64key'"),
-        (f"{base64.b64encode(K1).decode()}:k1", "key id of entry 1 is invalid"),
-        ("k1:not base64!", "key 'k1' is not valid base64"),
-        (entry("k1", K1[:20]), "key 'k1' is 20 bytes"),
-        (f"{entry('k1', K1)},{entry('k1', K2)}", "'k1' appears twice"),
-    ],
-)
+MALFORMED_KEYS = [
+    ("", "holds no key"),
+    (base64.b64encode(K1).decode(), "entry 1 is not 'id:base64key'"),
+    (f"{entry('k1', K1)},k2:", "entry 2 is not 'id:base64key'"),
+    (f"{base64.b64encode(K1).decode()}:k1", "key id of entry 1 is invalid"),
+    ("k1:not base64!", "key 'k1' is not valid base64"),
+    (entry("k1", K1[:20]), "key 'k1' is 20 bytes"),
+    (f"{entry('k1', K1)},{entry('k1', K2)}", "'k1' appears twice"),
+]
+
+
+# Named by what they say, not by the random keys they hold: test ids must be the same
+# in every process (pytest-xdist's workers each collect the suite and compare ids).
+@pytest.mark.parametrize(("value", "needle"), MALFORMED_KEYS, ids=[n for _, n in MALFORMED_KEYS])
 def test_malformed_keys_say_what_is_wrong_without_key_material(value: str, needle: str) -> None:
     with pytest.raises(ConfigError) as raised:
         codec_from_env({KEYS_ENV: value})

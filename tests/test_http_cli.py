@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from ratchet.testing import ScriptedModelServer, reply
 
-from .conftest import ROOT, hosted
+from .conftest import ROOT, default_sigint, hosted
 from .http_kit import agents, bearer, read_sse
 from .test_cli import assert_clean_error, ratchet
 
@@ -94,6 +94,7 @@ async def test_serve_runs_the_api_on_loopback(
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=default_sigint,  # stopped with SIGINT below
         )
         try:
             url = f"http://127.0.0.1:{port}"

@@ -277,8 +277,11 @@ async def test_limiter_is_fifo_frees_dead_holders_and_continues_as_new(
         await granted("c#1")
         await settle("c#1")
 
-        # D dies holding its grant: E waits for D's lease (1.5 s) plus a window, not forever.
-        await request("d", lease=1.5)
+        # D dies holding its grant: E waits for D's lease (3 s) plus a window, not forever.
+        # The lease also bounds D's own wait in the queue, and D waits about a window
+        # (1.1 s) for C's to end: a shorter lease left too little slack on a loaded
+        # machine (D's request expired before the window freed and was never granted).
+        await request("d", lease=3.0)
         await request("e")
         await granted("d#1")
         assert not (await state("e#1")).granted

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from ratchet.models import WireFormat, envelope_schema, parse_envelope, render_w
 from ratchet.models._json_mode import json_mode_messages
 from ratchet.output import OUTPUT_TOOL, output_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import mypy_strict
 
 
 class Shipment(BaseModel):
@@ -496,13 +494,7 @@ def test_a_type_checker_follows_the_output_type(tmp_path: Path) -> None:
         "    reveal_type((await client.get('x').result(int)).output)\n"
         "    reveal_type((await client.run('x', 'y')).output)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(source)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    done = mypy_strict(source)
     revealed = [
         line.split("Revealed type is ")[1]
         for line in done.stdout.splitlines()
