@@ -102,6 +102,20 @@ async def env_has(name: str, ctx: Context) -> str:
     return "yes" if os.environ.get(name) else "no"
 
 
+async def extra(ctx: Context) -> str:
+    """A tool that exists once `unlock` was called."""
+    _log("extra", ctx)
+    return "extra works"
+
+
+@server.tool()
+async def unlock(ctx: Context) -> str:
+    """Add the tool `extra` to this server (its tool list changes)."""
+    _log("unlock", ctx)
+    server.add_tool(extra)
+    return "unlocked"
+
+
 _COUNT = [0]
 
 

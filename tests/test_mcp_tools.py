@@ -428,3 +428,54 @@ async def test_ratchet_tools_lists_every_tool_with_its_schema(
     assert "time_get_current_time  [mcp] mcp server time (tool get_current_time)" in (
         recorded.stdout
     )
+
+
+async def test_tools_are_discovered_again_at_continue_as_new_when_asked(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    agent = Agent(
+        "mcp-refresh",
+        instructions="Use the tools.",
+        model="openai:test",
+        # Continue as new at the first turn boundary after ~20 history events.
+        limits=FAST.model_copy(update={"continue_as_new_after_events": 20, "max_turns": 12}),
+        tools=[faulty(log, allow=["unlock", "lookup", "extra"], refresh_on_continue_as_new=True)],
+    )
+
+    def answer(request: RecordedRequest) -> Step:
+        offered = [t["function"]["name"] for t in request.body.get("tools", [])]
+        results = [m["content"] for m in request.body["messages"] if m["role"] == "tool"]
+        if not results:
+            return tool_calls(call("unlock", {}))
+        if "extra works" in results:
+            return reply("done")
+        if "extra" in offered:
+            return tool_calls(call("extra", {}))
+        assert len(results) < 6, "the run never continued as new with the new tool list"
+        return tool_calls(call("lookup", {"order_id": len(results)}))
+
+    model_server.handler = answer
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start("mcp-refresh", "Unlock, then use the extra tool.")
+        result = await handle.result()
+        status = await handle.status()
+        events = [e async for e in handle.events(follow=False)]
+    offered = [
+        sorted(t["function"]["name"] for t in r.body["tools"]) for r in model_server.requests
+    ]
+    assert result.output == "done" and status.execution >= 2
+    # The first execution offers what the run started with; after continuing as new,
+    # the server's new tool too.
+    assert offered[0] == ["lookup", "unlock"]
+    assert offered[-1] == ["extra", "lookup", "unlock"]
+    # ...and the new list came from the refresh activity, recorded in the history.
+    history = decoded_history_text(
+        (await temporal_client.get_workflow_handle(handle.id).fetch_history()).to_json_dict()
+    )
+    assert "ratchet.refresh_mcp_tools" in history
+    assert any(
+        e.tool == "extra" and e.result == "extra works"
+        for e in events
+        if isinstance(e, ToolCallFinished)
+    )

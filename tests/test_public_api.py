@@ -70,22 +70,22 @@ EXPECTED: dict[str, list[str] | None] = {
         "require_approval",
         "tool",
     ],
-    "ratchet.activities": [
-        "AgentActivities",
-    ],
     "ratchet.a2a": [
         "A2A_PREFIX",
         "APPROVE_KEY",
         "CARD_PATH",
         "END_CHAT_KEY",
+        "RunTaskHandler",
         "SECURITY_SCHEME",
         "TASK_STATE_OF",
-        "RunTaskHandler",
         "a2a_routes",
         "agent_card",
         "create_a2a_app",
         "endpoint_url",
         "new_task_id",
+    ],
+    "ratchet.activities": [
+        "AgentActivities",
     ],
     "ratchet.agent": [
         "Agent",

@@ -30,6 +30,7 @@ OUTPUT_CHECK_ACTIVITY = "ratchet.check_output"
 INPUT_CHECK_ACTIVITY = "ratchet.check_input"
 HAND_OFF_ACTIVITY = "ratchet.hand_off"
 PIN_SESSION_ACTIVITY = "ratchet.pin_mcp_session"
+REFRESH_TOOLS_ACTIVITY = "ratchet.refresh_mcp_tools"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -493,6 +494,28 @@ class InputCheckResult(BaseModel):
         return next((c for c in self.checks if not c.passed), None)
 
 
+class ToolsRefreshRequest(BaseModel):
+    """Input of the activity that discovers MCP servers' tools again (continue-as-new)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    servers: list[str]
+    """The agent's MCP servers to ask again."""
+    keep: list[ToolSpec]
+    """The agent's other tools, kept as recorded (first, in order)."""
+    store: bool = False
+    """Store the new tool list in the transcript store (``AgentSpec.tools_ref``)."""
+
+
+class ToolsRefresh(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tools: list[ToolSpec]
+    tools_ref: str | None = None
+
+
 class SessionPinRequest(BaseModel):
     """Input of the activity that picks the worker holding a run's session with a
     stateful MCP server (whichever worker takes the activity)."""
@@ -583,6 +606,7 @@ __all__ = [
     "MODEL_ACTIVITY",
     "OUTPUT_CHECK_ACTIVITY",
     "PIN_SESSION_ACTIVITY",
+    "REFRESH_TOOLS_ACTIVITY",
     "SNAPSHOT_ACTIVITY",
     "STATUS_QUERY",
     "TOOL_ACTIVITY",
@@ -615,6 +639,8 @@ __all__ = [
     "SnapshotRequest",
     "ToolRequest",
     "ToolResult",
+    "ToolsRefresh",
+    "ToolsRefreshRequest",
 ]
 
 RunInput.model_rebuild()

@@ -29,6 +29,7 @@ from ._protocol import (
     MODEL_ACTIVITY,
     OUTPUT_CHECK_ACTIVITY,
     PIN_SESSION_ACTIVITY,
+    REFRESH_TOOLS_ACTIVITY,
     SNAPSHOT_ACTIVITY,
     TOOL_ACTIVITY,
     AgentSpec,
@@ -49,6 +50,8 @@ from ._protocol import (
     SnapshotRequest,
     ToolRequest,
     ToolResult,
+    ToolsRefresh,
+    ToolsRefreshRequest,
 )
 from ._ratelimit import limited_call
 from .agent import Agent, parse_model
@@ -196,6 +199,27 @@ class AgentActivities:
         """Close the worker's MCP sessions (their subprocesses and HTTP sessions)."""
         if self._mcp is not None:
             await self._mcp.close()
+
+    @activity.defn(name=REFRESH_TOOLS_ACTIVITY)
+    async def refresh_mcp_tools(self, request: ToolsRefreshRequest) -> ToolsRefresh:
+        """Discover the tools of some of an agent's MCP servers again."""
+        from .mcp._tools import discover
+
+        agent = self._agent(request.agent)
+        taken = {t.name for t in request.keep}
+        tools = list(request.keep)
+        for name in request.servers:
+            server = agent.mcp_servers.get(name)
+            if server is None:
+                raise ApplicationError(
+                    f"agent {agent.name!r} has no MCP server named {name!r} on this worker "
+                    "any more; its tools cannot be refreshed",
+                    type="ConfigError",
+                    non_retryable=True,
+                )
+            tools += await discover(self.mcp, agent.name, server, taken)
+        ref = await save_tools(self.store, tools) if request.store and tools else None
+        return ToolsRefresh(tools=tools, tools_ref=ref)
 
     @activity.defn(name=PIN_SESSION_ACTIVITY)
     async def pin_mcp_session(self, request: SessionPinRequest) -> SessionPin:

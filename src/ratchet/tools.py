@@ -77,6 +77,8 @@ class ToolSpec(BaseModel):
     """An MCP tool: its name on the server (without the server's prefix)."""
     mcp_stateful: bool = False
     """An MCP tool of a stateful server: a run's calls go to one session on one worker."""
+    mcp_refresh: bool = False
+    """An MCP tool whose server's tools are discovered again at each continue-as-new."""
     mcp_connect_seconds: float = 30.0
     """An MCP tool: its server's ``connect_timeout`` (for a stateful server, also how
     long a call waits for the worker holding the run's session)."""

@@ -202,6 +202,7 @@ def create_worker(
         activities=[
             acts.snapshot_agent,
             acts.pin_mcp_session,
+            acts.refresh_mcp_tools,
             acts.hand_off,
             acts.call_model,
             acts.run_tool,

@@ -56,6 +56,7 @@ class MCPServer:
     max_attempts: int = 3
     connect_timeout: float = 30.0
     stateful: bool = False
+    refresh_on_continue_as_new: bool = False
 
     @classmethod
     def stdio(
@@ -76,6 +77,7 @@ class MCPServer:
         max_attempts: int = 3,
         connect_timeout: float = 30.0,
         stateful: bool = False,
+        refresh_on_continue_as_new: bool = False,
     ) -> MCPServer:
         """A server the worker starts as a subprocess and talks to over stdin/stdout.
 
@@ -102,6 +104,9 @@ class MCPServer:
                 ``connect_timeout``), the call fails with an error the model reads, and
                 the next call starts a new session. Default: calls of every run share
                 the worker's session, reconnecting after a failure.
+            refresh_on_continue_as_new: discover the server's tools again each time a
+                long run continues as new (recorded in the new execution's history);
+                default: a run keeps the tools discovered when it started.
         """
         if not command.strip():
             raise ConfigError("MCPServer.stdio: the command is empty")
@@ -124,6 +129,7 @@ class MCPServer:
             max_attempts=max_attempts,
             connect_timeout=connect_timeout,
             stateful=stateful,
+            refresh_on_continue_as_new=refresh_on_continue_as_new,
         )
 
     @classmethod
@@ -142,6 +148,7 @@ class MCPServer:
         max_attempts: int = 3,
         connect_timeout: float = 30.0,
         stateful: bool = False,
+        refresh_on_continue_as_new: bool = False,
     ) -> MCPServer:
         """A server reached over MCP's streamable HTTP transport.
 
@@ -152,7 +159,7 @@ class MCPServer:
             secrets: called when the worker connects; its headers are added (e.g.
                 ``lambda: {"Authorization": f"Bearer {vault.token()}"}``).
             allow, deny, prefix, side_effects, timeout, max_attempts, connect_timeout,
-            stateful: as for :meth:`stdio`.
+            stateful, refresh_on_continue_as_new: as for :meth:`stdio`.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -173,6 +180,7 @@ class MCPServer:
             max_attempts=max_attempts,
             connect_timeout=connect_timeout,
             stateful=stateful,
+            refresh_on_continue_as_new=refresh_on_continue_as_new,
         )
 
     @classmethod

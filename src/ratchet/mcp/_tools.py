@@ -64,7 +64,8 @@ async def discover(
         tools: list[Tool] = []
         cursor: str | None = None
         for _ in range(100):  # a paginator that never ends cannot hang the snapshot
-            page = await client.list_tools(cursor=cursor)
+            # Never from the client's cache: a new run (or a refresh) asks the server.
+            page = await client.list_tools(cursor=cursor, cache_mode="refresh")
             tools += page.tools
             cursor = page.next_cursor
             if not cursor:
@@ -103,6 +104,7 @@ async def discover(
                 mcp_tool=t.name,
                 mcp_stateful=server.stateful,
                 mcp_connect_seconds=server.connect_timeout,
+                mcp_refresh=server.refresh_on_continue_as_new,
             )
         )
     return specs

@@ -51,6 +51,7 @@ from ._budgets import Budgets, inherit
 from ._chat import Chat
 from ._guardrails import check_input
 from ._handoffs import hand_off
+from ._mcp_refresh import refreshed
 from ._mcp_sessions import MCPPins
 from ._model_calls import ModelCalls
 from ._slots import RunSlots, caps_of
@@ -224,7 +225,7 @@ class AgentWorkflow:
     async def _resume(self, carried: Carried) -> RunResult:
         """Go on where the previous execution of this run stopped."""
         self._transcript = LinearTranscript.resumed(carried)
-        self._root = carried.spec
+        self._root = await refreshed(carried.spec, store=True, status=self._status)
         spec = self._root.member(carried.agent) if carried.agent else self._root
         self._start_calls(spec, carried)
         self._status.continued(waiting_for_input=carried.resume == "chat")
