@@ -194,7 +194,7 @@ class AgentClient:
             parse_model(model)
         if tenant is not None:
             check_tenant(tenant)
-        existed = id is not None and await self._exists(id)
+        existed = id is not None and await self.exists(id)
         if check_hosted and not existed:
             await _check_hosted(self.temporal, self.task_queue, agent)
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
@@ -248,7 +248,8 @@ class AgentClient:
                 )
         return run
 
-    async def _exists(self, run_id: str) -> bool:
+    async def exists(self, run_id: str) -> bool:
+        """Whether a run (any workflow) has this id in the namespace."""
         try:
             await self.temporal.get_workflow_handle(run_id).describe()
         except RPCError as e:

@@ -8,8 +8,15 @@ from typing import Annotated
 import typer
 
 from .._protocol import DEFAULT_TASK_QUEUE
-from ..errors import ConfigError
-from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run
+from ._common import (
+    Address,
+    Namespace,
+    TaskQueue,
+    TranscriptStoreUrl,
+    _run,
+    agent_names,
+    pick_agents,
+)
 from ._keys import KeysFile
 from ._serve import (
     ApiKeys,
@@ -67,18 +74,9 @@ async def a2a_serve(
     from ..transcripts import store_from_url
 
     served = load_agents(app)
-    if agents is not None:
-        wanted = [name.strip() for name in agents.split(",") if name.strip()]
-        if not wanted:
-            raise ConfigError("--agents names no agent: give names, comma-separated")
-        by_name = {a.name: a for a in served}
-        unknown = [name for name in wanted if name not in by_name]
-        if unknown:
-            raise ConfigError(
-                f"--agents names agents that {app} does not have: {', '.join(unknown)} "
-                f"(it has: {', '.join(by_name)})"
-            )
-        served = [by_name[name] for name in dict.fromkeys(wanted)]
+    names = agent_names(agents)
+    if names is not None:
+        served = pick_agents(served, names, app)
     store, auth = auth_settings(
         keys,
         api_keys,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,7 +14,10 @@ from rich.markup import escape
 from temporalio.service import RPCError
 
 from .._connect import DEFAULT_ADDRESS
-from ..errors import RatchetError, RunFailed
+from ..errors import ConfigError, RatchetError, RunFailed
+
+if TYPE_CHECKING:
+    from ..agent import Agent
 
 out = Console(highlight=False, soft_wrap=True)
 # Errors stay on one line whatever the terminal width, so scripts can grep them.
@@ -113,3 +116,37 @@ def _ui_url(run_id: str, address: str | None, namespace: str | None) -> str | No
     if not base:
         return None
     return f"{base.rstrip('/')}/namespaces/{namespace or 'default'}/workflows/{run_id}"
+
+
+def agent_names(option: str | None) -> list[str] | None:
+    """The agent names an ``--agents a,b`` option gives, in order; None when not given.
+
+    Raises:
+        ConfigError: the option names no agent, or an invalid name.
+    """
+    from ..agent import check_agent_name
+
+    if option is None:
+        return None
+    names = list(dict.fromkeys(n.strip() for n in option.split(",") if n.strip()))
+    if not names:
+        raise ConfigError("--agents names no agent: give names, comma-separated")
+    for name in names:
+        check_agent_name(name)
+    return names
+
+
+def pick_agents(agents: Sequence[Agent], names: list[str], app: str) -> list[Agent]:
+    """The agents of ``app`` that ``--agents`` names.
+
+    Raises:
+        ConfigError: a name the app does not define.
+    """
+    by_name = {a.name: a for a in agents}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ConfigError(
+            f"--agents names agents that {app} does not have: {', '.join(unknown)} "
+            f"(it has: {', '.join(sorted(by_name))})"
+        )
+    return [by_name[name] for name in names]

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .._protocol import DEFAULT_TASK_QUEUE
-from ..errors import ConfigError
-from ._common import Address, Namespace, TaskQueue, _run, err, out
+from ._common import Address, Namespace, TaskQueue, _run, agent_names, err, out, pick_agents
 from ._keys import KeysFile
 from ._serve import _check_free, _loopback
 
@@ -68,20 +67,15 @@ async def mcp_serve(
     an API key of the operator role (`ratchet keys create`), sent as a bearer token.
     """
     from .._app import load_agents
-    from ..agent import check_agent_name
     from ..client import AgentClient
     from ..mcp import create_mcp_server
 
-    offered: list[Agent | str] | None = None
-    if app is not None:
-        offered = list(load_agents(app))
-    names = [n.strip() for n in agents.split(",") if n.strip()] if agents is not None else None
+    loaded = list(load_agents(app)) if app is not None else None
+    offered: list[Agent | str] | None = list(loaded) if loaded is not None else None
+    names = agent_names(agents)
     if names is not None:
-        if not names:
-            raise ConfigError("--agents names no agent: give names, comma-separated")
-        for name in names:
-            check_agent_name(name)
-        offered = _pick(offered, names, app) if offered is not None else list(names)
+        # Without --app the names stand alone (the workers that host them describe them).
+        offered = list(pick_agents(loaded, names, str(app))) if loaded is not None else [*names]
     client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
     server = create_mcp_server(client, offered)
     if transport is Transport.stdio:
@@ -90,18 +84,6 @@ async def mcp_serve(
         await serve_mcp_stdio(server)
         return
     await _serve_http(server, host, port, keys)
-
-
-def _pick(agents: list[Agent | str], names: list[str], app: str | None) -> list[Agent | str]:
-    """The agents of --app that --agents names."""
-    by_name = {a.name if not isinstance(a, str) else a: a for a in agents}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise ConfigError(
-            f"--agents names {missing[0]!r}, which {app} does not define "
-            f"(it has: {', '.join(sorted(by_name))})"
-        )
-    return [by_name[n] for n in names]
 
 
 async def _serve_http(server: Server[Any], host: str, port: int, keys_path: Path | None) -> None:

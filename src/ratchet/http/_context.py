@@ -115,7 +115,7 @@ async def start_as(
         try:
             await run_visible_to(client, principal, id)
         except RunNotFound:
-            if await _exists(client, id):
+            if await client.exists(id):
                 raise taken from None
     handle = await client.start(
         agent, prompt, id=id, model=model, chat=chat, tenant=principal.tenant
@@ -123,11 +123,3 @@ async def start_as(
     if handle.existed and not principal.sees((await handle.input()).tenant):
         raise taken  # started by another tenant in the meantime
     return handle
-
-
-async def _exists(client: AgentClient, run_id: str) -> bool:
-    try:
-        await client.get(run_id).info()
-    except RunNotFound:
-        return False
-    return True

@@ -201,7 +201,7 @@ class _AgentTools:
                 try:
                     await visible_run(self.client, caller, run_id)
                 except RunNotFound:
-                    if await _exists(self.client, run_id):
+                    if await self.client.exists(run_id):
                         raise taken from None
         handle = await self.client.start(
             agent.name, prompt, id=run_id, tenant=caller.tenant, check_hosted=True
@@ -234,14 +234,6 @@ def _arguments(arguments: dict[str, Any]) -> tuple[str, str | None]:
     if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
         raise ConfigError(f"{RUN_ID!r} must be a non-empty string when given")
     return prompt, run_id
-
-
-async def _exists(client: AgentClient, run_id: str) -> bool:
-    try:
-        await client.get(run_id).info()
-    except RunNotFound:
-        return False
-    return True
 
 
 async def _outcome(ctx: ServerRequestContext[Any, Any], handle: RunHandle) -> RunResult | RunFailed:
