@@ -43,7 +43,8 @@ async def tools(
                 f"{app_spec} has no agent named {agent!r} (it has: {', '.join(sorted(reachable))})"
             )
         spec = await discovered_spec(reachable[agent])
-        where = f"from {app_spec}, MCP servers asked now"
+        asked = ", MCP servers asked now" if reachable[agent].mcp_servers else ""
+        where = f"from {app_spec}{asked}"
     else:
         spec, run_id = await _latest_snapshot(agent, task_queue, address, namespace)
         where = f"as recorded by run {run_id}"

@@ -83,9 +83,14 @@ class _Session:
 
 def is_transport_failure(e: BaseException) -> bool:
     """A lost connection: the process died, a stream closed, the network failed."""
+    from mcp.shared.exceptions import MCPError
+    from mcp_types.jsonrpc import CONNECTION_CLOSED
+
     leaves = getattr(e, "exceptions", None)
     if leaves:
         return any(is_transport_failure(x) for x in leaves)
+    if isinstance(e, MCPError):
+        return e.code == CONNECTION_CLOSED  # e.g. the process died at start
     return isinstance(
         e,
         OSError

@@ -75,6 +75,14 @@ async def discover(
     tools = await _mapped(
         server, "listing the tools", sessions.use(session_key(agent, server), server, listed)
     )
+    unknown = sorted((server.allow or set()) - {t.name for t in tools})
+    if unknown:
+        raise ApplicationError(
+            f"agent {agent!r}: allow= names {', '.join(map(repr, unknown))}, which MCP server "
+            f"{server.name!r} does not offer (it offers: {', '.join(t.name for t in tools)})",
+            type="ConfigError",
+            non_retryable=True,
+        )
     specs: list[ToolSpec] = []
     for t in tools:
         if not server.offers(t.name):
@@ -205,15 +213,19 @@ async def _mapped(server: MCPServer, what: str, work: Any) -> Any:
             # E.g. a result that does not match the tool's own output schema: the same
             # on every attempt, so not retried.
             raise ApplicationError(
-                f"MCP server {server.name!r} gave a bad answer while {what}: "
-                f"{type(e).__name__}: {_flat(e)}",
+                f"MCP server {server.name!r} gave a bad answer while {what}: {_flat(e)}",
                 type="MCPError",
                 non_retryable=True,
             ) from None
+        hint = ""
+        if isinstance(e, FileNotFoundError) and server.transport == "stdio":
+            hint = (
+                f"; is {server.command!r} installed where the worker runs (on its PATH)? "
+                "Or pass its full path"
+            )
         # Not chained: a retried attempt's failure must stay small in the history.
         raise ApplicationError(
-            f"MCP server {server.name!r} is unavailable while {what}: "
-            f"{type(e).__name__}: {_flat(e)}",
+            f"MCP server {server.name!r} is unavailable while {what}: {_flat(e)}{hint}",
             type="MCPUnavailable",
         ) from None
 
@@ -222,5 +234,5 @@ def _flat(e: BaseException) -> str:
     """An exception group's leaves, or the exception's own text."""
     leaves = getattr(e, "exceptions", None)
     if leaves:
-        return "; ".join(f"{type(x).__name__}: {_flat(x)}" for x in leaves)
-    return str(e) or repr(e)
+        return "; ".join(_flat(x) for x in leaves)
+    return f"{type(e).__name__}: {e}" if str(e) else repr(e)
