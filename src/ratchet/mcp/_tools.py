@@ -75,14 +75,6 @@ async def discover(
     tools = await _mapped(
         server, "listing the tools", sessions.use(session_key(agent, server), server, listed)
     )
-    unknown = sorted((server.allow or set()) - {t.name for t in tools})
-    if unknown:
-        raise ApplicationError(
-            f"agent {agent!r}: allow= names {', '.join(map(repr, unknown))}, which MCP server "
-            f"{server.name!r} does not offer (it offers: {', '.join(t.name for t in tools)})",
-            type="ConfigError",
-            non_retryable=True,
-        )
     specs: list[ToolSpec] = []
     for t in tools:
         if not server.offers(t.name):
