@@ -86,7 +86,10 @@ class JsonLineProcess:
 async def _spawn(
     args: list[str], log: Path, name: str, extra_env: Mapping[str, str] | None = None
 ) -> JsonLineProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_AGENTS_DISABLE_TRACING": "1"}
+    # The checkout's own src/ first: a benchmark run from another clone measures that
+    # clone's ratchet, not the one the virtualenv was installed from.
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env = {**os.environ, "PYTHONPATH": path, "OPENAI_AGENTS_DISABLE_TRACING": "1"}
     env.update(extra_env or {})
     # Cache bytecode as a deployed worker does. With PYTHONDONTWRITEBYTECODE=1 and an
     # editable install, every module the workflow sandbox re-imports for each run would

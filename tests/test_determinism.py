@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import ratchet.workflows
 from ratchet import AgentWorkflow
 from ratchet.testing import ScriptedModelServer
-from ratchet.worker import workflow_runner
+from ratchet.worker import SANDBOX_ENV, workflow_runner
 
 from .conftest import decoded_history_text, hosted
 from .scenarios import AGENT, PRE_LINEAR_SCENARIOS, PRE_PATCH_SCENARIOS, SCENARIOS
@@ -30,6 +31,9 @@ PRE_LINEAR = sorted((ROOT / "pre-linear").glob("*.json"))
 # Recorded before the `ratchet.budget-ask-memo` patch (a budget's request for a decision
 # was not in the history); they must keep replaying too.
 PRE_BUDGET_MEMO = sorted((ROOT / "pre-budget-memo").glob("*.json"))
+# Every scenario as recorded at RunInput.version 1 (before issue 18): the patches asked
+# with markers, search attributes upserted after every model call.
+VERSION_1 = sorted((ROOT / "version-1").glob("*.json"))
 
 
 def scenario_of(path: Path) -> str:
@@ -41,11 +45,13 @@ def load(path: Path, text: str | None = None) -> WorkflowHistory:
     return WorkflowHistory.from_json(scenario_of(path), json.loads(text or path.read_text()))
 
 
-async def replay(history: WorkflowHistory, workflow: type = AgentWorkflow) -> Exception | None:
+async def replay(
+    history: WorkflowHistory, workflow: type = AgentWorkflow, *, sandboxed: bool = False
+) -> Exception | None:
     replayer = Replayer(
         workflows=[workflow],
         data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(sandboxed),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return result.replay_failure
@@ -56,12 +62,29 @@ def test_every_scenario_has_committed_histories() -> None:
     assert {p.stem for p in PRE_PATCH} == PRE_PATCH_SCENARIOS
     assert {p.stem for p in PRE_LINEAR} == PRE_LINEAR_SCENARIOS
     assert {p.stem for p in PRE_BUDGET_MEMO} == {"budget_raised"}
+    assert {scenario_of(p) for p in VERSION_1} == {s.name for s in SCENARIOS}
 
 
-def test_the_workflows_package_runs_sandboxed() -> None:
-    """The sandbox re-imports every workflow module, so it guards them all against
-    non-deterministic calls; the definition modules they import are passed through."""
-    passthrough = workflow_runner().restrictions.passthrough_modules
+def test_workers_run_the_workflows_without_the_sandbox_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Production workers skip the sandbox (its per-run re-import cost, issue 18); the
+    guard is one setting away, and this suite replays and runs under it."""
+    monkeypatch.delenv(SANDBOX_ENV, raising=False)
+    assert isinstance(workflow_runner(), UnsandboxedWorkflowRunner)
+    assert isinstance(workflow_runner(sandboxed=True), SandboxedWorkflowRunner)
+    monkeypatch.setenv(SANDBOX_ENV, "1")
+    assert isinstance(workflow_runner(), SandboxedWorkflowRunner)
+    assert isinstance(workflow_runner(sandboxed=False), UnsandboxedWorkflowRunner)
+
+
+def test_the_sandbox_guard_covers_the_whole_workflows_package() -> None:
+    """Under the guard the sandbox re-imports every workflow module, so it checks them
+    all against non-deterministic calls; the definition modules they import are passed
+    through."""
+    runner = workflow_runner(sandboxed=True)
+    assert isinstance(runner, SandboxedWorkflowRunner)
+    passthrough = runner.restrictions.passthrough_modules
 
     def passed_through(module: str) -> bool:
         # The sandbox passes a module through when it or a parent package is listed.
@@ -81,13 +104,16 @@ def test_linear_histories_continue_as_new() -> None:
     assert len([p for p in CURRENT if scenario_of(p) == "continued_as_new_with_approval"]) >= 3
 
 
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["unsandboxed", "sandboxed"])
 @pytest.mark.parametrize(
     "path",
-    CURRENT + PRE_PATCH + PRE_LINEAR + PRE_BUDGET_MEMO,
+    CURRENT + VERSION_1 + PRE_PATCH + PRE_LINEAR + PRE_BUDGET_MEMO,
     ids=lambda p: f"{p.parent.name}/{p.stem}",
 )
-async def test_golden_history_replays(path: Path) -> None:
-    failure = await replay(load(path))
+async def test_golden_history_replays(path: Path, sandboxed: bool) -> None:
+    """As workers run it, and under the sandbox guard (a non-deterministic call in any
+    path a history takes fails the replay)."""
+    failure = await replay(load(path), sandboxed=sandboxed)
     assert failure is None, f"{path} no longer replays: {failure}"
 
 
@@ -103,19 +129,57 @@ async def test_the_patch_is_what_keeps_old_runs_replaying() -> None:
     old = load(ROOT / "pre-patch" / "tool_then_answer.json")
     assert await replay(old) is None
     assert await replay(old, UnpatchedAgentWorkflow) is not None
-    # New histories carry the patch marker and replay with either.
+    # Version-1 histories carry the patch marker and replay.
+    patched = load(ROOT / "version-1" / "tool_then_answer.json")
+    assert "ratchet.local-snapshot" in decoded_history_text(patched.to_json_dict())
+    assert await replay(patched) is None
+    # Version-2 runs take the patched path with no marker (workflows/_patches.py).
     new = load(ROOT / "tool_then_answer.json")
-    assert "ratchet.local-snapshot" in decoded_history_text(new.to_json_dict())
+    assert "ratchet.local-snapshot" not in decoded_history_text(new.to_json_dict())
     assert await replay(new) is None
 
 
+def test_version_2_histories_are_lean() -> None:
+    """A version-2 run records no patch marker and upserts search attributes only when
+    its state changes; the same scenario at version 1 did both (issue 18)."""
+
+    def counts(path: Path) -> tuple[int, int, int]:
+        events = json.loads(path.read_text())["events"]
+        kinds = [e["eventType"] for e in events]
+        markers = [
+            e
+            for e in events
+            if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+            and e["markerRecordedEventAttributes"]["markerName"] == "core_patch"
+        ]
+        upserts = kinds.count("EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES")
+        return len(events), len(markers), upserts
+
+    old_events, old_markers, old_upserts = counts(ROOT / "version-1" / "tool_then_answer.json")
+    new_events, new_markers, new_upserts = counts(ROOT / "tool_then_answer.json")
+    assert old_markers == 2 and old_upserts >= 4  # two patches, their two upserts, per turn
+    assert new_markers == 0
+    assert new_upserts == 1  # "completed", with the run's totals (the start set "running")
+    assert new_events == old_events - old_markers - (old_upserts - 1)
+    text = decoded_history_text(json.loads((ROOT / "tool_then_answer.json").read_text()))
+    assert '\\"version\\":2' in text
+
+
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["unsandboxed", "sandboxed"])
 async def test_run_with_no_workflow_cache(
-    temporal_client: Client, model_server: ScriptedModelServer
+    temporal_client: Client, model_server: ScriptedModelServer, sandboxed: bool
 ) -> None:
-    """max_cached_workflows=0: every workflow task replays the run from its history."""
+    """max_cached_workflows=0: every workflow task replays the run from its history; also
+    under the sandbox guard, live."""
     scenario = next(s for s in SCENARIOS if s.name == "parallel_tools_and_retry")
     model_server.add(*scenario.steps)
-    async with hosted(temporal_client, [AGENT], model_server, max_cached_workflows=0) as client:
+    async with hosted(
+        temporal_client,
+        [AGENT],
+        model_server,
+        max_cached_workflows=0,
+        workflow_runner=workflow_runner(sandboxed),
+    ) as client:
         result = await client.run(AGENT.name, scenario.prompt)
     model_server.verify()
     assert result.output == "Both shipped."

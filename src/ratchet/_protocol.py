@@ -172,7 +172,11 @@ class RunInput(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    version: int = 1
+    version: int = 2
+    """The workflow behaviour the run started with. 1: runs recorded before version 2,
+    which replay the patches they asked for; 2: every earlier patch taken without a
+    history marker, and search attributes upserted only when the run's state changes
+    (``workflows/_patches.py``, ``workflows/_status.py``)."""
     agent: str
     prompt: str
     model: str | None = None

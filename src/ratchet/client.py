@@ -204,7 +204,9 @@ class AgentClient:
         if indexed:
             attributes += [
                 SearchAttributePair(AGENT, agent),
-                SearchAttributePair(STATUS, "starting"),
+                # "running" from the start: the run upserts only when its state changes
+                # (RunInput.version 2), so it need not say so again.
+                SearchAttributePair(STATUS, "running"),
             ]
         if tenant and TENANT.name in registered:
             attributes.append(SearchAttributePair(TENANT, tenant))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pkgutil
 import signal
 import uuid
@@ -19,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from ._approval_check import verify_approval_answer
@@ -75,7 +76,11 @@ _PASSTHROUGH = ("openai", "httpx", "httpx2", "typer", "rich", "platformdirs", "p
 
 
 _SANDBOXED = "ratchet.workflows"
-"""The workflow package: every module under it runs in the sandbox."""
+"""The workflow package: under the sandbox guard, every module under it is re-imported
+for each run, so the sandbox checks all of it."""
+
+SANDBOX_ENV = "RATCHET_WORKFLOW_SANDBOX"
+"""Set to 1 to run ratchet's workflows in Temporal's sandbox (see ``workflow_runner``)."""
 
 
 def _ratchet_modules() -> tuple[str, ...]:
@@ -85,9 +90,7 @@ def _ratchet_modules() -> tuple[str, ...]:
     workflow run. Without this, each run rebuilt ratchet's pydantic models and
     re-imported the client, CLI and codec: about 1 MiB and 40 ms of worker CPU per
     run (measured by ``python -m bench``). These modules hold no per-run state, so
-    loading them once is safe. ``ratchet.workflows`` (the agent loop, its state
-    modules, the limiter and slots workflows) stays sandboxed, all of it, so the
-    sandbox still guards the workflow code against non-deterministic calls.
+    loading them once is safe.
     """
     import ratchet
 
@@ -95,8 +98,27 @@ def _ratchet_modules() -> tuple[str, ...]:
     return tuple(name for name in names if name != _SANDBOXED)
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox configuration ratchet's workflow needs (also for ``Replayer``)."""
+def workflow_runner(sandboxed: bool | None = None) -> WorkflowRunner:
+    """How ratchet's workflows run (also for ``Replayer``).
+
+    By default without Temporal's sandbox. The sandbox guards workflow code against
+    non-deterministic calls (clocks, I/O, randomness) by re-importing it for every run
+    behind checking proxies: for the agent loop that cost about 30 ms of worker CPU and
+    0.4 MiB of memory per run (``python -m bench``, issue 18), more than the rest of a
+    run's work. No user code runs in ratchet's workflows (tools, guardrails, validators
+    and providers run in activities), and ratchet's own workflow code is checked under
+    the sandbox in its test suite: every golden history replays sandboxed, and runs
+    are executed sandboxed (``tests/test_determinism.py``).
+
+    Args:
+        sandboxed: True: the sandbox guard, with ``ratchet.workflows`` re-imported per
+            run and checked; None: as the ``RATCHET_WORKFLOW_SANDBOX`` environment
+            variable says (``1``), else without.
+    """
+    if sandboxed is None:
+        sandboxed = os.environ.get(SANDBOX_ENV, "").strip() == "1"
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             *_PASSTHROUGH, *_ratchet_modules()
@@ -325,8 +347,7 @@ def _options(worker_options: Mapping[str, Any]) -> dict[str, Any]:
     # Every ratchet worker logs expected, typed failures as one line (ratchet._worker_logging).
     install_expected_failure_filter()
     options: dict[str, Any] = {
-        # Passes ratchet's own modules and the I/O libraries through the sandbox (loaded
-        # once, outside it); the workflows package itself stays sandboxed.
+        # Without the sandbox unless RATCHET_WORKFLOW_SANDBOX=1 (see workflow_runner).
         "workflow_runner": workflow_runner(),
         # A killed worker's sticky queue is abandoned after this long instead of
         # Temporal's 5 s default, so another worker resumes the run sooner. A live

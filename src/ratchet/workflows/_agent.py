@@ -54,6 +54,7 @@ from ._handoffs import hand_off
 from ._mcp_refresh import refreshed
 from ._mcp_sessions import MCPPins
 from ._model_calls import ModelCalls
+from ._patches import patched
 from ._slots import RunSlots, caps_of
 from ._snapshot import take_snapshot
 from ._status import Status
@@ -80,7 +81,7 @@ class AgentWorkflow:
         # Built from the input here, before any handler runs: an update can arrive in the
         # run's very first workflow task, also in a continued execution's.
         carried = inp.carried
-        self._status = Status(inp.search_attributes, carried)
+        self._status = Status(inp.search_attributes, carried, run_version=inp.version)
         self._approvals = Approvals(self._status, carried, self._can_continue_as_new)
         self._budgets = Budgets(
             self._status,
@@ -165,7 +166,7 @@ class AgentWorkflow:
             return await self._resume(inp.carried)
         self._status.start(inp.agent)
         self._budgets.restart_clock()
-        self._transcript = self._choose_transcript()
+        self._transcript = self._choose_transcript(inp.version)
         # A sub-agent's budgets are capped by what its parent had left.
         spec = inherit(await self._snapshot(inp), inp.inherited)
         self._root = spec
@@ -173,7 +174,7 @@ class AgentWorkflow:
         self._transcript.open(spec.instructions, inp.prompt)
         self._start_calls(spec, None)
         caps = caps_of(spec, inp.tenant)
-        if caps and workflow.patched(CONCURRENCY_CAP_PATCH):
+        if caps and patched(CONCURRENCY_CAP_PATCH, inp.version):
             await self._slots.take(caps)
             # The wall-time budget counts the run's own time, not its wait for a slot.
             self._budgets.restart_clock()
@@ -183,9 +184,10 @@ class AgentWorkflow:
         answer = await self._answer()
         return await self._chat_loop(answer)
 
-    def _choose_transcript(self) -> Transcript:
+    def _choose_transcript(self, run_version: int) -> Transcript:
         """The linear-history path for every run since the patch, else the full transcript."""
-        return LinearTranscript() if workflow.patched(LINEAR_HISTORY_PATCH) else FullTranscript()
+        linear = patched(LINEAR_HISTORY_PATCH, run_version)
+        return LinearTranscript() if linear else FullTranscript()
 
     async def _snapshot(self, inp: RunInput) -> AgentSpec:
         return await take_snapshot(

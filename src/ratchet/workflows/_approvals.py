@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         PendingApproval,
     )
 
+from ._patches import patched
 from ._status import Status
 
 __all__ = ["Approvals", "BudgetUse"]
@@ -66,7 +67,7 @@ class Approvals:
     async def answer(self, answer: ApprovalAnswer, budget_use: BudgetUse) -> ApprovalRecord:
         """Record a person's answer (``check`` has accepted it), once its proof holds."""
         authenticated = False
-        if workflow.patched(APPROVAL_PROOF_PATCH):
+        if patched(APPROVAL_PROOF_PATCH, self._status.run_version):
             authenticated = await _verify(answer)
             # While the proof was checked, the deadline may have passed or another
             # answer may have been recorded: the first recorded decision stands.
@@ -148,7 +149,7 @@ class Approvals:
                 kind=kind,
                 parent_run=self._status.parent_run,
             )
-            if kind == "budget" and workflow.patched(BUDGET_ASK_PATCH):
+            if kind == "budget" and patched(BUDGET_ASK_PATCH, self._status.run_version):
                 # The history shows what waits: readers cannot derive a budget's request
                 # from the snapshot, as they do a tool call's.
                 workflow.upsert_memo({ASKED_MEMO: self._pending[approval_id]})

@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from ..errors import RunErrorType
 
 from ._failures import failure_of
+from ._patches import patched
 from ._status import Status
 
 __all__ = ["LOCAL_SNAPSHOT_PATCH", "take_snapshot"]
@@ -40,7 +41,7 @@ async def take_snapshot(inp: RunInput, *, store_prompt: bool, status: Status) ->
         # Runs recorded before the patch replay the regular activity.
         execute: Any = (
             workflow.execute_local_activity
-            if workflow.patched(LOCAL_SNAPSHOT_PATCH)
+            if patched(LOCAL_SNAPSHOT_PATCH, inp.version)
             else workflow.execute_activity
         )
         spec: AgentSpec = await execute(

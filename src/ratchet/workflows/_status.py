@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from ..messages import Usage
 
 from ._failures import ActivityFailure
+from ._patches import LEAN_VERSION
 
 __all__ = ["Status"]
 
@@ -23,8 +24,14 @@ __all__ = ["Status"]
 class Status:
     """The run's ``RunStatus`` and every change to it that others can see."""
 
-    def __init__(self, search_attributes: bool, carried: Carried | None) -> None:
+    def __init__(
+        self, search_attributes: bool, carried: Carried | None, *, run_version: int
+    ) -> None:
         self._search_attributes = search_attributes
+        self.run_version = run_version
+        """``RunInput.version``: the behaviour this run replays (``_patches``)."""
+        self._published: str | None = workflow.info().typed_search_attributes.get(STATUS)
+        """The state the search attributes show: the start's, then the last upsert's."""
         parent = workflow.info().parent
         self.parent_run = parent.workflow_id if parent is not None else None
         """The calling run's id, for a sub-agent's run."""
@@ -181,10 +188,20 @@ class Status:
         )
 
     def publish(self) -> None:
-        """Mirror the status into search attributes (when the namespace has them)."""
+        """Mirror the status into search attributes (when the namespace has them).
+
+        Each upsert is a history event and a visibility write. Since version 2 a run
+        upserts only when its state changes (waiting for approval, completed...), with
+        the turn, tokens and cost of that moment; ``RunStatus`` (the status query) has
+        them live. Runs recorded before upserted after every model call, and replay so.
+        """
         if not self._search_attributes:
             return
         s = self.current
+        if self.run_version >= LEAN_VERSION:
+            if s.state == self._published:
+                return
+            self._published = s.state
         workflow.upsert_search_attributes(
             [
                 STATUS.value_set(s.state),

@@ -164,7 +164,9 @@ class SubAgents:
             return None
         pairs: list[SearchAttributePair[str]] = [
             SearchAttributePair(AGENT, agent),
-            SearchAttributePair(STATUS, "starting"),
+            # "running" from the start: the run upserts only when its state changes
+            # (RunInput.version 2), so it need not say so again.
+            SearchAttributePair(STATUS, "running"),
         ]
         tenant = workflow.info().typed_search_attributes.get(TENANT)
         if tenant is not None:
