@@ -91,15 +91,17 @@ class Limits(BaseModel):
     Only providers given rate limits (``create_worker(rate_limits=...)``) make calls
     wait; a call still waiting after this long is retried (an attempt is used) and
     keeps its place in the queue."""
-    model_heartbeat_seconds: float = Field(2.0, gt=0)
+    model_heartbeat_seconds: float = Field(5.0, gt=0)
     """A model call whose worker stops heartbeating for this long is retried elsewhere.
 
     The worker heartbeats every third of this while it waits for the provider, and
     the server hears one at least every second, so a crashed worker's call resumes
     on another worker after about this long. A worker whose event loop stalls for
     more than this minus one second looks crashed and the call is retried: raise it
-    for workers that loaded."""
-    tool_heartbeat_seconds: float = Field(2.0, gt=0)
+    for heavily loaded workers, lower it (e.g. 2) for faster crash recovery. The
+    default was 2 until a worker running 500 runs at once on 2 shared cores stalled
+    long enough to fail some of them (``python -m bench``, issue 18)."""
+    tool_heartbeat_seconds: float = Field(5.0, gt=0)
     """Like ``model_heartbeat_seconds``, for tool calls."""
     chat_idle_timeout_seconds: float = Field(86_400.0, gt=0)
     """A chat with no new message for this long ends, with its last answer as result."""
