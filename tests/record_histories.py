@@ -16,11 +16,11 @@ import uuid
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import AgentClient, RunFailed, create_worker
 from ratchet import _search as search
+from ratchet._converter import DATA_CONVERTER
 from ratchet._history import executions
 from ratchet.testing import ScriptedModelServer
 
@@ -45,7 +45,7 @@ async def record(names: set[str]) -> None:
     # With ratchet's search attributes registered, so the histories carry their upserts.
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=search.ALL,
     )
     try:

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import ratchet
 from ratchet import Agent, AgentClient, ConfigError, Limits, RetryableToolError, ToolContext, tool
+from ratchet._converter import DATA_CONVERTER
 from ratchet.codec import (
     ENCODING,
     KEY_ID_METADATA,
@@ -134,7 +135,7 @@ def test_codec_rejects_bad_keys() -> None:
 async def test_encrypted_converter_encrypts_failure_messages() -> None:
     converter = encrypted_converter(codec_k1())
     assert converter.payload_codec is not None
-    assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
+    assert converter.payload_converter_class is DATA_CONVERTER.payload_converter_class
     failure = Failure()
     await converter.encode_failure(ApplicationError(f"no parcel {TRACKING}"), failure)
     assert TRACKING not in str(failure) and failure.message == "Encoded failure"

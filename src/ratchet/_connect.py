@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from temporalio.client import Client, Interceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, ExternalStorage, PayloadCodec
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
+from ._converter import DATA_CONVERTER
 from .errors import ConfigError, ConnectionFailed
 
 __all__ = ["DEFAULT_ADDRESS", "connect"]
@@ -109,7 +109,7 @@ def _data_converter(codec: PayloadCodec | None) -> DataConverter:
     from .codec import codec_from_env, encrypted_converter
 
     codec = codec if codec is not None else codec_from_env()
-    return pydantic_data_converter if codec is None else encrypted_converter(codec)
+    return DATA_CONVERTER if codec is None else encrypted_converter(codec)
 
 
 def _first_line(e: BaseException) -> str:

@@ -38,8 +38,9 @@ EXPANDED_FIELDS = (PROMPT_FIELD, TOOLS_FIELD, SOURCE_FIELD, ERROR_FIELD)
 
 _JSON_ENCODING = b"json/plain"
 # The fields only a linear-history model call input has together: a cheap first test
-# before the payload is validated as a ModelRequest.
-_SHAPE = frozenset({"transcript_ref", "appended", "linear", "turn", "model", "agent"})
+# before the payload is validated as a ModelRequest. (Not ``transcript_ref``: a first
+# call's is None, which ratchet's data converter leaves out.)
+_SHAPE = frozenset({"appended", "linear", "turn", "model", "agent"})
 _SOURCE = (
     "ratchet's codec endpoint: 'prompt' and 'tools_offered' are not in the event history; "
     "they were rebuilt from the transcript store from transcript_ref, appended and tools_ref"

@@ -267,7 +267,7 @@ class Carried(BaseModel):
     """Turns, usage and cost totals, tool call count, approvals so far."""
     started: datetime
     """When the run started (the wall-time budget counts from here)."""
-    head: str | None
+    head: str | None = None
     """The transcript chain head the model saw last."""
     pending: list[Message] = []
     """Messages since ``head`` (not yet sent to the model)."""
@@ -552,7 +552,7 @@ class HandoffRequest(BaseModel):
     turn: int
     call_id: str
     """The model's id of the handoff call."""
-    head: str | None
+    head: str | None = None
     """The chain head the model saw last."""
     appended: list[Message | str] = []
     """Messages since ``head`` (inline, or the hash of a stored one), the handoff's own

@@ -45,13 +45,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadCodec,
 )
 
+from ._converter import DATA_CONVERTER
 from ._prompt_expansion import PromptExpander
 from .errors import ConfigError, RatchetError
 from .transcripts import TranscriptStore
@@ -249,7 +249,7 @@ def encrypted_converter(codec: PayloadCodec, *, encrypt_failures: bool = True) -
     Returns:
         The data converter.
     """
-    converter = dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    converter = dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
     if encrypt_failures:
         converter = dataclasses.replace(
             converter, failure_converter_class=DefaultFailureConverterWithEncodedAttributes

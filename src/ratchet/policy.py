@@ -49,7 +49,8 @@ class Condition(BaseModel):
 
     arg: str
     op: Op
-    value: Any
+    value: Any = None
+    """What the argument is compared with (None too: ``arg("x") == None``)."""
 
     def holds(self, arguments: dict[str, Any]) -> bool | None:
         """Whether the condition holds; None when it cannot tell (argument missing or of

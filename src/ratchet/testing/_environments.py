@@ -40,10 +40,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from .. import _search
+from .._converter import DATA_CONVERTER
 from ..local import LocalServiceError, temporal_binary
 from ..local._proc import free_port, venv_bin
 
@@ -95,7 +95,7 @@ async def temporal_dev_server(
     """
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(binary if binary is not None else temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         # ratchet's free_port keeps the port out of the OS's own picks until the server
         # binds it; the SDK's choice does not, and the server's internal ports could take it.
         port=free_port(),
@@ -134,7 +134,7 @@ async def time_skipping_environment(
         test_server_existing_path=str(
             binary if binary is not None else temporal_test_server_binary()
         ),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         port=free_port(),
     )
     try:
