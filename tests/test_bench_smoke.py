@@ -32,8 +32,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     data = json.loads(out.read_text())
     results = data["results"]
-    # (a), (b) and (c) always run; (d) and (e) whenever their packages are installed.
-    for key in ("a", "b", "c", *[k for k in "de" if k not in data["skipped"]]):
+    # (a), (b) and (c) always run; (d), (e) and (f) whenever their packages are installed.
+    for key in ("a", "b", "c", *[k for k in "def" if k not in data["skipped"]]):
         r = results[key]
         assert not r["errors"], (key, r["errors"])
         assert r["overhead_latency_s"] and all(x > 0 for x in r["overhead_latency_s"]), key
@@ -43,9 +43,26 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert r["parked"] and r["parked"]["n"] > 0, key
         if key != "a":
             assert r["history_events"] and r["history_bytes"], key
+    # Scaling out: ratchet and (b) on 1 and 2 worker processes sharing a task queue.
+    for key in ("b", "c"):
+        scaling = results[key]["scaling"]
+        assert sorted(scaling) == ["1", "2"], (key, scaling)
+        assert all(b["runs_per_s"] > 0 and b["cores_busy"] for bs in scaling.values() for b in bs)
     # The report renders (the smoke run writes no RESULTS.md unless asked to).
     assert "durability tax" in proc.stdout
     assert "Targets" in proc.stdout
+    assert "**Scaling out**" in proc.stdout
+    assert "| (c) ratchet | " in proc.stdout.split("**Scaling out**")[1]
+    if "f" not in data["skipped"]:
+        # ratchet with the PostgreSQL transcript store: a row in every table, its server's
+        # CPU, and its figure beside ratchet's in the targets.
+        assert proc.stdout.count("| (f) ratchet, PostgreSQL transcripts | ") == 3
+        assert results["f"]["bursts"] and all(
+            b["db_cpu_s"] is not None for bs in results["f"]["bursts"].values() for b in bs
+        )
+        assert "(f)'s PostgreSQL server" in proc.stdout
+        assert "overhead per step ≤ 1.10x (b): ratchet " in proc.stdout
+        assert "; (f) " in proc.stdout.split("Targets")[1]
 
 
 def test_streaming_bench_smoke(tmp_path: Path) -> None:
