@@ -1199,7 +1199,8 @@ def finish(report: Report, args: argparse.Namespace, logs: Path) -> int:
         Path(args.results) if args.results else (None if mode.name == "smoke" else RESULTS)
     )
     if results_path is not None:
-        # Keep the sections other scripts own (python -m bench.streaming's).
+        # Keep the sections other scripts own (python -m bench.streaming's and
+        # python -m bench.parked's).
         old = results_path.read_text() if results_path.exists() else ""
         results_path.write_text(results_block.carry_over(old, report.markdown()))
         log(f"\nwrote {results_path}")
