@@ -14,7 +14,7 @@ driver approves the first runs it started, long evicted, with ``RunHandle.pendin
 ``RunHandle.approve``, which bring each back into the worker (a replay of its history),
 and checks that each then finishes with the workload's answer. It ends the other runs.
 
-    python -m bench.parked              # 10,000 runs: about 10 minutes on 2 cores
+    python -m bench.parked              # 10,000 runs: about 10-12 minutes on 2 cores
     python -m bench.parked --smoke      # 30 runs on a cache of 10: seconds; writes nothing
 
 It writes its section of ``bench/RESULTS.md``, between ``<!-- parked:begin -->`` and

@@ -11,7 +11,7 @@ relative to one worker process. When (f) is measured, one PostgreSQL server
 (``bench.postgres``) holds its transcripts. See ``bench/RESULTS.md`` for what each
 figure measures exactly.
 
-    python -m bench            # full: about 15 minutes on 2 cores; writes bench/RESULTS.md
+    python -m bench            # full: about 20-25 minutes on 2 cores; writes bench/RESULTS.md
     python -m bench --quick    # fewer repetitions and parked runs; writes bench/RESULTS.md
     python -m bench --smoke    # seconds: tiny counts, every installed implementation
 """
