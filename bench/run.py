@@ -602,8 +602,8 @@ class Bench:
             failed = [e for e in started if isinstance(e, BaseException)]
             if failed:
                 raise failed[0]
-            # Every process gets some of these: their first runs (imports, connections)
-            # stay out of the measured burst.
+            # Spread over the processes by whichever polls first, so that their first
+            # runs (imports, connections) stay out of the measured burst.
             await self.burst(impl, max(self.mode.warmup, 1) * 2 * count, workers[0], queue)
             for worker in workers:
                 await self.settle(worker, limit=10)
