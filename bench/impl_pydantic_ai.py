@@ -40,5 +40,5 @@ async def make_worker(address: str, queue: str, base_url: str) -> Worker:
         task_queue=queue,
         workflows=[PydanticAIWorkflow],
         plugins=[AgentPlugin(temporal_agent), AgentPlugin(temporal_hitl)],
-        **workload.WORKER_OPTIONS,
+        **workload.worker_options(),
     )

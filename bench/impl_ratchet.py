@@ -10,6 +10,7 @@ from bench import workload
 from temporalio.worker import Worker
 
 from ratchet import Agent, OpenAICompatible, Policy, connect, create_worker, require_approval, tool
+from ratchet.transcripts import TranscriptStore
 
 AGENT = "bench"
 HITL_AGENT = "bench_hitl"
@@ -32,12 +33,17 @@ agents = [
 ]
 
 
-async def make_worker(address: str, queue: str, base_url: str) -> Worker:
+async def make_worker(
+    address: str, queue: str, base_url: str, transcript_store: TranscriptStore | None = None
+) -> Worker:
+    """The worker; ``transcript_store`` None is ratchet's default, the embedded SQLite file
+    in its data directory (``RATCHET_DATA_DIR``, which the benchmark leaves as it is)."""
     client = await connect(address)
     return create_worker(
         client,
         agents,
         task_queue=queue,
         providers={"openai": OpenAICompatible(base_url=base_url, api_key=workload.API_KEY)},
-        **workload.WORKER_OPTIONS,
+        transcript_store=transcript_store,
+        **workload.worker_options(),
     )

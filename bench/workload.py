@@ -10,6 +10,7 @@ no I/O and return the same JSON text.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from temporalio import workflow
@@ -108,6 +109,21 @@ WORKER_OPTIONS: dict[str, Any] = {
     "max_cached_workflows": 2000,
 }
 """Worker settings shared by every Temporal implementation (the frameworks add their own)."""
+
+CACHE_ENV = "BENCH_MAX_CACHED_WORKFLOWS"
+"""Set by ``python -m bench.worker --max-cached-workflows``: a number, or ``default``."""
+
+
+def worker_options() -> dict[str, Any]:
+    """:data:`WORKER_OPTIONS`, with the cache size this worker process was started with:
+    ``default`` leaves Temporal's own (1000 runs), as a deployment that sets nothing."""
+    options = dict(WORKER_OPTIONS)
+    cache = os.environ.get(CACHE_ENV)
+    if cache == "default":
+        del options["max_cached_workflows"]
+    elif cache:
+        options["max_cached_workflows"] = int(cache)
+    return options
 
 
 class ParkableWorkflow:

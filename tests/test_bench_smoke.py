@@ -32,8 +32,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     data = json.loads(out.read_text())
     results = data["results"]
-    # (a), (b) and (c) always run; (d) and (e) whenever their packages are installed.
-    for key in ("a", "b", "c", *[k for k in "de" if k not in data["skipped"]]):
+    # (a), (b) and (c) always run; (d), (e) and (f) whenever their packages are installed.
+    for key in ("a", "b", "c", *[k for k in "def" if k not in data["skipped"]]):
         r = results[key]
         assert not r["errors"], (key, r["errors"])
         assert r["overhead_latency_s"] and all(x > 0 for x in r["overhead_latency_s"]), key
@@ -43,9 +43,26 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert r["parked"] and r["parked"]["n"] > 0, key
         if key != "a":
             assert r["history_events"] and r["history_bytes"], key
+    # Scaling out: ratchet and (b) on 1 and 2 worker processes sharing a task queue.
+    for key in ("b", "c"):
+        scaling = results[key]["scaling"]
+        assert sorted(scaling) == ["1", "2"], (key, scaling)
+        assert all(b["runs_per_s"] > 0 and b["cores_busy"] for bs in scaling.values() for b in bs)
     # The report renders (the smoke run writes no RESULTS.md unless asked to).
     assert "durability tax" in proc.stdout
     assert "Targets" in proc.stdout
+    assert "**Scaling out**" in proc.stdout
+    assert "| (c) ratchet | " in proc.stdout.split("**Scaling out**")[1]
+    if "f" not in data["skipped"]:
+        # ratchet with the PostgreSQL transcript store: a row in every table, its server's
+        # CPU, and its figure beside ratchet's in the targets.
+        assert proc.stdout.count("| (f) ratchet, PostgreSQL transcripts | ") == 3
+        assert results["f"]["bursts"] and all(
+            b["db_cpu_s"] is not None for bs in results["f"]["bursts"].values() for b in bs
+        )
+        assert "(f)'s PostgreSQL server" in proc.stdout
+        assert "overhead per step ≤ 1.10x (b): ratchet " in proc.stdout
+        assert "; (f) " in proc.stdout.split("Targets")[1]
 
 
 def test_streaming_bench_smoke(tmp_path: Path) -> None:
@@ -106,6 +123,63 @@ def test_streaming_bench_smoke(tmp_path: Path) -> None:
     assert len(data["targets"]) >= 4
 
 
+def test_parked_bench_smoke(tmp_path: Path) -> None:
+    """``python -m bench.parked --smoke`` parks runs on a worker with a small cache, brings
+    evicted ones back by approving them, and writes its block of RESULTS.md."""
+    from bench import workload
+
+    out, results = tmp_path / "parked.json", tmp_path / "RESULTS.md"
+    results.write_text("# results\n\nthe tables of python -m bench\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.parked",
+            "--smoke",
+            "--json",
+            str(out),
+            "--results",
+            str(results),
+            "--logs",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    data = json.loads(out.read_text())
+    mode = data["mode"]
+    runs, cache = mode["runs"], int(mode["cache"])
+    assert data["errors"] == []
+    assert data["parked"] == data["started"] == runs > cache
+    assert data["rss_idle_kib"] and data["rss_parked_kib"] and data["peak_kib"] and data["samples"]
+    assert data["cpu_s"]["worker"] > 0 and data["cpu_s"]["dev server"] > 0
+    evicted = [c for c in data["comebacks"] if c["evicted"]]
+    cached = [c for c in data["comebacks"] if not c["evicted"]]
+    assert len(evicted) == mode["sample"] > 0 and len(cached) == mode["cached_sample"] > 0
+    # More runs were started after each of these than the worker's cache holds.
+    assert all(runs - c["started_index"] - 1 >= cache for c in evicted)
+    for c in data["comebacks"]:
+        assert c["error"] is None and c["output"] == workload.FINAL_ANSWER, c
+        assert c["back_s"] is not None and c["done_s"] is not None, c
+    assert data["terminated"] == runs - len(data["comebacks"])
+    for row in (
+        "| runs waiting for approval | 30 of 30 |",
+        "| **worker peak RSS (VmHWM)** |",
+        "| evicted: back, pending() + approve() accepted | p50 ",
+        "| evicted: completed with the workload's answer | 5 of 5 |",
+        "10,000 parked runs on one worker with default cache settings: peak RSS ",
+        "evicted runs come back on demand: 5 of 5 completed, p50 ",
+    ):
+        assert row in proc.stdout, row
+    written = results.read_text()
+    assert written.startswith("# results\n\nthe tables of python -m bench\n")
+    assert "<!-- parked:begin -->\n## 30 parked runs on one worker" in written
+    assert written.rstrip().endswith("<!-- parked:end -->")
+
+
 def test_results_blocks_survive_a_rewrite() -> None:
     """``python -m bench`` rewrites RESULTS.md and keeps the block bench.streaming owns."""
     from bench import results_block
@@ -119,3 +193,9 @@ def test_results_blocks_survive_a_rewrite() -> None:
     assert rewritten.startswith("# results\n\nnew tables\n")
     assert "<!-- streaming:begin -->\n## Streaming\n2 ms\n<!-- streaming:end -->" in rewritten
     assert results_block.carry_over(rewritten, rewritten) == rewritten
+    # bench.parked's block too, beside the streaming one.
+    both = results_block.replace(rewritten, "parked", "## 10,000 parked runs\n300 MiB")
+    again = results_block.carry_over(both, "# results\n\nnewer tables\n")
+    assert again.startswith("# results\n\nnewer tables\n")
+    assert "<!-- streaming:begin -->\n## Streaming\n2 ms\n<!-- streaming:end -->" in again
+    assert "<!-- parked:begin -->\n## 10,000 parked runs\n300 MiB\n<!-- parked:end -->" in again
