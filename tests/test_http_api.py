@@ -103,7 +103,7 @@ async def test_a_run_is_started_idempotently_read_traced_and_streamed(
             "id": "http-run-1",
             "existed": False,
             "agent": "helper",
-            "status": "starting",
+            "status": "running",  # the start sets RatchetStatus (RunInput.version 2)
         }
         again = await http.post("/v1/runs", json=body)
         assert again.status_code == 200 and again.json()["existed"] is True
