@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import _search as ratchet_search
+from ratchet._converter import DATA_CONVERTER
 
 from . import procstat
 
@@ -135,7 +135,10 @@ async def start_temporal(
     before = {pid for pid, _ in procstat.children(os.getpid())}
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary,
-        data_converter=pydantic_data_converter,
+        # ratchet.connect's converter: pydantic's, with ratchet's own models written
+        # without their empty fields (what a ratchet client sends); the other
+        # implementations' payloads are written exactly as by pydantic's.
+        data_converter=DATA_CONVERTER,
         ui=False,
         dev_server_log_level="error",
         # As `ratchet up` does: ratchet's runs then keep their search attributes.

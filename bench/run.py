@@ -994,22 +994,25 @@ class Report:
             )
 
         out: list[tuple[str, Judge, str]] = [("overhead per step ≤ 1.10x (b)", overhead, "")]
-        for name, what in (
-            ("p50_0", "p50 latency @ 0 ms"),
-            ("p50_real", f"p50 latency @ {self.mode.realistic_ms:g} ms"),
-            ("cpu", "worker CPU per run"),
-            ("bytes", "history bytes per run"),
+        for name, what, lower in (
+            ("p50_0", "p50 latency @ 0 ms", True),
+            ("p50_real", f"p50 latency @ {self.mode.realistic_ms:g} ms", True),
+            ("tput_small", f"runs/s @ {self.mode.bursts[0]}", False),
+            ("tput_large", f"runs/s @ {self.mode.bursts[-1]}", False),
+            ("parked", "memory per parked run", True),
         ):
-            others = {k: self.metric(k, name) for k in ("d", "e") if k in self.r}
-            measured: dict[str, float] = {k: v for k, v in others.items() if v is not None}
-            detail = ", ".join(f"({k}) {v:,.1f}" for k, v in measured.items()) or "no (d)/(e)"
-            out.append(
-                (
-                    f"{what} lower than (d) and (e)",
-                    self._lower_than(name, measured),
-                    f" vs {detail}",
-                )
-            )
+            out.append(self._against_peers(name, what, lower=lower))
+        for name, what, limit in (
+            ("cpu", "worker CPU per run", 1.2),
+            ("server_cpu", "server CPU per run", 1.15),
+            ("parked", "memory per parked run", 1.5),
+        ):
+            out.append((f"{what} ≤ {limit:.2f}x (b)", self._ratio_to_b(name, limit), ""))
+        for name, what in (
+            ("bytes", "history bytes per run"),
+            ("events", "history events per run"),
+        ):
+            out.append(self._not_above_d(name, what))
 
         def tax(key: str) -> tuple[str, bool | None]:
             value = self.tax(key)
@@ -1021,13 +1024,43 @@ class Report:
         out.append((f"durability tax ≤ 3 % @ {self.mode.realistic_ms:g} ms", tax, ""))
         return out
 
-    def _lower_than(self, name: str, others: dict[str, float]) -> Judge:
+    def _against_peers(self, name: str, what: str, *, lower: bool) -> tuple[str, Judge, str]:
+        """``what`` below (``lower``) or above both (d) and (e)."""
+        others = {k: self.metric(k, name) for k in ("d", "e") if k in self.r}
+        measured: dict[str, float] = {k: v for k, v in others.items() if v is not None}
+        detail = ", ".join(f"({k}) {v:,.1f}" for k, v in measured.items()) or "no (d)/(e)"
+
         def judge(key: str) -> tuple[str, bool | None]:
             mine = self.metric(key, name)
-            ok = None if mine is None or not others else all(mine < v for v in others.values())
-            return ("—" if mine is None else f"{mine:,.1f}"), ok
+            if mine is None or not measured:
+                return ("—" if mine is None else f"{mine:,.1f}"), None
+            ok = all((mine < v) if lower else (mine > v) for v in measured.values())
+            return f"{mine:,.1f}", ok
+
+        word = "lower" if lower else "higher"
+        return f"{what} {word} than (d) and (e)", judge, f" vs {detail}"
+
+    def _ratio_to_b(self, name: str, limit: float) -> Judge:
+        def judge(key: str) -> tuple[str, bool | None]:
+            mine, base = self.metric(key, name), self.metric("b", name)
+            if mine is None or not base:
+                return ("—" if mine is None else f"{mine:,.1f}"), None
+            ratio = mine / base
+            return f"{mine:,.1f} vs (b) {base:,.1f} = {ratio:.2f}x", ratio <= limit
 
         return judge
+
+    def _not_above_d(self, name: str, what: str) -> tuple[str, Judge, str]:
+        theirs = self.metric("d", name) if "d" in self.r else None
+
+        def judge(key: str) -> tuple[str, bool | None]:
+            mine = self.metric(key, name)
+            if mine is None or theirs is None:
+                return ("—" if mine is None else f"{mine:,.1f}"), None
+            return f"{mine:,.1f}", mine <= theirs
+
+        detail = "no (d)" if theirs is None else f"(d) {theirs:,.1f}"
+        return f"{what} at most (d)'s", judge, f" vs {detail}"
 
     def markdown(self) -> str:
         meta = self.meta

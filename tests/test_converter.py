@@ -10,6 +10,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from ratchet import Agent
 from ratchet._converter import DATA_CONVERTER, WIRE_MODULES
 from ratchet._protocol import ModelRequest, RunInput, RunResult, ToolRequest
 from ratchet.messages import Message, ToolCall, Usage
@@ -92,6 +93,10 @@ def test_ratchets_models_are_written_without_their_none_fields_and_read_back_who
     assert old == request
     run = RunInput(agent="support", prompt="hi")
     assert _round_trip(run)[1] == run
+    # The snapshot (a local activity's result, recorded in a marker) too.
+    spec = Agent("support", instructions="Help.", model="openai:gpt-test").spec()
+    data, back = _round_trip(spec)
+    assert b":null" not in data and back == spec
 
 
 def test_user_data_keeps_its_nulls() -> None:

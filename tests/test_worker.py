@@ -100,7 +100,9 @@ async def test_the_check_attaches_to_an_existing_run(
 
 def test_identity_announces_the_agents() -> None:
     identity = announce_agents("42@host", ["support", "billing"])
-    assert identity == "42@host ratchet agents=billing,support"
+    assert identity == "42@host agents=billing,support"
+    # Workers before issue 18 announced with a longer mark: still read.
+    assert announced_agents("42@host ratchet agents=a,b") == {"a", "b"}
     assert announced_agents(identity) == {"billing", "support"}
     assert announced_agents(announce_agents("42@host", [])) == frozenset()
     assert announced_agents("42@host") is None  # says nothing: may host anything

@@ -42,7 +42,9 @@ WIRE_MODULES = frozenset(
         "ratchet._protocol",
         "ratchet._slots_protocol",
         "ratchet._limiter_protocol",
+        "ratchet.agent",
         "ratchet.messages",
+        "ratchet.models._wire",
         "ratchet.tools",
         "ratchet.policy",
     }

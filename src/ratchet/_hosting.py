@@ -1,7 +1,7 @@
 """Which agents a task queue's workers host, read before a run starts.
 
 Workers announce their agents in their Temporal worker identity
-(``"4242@host ratchet agents=support,billing"``); the server reports the identity
+(``"4242@host agents=support,billing"``); the server reports the identity
 of every recent poller of a task queue (``DescribeTaskQueue``), so a client
 learns in one RPC whether any worker hosts an agent, without starting a run that
 could only fail. The server lists a poller for a few minutes after its last poll,
@@ -32,7 +32,10 @@ __all__ = [
     "hosted_agents",
 ]
 
-_MARK = " ratchet agents="
+_MARK = " agents="
+# The identity is recorded in every workflow-task and activity event of a run's history
+# (about 23 events for a 5-step run), so the mark is short; identities of workers
+# before issue 18 (" ratchet agents=...") end with it too, and read the same.
 _MANY = "*"
 # Identities travel with every poll; the server caps their length (1000 by default).
 _MAX_NAMES_LENGTH = 300
