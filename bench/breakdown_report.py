@@ -87,9 +87,10 @@ class Report:
             "**History events per step** (the last timed run of each; events and protobuf "
             "bytes, `HistoryEvent.ByteSize()`)",
             "",
-            "| step | " + " | ".join(SHORT[k] for k in keys) + " | ratchet - (b) |",
-            "|---|" + "---|" * (len(keys) + 1),
         ]
+        diff_column = FLOOR in keys and RATCHET in keys
+        names = [SHORT[k] for k in keys] + (["ratchet - (b)"] if diff_column else [])
+        out += ["| step | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         labels = self._labels(lambda r: [g.label for g in r.groups])
         for label in [*labels, None]:
             cells, sizes = [], {}
@@ -102,13 +103,14 @@ class Report:
                 n, size = sum(len(g.events) for g in chosen), sum(g.size for g in chosen)
                 sizes[k] = (n, size)
                 cells.append(f"{n} ev, {size:,} B")
-            diff = "—"
-            if FLOOR in sizes and RATCHET in sizes:
-                dn = sizes[RATCHET][0] - sizes[FLOOR][0]
-                db = sizes[RATCHET][1] - sizes[FLOOR][1]
-                diff = f"{dn:+d} ev, {db:+,} B"
+            if diff_column:
+                cells.append("—")
+                if FLOOR in sizes and RATCHET in sizes:
+                    dn = sizes[RATCHET][0] - sizes[FLOOR][0]
+                    db = sizes[RATCHET][1] - sizes[FLOOR][1]
+                    cells[-1] = f"{dn:+d} ev, {db:+,} B"
             name = "**run**" if label is None else label
-            out.append(f"| {name} | " + " | ".join(cells) + f" | {diff} |")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
         out += ["", *self._payload_table(keys)]
         for k in keys:
             out += ["", *self._event_types(k)]
@@ -318,6 +320,16 @@ class Report:
             return f"{value:,.1f} ms ({value / total * 100:.0f} %)" if total else _ms(value)
 
         for category in ORDER:
+            if category == NATIVE:
+                python = {k: p.python_s / p.runs * 1000 for k, p in profiles.items()}
+                out.append(
+                    "| *Python threads, all kinds* | "
+                    + " | ".join(cell(k, python[k]) for k in keys)
+                    + "".join(
+                        f" | {_signed(python[RATCHET] - python[b])}" for b in self._diffs(keys)
+                    )
+                    + " |"
+                )
             cells = [cell(k, per_run[k][category]) for k in keys]
             cells += [
                 _signed(_minus(per_run[RATCHET][category], per_run[b][category]))
@@ -430,6 +442,6 @@ HOW_TO_READ = f"""### How to read this
   asyncio event loop (innermost frame in `asyncio` or `selectors`) or other Python.
   **Idle** samples (the selector's poll, `threading` waits, a thread pool's worker at its
   queue) are left out of the shares. The worker's CPU (`/proc/PID/stat`) is shared out in
-  proportion to the samples, except **{NATIVE}**: the CPU of the threads that
-  Temporal's Rust core names itself (`tokio-rt-worker`...), read per thread from `/proc`,
-  which py-spy cannot sample. py-spy runs beside the worker on the same cores."""
+  proportion to the samples, except **{NATIVE}**: the CPU of the
+  threads Temporal's Rust core names itself (`tokio-rt-worker`...), read per thread from
+  `/proc`, which py-spy cannot sample. py-spy runs beside the worker on the same cores."""
