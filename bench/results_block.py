@@ -1,15 +1,22 @@
 """Sections of ``bench/RESULTS.md`` written by other scripts than ``python -m bench``.
 
 ``python -m bench`` rewrites the whole file; a section between an HTML comment pair
-(``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->``) belongs to another script (e.g.
-``python -m bench.streaming``), which replaces only its own block. Both keep the other's.
+(``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->``) belongs to another script (see
+:data:`BLOCKS`), which replaces only its own block. Both keep the other's.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["carry_over", "replace"]
+__all__ = ["BLOCKS", "carry_over", "replace"]
+
+BLOCKS = {
+    "streaming": "python -m bench.streaming",
+    "parked": "python -m bench.parked",
+    "breakdown": "python -m bench.breakdown",
+}
+"""Each block's name and the script that writes it."""
 
 _BLOCK = re.compile(r"<!-- (?P<name>[\w-]+):begin -->.*?<!-- (?P=name):end -->\n?", re.DOTALL)
 
@@ -20,6 +27,8 @@ def _markers(name: str) -> tuple[str, str]:
 
 def replace(text: str, name: str, body: str) -> str:
     """``text`` with block ``name`` holding ``body``: in place, or appended if absent."""
+    if name not in BLOCKS:
+        raise ValueError(f"{name!r} is not a block of RESULTS.md: add it to BLOCKS")
     begin, end = _markers(name)
     block = f"{begin}\n{body.strip()}\n{end}\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)

@@ -1151,6 +1151,8 @@ in the same invocation; the durability tax is relative to (a).
   {scaling}
 - **10,000 parked runs on one worker**: `python -m bench.parked`, in its own section
   below when it was run.
+- **Where each millisecond and each history event goes, per step** ((b), ratchet, (d)):
+  `python -m bench.breakdown`, in its own section below when it was run.
 
 Settings that apply to all: the dev server runs with
 `history.transferProcessorMaxPollRPS=1000` (its single shard otherwise delays most
@@ -1232,8 +1234,8 @@ def finish(report: Report, args: argparse.Namespace, logs: Path) -> int:
         Path(args.results) if args.results else (None if mode.name == "smoke" else RESULTS)
     )
     if results_path is not None:
-        # Keep the sections other scripts own (python -m bench.streaming's and
-        # python -m bench.parked's).
+        # Keep the sections other scripts own (results_block.BLOCKS: python -m
+        # bench.streaming's, bench.parked's, bench.breakdown's).
         old = results_path.read_text() if results_path.exists() else ""
         results_path.write_text(results_block.carry_over(old, report.markdown()))
         log(f"\nwrote {results_path}")

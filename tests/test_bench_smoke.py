@@ -199,3 +199,144 @@ def test_results_blocks_survive_a_rewrite() -> None:
     assert again.startswith("# results\n\nnewer tables\n")
     assert "<!-- streaming:begin -->\n## Streaming\n2 ms\n<!-- streaming:end -->" in again
     assert "<!-- parked:begin -->\n## 10,000 parked runs\n300 MiB\n<!-- parked:end -->" in again
+    # And bench.breakdown's; a name no script owns is refused.
+    third = results_block.replace(again, "breakdown", "## Per step\n5 events")
+    kept = results_block.carry_over(third, "# results\n\nnewest tables\n")
+    assert "<!-- breakdown:begin -->\n## Per step\n5 events\n<!-- breakdown:end -->" in kept
+    assert kept.count(":begin -->") == 3
+    with pytest.raises(ValueError, match="not a block"):
+        results_block.replace(kept, "breakdwon", "typo")
+
+
+STEPS = [
+    "start",
+    "model call 1",
+    "tool call 1 (lookup_order)",
+    "model call 2",
+    "tool call 2 (shipping_eta)",
+    "model call 3",
+    "end",
+]
+
+
+def test_breakdown_bench_smoke(tmp_path: Path) -> None:
+    """``python -m bench.breakdown --smoke`` cuts each implementation's history into the
+    workload's steps, times them, splits the worker CPU by kind of code, and writes its
+    block of RESULTS.md."""
+    out, results = tmp_path / "breakdown.json", tmp_path / "RESULTS.md"
+    results.write_text("# results\n\nthe tables of python -m bench\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.breakdown",
+            "--smoke",
+            "--json",
+            str(out),
+            "--results",
+            str(results),
+            "--logs",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    data = json.loads(out.read_text())
+    runs, profiled = data["mode"]["runs"], data["mode"]["profile_runs"]
+    keys = ["b", "c", *(["d"] if "d" not in data["skipped"] else [])]
+    assert sorted(data["results"]) == sorted(keys)
+    for key in keys:
+        r = data["results"][key]
+        assert not r["errors"] and r["odd_runs"] == 0, (key, r["errors"])
+        # Every event of the run is in exactly one step.
+        assert [g["label"] for g in r["groups"]] == STEPS, key
+        assert all(g["events"] > 0 and g["bytes"] > g["payload_bytes"] for g in r["groups"])
+        assert sum(g["events"] for g in r["groups"]) >= 5 * 3 + 3, key
+        # Each run's steps add up to its time on the server.
+        assert len(r["wall_ms"]) == len(r["timings"]) == len(r["server_ms"]) == runs, key
+        for steps, server in zip(r["timings"], r["server_ms"], strict=True):
+            assert [t["label"] for t in steps] == STEPS
+            assert abs(sum(t["total"] for t in steps) - server) < 0.01
+        cpu = r["cpu"]
+        assert cpu["runs"] == profiled and cpu["cpu_s"] > 0, key
+        if data["spy_note"] is None:
+            counted = sum(n for c, n in cpu["samples"].items() if c != "idle")
+            assert counted > 0, key
+            assert all(v is not None for v in cpu["ms_per_run"].values()), key
+    for row in (
+        "**History events per step**",
+        "**Payload bytes and the rest**",
+        "| model call 1 | 6 ev, ",
+        "| **run** | ",
+        "sched/started/completed + WFT\u00d73",
+        "| (c) ratchet | ",
+        "**Milliseconds per step**",
+        "| step | activity sched→start | activity run | WFT sched→start | WFT run | ",
+        "| tool call 2 (shipping_eta) | ",
+        "| **run on the server** (started → completed) |",
+        "| **client wall time** (start → result) |",
+        "**Step totals side by side**",
+        "**The run's milliseconds by kind**",
+        "| workflow tasks: scheduled → started | ",
+        "**Worker CPU by kind of code**",
+        "| workflow code | ",
+        "| Temporal core (native threads) | ",
+        "| **worker CPU per run** | ",
+        "### How to read this",
+    ):
+        assert row in proc.stdout, row
+    if "d" in keys:
+        # ratchet's totals as ratios to (b) and to (d).
+        totals = [
+            line
+            for line in proc.stdout.splitlines()
+            if line.startswith("| (c) ratchet | ") and " = " in line
+        ]
+        assert len(totals) == 1 and totals[0].count("x (b), ") == totals[0].count("x (d)") == 4
+    if data["spy_note"] is not None:
+        assert data["spy_note"] in proc.stdout
+    written = results.read_text()
+    assert written.startswith("# results\n\nthe tables of python -m bench\n")
+    assert "<!-- breakdown:begin -->\n## Where each millisecond" in written
+    assert written.rstrip().endswith("<!-- breakdown:end -->")
+
+
+def test_cpu_categories() -> None:
+    """A sampled stack's kind of code: the first rule matching a frame wins; a thread
+    waiting for work is idle."""
+    from bench.cpu_categories import IDLE, classify
+
+    py = "/usr/lib/python3.11"
+    site = "/venv/lib/python3.11/site-packages"
+    loop = [f"BaseEventLoop._run_once ({py}/asyncio/base_events.py:1922)"]
+    activity = [*loop, f"_ActivityWorker._run_activity ({site}/temporalio/worker/_activity.py:9)"]
+    assert classify([*activity, f"AsyncOpenAI.post ({site}/openai/_base_client.py:1)"]) == (
+        "activities & provider HTTP"
+    )
+    # A transcript write made by an activity is the store's.
+    assert classify([*activity, "SqliteStore.write (/src/ratchet/transcripts.py:5)"]) == (
+        "streaming & SQLite stores"
+    )
+    workflow = [
+        *loop,
+        f"_WorkflowWorker._handle_activation ({site}/temporalio/worker/_workflow.py:1)",
+    ]
+    assert classify(workflow) == "workflow code"
+    assert classify([*workflow, f"Worker.complete ({site}/temporalio/bridge/worker.py:2)"]) == (
+        "Temporal bridge"
+    )
+    assert classify([*loop, f"Handle._run ({py}/asyncio/events.py:80)"]) == "asyncio event loop"
+    import concurrent.futures.thread as pool
+    import linecache
+
+    path = pool.__file__
+    waiting = next(
+        i + 1
+        for i, line in enumerate(linecache.getlines(path))
+        if "work_queue.get(block=True)" in line
+    )
+    assert classify([f"_worker ({path}:{waiting})"]) == IDLE
+    assert classify([f"_worker ({path}:{waiting + 1})"]) != IDLE
