@@ -20,6 +20,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _smoke(module: str, out: Path, results: Path, logs: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE --smoke``, writing its JSON and its block of ``results``."""
+    paths = ["--json", str(out), "--results", str(results), "--logs", str(logs)]
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--smoke", *paths],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
 def test_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     proc = subprocess.run(
@@ -130,25 +144,7 @@ def test_parked_bench_smoke(tmp_path: Path) -> None:
 
     out, results = tmp_path / "parked.json", tmp_path / "RESULTS.md"
     results.write_text("# results\n\nthe tables of python -m bench\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.parked",
-            "--smoke",
-            "--json",
-            str(out),
-            "--results",
-            str(results),
-            "--logs",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    proc = _smoke("bench.parked", out, results, tmp_path)
     data = json.loads(out.read_text())
     mode = data["mode"]
     runs, cache = mode["runs"], int(mode["cache"])
@@ -225,25 +221,7 @@ def test_breakdown_bench_smoke(tmp_path: Path) -> None:
     block of RESULTS.md."""
     out, results = tmp_path / "breakdown.json", tmp_path / "RESULTS.md"
     results.write_text("# results\n\nthe tables of python -m bench\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.breakdown",
-            "--smoke",
-            "--json",
-            str(out),
-            "--results",
-            str(results),
-            "--logs",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    proc = _smoke("bench.breakdown", out, results, tmp_path)
     data = json.loads(out.read_text())
     runs, profiled = data["mode"]["runs"], data["mode"]["profile_runs"]
     keys = ["b", "c", *(["d"] if "d" not in data["skipped"] else [])]
