@@ -115,3 +115,19 @@ def test_user_data_keeps_its_nulls() -> None:
     data, back = _round_trip(call)
     assert b'"arguments":{"x":null}' in data
     assert back == call
+
+
+def test_fields_older_workers_require_are_written_even_when_none() -> None:
+    """``Carried.head``, ``HandoffRequest.head`` and ``Condition.value`` were required
+    before issue 18: a worker of that release must still read what newer ones write."""
+    from ratchet._protocol import HandoffRequest
+    from ratchet.policy import Condition
+
+    request = HandoffRequest(
+        agent="triage", target="billing", turn=1, call_id="c", instructions="Bill."
+    )
+    data, back = _round_trip(request)
+    assert b'"head":null' in data and back == request
+    condition = Condition(arg="x", op="eq", value=None)
+    payload = DATA_CONVERTER.payload_converter.to_payloads([condition])[0]
+    assert b'"value":null' in payload.data

@@ -12,11 +12,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from ratchet import AgentClient, ConfigError, RunFailed
-from ratchet._hosting import announce_agents, announced_agents
+from ratchet import AgentClient, AgentWorkflow, ConfigError, RunFailed
+from ratchet._hosting import announce_agents, announced_agents, hosted_agents
 from ratchet.testing import ScriptedModelServer, error, reply
-from ratchet.worker import WorkerSettings, run_worker
+from ratchet.worker import WorkerSettings, run_worker, workflow_runner
 
 from .conftest import hosted, scripted_provider
 from .scenarios import AGENT
@@ -186,3 +187,42 @@ async def test_worker_log_has_no_tracebacks_for_expected_failures(
         failures = [line for line in lines if re.search(rf"failed \(attempt \d\): {kind}: ", line)]
         assert len(failures) == 1, (kind, log)
     assert f"run {handle.id}" in next(line for line in lines if "ModelRateLimited" in line)
+
+
+async def test_a_queue_with_a_worker_from_before_version_2_gets_version_1_runs(
+    temporal_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such a worker ignores RunInput.version and would record a version-2 run the old
+    way, which this release's workers could not replay: clients see its identity (the
+    old mark) and start version-1 runs on its queue; RATCHET_RUN_VERSION=1 forces it."""
+    from ratchet._hosting import QueueHosting
+    from ratchet.client import RUN_VERSION_ENV, _run_version
+
+    monkeypatch.delenv(RUN_VERSION_ENV, raising=False)
+    assert _run_version(None) == 2
+    assert _run_version(QueueHosting(frozenset({"a"}), False, 1)) == 2
+    assert _run_version(QueueHosting(frozenset({"a"}), False, 2, legacy=True)) == 1
+    monkeypatch.setenv(RUN_VERSION_ENV, "1")
+    assert _run_version(QueueHosting(frozenset({"a"}), False, 1)) == 1
+
+    # A real poller with the old identity on a real queue.
+    monkeypatch.delenv(RUN_VERSION_ENV, raising=False)
+    queue = f"legacy-{uuid.uuid4().hex[:6]}"
+    old = Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[AgentWorkflow],
+        identity="42@host ratchet agents=helper",
+        workflow_runner=workflow_runner(),
+    )
+    async with old:
+        hosting = await hosted_agents(temporal_client, queue)
+        for _ in range(40):
+            if hosting.pollers:
+                break
+            await asyncio.sleep(0.25)
+            hosting = await hosted_agents(temporal_client, queue)
+        assert hosting.legacy and hosting.agents == {"helper"}
+        handle = await AgentClient(temporal_client, task_queue=queue).start("helper", "hi")
+        assert (await handle.input()).version == 1
+        await temporal_client.get_workflow_handle(handle.id).terminate("test done")

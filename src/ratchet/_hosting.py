@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 _MARK = " agents="
+_LEGACY_MARK = " ratchet agents="
+"""How workers before RunInput.version 2 announced their agents: a client that sees one
+on a queue starts version-1 runs there (see ``QueueHosting.legacy``)."""
 # The identity is recorded in every workflow-task and activity event of a run's history
 # (about 23 events for a 5-step run), so the mark is short; identities of workers
 # before issue 18 (" ratchet agents=...") end with it too, and read the same.
@@ -66,6 +69,11 @@ class QueueHosting:
     """Some poller does not say what it hosts (it may host any agent)."""
     pollers: int
     """How many pollers the server reports."""
+    legacy: bool = False
+    """Some poller is a ratchet worker from before ``RunInput.version`` 2. Such a worker
+    ignores the version and would record a version-2 run the old way (patch markers,
+    an upsert after every model call), which newer workers could not replay; runs
+    started on its queue are version 1 until it is gone."""
 
 
 async def hosted_agents(client: Client, task_queue: str) -> QueueHosting:
@@ -79,13 +87,15 @@ async def hosted_agents(client: Client, task_queue: str) -> QueueHosting:
     )
     agents: set[str] = set()
     unannounced = False
+    legacy = False
     for poller in response.pollers:
+        legacy = legacy or _LEGACY_MARK in poller.identity
         names = announced_agents(poller.identity)
         if names is None:
             unannounced = True
         else:
             agents |= names
-    return QueueHosting(frozenset(agents), unannounced, len(response.pollers))
+    return QueueHosting(frozenset(agents), unannounced, len(response.pollers), legacy)
 
 
 def _problem(hosting: QueueHosting, namespace: str, task_queue: str, agent: str) -> str | None:
@@ -109,7 +119,7 @@ def _problem(hosting: QueueHosting, namespace: str, task_queue: str, agent: str)
 _FIRST_POLL_SECONDS = 5.0
 
 
-async def check_hosted(client: Client, task_queue: str, agent: str) -> None:
+async def check_hosted(client: Client, task_queue: str, agent: str) -> QueueHosting | None:
     """Raise :class:`ConfigError` when no worker on ``task_queue`` hosts ``agent``.
 
     A start that attaches to an existing run does not call it: it starts nothing.
@@ -122,7 +132,7 @@ async def check_hosted(client: Client, task_queue: str, agent: str) -> None:
             hosting = await hosted_agents(client, task_queue)
         except RPCError as e:
             if e.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
-                return
+                return None
             raise
         # A worker started a moment ago may not have polled yet: give it a few seconds
         # before saying nobody serves the queue (`ratchet worker & ratchet run ...`).
@@ -132,3 +142,4 @@ async def check_hosted(client: Client, task_queue: str, agent: str) -> None:
     problem = _problem(hosting, client.namespace, task_queue, agent)
     if problem is not None:
         raise ConfigError(problem)
+    return hosting

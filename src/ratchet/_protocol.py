@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from .agent import AgentSpec, ContextStrategy, ToolMode
 from .messages import Message, ToolCall, Usage
@@ -269,6 +269,13 @@ class Carried(BaseModel):
     """When the run started (the wall-time budget counts from here)."""
     head: str | None = None
     """The transcript chain head the model saw last."""
+
+    @model_serializer(mode="wrap")
+    def _always_with_head(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Written even when None (ratchet's converter leaves None fields out): workers
+        # from before issue 18 require it.
+        return _with_key(handler(self), "head")
+
     pending: list[Message] = []
     """Messages since ``head`` (not yet sent to the model)."""
     stored: list[str] = []
@@ -554,6 +561,13 @@ class HandoffRequest(BaseModel):
     """The model's id of the handoff call."""
     head: str | None = None
     """The chain head the model saw last."""
+
+    @model_serializer(mode="wrap")
+    def _always_with_head(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Written even when None (ratchet's converter leaves None fields out): workers
+        # from before issue 18 require it.
+        return _with_key(handler(self), "head")
+
     appended: list[Message | str] = []
     """Messages since ``head`` (inline, or the hash of a stored one), the handoff's own
     tool message last."""
@@ -648,3 +662,10 @@ __all__ = [
 ]
 
 RunInput.model_rebuild()
+
+
+def _with_key(data: Any, key: str) -> Any:
+    """``data`` (a model's serialized fields) with ``key`` present, None if it was left out."""
+    if isinstance(data, dict) and key not in data:
+        return {**data, key: None}
+    return data

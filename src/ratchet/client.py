@@ -7,6 +7,7 @@ import base64
 import binascii
 import builtins
 import hashlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -30,7 +31,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._connect import connect
+from ._hosting import QueueHosting
 from ._hosting import check_hosted as _check_hosted
+from ._hosting import hosted_agents as _hosted_agents
 from ._limiter_protocol import (
     LIMITER_CONFIGURE_UPDATE,
     LIMITER_STATUS_QUERY,
@@ -109,6 +112,7 @@ class AgentClient:
         ``RATCHET_TRANSCRIPT_STORE``, else the embedded default, as workers use)."""
         self._registered: frozenset[str] | None = None
         self._registered_asked = 0.0
+        self._hosting_seen: tuple[float, QueueHosting | None] | None = None
         """``time.monotonic()`` when ``_registered`` was asked."""
 
     async def tenants_indexed(self) -> bool:
@@ -128,6 +132,18 @@ class AgentClient:
             self._registered = await registered_search_attributes(self.temporal)
             self._registered_asked = time.monotonic()
         return self._registered
+
+    async def _queue_hosting(self) -> QueueHosting | None:
+        """What the task queue's workers announce, asked at most every 30 s (one
+        ``DescribeTaskQueue``); None when the server will not say."""
+        now = time.monotonic()
+        if self._hosting_seen is None or now - self._hosting_seen[0] > 30:
+            try:
+                hosting: QueueHosting | None = await _hosted_agents(self.temporal, self.task_queue)
+            except RPCError:
+                hosting = None
+            self._hosting_seen = (now, hosting)
+        return self._hosting_seen[1]
 
     async def has_search_attributes(self) -> bool:
         """Whether the namespace has ratchet's search attributes (kept once it has; asked
@@ -195,8 +211,9 @@ class AgentClient:
         if tenant is not None:
             check_tenant(tenant)
         existed = id is not None and await self.exists(id)
+        hosting = None
         if check_hosted and not existed:
-            await _check_hosted(self.temporal, self.task_queue, agent)
+            hosting = await _check_hosted(self.temporal, self.task_queue, agent)
         run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
         registered = await self._registered_attributes()
         indexed = registered >= RUN_ATTRIBUTES
@@ -214,6 +231,7 @@ class AgentClient:
             handle = await self.temporal.start_workflow(
                 WORKFLOW_TYPE,
                 RunInput(
+                    version=_run_version(hosting or await self._queue_hosting()),
                     agent=agent,
                     prompt=prompt,
                     model=model,
@@ -641,3 +659,17 @@ def _no_limiter(provider: str, e: RPCError) -> Exception:
             "`ratchet worker --rate-limit`); `ratchet limits` lists the running ones"
         )
     return e
+
+
+RUN_VERSION_ENV = "RATCHET_RUN_VERSION"
+"""Set to 1 to start version-1 runs (``RunInput.version``), e.g. while rolling back
+workers to a release from before version 2."""
+
+
+def _run_version(hosting: QueueHosting | None) -> int:
+    """The ``RunInput.version`` of a new run: 2, unless a worker from before version 2
+    polls the queue (it would record the run the old way, which newer workers could not
+    replay) or ``RATCHET_RUN_VERSION`` says 1."""
+    if os.environ.get(RUN_VERSION_ENV, "").strip() == "1":
+        return 1
+    return 1 if hosting is not None and hosting.legacy else 2

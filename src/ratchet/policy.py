@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, assert_never
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 __all__ = [
     "Condition",
@@ -51,6 +51,15 @@ class Condition(BaseModel):
     op: Op
     value: Any = None
     """What the argument is compared with (None too: ``arg("x") == None``)."""
+
+    @model_serializer(mode="wrap")
+    def _always_with_value(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Written even when None (ratchet's converter leaves None fields out): workers
+        # from before issue 18 require it.
+        data = handler(self)
+        if isinstance(data, dict) and "value" not in data:
+            return {**data, "value": None}
+        return data
 
     def holds(self, arguments: dict[str, Any]) -> bool | None:
         """Whether the condition holds; None when it cannot tell (argument missing or of

@@ -73,6 +73,9 @@ class SubAgents:
         me = workflow.info().workflow_id
         run_id = subagent_run_id(me, activity_id)
         child = RunInput(
+            # The parent's: a parent started as version 1 (older workers on its queue)
+            # starts its children so too.
+            version=self._input.version,
             agent=tool.agent,
             prompt=str(arguments["input"]),
             # A run's model override is the whole tree's (e.g. every agent on a test model).
