@@ -131,3 +131,13 @@ def test_fields_older_workers_require_are_written_even_when_none() -> None:
     condition = Condition(arg="x", op="eq", value=None)
     payload = DATA_CONVERTER.payload_converter.to_payloads([condition])[0]
     assert b'"value":null' in payload.data
+
+
+def test_always_written_fields_keep_the_models_json_schema() -> None:
+    """The serializer that writes them must not blank the model's schema (OpenAPI)."""
+    from ratchet._protocol import Carried
+    from ratchet.policy import Condition
+
+    for model in (Condition, Carried):
+        schema = model.model_json_schema(mode="serialization")
+        assert schema.get("properties"), model

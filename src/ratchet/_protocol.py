@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict
 
+from ._older_readers import KeepsFieldsOlderReadersRequire
 from .agent import AgentSpec, ContextStrategy, ToolMode
 from .messages import Message, ToolCall, Usage
 from .models import WireFormat
@@ -254,12 +255,14 @@ class RunStatus(BaseModel):
     ``usage`` and ``cost_usd``."""
 
 
-class Carried(BaseModel):
+class Carried(KeepsFieldsOlderReadersRequire):
     """What one execution of a run hands to the next when it continues as new.
 
     Only references and totals: the transcript itself stays in the transcript store,
     so a long run's next execution starts small.
     """
+
+    ALWAYS_WRITTEN = ("head",)
 
     spec: AgentSpec
     """The agent snapshot taken when the run started (never retaken)."""
@@ -269,13 +272,6 @@ class Carried(BaseModel):
     """When the run started (the wall-time budget counts from here)."""
     head: str | None = None
     """The transcript chain head the model saw last."""
-
-    @model_serializer(mode="wrap")
-    def _always_with_head(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Written even when None (ratchet's converter leaves None fields out): workers
-        # from before issue 18 require it.
-        return _with_key(handler(self), "head")
-
     pending: list[Message] = []
     """Messages since ``head`` (not yet sent to the model)."""
     stored: list[str] = []
@@ -545,9 +541,11 @@ class SessionPin(BaseModel):
     """The worker's own task queue: the run's calls to the server go there."""
 
 
-class HandoffRequest(BaseModel):
+class HandoffRequest(KeepsFieldsOlderReadersRequire):
     """Input of the handoff activity: the prompt so far, restarted under the target's
     instructions."""
+
+    ALWAYS_WRITTEN = ("head",)
 
     model_config = ConfigDict(frozen=True)
 
@@ -561,13 +559,6 @@ class HandoffRequest(BaseModel):
     """The model's id of the handoff call."""
     head: str | None = None
     """The chain head the model saw last."""
-
-    @model_serializer(mode="wrap")
-    def _always_with_head(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Written even when None (ratchet's converter leaves None fields out): workers
-        # from before issue 18 require it.
-        return _with_key(handler(self), "head")
-
     appended: list[Message | str] = []
     """Messages since ``head`` (inline, or the hash of a stored one), the handoff's own
     tool message last."""
@@ -662,10 +653,3 @@ __all__ = [
 ]
 
 RunInput.model_rebuild()
-
-
-def _with_key(data: Any, key: str) -> Any:
-    """``data`` (a model's serialized fields) with ``key`` present, None if it was left out."""
-    if isinstance(data, dict) and key not in data:
-        return {**data, key: None}
-    return data

@@ -112,8 +112,9 @@ class AgentClient:
         ``RATCHET_TRANSCRIPT_STORE``, else the embedded default, as workers use)."""
         self._registered: frozenset[str] | None = None
         self._registered_asked = 0.0
-        self._hosting_seen: tuple[float, QueueHosting | None] | None = None
         """``time.monotonic()`` when ``_registered`` was asked."""
+        self._hosting_seen: tuple[float, QueueHosting | None] | None = None
+        """When the queue's workers were last described, and what they announced."""
 
     async def tenants_indexed(self) -> bool:
         """Whether the namespace has the ``RatchetTenant`` search attribute, so a

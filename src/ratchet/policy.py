@@ -24,7 +24,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, assert_never
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict
+
+from ._older_readers import KeepsFieldsOlderReadersRequire
 
 __all__ = [
     "Condition",
@@ -42,24 +44,16 @@ Decision = Literal["allow", "deny", "require_approval"]
 Op = Literal["gt", "ge", "lt", "le", "eq", "ne", "in", "not_in", "matches", "not_matches"]
 
 
-class Condition(BaseModel):
+class Condition(KeepsFieldsOlderReadersRequire):
     """A test on one argument of the call (see :func:`arg`)."""
 
     model_config = ConfigDict(frozen=True)
+    ALWAYS_WRITTEN = ("value",)
 
     arg: str
     op: Op
     value: Any = None
     """What the argument is compared with (None too: ``arg("x") == None``)."""
-
-    @model_serializer(mode="wrap")
-    def _always_with_value(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Written even when None (ratchet's converter leaves None fields out): workers
-        # from before issue 18 require it.
-        data = handler(self)
-        if isinstance(data, dict) and "value" not in data:
-            return {**data, "value": None}
-        return data
 
     def holds(self, arguments: dict[str, Any]) -> bool | None:
         """Whether the condition holds; None when it cannot tell (argument missing or of
