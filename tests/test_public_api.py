@@ -364,6 +364,14 @@ EXPECTED: dict[str, list[str] | None] = {
         "ratchet_worker",
         "scripted_model",
     ],
+    "ratchet.serverless": [
+        "LambdaHandler",
+        "LocalContext",
+        "MakeCurrent",
+        "current_build_id",
+        "lambda_handler",
+        "make_current",
+    ],
     "ratchet.tools": [
         "Tool",
         "ToolContext",
@@ -394,7 +402,9 @@ EXPECTED: dict[str, list[str] | None] = {
         "store_from_url",
     ],
     "ratchet.worker": [
+        "AgentWorkerParts",
         "WorkerSettings",
+        "agent_worker_parts",
         "create_model_worker",
         "create_worker",
         "default_providers",

@@ -16,7 +16,7 @@ from temporalio.runtime import Runtime
 from ._converter import DATA_CONVERTER
 from .errors import ConfigError, ConnectionFailed
 
-__all__ = ["DEFAULT_ADDRESS", "connect"]
+__all__ = ["DEFAULT_ADDRESS", "connect", "data_converter"]
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 _STARTING_GRACE_SECONDS = 15.0
@@ -59,18 +59,7 @@ async def connect(
         ConfigError: the address or the encryption keys are malformed, or the S3
             bucket of ``RATCHET_PAYLOAD_STORE`` is unusable.
     """
-    converter = _data_converter(codec)
-    if external_storage == "env":
-        from .payloads import external_storage_from_env
-
-        external_storage = external_storage_from_env()
-    if external_storage is not None:
-        from .payloads import check_external_storage
-
-        # An S3 bucket given by name is checked now, not at the first large payload,
-        # deep inside a run.
-        await check_external_storage(external_storage)
-        converter = dataclasses.replace(converter, external_storage=external_storage)
+    converter = await data_converter(codec=codec, external_storage=external_storage)
     if address and "://" in address:
         raise ConfigError(f"bad Temporal address {address!r}: use host:port, e.g. 127.0.0.1:7233")
     try:
@@ -102,6 +91,35 @@ async def connect(
                 f"{_first_line(e)}. Start the embedded one with `ratchet up`, "
                 "or set TEMPORAL_ADDRESS."
             ) from e
+
+
+async def data_converter(
+    *,
+    codec: PayloadCodec | None = None,
+    external_storage: ExternalStorage | Literal["env"] | None = "env",
+) -> DataConverter:
+    """The data converter :func:`connect` gives its client (arguments as there).
+
+    For programs that connect by other means, e.g. Temporal's Lambda integration
+    (:mod:`ratchet.serverless`).
+
+    Raises:
+        ConfigError: the encryption keys are malformed, or the S3 bucket of
+            ``RATCHET_PAYLOAD_STORE`` is unusable.
+    """
+    converter = _data_converter(codec)
+    if external_storage == "env":
+        from .payloads import external_storage_from_env
+
+        external_storage = external_storage_from_env()
+    if external_storage is not None:
+        from .payloads import check_external_storage
+
+        # An S3 bucket given by name is checked now, not at the first large payload,
+        # deep inside a run.
+        await check_external_storage(external_storage)
+        converter = dataclasses.replace(converter, external_storage=external_storage)
+    return converter
 
 
 def _data_converter(codec: PayloadCodec | None) -> DataConverter:

@@ -16,6 +16,7 @@ import pkgutil
 import signal
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -42,7 +43,9 @@ from .transcripts import TranscriptStore
 from .workflows import AgentWorkflow, LimiterWorkflow, SlotsWorkflow
 
 __all__ = [
+    "AgentWorkerParts",
     "WorkerSettings",
+    "agent_worker_parts",
     "create_model_worker",
     "create_worker",
     "default_providers",
@@ -175,6 +178,84 @@ def create_worker(
     Raises:
         ConfigError: e.g. ``deps`` maps an agent this worker does not host.
     """
+    parts = agent_worker_parts(
+        agents,
+        payload_limit=payload_limit(client.data_converter.external_storage),
+        providers=providers,
+        prices=prices,
+        transcript_store=transcript_store,
+        rate_limits=rate_limits,
+        delta_store=delta_store,
+        deps=deps,
+    )
+    acts = parts.activities
+    options = _options(worker_options)
+    # Clients read this to refuse runs of agents no worker hosts (ratchet._hosting).
+    options.setdefault("identity", announce_agents(client.identity, parts.hosted))
+    companion: Worker | None = None
+    if parts.needs_session_queue:
+        # Stateful MCP servers: each run's session lives here, reached by this queue.
+        acts.session_queue = f"{task_queue}.mcp-sessions.{uuid.uuid4().hex[:12]}"
+        companion = Worker(
+            client,
+            task_queue=acts.session_queue,
+            activities=[acts.run_tool],
+            **{k: v for k, v in options.items() if k in ("identity", "interceptors")},
+        )
+    return _AgentWorker(
+        client,
+        closing=acts,
+        companion=companion,
+        task_queue=task_queue,
+        workflows=parts.workflows,
+        activities=parts.activity_functions,
+        **options,
+    )
+
+
+@dataclass(frozen=True)
+class AgentWorkerParts:
+    """What a worker hosting some agents registers, built without a client or a worker.
+
+    :func:`create_worker` builds its worker from these; so does
+    :func:`ratchet.serverless.lambda_handler`, whose worker Temporal's Lambda
+    integration creates for each invocation.
+    """
+
+    hosted: Mapping[str, Agent]
+    """Every agent the worker runs, the sub-agents and handoff targets included."""
+    activities: AgentActivities
+    """The activities' shared state; ``close()`` it when the worker has stopped."""
+    workflows: list[type]
+    activity_functions: list[Callable[..., Any]]
+
+    @property
+    def needs_session_queue(self) -> bool:
+        """Whether an agent has a stateful MCP server, whose sessions live in one process."""
+        return any(s.stateful for a in self.hosted.values() for s in a.mcp_servers.values())
+
+
+def agent_worker_parts(
+    agents: Iterable[Agent],
+    *,
+    payload_limit: int | None,
+    providers: Mapping[str, Provider] | None = None,
+    prices: Mapping[str, Price] | None = None,
+    transcript_store: TranscriptStore | None = None,
+    rate_limits: Mapping[str, RateLimit] | None = None,
+    delta_store: DeltaStore | None = None,
+    deps: Deps = None,
+) -> AgentWorkerParts:
+    """The workflows and activities hosting ``agents`` (arguments as :func:`create_worker`).
+
+    Args:
+        payload_limit: the largest payload the client's data converter keeps in the
+            history (:func:`ratchet.payloads.payload_limit` of its external storage).
+
+    Raises:
+        ConfigError: no agent, two agents share a name, or ``deps`` maps an agent
+            that is not hosted.
+    """
     hosted: dict[str, Agent] = {}
     for agent in agents:
         if not isinstance(agent, Agent):
@@ -193,7 +274,7 @@ def create_worker(
                     f"sub-agents or handoffs of agent {agent.name!r}); give them distinct names"
                 )
     acts = _activities(
-        client,
+        payload_limit,
         hosted,
         providers,
         prices,
@@ -202,26 +283,11 @@ def create_worker(
         delta_store,
         deps=resolve_deps(deps, hosted),
     )
-    options = _options(worker_options)
-    # Clients read this to refuse runs of agents no worker hosts (ratchet._hosting).
-    options.setdefault("identity", announce_agents(client.identity, hosted))
-    companion: Worker | None = None
-    if any(s.stateful for a in hosted.values() for s in a.mcp_servers.values()):
-        # Stateful MCP servers: each run's session lives here, reached by this queue.
-        acts.session_queue = f"{task_queue}.mcp-sessions.{uuid.uuid4().hex[:12]}"
-        companion = Worker(
-            client,
-            task_queue=acts.session_queue,
-            activities=[acts.run_tool],
-            **{k: v for k, v in options.items() if k in ("identity", "interceptors")},
-        )
-    return _AgentWorker(
-        client,
-        closing=acts,
-        companion=companion,
-        task_queue=task_queue,
+    return AgentWorkerParts(
+        hosted=hosted,
+        activities=acts,
         workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow],
-        activities=[
+        activity_functions=[
             acts.snapshot_agent,
             acts.pin_mcp_session,
             acts.refresh_mcp_tools,
@@ -235,7 +301,6 @@ def create_worker(
             check_runs,
             verify_approval_answer,
         ],
-        **options,
     )
 
 
@@ -298,7 +363,15 @@ def create_model_worker(
         worker_options: passed to :class:`temporalio.worker.Worker`.
     """
     limits = {provider: rate_limit} if rate_limit else None
-    acts = _activities(client, {}, providers, prices, limits, transcript_store, delta_store)
+    acts = _activities(
+        payload_limit(client.data_converter.external_storage),
+        {},
+        providers,
+        prices,
+        limits,
+        transcript_store,
+        delta_store,
+    )
     if provider not in acts.providers:
         known = ", ".join(sorted(acts.providers))
         raise ConfigError(f"no provider named {provider!r} (known: {known}); pass providers=")
@@ -317,7 +390,7 @@ def create_model_worker(
 
 
 def _activities(
-    client: Client,
+    limit: int | None,
     agents: Mapping[str, Agent],
     providers: Mapping[str, Provider] | None,
     prices: Mapping[str, Price] | None,
@@ -336,7 +409,7 @@ def _activities(
         all_providers,
         {**DEFAULT_PRICES, **(prices or {})},
         store=transcript_store,
-        payload_limit=payload_limit(client.data_converter.external_storage),
+        payload_limit=limit,
         rate_limits=rate_limits,
         deltas=delta_store,
         deps=deps,

@@ -7,6 +7,7 @@ one, so attempts are visible in the event history and bounded in one place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -71,7 +72,12 @@ class OpenAICompatible(Provider):
         self._model_name = model_name
         self._headers = default_headers
         self._unavailable_hint = unavailable_hint
-        self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}
+        # By event loop too: an HTTP client's connections belong to the loop that opened
+        # them, and a program may run several loops one after another (each invocation of
+        # a serverless worker runs its own), where a connection of a closed loop fails.
+        self._clients: dict[
+            asyncio.AbstractEventLoop, dict[tuple[str | None, str], openai.AsyncOpenAI]
+        ] = {}
         # Endpoints (base URL, model) that refused ``stream``: their calls go plain at once.
         self._no_streaming: set[tuple[str | None, str]] = set()
 
@@ -93,15 +99,19 @@ class OpenAICompatible(Provider):
                 "ModelAuthError",
                 f"no API key: set {self._api_key_env} in the worker's environment",
             )
+        loop = asyncio.get_running_loop()
+        for closed in [old for old in self._clients if old.is_closed()]:
+            del self._clients[closed]
+        clients = self._clients.setdefault(loop, {})
         key = (base_url, api_key)
-        if key not in self._clients:
-            self._clients[key] = openai.AsyncOpenAI(
+        if key not in clients:
+            clients[key] = openai.AsyncOpenAI(
                 base_url=base_url,
                 api_key=api_key,
                 max_retries=0,
                 default_headers=self._headers,
             )
-        return self._clients[key]
+        return clients[key]
 
     def _wire_format(self, request: ProviderRequest) -> WireFormat:
         """How :meth:`complete` renders ``request``: the model name sent and the tool mode."""
