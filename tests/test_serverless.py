@@ -175,3 +175,82 @@ def test_settings_a_function_cannot_run_are_refused_with_what_to_do(
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
     assert callable(lambda_handler([agent]))
     assert os.environ["AWS_LAMBDA_FUNCTION_VERSION"] == "7"
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_call_cut_off_by_the_drain_is_retried_by_the_next_invocation(
+    temporal_env: WorkflowEnvironment,
+    model_server: ScriptedModelServer,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    """A tool still running when the invocation must end is cancelled after the graceful
+    shutdown timeout; the server retries it in the next invocation, with the same key.
+
+    A sync tool's thread cannot be cancelled: the invocation must return on time anyway
+    (its late result is discarded by the server; the retry carries the same key)."""
+    log = tmp_path / "slow.log"
+
+    def started(ctx: ToolContext) -> None:
+        with log.open("a") as f:
+            f.write(f"start attempt {ctx.attempt} key {ctx.idempotency_key}\n")
+
+    def finished(ctx: ToolContext) -> str:
+        with log.open("a") as f:
+            f.write(f"done attempt {ctx.attempt}\n")
+        return "exported"
+
+    # Each outlives the first invocation's drain (5 s of graceful shutdown).
+    @tool(name="slow_export", side_effects=True, timeout=60)
+    async def slow_export_async(ctx: ToolContext) -> str:
+        """Export the report (slow)."""
+        started(ctx)
+        await asyncio.sleep(9)
+        return finished(ctx)
+
+    @tool(name="slow_export", side_effects=True, timeout=60)
+    def slow_export_sync(ctx: ToolContext) -> str:
+        """Export the report (slow)."""
+        started(ctx)
+        time.sleep(9)
+        return finished(ctx)
+
+    slow_export = slow_export_async if kind == "async" else slow_export_sync
+    agent = Agent(
+        name="serverless-export",
+        model="openai:scripted",
+        instructions="Export reports.",
+        tools=[slow_export],
+    )
+    address = temporal_env.client.service_client.config.target_host
+    queue = f"lambda-{uuid.uuid4().hex[:8]}"
+    model_server.add(tool_calls(call("slow_export", {})), reply("Exported."))
+    handler = lambda_handler(
+        settings=WorkerSettings(
+            agents=(agent,),
+            task_queue=queue,
+            providers={"openai": scripted_provider(model_server)},
+            address=address,
+            transcript_store_url=f"sqlite:///{tmp_path / 'transcripts.sqlite'}",
+        ),
+        deployment_name=f"agents-{queue}",
+        build_id="v1",
+    )
+    run = await AgentClient(temporal_env.client, task_queue=queue).start(
+        "serverless-export", "Export the report."
+    )
+    first = LocalContext(10)
+    await asyncio.to_thread(handler, {}, first)
+    assert time.monotonic() < first.deadline, "the drain overran the deadline"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("start attempt 1 key"), lines
+
+    second = LocalContext(25)
+    await asyncio.to_thread(handler, {}, second)
+    assert time.monotonic() < second.deadline
+    assert (await asyncio.wait_for(run.result(), timeout=5)).output == "Exported."
+    lines = log.read_text().splitlines()
+    starts = [line for line in lines if line.startswith("start")]
+    assert [s.split(" key ")[0] for s in starts] == ["start attempt 1", "start attempt 2"]
+    assert len({s.split(" key ")[1] for s in starts}) == 1, "the retry had another key"
+    assert lines[-1] == "done attempt 2"

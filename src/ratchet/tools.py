@@ -9,11 +9,14 @@ activity, so they get Temporal's timeouts and retries.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
+import functools
 import inspect
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, get_origin, get_type_hints, overload
 
@@ -189,7 +192,7 @@ class Tool:
             result = await self.fn(**kwargs)
         else:
             # Sync tools may block; a thread keeps the worker's event loop responsive.
-            result = await asyncio.to_thread(self.fn, **kwargs)
+            result = await _in_tool_thread(self.fn, kwargs)
         return render_result(result)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -198,6 +201,19 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
+
+
+_TOOL_THREADS = ThreadPoolExecutor(thread_name_prefix="ratchet-tool")
+"""Sync tools' threads: not the event loop's default executor, which ``asyncio.run`` waits
+for when it ends. A serverless invocation that must end while a sync tool still runs
+(its call is retried elsewhere) would otherwise overrun its deadline by the tool's time."""
+
+
+async def _in_tool_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    # Context variables (the activity's info, tracing spans) follow, as asyncio.to_thread does.
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, fn, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_TOOL_THREADS, call)
 
 
 def render_result(result: Any) -> str:
