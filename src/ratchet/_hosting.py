@@ -74,6 +74,10 @@ class QueueHosting:
     ignores the version and would record a version-2 run the old way (patch markers,
     an upsert after every model call), which newer workers could not replay; runs
     started on its queue are version 1 until it is gone."""
+    current_version: str | None = None
+    """The worker deployment version tasks on the queue go to (``deployment.build``),
+    if the queue is versioned: serverless workers (:mod:`ratchet.serverless`) poll
+    only while an invocation runs, so an empty queue may still be served."""
 
 
 async def hosted_agents(client: Client, task_queue: str) -> QueueHosting:
@@ -95,11 +99,24 @@ async def hosted_agents(client: Client, task_queue: str) -> QueueHosting:
             unannounced = True
         else:
             agents |= names
-    return QueueHosting(frozenset(agents), unannounced, len(response.pollers), legacy)
+    current = response.versioning_info.current_deployment_version
+    return QueueHosting(
+        frozenset(agents),
+        unannounced,
+        len(response.pollers),
+        legacy,
+        current_version=f"{current.deployment_name}.{current.build_id}"
+        if current.build_id
+        else None,
+    )
 
 
 def _problem(hosting: QueueHosting, namespace: str, task_queue: str, agent: str) -> str | None:
     start = f"ratchet worker --app module:attribute --task-queue {task_queue}"
+    if hosting.pollers == 0 and hosting.current_version is not None:
+        # A worker deployment serves the queue on demand (a serverless function that
+        # Temporal invokes when tasks wait): nobody polls between invocations.
+        return None
     if hosting.pollers == 0:
         return (
             f"no worker polls task queue {task_queue!r} (namespace {namespace!r}), so "
