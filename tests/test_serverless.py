@@ -11,16 +11,19 @@ import asyncio
 import os
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import Agent, AgentClient, ToolContext, tool
+from ratchet._hosting import _problem, hosted_agents
 from ratchet.errors import ConfigError
-from ratchet.serverless import LocalContext, current_build_id, lambda_handler
+from ratchet.serverless import LocalContext, current_build_id, lambda_handler, make_current
 from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
 from ratchet.worker import WorkerSettings, model_queue
 
@@ -254,3 +257,41 @@ async def test_a_call_cut_off_by_the_drain_is_retried_by_the_next_invocation(
     assert [s.split(" key ")[0] for s in starts] == ["start attempt 1", "start attempt 2"]
     assert len({s.split(" key ")[1] for s in starts}) == 1, "the retry had another key"
     assert lines[-1] == "done attempt 2"
+
+
+async def test_a_queue_served_on_demand_accepts_runs_while_no_worker_polls(
+    temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """Between invocations nobody polls a serverless queue: starting a run there must not
+    be refused as unserved once a deployment version is current on it."""
+    client = temporal_env.client
+    queue = f"lambda-{uuid.uuid4().hex[:8]}"
+    agents = AgentClient(client, task_queue=queue)
+    with pytest.raises(ConfigError, match="no worker polls task queue"):
+        await agents.start("serverless-job", "Record the steps.", check_hosted=True)
+
+    version = WorkerDeploymentVersion(deployment_name=f"agents-{queue}", build_id="v1")
+    assert await make_current(client, version, "if-none")
+    assert not await make_current(client, version, "if-none")  # already current
+    # The deployment serves the queue once a worker of it has polled once.
+    handler_settings = WorkerSettings(
+        agents=(_agent(tmp_path / "steps.log"),),
+        task_queue=queue,
+        address=client.service_client.config.target_host,
+        transcript_store_url=f"sqlite:///{tmp_path / 'transcripts.sqlite'}",
+    )
+    handler = lambda_handler(
+        settings=handler_settings, deployment_name=f"agents-{queue}", build_id="v1"
+    )
+    await asyncio.to_thread(handler, {}, LocalContext(8.5))
+    hosting = await hosted_agents(client, queue)
+    assert hosting.current_version == f"agents-{queue}.v1"
+    # The invocation's pollers stay listed for minutes; once they age out, the queue
+    # still counts as served:
+    idle = replace(hosting, pollers=0, agents=frozenset())
+    assert _problem(idle, client.namespace, queue, "serverless-job") is None
+    assert _problem(replace(idle, current_version=None), client.namespace, queue, "x")
+    run = await agents.start("serverless-job", "Record the steps.", check_hosted=True)
+    described = await client.get_workflow_handle(run.id).describe()
+    assert described.status == WorkflowExecutionStatus.RUNNING
+    await run.cancel()

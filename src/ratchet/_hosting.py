@@ -153,7 +153,7 @@ async def check_hosted(client: Client, task_queue: str, agent: str) -> QueueHost
             raise
         # A worker started a moment ago may not have polled yet: give it a few seconds
         # before saying nobody serves the queue (`ratchet worker & ratchet run ...`).
-        if hosting.pollers or time.monotonic() >= deadline:
+        if hosting.pollers or hosting.current_version or time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.25)
     problem = _problem(hosting, client.namespace, task_queue, agent)
