@@ -169,6 +169,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "ModelCallAttemptFailed",
         "ModelCallFinished",
         "ModelCallStarted",
+        "NexusCaller",
         "OutputChecked",
         "PolicyDecided",
         "PromptCompacted",
@@ -363,6 +364,14 @@ EXPECTED: dict[str, list[str] | None] = {
         "ratchet_time_skipping",
         "ratchet_worker",
         "scripted_model",
+    ],
+    "ratchet.nexus": [
+        "AgentsService",
+        "AgentsServiceHandler",
+        "AnswerApprovalInput",
+        "RunAgentInput",
+        "SERVICE_NAME",
+        "agents_client",
     ],
     "ratchet.tools": [
         "Tool",

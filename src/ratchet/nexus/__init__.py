@@ -6,7 +6,7 @@ Nexus endpoint without knowing the agents' task queue::
     from temporalio import workflow
 
     with workflow.unsafe.imports_passed_through():
-        from ratchet.nexus import RunAgentInput, agents_client
+        from ratchet.nexus import AgentsService, RunAgentInput, agents_client
 
     @workflow.defn
     class Triage:
@@ -14,7 +14,7 @@ Nexus endpoint without knowing the agents' task queue::
         async def run(self, ticket: str) -> str:
             agents = agents_client("ratchet-agents")
             result = await agents.execute_operation(
-                "run_agent", RunAgentInput(agent="support", prompt=ticket)
+                AgentsService.run_agent, RunAgentInput(agent="support", prompt=ticket)
             )
             return result.output
 
@@ -42,7 +42,8 @@ __all__ = [
 def agents_client(endpoint: str) -> workflow.NexusClient[AgentsService]:
     """In a workflow: the client of the ``ratchet.nexus`` service behind ``endpoint``.
 
-    Call ``execute_operation(AgentsService.run_agent, RunAgentInput(...))`` (or its name,
-    ``"run_agent"``) for a run's result, ``start_operation`` for a handle to cancel.
+    Call ``execute_operation(AgentsService.run_agent, RunAgentInput(...))`` for a run's
+    result (``start_operation`` for a handle), and
+    ``execute_operation(AgentsService.answer_approval, AnswerApprovalInput(...))``.
     """
     return workflow.create_nexus_client(service=AgentsService, endpoint=endpoint)
