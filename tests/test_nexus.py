@@ -17,7 +17,7 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import NexusOperationError
+from temporalio.exceptions import ApplicationError, NexusOperationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
@@ -32,6 +32,7 @@ from ratchet.nexus import AgentsServiceHandler, AnswerApprovalInput
 from ratchet.testing import (
     ScriptedModelServer,
     call,
+    error,
     in_process_worker,
     reply,
     scripted_provider,
@@ -245,6 +246,26 @@ async def test_an_approval_answered_over_nexus_lets_the_run_finish(
             )
     assert isinstance(failed.value.cause, NexusOperationError)
     assert f"run {run_id!r} has already ended" in _messages(failed.value.cause)
+
+
+async def test_a_failed_run_fails_the_callers_operation_with_its_error(
+    servers: Servers, model: ScriptedModelServer
+) -> None:
+    model.add(error(401, message="Incorrect API key provided"))
+    async with AsyncExitStack() as stack:
+        await _hosting(stack, servers, model)
+        caller = await _ask(servers, Ask("support", "Where is order 1042?"))
+        with pytest.raises(WorkflowFailureError) as failed:
+            await caller.result()
+    cause = failed.value.cause
+    assert isinstance(cause, NexusOperationError)
+    errors = []
+    current: BaseException | None = cause
+    while current is not None:
+        errors.append(current)
+        current = current.__cause__
+    typed = [e for e in errors if isinstance(e, ApplicationError) and e.type == "ModelAuthError"]
+    assert typed and "Incorrect API key provided" in typed[0].message
 
 
 async def test_an_unknown_agent_is_refused_with_the_hosted_agents_named(

@@ -92,7 +92,7 @@ class AgentsServiceHandler:
         except WorkflowAlreadyStartedError as e:
             raise nexusrpc.OperationError(
                 f"run {run_id!r} has already ended; its result is in namespace "
-                f"{nexus.client().namespace!r} (`ratchet result {run_id}`), or choose another id",
+                f"{nexus.client().namespace!r} (`ratchet show {run_id}`), or choose another id",
                 state=nexusrpc.OperationErrorState.FAILED,
             ) from e
 
