@@ -228,6 +228,13 @@ async def test_an_approval_answered_over_nexus_lets_the_run_finish(
         await _hosting(stack, servers, model)
         caller = await _ask(servers, Ask("support", "Refund order 7", run_id))
         call_id = await _waiting_call(servers, run_id)
+        # A second caller asking for the same run attaches to it; another prompt under
+        # its id is refused.
+        second = await _ask(servers, Ask("support", "Refund order 7", run_id))
+        other = await _ask(servers, Ask("support", "Refund order 8", run_id))
+        with pytest.raises(WorkflowFailureError) as refused:
+            await other.result()
+        assert f"run {run_id!r} already exists" in _messages(refused.value)
         answer = AnswerApprovalInput(
             run_id=run_id, call_id=call_id, approve=True, approver="ana", reason="known buyer"
         )
@@ -236,6 +243,7 @@ async def test_an_approval_answered_over_nexus_lets_the_run_finish(
         )
         assert said == "refund approved=True by ana"
         assert await caller.result() == "Refunded $500 on order 7."
+        assert await second.result() == "Refunded $500 on order 7."
         # The same answer again: the run has ended, and the caller is told so.
         with pytest.raises(WorkflowFailureError) as failed:
             await servers.callers.execute_workflow(
