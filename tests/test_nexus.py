@@ -165,6 +165,11 @@ async def test_a_caller_in_another_namespace_gets_the_agents_answer(
         await _hosting(stack, servers, model)
         caller = await _ask(servers, Ask("support", "Where is order 1042?", run_id))
         assert await caller.result() == "Order 1042 shipped yesterday."
+        # Its id again, once it ended: refused (no second run), saying where it is.
+        again = await _ask(servers, Ask("support", "Where is order 1042?", run_id))
+        with pytest.raises(WorkflowFailureError) as ended:
+            await again.result()
+        assert f"run {run_id!r} has already ended" in _messages(ended.value)
 
     # The run lives in the agents' namespace, as any run does.
     run = servers.agents.get(run_id)
