@@ -169,6 +169,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "ModelCallAttemptFailed",
         "ModelCallFinished",
         "ModelCallStarted",
+        "NexusCaller",
         "OutputChecked",
         "PolicyDecided",
         "PromptCompacted",
@@ -371,6 +372,14 @@ EXPECTED: dict[str, list[str] | None] = {
         "current_build_id",
         "lambda_handler",
         "make_current",
+    ],
+    "ratchet.nexus": [
+        "AgentsService",
+        "AgentsServiceHandler",
+        "AnswerApprovalInput",
+        "RunAgentInput",
+        "SERVICE_NAME",
+        "agents_client",
     ],
     "ratchet.tools": [
         "Tool",

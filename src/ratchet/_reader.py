@@ -22,6 +22,7 @@ from temporalio.converter import DataConverter
 from . import events as ev
 from ._failures import failure_text, readable
 from ._final_answer import answer_text, needs_worker_check, offered_answer
+from ._nexus_links import nexus_caller
 from ._prompts import Prompts
 from ._protocol import (
     APPROVE_UPDATE,
@@ -186,6 +187,7 @@ class HistoryReader:
             model=inp.model,
             chat=inp.chat,
             tenant=inp.tenant,
+            started_by=nexus_caller(attrs.completion_callbacks),
         )
 
     def _snapshotted(self, spec: AgentSpec) -> None:

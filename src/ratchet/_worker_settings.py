@@ -68,12 +68,20 @@ class WorkerSettings:
     deps: Deps = None
     """What the agents' tools get as ``ToolContext.deps``, as ``create_worker(deps=...)``
     takes it (``ratchet worker --deps module:attribute``)."""
+    nexus: bool = False
+    """Also serve the agents as the ``ratchet.nexus`` Nexus service
+    (:mod:`ratchet.nexus`), for endpoints that target ``task_queue``."""
 
     def __post_init__(self) -> None:
         if not self.agents and not self.model_queues:
             raise ConfigError(
                 "nothing to host: give agents and/or model_queues "
                 "(ratchet worker: --app module:attribute and/or --model-queue PROVIDER)"
+            )
+        if self.nexus and not self.agents:
+            raise ConfigError(
+                "the Nexus service runs agents, and this worker hosts none: "
+                "give agents (ratchet worker --nexus needs --app module:attribute)"
             )
 
     @classmethod
@@ -92,6 +100,7 @@ class WorkerSettings:
         otlp_endpoint: str | None = None,
         transcript_store_url: str | None = None,
         deps: str | None = None,
+        nexus: bool = False,
     ) -> WorkerSettings:
         """Settings from the ``ratchet worker`` flags, as strings.
 
@@ -102,6 +111,7 @@ class WorkerSettings:
             providers: ``NAME=BASE_URL`` entries (see :func:`parse_provider`).
             deps: ``module:attribute`` naming the tools' deps: an object, a mapping of
                 agent name to object, or a function ``(Agent) -> object``.
+            nexus: also serve the ``ratchet.nexus`` Nexus service (``--nexus``).
 
         Raises:
             ConfigError: a flag is malformed, the app does not load, or nothing is hosted;
@@ -125,6 +135,7 @@ class WorkerSettings:
             otlp_endpoint=otlp_endpoint,
             transcript_store_url=transcript_store_url,
             deps=load_object(deps, what="deps") if deps is not None else None,
+            nexus=nexus,
         )
 
 

@@ -9,7 +9,6 @@ import builtins
 import hashlib
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, overload
@@ -19,13 +18,6 @@ from temporalio.client import (
     WorkflowExecution,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
-)
-from temporalio.common import (
-    Priority,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -47,10 +39,10 @@ from ._protocol import (
     DEFAULT_TASK_QUEUE,
     WORKFLOW_TYPE,
     PendingApproval,
-    RunInput,
     RunResult,
 )
 from ._render import shorten
+from ._run_start import RunStart, check_run_request, new_run_id, run_start
 from ._runs import (
     ACCEPT_TIMEOUT,
     RUN_STATES,
@@ -63,7 +55,7 @@ from ._runs import (
     run_info,
 )
 from ._search import AGENT, ALL, RUN_ATTRIBUTES, STATUS, TENANT, registered_search_attributes
-from .agent import PROVIDER_RE, check_agent_name, parse_model
+from .agent import PROVIDER_RE, check_agent_name
 from .errors import (
     ConfigError,
 )
@@ -204,55 +196,23 @@ class AgentClient:
                 with ``check_hosted``, no worker hosts the agent (the message names the
                 task queue and the agents that are hosted).
         """
-        check_agent_name(agent)
-        if not prompt.strip():
-            raise ConfigError("the prompt is empty: tell the agent what to do")
-        if model is not None:
-            parse_model(model)
-        if tenant is not None:
-            check_tenant(tenant)
+        check_run_request(agent, prompt, model, tenant)
         existed = id is not None and await self.exists(id)
         hosting = None
         if check_hosted and not existed:
             hosting = await _check_hosted(self.temporal, self.task_queue, agent)
-        run_id = id or f"{agent}-{uuid.uuid4().hex[:12]}"
-        registered = await self._registered_attributes()
-        indexed = registered >= RUN_ATTRIBUTES
-        attributes: builtins.list[SearchAttributePair[str]] = []
-        if indexed:
-            attributes += [
-                SearchAttributePair(AGENT, agent),
-                # "running" from the start: the run upserts only when its state changes
-                # (RunInput.version 2), so it need not say so again.
-                SearchAttributePair(STATUS, "running"),
-            ]
-        if tenant and TENANT.name in registered:
-            attributes.append(SearchAttributePair(TENANT, tenant))
+        run_id = id or new_run_id(agent)
+        start = await self._run_start(
+            agent, prompt, model=model, chat=chat, tenant=tenant, hosting=hosting
+        )
         try:
             handle = await self.temporal.start_workflow(
                 WORKFLOW_TYPE,
-                RunInput(
-                    version=_run_version(hosting or await self._queue_hosting()),
-                    agent=agent,
-                    prompt=prompt,
-                    model=model,
-                    search_attributes=indexed,
-                    chat=chat,
-                    tenant=tenant,
-                ),
+                start.input,
                 id=run_id,
                 task_queue=self.task_queue,
                 result_type=RunResult,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # Listings read the agent and tenant here when the search attributes lack them.
-                memo={"agent": agent, **({"tenant": tenant} if tenant else {})},
-                search_attributes=TypedSearchAttributes(attributes) if attributes else None,
-                # A worker that dies holding a workflow task (milliseconds of work) hands
-                # it to another after this, not after Temporal's 10 s default.
-                task_timeout=timedelta(seconds=5),
-                static_summary=f"{agent}: {shorten(prompt, 200)}",
-                priority=Priority(fairness_key=tenant) if tenant else Priority.default,
+                **start.options,
             )
         except WorkflowAlreadyStartedError:
             # Closed run with this id: attach to it rather than start a second one.
@@ -268,6 +228,28 @@ class AgentClient:
                     "start(..., attach=True)), or choose another id"
                 )
         return run
+
+    async def _run_start(
+        self,
+        agent: str,
+        prompt: str,
+        *,
+        model: str | None,
+        chat: bool,
+        tenant: str | None,
+        hosting: QueueHosting | None = None,
+    ) -> RunStart:
+        """The input and options of a new run on this client's task queue (the Nexus
+        operation of :mod:`ratchet.nexus` starts runs with them too)."""
+        return run_start(
+            agent,
+            prompt,
+            model=model,
+            chat=chat,
+            tenant=tenant,
+            version=_run_version(hosting or await self._queue_hosting()),
+            registered=await self._registered_attributes(),
+        )
 
     async def exists(self, run_id: str) -> bool:
         """Whether a run (any workflow) has this id in the namespace."""

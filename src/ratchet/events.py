@@ -58,6 +58,7 @@ __all__ = [
     "ModelCallAttemptFailed",
     "ModelCallFinished",
     "ModelCallStarted",
+    "NexusCaller",
     "OutputChecked",
     "PolicyDecided",
     "PromptCompacted",
@@ -96,6 +97,20 @@ class _Event(BaseModel):
     """The Temporal history event it was read from, within ``execution``."""
 
 
+class NexusCaller(BaseModel):
+    """The workflow whose Nexus operation started a run (:mod:`ratchet.nexus`): the run's
+    result is delivered to it, and cancelling it cancels the run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    workflow_id: str
+    run_id: str
+    """The caller's execution (Temporal's run id)."""
+    event_id: int | None = None
+    """The caller's ``NexusOperationScheduled`` event."""
+
+
 class RunStarted(_Event):
     """A client started the run."""
 
@@ -107,6 +122,8 @@ class RunStarted(_Event):
     """The model override of this run, if any (the agent's model is in the snapshot)."""
     chat: bool = False
     tenant: str | None = None
+    started_by: NexusCaller | None = None
+    """Set when a Nexus operation of another workflow started the run."""
 
 
 class AgentSnapshotted(_Event):

@@ -175,6 +175,8 @@ class Trace(BaseModel):
     """Temporal's status: running, completed, failed, cancelled, terminated, timed_out."""
     started_at: datetime | None
     closed_at: datetime | None
+    started_by: ev.NexusCaller | None = None
+    """The workflow whose Nexus operation started the run (:mod:`ratchet.nexus`)."""
     steps: list[ModelStep | ToolStep]
     output: str | None = None
     error: str | None = None
@@ -388,6 +390,7 @@ async def trace_of(
         status=status,
         started_at=started_at,
         closed_at=closed_at,
+        started_by=started.started_by,
         steps=ordered,
         output=finished.output if finished else None,
         error=_run_error(finished),
@@ -512,6 +515,11 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
         return (s or "").replace("\n", "\n      ") if full else shorten(s or "", limit)
 
     lines = [f"run {t.run_id} · agent {t.agent} · {t.status}", f"prompt: {text(t.prompt)}"]
+    if (by := t.started_by) is not None:
+        lines.append(
+            f"started by Nexus operation of workflow {by.workflow_id} in namespace "
+            f"{by.namespace} (its run {by.run_id})"
+        )
     checks: dict[int, list[OutputCheckStep]] = {}
     for c in t.output_checks:
         checks.setdefault(c.turn, []).append(c)

@@ -498,10 +498,16 @@ def _assemble(
                 rate_limits=s.rate_limits,
                 transcript_store=store,
                 deps=s.deps,
+                **_nexus_options(s),
             )
         )
         names = ", ".join(a.name for a in s.agents)
         lines.append(f"hosting {names} on task queue {s.task_queue!r}")
+        if s.nexus:
+            lines.append(
+                f"serving them as Nexus service 'ratchet.nexus' (endpoints targeting "
+                f"namespace {client.namespace!r}, task queue {s.task_queue!r})"
+            )
     for name, queue in s.model_queues.items():
         workers.append(
             create_model_worker(
@@ -517,6 +523,15 @@ def _assemble(
     for name, limit in s.rate_limits.items():
         lines.append(f"limits of {name}: {describe_limit(limit)} (shared by every worker)")
     return workers, lines
+
+
+def _nexus_options(s: WorkerSettings) -> dict[str, Any]:
+    """The worker options that serve the agents as the ``ratchet.nexus`` service."""
+    if not s.nexus:
+        return {}
+    from .nexus import AgentsServiceHandler
+
+    return {"nexus_service_handlers": [AgentsServiceHandler(s.agents, task_queue=s.task_queue)]}
 
 
 def _termination_signal() -> asyncio.Event:

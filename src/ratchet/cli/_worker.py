@@ -69,6 +69,14 @@ async def worker(
             "per agent.",
         ),
     ] = None,
+    nexus: Annotated[
+        bool,
+        typer.Option(
+            "--nexus",
+            help="Also serve the agents as the ratchet.nexus Nexus service, for Nexus "
+            "endpoints that target this task queue.",
+        ),
+    ] = False,
 ) -> None:
     """Run a worker that hosts the agents of an app until Ctrl-C."""
     from ..worker import WorkerSettings, run_worker
@@ -86,6 +94,7 @@ async def worker(
         otlp_endpoint=otlp_endpoint,
         transcript_store_url=transcript_store,
         deps=deps,
+        nexus=nexus,
     )
 
     def ready(lines: list[str]) -> None:
