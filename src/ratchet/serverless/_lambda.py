@@ -22,7 +22,7 @@ from ..agent import Agent
 from ..errors import ConfigError
 from ..payloads import payload_limit
 from ..transcripts import store_from_url
-from ..worker import _options, agent_worker_parts
+from ..worker import _nexus_options, _options, agent_worker_parts
 from ._versions import MakeCurrent, make_current
 
 __all__ = ["lambda_handler"]
@@ -133,6 +133,8 @@ def lambda_handler(
             worker_config["workflows"] = parts.workflows
             worker_config["activities"] = parts.activity_functions
             worker_config["identity"] = announce_agents(_identity(), parts.hosted)
+            # WorkerSettings(nexus=True): also serve the agents as the ratchet.nexus service.
+            worker_config.update(_nexus_options(settings))  # type: ignore[typeddict-item]
             worker_config["deployment_config"] = WorkerDeploymentConfig(
                 version=version,
                 use_worker_versioning=True,
