@@ -117,6 +117,9 @@ EXPECTED: dict[str, list[str] | None] = {
         "RunHandle",
         "RunInfo",
         "RunPage",
+        "ToolCallHandle",
+        "ToolCallProgress",
+        "ToolCallResult",
         "check_status",
         "check_tenant",
     ],
@@ -154,6 +157,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "RunErrorType",
         "RunFailed",
         "RunNotFound",
+        "ToolCallFailed",
         "TranscriptEntryMissing",
     ],
     "ratchet.events": [
