@@ -22,12 +22,15 @@ from ratchet import (
     ConfigError,
     Policy,
     ToolContext,
+    connect,
     deny,
     require_approval,
     tool,
 )
 from ratchet._hosting import hosted_agents
 from ratchet.errors import ToolCallFailed
+from ratchet.local import TemporalDevServer
+from ratchet.local._proc import free_port
 from ratchet.testing import ScriptedModelServer
 
 from .conftest import ROOT, hosted
@@ -119,6 +122,14 @@ async def test_a_tool_call_returns_its_result_and_the_server_lists_it(
             )
         ]
         assert result.activity_id in by_agent
+        # The worker's description of the agent that prepared the call is not kept.
+        queue = f'TaskQueue = "{client.task_queue}"'
+        for _ in range(50):
+            kept = [a.activity_type async for a in temporal_client.list_activities(queue)]
+            if kept == ["ratchet.run_tool_standalone"]:
+                break
+            await asyncio.sleep(0.1)
+        assert kept == ["ratchet.run_tool_standalone"]
 
 
 async def test_the_tool_sees_the_callers_idempotency_key_and_no_run(
@@ -316,3 +327,26 @@ async def _polled(client: Client, queue: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"no worker polled {queue} within 30 s")
+
+
+async def test_a_server_with_standalone_activities_off_is_explained(
+    model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """The dev server has them on; a server whose dynamic config turns them off is
+    named, with the key to set (measured: the server answers "Standalone activity is
+    disabled")."""
+    server = TemporalDevServer(
+        db_path=None,
+        log_path=tmp_path / "temporal.log",
+        port=free_port(),
+        ui_port=None,
+        extra_args=("--dynamic-config-value", "activity.enableStandalone=false"),
+    )
+    server.start()
+    try:
+        client = await connect(server.address)
+        async with hosted(client, [SHOP], model_server) as agents:
+            with pytest.raises(ConfigError, match=r"activity\.enableStandalone to true"):
+                await agents.call_tool("shop", "lookup", {"order_id": 1})
+    finally:
+        server.stop()

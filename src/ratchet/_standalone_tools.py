@@ -22,12 +22,14 @@ standalone call has no workflow to do it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from temporalio.api.workflowservice.v1 import DeleteActivityExecutionRequest
 from temporalio.client import ActivityExecutionStatus, ActivityFailureError, ActivityHandle, Client
 from temporalio.common import (
     ActivityIDConflictPolicy,
@@ -42,6 +44,7 @@ from temporalio.exceptions import (
     TimeoutError,
     TimeoutType,
 )
+from temporalio.service import RPCError
 
 from ._hosting import check_hosted
 from ._protocol import (
@@ -278,9 +281,9 @@ async def start_tool_call(
     if approved_by is not None and not approved_by.strip():
         raise ConfigError("approved_by is empty: name the person who approved the call")
     await check_hosted(client, task_queue, agent)
-    spec = await _looked_up(client, task_queue, agent)
-    found, _ = checked_call(spec, tool, arguments, approved_by)
     activity_id = id or f"{agent}.{tool}-{uuid.uuid4().hex[:12]}"
+    spec = await _looked_up(client, task_queue, agent, activity_id)
+    found, _ = checked_call(spec, tool, arguments, approved_by)
     key = idempotency_key or activity_id
     request = StandaloneToolRequest(
         agent=agent,
@@ -320,19 +323,29 @@ async def start_tool_call(
     return ToolCallHandle(client, agent, tool, activity_id, key, handle)
 
 
-async def _looked_up(client: Client, task_queue: str, agent: str) -> AgentSpec:
+async def _looked_up(client: Client, task_queue: str, agent: str, call_id: str) -> AgentSpec:
     """The agent as a worker on ``task_queue`` hosts it now (its snapshot activity)."""
     try:
-        spec: AgentSpec = await client.execute_activity(
+        handle = await client.start_activity(
             SNAPSHOT_ACTIVITY,
             SnapshotRequest(agent=agent),
-            id=f"{agent}.describe-{uuid.uuid4().hex[:12]}",
+            id=f"{call_id}.describe-{uuid.uuid4().hex[:6]}",
             task_queue=task_queue,
             result_type=AgentSpec,
             schedule_to_close_timeout=timedelta(seconds=_LOOKUP_SECONDS),
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"describe agent {agent} for a standalone tool call",
         )
+    except RPCError as e:
+        if "standalone activit" in e.message.lower():
+            raise ConfigError(
+                f"the Temporal server refuses standalone activities ({e.message}), so no "
+                "tool can be called on its own: set the server's dynamic config "
+                "activity.enableStandalone to true (the dev server has it on)"
+            ) from None
+        raise
+    try:
+        spec: AgentSpec = await handle.result()
     except ActivityFailureError as e:
         error_type, message = _failure_of(e.cause)
         if error_type in ("UnknownAgent", "ConfigError"):
@@ -341,6 +354,14 @@ async def _looked_up(client: Client, task_queue: str, agent: str) -> AgentSpec:
             f"no worker on task queue {task_queue!r} could describe agent {agent!r} "
             f"({error_type}: {message}); check that a worker hosting it runs"
         ) from None
+    finally:
+        # A means, not a call: only the calls stay in the Standalone Activities listing.
+        with contextlib.suppress(RPCError):
+            await client.workflow_service.delete_activity_execution(
+                DeleteActivityExecutionRequest(
+                    namespace=client.namespace, activity_id=handle.id, run_id=handle.run_id or ""
+                )
+            )
     return spec
 
 

@@ -77,14 +77,11 @@ async def tool_run(
         )
         pages = ui_namespace_url(address, namespace)
         if pages and result.activity_run_id:
-            where = f"{pages}/activities/{result.activity_id}/{result.activity_run_id}"
+            page = f"{pages}/activities/{result.activity_id}/{result.activity_run_id}"
         else:
-            where = "the Web UI's Standalone Activities page"
-        out.print(
-            f"see it in {where} (Standalone Activities), or: temporal activity describe "
-            f"--activity-id {result.activity_id}",
-            markup=False,
-        )
+            page = f"Standalone Activities, activity id {result.activity_id}"
+        out.print(f"Web UI: {page}", markup=False)
+        out.print(f"temporal activity describe --activity-id {result.activity_id}", markup=False)
     if result.is_error:
         raise typer.Exit(1)
 
