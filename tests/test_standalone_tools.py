@@ -206,6 +206,42 @@ async def test_the_worker_applies_the_policy_too(
         assert not any(c.startswith("drop") for c in CALLS)
 
 
+async def test_with_an_approval_secret_the_approver_needs_a_proof(
+    temporal_client: Client, model_server: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers with ``RATCHET_APPROVAL_SECRET`` take an approver's name only with a proof
+    made with it: a client holding the secret signs it; a bare name is refused."""
+    from datetime import timedelta
+
+    from temporalio.client import ActivityFailureError
+
+    from ratchet._protocol import STANDALONE_TOOL_ACTIVITY, StandaloneToolRequest
+
+    monkeypatch.setenv("RATCHET_APPROVAL_SECRET", "s3cret-s3cret-s3cret-s3cret")
+    async with hosted(temporal_client, [SHOP], model_server) as client:
+        signed = await client.call_tool(
+            "shop", "refund", {"order_id": 2, "amount": 3}, approved_by="maria"
+        )
+        assert signed.content == "refunded 3.0 on 2"
+        handle = await temporal_client.start_activity(
+            STANDALONE_TOOL_ACTIVITY,
+            StandaloneToolRequest(
+                agent="shop",
+                tool=refund.spec(),
+                arguments={"order_id": 4, "amount": 3},
+                idempotency_key="k",
+                approved_by="mallory",
+            ),
+            id=f"unsigned-{uuid.uuid4().hex[:8]}",
+            task_queue=client.task_queue,
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+        with pytest.raises(ActivityFailureError) as failed:
+            await handle.result()
+        assert "requires authenticated approvals" in str(failed.value.cause)
+        assert "refund 4" not in CALLS
+
+
 async def test_unknown_names_and_bad_arguments_are_refused(
     temporal_client: Client, model_server: ScriptedModelServer
 ) -> None:

@@ -421,6 +421,9 @@ class StandaloneToolRequest(BaseModel):
     heartbeat_seconds: float = 5.0
     approved_by: str | None = None
     """Who approved the call, for a tool the agent's policy puts behind an approval."""
+    approval_proof: str | None = None
+    """``approved_by``'s proof (``ratchet.approval_proof``), signed for the activity id
+    and no run; required by workers that have an approval secret."""
 
 
 class ToolResult(BaseModel):

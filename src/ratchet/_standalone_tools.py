@@ -59,11 +59,13 @@ from ._render import short_arguments
 from ._schema import check_arguments
 from ._search import AGENT
 from .agent import AgentSpec, check_agent_name
-from .errors import ConfigError, ToolCallFailed
+from .approval_proof import secret_from_env, sign_approval, verify_approval
+from .errors import ApprovalError, ConfigError, ToolCallFailed
 from .policy import PolicyDecision
 from .tools import ToolSpec
 
 __all__ = [
+    "STANDALONE_RUN_ID",
     "ToolCallHandle",
     "ToolCallProgress",
     "ToolCallResult",
@@ -139,12 +141,49 @@ def checked_call(
     return found, decision
 
 
+STANDALONE_RUN_ID = ""
+"""The run id a standalone call's approval proof is signed for: none (so a proof made
+for a call in a run never fits a standalone call, nor the other way round)."""
+
+
 def approval_record(
-    call_id: str, tool: str, decision: PolicyDecision, approved_by: str | None
+    call_id: str,
+    tool: str,
+    decision: PolicyDecision,
+    approved_by: str | None,
+    proof: str | None,
+    issued_by: datetime,
 ) -> ApprovalRecord | None:
-    """The audit record of a standalone call's approval (None: it needed none)."""
+    """The audit record of a standalone call's approval (None: it needed none).
+
+    With an approval secret on the worker (``RATCHET_APPROVAL_SECRET``), as for answers
+    in runs, the approver's name must come with a proof made with that secret; it is
+    checked as of ``issued_by`` (when the call was scheduled), so a retry an hour later
+    is still approved.
+
+    Raises:
+        ApprovalError: the worker has a secret and the proof is missing or wrong.
+    """
     if decision.decision != "require_approval" or not approved_by:
         return None
+    secret = secret_from_env()
+    if secret is not None:
+        if proof is None:
+            raise ApprovalError(
+                f"this deployment requires authenticated approvals, and the approval of "
+                f"{approved_by!r} for tool {tool!r} carries no proof: call it where "
+                "RATCHET_APPROVAL_SECRET is set, so the client signs it"
+            )
+        verify_approval(
+            secret,
+            proof,
+            run_id=STANDALONE_RUN_ID,
+            call_id=call_id,
+            approve=True,
+            approver=approved_by,
+            raise_to=None,
+            now=issued_by,
+        )
     return ApprovalRecord(
         call_id=call_id,
         tool=tool,
@@ -153,6 +192,7 @@ def approval_record(
         reason="approved by the caller of a standalone tool call",
         at=datetime.now(UTC),
         rule=decision.rule,
+        authenticated=secret is not None,
     )
 
 
@@ -285,6 +325,7 @@ async def start_tool_call(
     spec = await _looked_up(client, task_queue, agent, activity_id)
     found, _ = checked_call(spec, tool, arguments, approved_by)
     key = idempotency_key or activity_id
+    secret = secret_from_env()
     request = StandaloneToolRequest(
         agent=agent,
         tool=found,
@@ -292,6 +333,20 @@ async def start_tool_call(
         idempotency_key=key,
         heartbeat_seconds=spec.limits.tool_heartbeat_seconds,
         approved_by=approved_by,
+        # Where the approval secret is, its holder is trusted to name the approver (as
+        # with `ratchet approve`); workers that have it accept no name without a proof.
+        approval_proof=(
+            sign_approval(
+                secret,
+                run_id=STANDALONE_RUN_ID,
+                call_id=activity_id,
+                approve=True,
+                approver=approved_by,
+                raise_to=None,
+            )
+            if secret is not None and approved_by
+            else None
+        ),
     )
     try:
         handle = await client.start_activity(

@@ -59,6 +59,7 @@ from ._ratelimit import limited_call
 from ._standalone_tools import approval_record, checked_call
 from .agent import Agent, parse_model
 from .errors import (
+    ApprovalError,
     ConfigError,
     InputRejected,
     OutputRejected,
@@ -429,14 +430,26 @@ class AgentActivities:
             tool, decision = checked_call(spec, name, request.arguments, request.approved_by)
         except ConfigError as e:
             raise ApplicationError(str(e), type="ConfigError", non_retryable=True) from None
-        call_id = activity.info().activity_id
+        info = activity.info()
+        call_id = info.activity_id
+        try:
+            approval = approval_record(
+                call_id,
+                name,
+                decision,
+                request.approved_by,
+                request.approval_proof,
+                info.scheduled_time,
+            )
+        except (ApprovalError, ConfigError) as e:
+            raise ApplicationError(str(e), type="ApprovalError", non_retryable=True) from None
         call = ToolRequest(
             agent=agent.name,
             call=ToolCall(id=call_id, name=name, arguments=json.dumps(request.arguments)),
             arguments=request.arguments,
             heartbeat_seconds=request.heartbeat_seconds,
             policy=decision if decision.rule != "policy.default" else None,
-            approval=approval_record(call_id, name, decision, request.approved_by),
+            approval=approval,
             mcp_server=tool.mcp_server,
             mcp_tool=tool.mcp_tool,
         )
