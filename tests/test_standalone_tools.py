@@ -386,3 +386,39 @@ async def test_a_server_with_standalone_activities_off_is_explained(
                 await agents.call_tool("shop", "lookup", {"order_id": 1})
     finally:
         server.stop()
+
+
+async def test_the_mcp_server_offers_single_tools_when_asked(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    import mcp_types as types
+    from mcp import Client as MCPClient
+
+    from ratchet.mcp import create_mcp_server
+    from ratchet.mcp._single_tools import TOOL_CALL_META_KEY
+
+    wanted = ["shop.lookup", "shop.refund", "shop.drop_table", "shop.nothing"]
+    async with (
+        hosted(temporal_client, [SHOP], model_server) as client,
+        MCPClient(create_mcp_server(client, ["shop"], tools=wanted)) as mcp,
+    ):
+        listed = {t.name: t for t in (await mcp.list_tools()).tools}
+        looked_up = await mcp.call_tool("shop.lookup", {"order_id": 1042})
+        approval = await mcp.call_tool("shop.refund", {"order_id": 1, "amount": 2})
+        denied = await mcp.call_tool("shop.drop_table", {"name": "orders"})
+        bad = await mcp.call_tool("shop.lookup", {"order_id": "x"})
+
+    def text(result: types.CallToolResult) -> str:
+        block = result.content[0]
+        assert isinstance(block, types.TextContent)
+        return block.text
+
+    # The agent (a run per call), and the single tools the agent has.
+    assert sorted(listed) == ["shop", "shop.drop_table", "shop.lookup", "shop.refund"]
+    assert listed["shop.lookup"].input_schema["required"] == ["order_id"]
+    assert not looked_up.is_error
+    assert json.loads(text(looked_up)) == {"order_id": 1042, "status": "shipped"}
+    assert looked_up.meta is not None and looked_up.meta[TOOL_CALL_META_KEY]["attempts"] == 1
+    assert approval.is_error and "needs a person's approval" in text(approval)
+    assert denied.is_error and "denies tool 'drop_table'" in text(denied)
+    assert bad.is_error and "invalid arguments for tool 'lookup'" in text(bad)

@@ -71,6 +71,7 @@ __all__ = [
     "ToolCallResult",
     "approval_record",
     "checked_call",
+    "hosted_agent_spec",
     "start_tool_call",
 ]
 
@@ -320,9 +321,8 @@ async def start_tool_call(
         )
     if approved_by is not None and not approved_by.strip():
         raise ConfigError("approved_by is empty: name the person who approved the call")
-    await check_hosted(client, task_queue, agent)
     activity_id = id or f"{agent}.{tool}-{uuid.uuid4().hex[:12]}"
-    spec = await _looked_up(client, task_queue, agent, activity_id)
+    spec = await hosted_agent_spec(client, task_queue, agent, for_call=activity_id)
     found, _ = checked_call(spec, tool, arguments, approved_by)
     key = idempotency_key or activity_id
     secret = secret_from_env()
@@ -378,13 +378,23 @@ async def start_tool_call(
     return ToolCallHandle(client, agent, tool, activity_id, key, handle)
 
 
-async def _looked_up(client: Client, task_queue: str, agent: str, call_id: str) -> AgentSpec:
-    """The agent as a worker on ``task_queue`` hosts it now (its snapshot activity)."""
+async def hosted_agent_spec(
+    client: Client, task_queue: str, agent: str, *, for_call: str | None = None
+) -> AgentSpec:
+    """The agent as a worker on ``task_queue`` hosts it now: its snapshot activity, run as
+    a standalone activity (``for_call``: the id of the call it prepares).
+
+    Raises:
+        ConfigError: no worker hosts the agent, or the server refuses standalone
+            activities (the message names the dynamic config key).
+    """
+    check_agent_name(agent)
+    await check_hosted(client, task_queue, agent)
     try:
         handle = await client.start_activity(
             SNAPSHOT_ACTIVITY,
             SnapshotRequest(agent=agent),
-            id=f"{call_id}.describe-{uuid.uuid4().hex[:6]}",
+            id=f"{for_call or agent}.describe-{uuid.uuid4().hex[:6]}",
             task_queue=task_queue,
             result_type=AgentSpec,
             schedule_to_close_timeout=timedelta(seconds=_LOOKUP_SECONDS),
