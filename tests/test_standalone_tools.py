@@ -293,7 +293,16 @@ async def test_kill9_of_the_worker_retries_the_call_with_the_same_key(
         30,
         "the refund tool to run",
     )
+    assert (await handle.progress()).state == "running"
     workers[0].kill9()
+    # No worker now: after the heartbeat timeout the server schedules attempt 2.
+    for _ in range(150):
+        progress = await handle.progress()
+        if progress.state == "retrying":
+            break
+        await asyncio.sleep(0.1)
+    assert progress.state == "retrying" and progress.attempt == 2, progress
+    assert progress.last_failure is not None and "heartbeat" in progress.last_failure
     workers.append(WorkerProcess(address, queue, model_server, tmp_path))
 
     result = await handle.result()

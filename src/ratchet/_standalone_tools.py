@@ -30,7 +30,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from temporalio.api.workflowservice.v1 import DeleteActivityExecutionRequest
-from temporalio.client import ActivityExecutionStatus, ActivityFailureError, ActivityHandle, Client
+from temporalio.client import (
+    ActivityExecutionStatus,
+    ActivityFailureError,
+    ActivityHandle,
+    Client,
+    PendingActivityState,
+)
 from temporalio.common import (
     ActivityIDConflictPolicy,
     ActivityIDReusePolicy,
@@ -79,7 +85,7 @@ _LOOKUP_SECONDS = 60.0
 """How long the client waits for a worker to describe the agent (MCP servers are
 asked then, as when a run starts)."""
 
-ToolCallState = Literal["scheduled", "running", "retrying", "completed", "failed"]
+ToolCallState = Literal["scheduled", "running", "retrying", "paused", "completed", "failed"]
 
 
 def checked_call(
@@ -259,12 +265,17 @@ class ToolCallHandle:
         match described.status:
             case ActivityExecutionStatus.COMPLETED:
                 state: ToolCallState = "completed"
-            case ActivityExecutionStatus.RUNNING:
-                started = described.last_started_time is not None and (
-                    described.last_attempt_complete_time is None
-                    or described.last_started_time > described.last_attempt_complete_time
-                )
-                state = "running" if started else "retrying" if last else "scheduled"
+            case ActivityExecutionStatus.RUNNING if (
+                described.run_state == PendingActivityState.STARTED
+            ):
+                state = "running"
+            case ActivityExecutionStatus.RUNNING if (
+                described.run_state != PendingActivityState.PAUSED
+            ):
+                # Waiting for a worker: its first attempt, or a retry after a failure.
+                state = "retrying" if described.attempt > 1 else "scheduled"
+            case ActivityExecutionStatus.RUNNING | ActivityExecutionStatus.PAUSED:
+                state = "paused"
             case _:
                 state = "failed"
         return ToolCallProgress(state=state, attempt=described.attempt, last_failure=last)
