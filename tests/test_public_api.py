@@ -238,6 +238,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "MCPServer",
         "RUN_META_KEY",
         "Secrets",
+        "TOOL_CALL_META_KEY",
         "create_mcp_http_app",
         "create_mcp_server",
         "serve_mcp_stdio",

@@ -403,8 +403,7 @@ async def test_the_mcp_server_offers_single_tools_when_asked(
     import mcp_types as types
     from mcp import Client as MCPClient
 
-    from ratchet.mcp import create_mcp_server
-    from ratchet.mcp._single_tools import TOOL_CALL_META_KEY
+    from ratchet.mcp import TOOL_CALL_META_KEY, create_mcp_server
 
     wanted = ["shop.lookup", "shop.refund", "shop.drop_table", "shop.nothing"]
     async with (
