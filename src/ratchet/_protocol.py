@@ -25,6 +25,7 @@ WORKFLOW_TYPE = "ratchet.Agent"
 SNAPSHOT_ACTIVITY = "ratchet.snapshot_agent"
 MODEL_ACTIVITY = "ratchet.call_model"
 TOOL_ACTIVITY = "ratchet.run_tool"
+STANDALONE_TOOL_ACTIVITY = "ratchet.run_tool_standalone"
 COMPACT_ACTIVITY = "ratchet.compact_transcript"
 VERIFY_APPROVAL_ACTIVITY = "ratchet.verify_approval"
 OUTPUT_CHECK_ACTIVITY = "ratchet.check_output"
@@ -403,6 +404,28 @@ class ToolRequest(BaseModel):
     """A stateful server's tool: use the run's own session on this (pinned) worker."""
 
 
+class StandaloneToolRequest(BaseModel):
+    """Input of the standalone tool activity: one tool call outside any run
+    (``AgentClient.call_tool``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    tool: ToolSpec
+    """The tool as the client looked it up on a worker (the options it started with)."""
+    arguments: dict[str, Any]
+    """The arguments, checked against ``tool.parameters``."""
+    idempotency_key: str
+    """``ToolContext.idempotency_key`` of every attempt."""
+    heartbeat_seconds: float = 5.0
+    approved_by: str | None = None
+    """Who approved the call, for a tool the agent's policy puts behind an approval."""
+    approval_proof: str | None = None
+    """``approved_by``'s proof (``ratchet.approval_proof``), signed for the activity id
+    and no run; required by workers that have an approval secret."""
+
+
 class ToolResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -617,6 +640,7 @@ __all__ = [
     "PIN_SESSION_ACTIVITY",
     "REFRESH_TOOLS_ACTIVITY",
     "SNAPSHOT_ACTIVITY",
+    "STANDALONE_TOOL_ACTIVITY",
     "STATUS_QUERY",
     "TOOL_ACTIVITY",
     "TRANSCRIPT_QUERY",
@@ -646,6 +670,7 @@ __all__ = [
     "SessionPin",
     "SessionPinRequest",
     "SnapshotRequest",
+    "StandaloneToolRequest",
     "ToolRequest",
     "ToolResult",
     "ToolsRefresh",

@@ -55,6 +55,8 @@ from ._runs import (
     run_info,
 )
 from ._search import AGENT, ALL, RUN_ATTRIBUTES, STATUS, TENANT, registered_search_attributes
+from ._standalone_tools import ToolCallHandle, ToolCallProgress, ToolCallResult
+from ._standalone_tools import start_tool_call as _start_tool_call
 from .agent import PROVIDER_RE, check_agent_name
 from .errors import (
     ConfigError,
@@ -68,6 +70,9 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunPage",
+    "ToolCallHandle",
+    "ToolCallProgress",
+    "ToolCallResult",
     "check_status",
     "check_tenant",
 ]
@@ -292,6 +297,85 @@ class AgentClient:
         if output_type is None:
             return await handle.result()
         return await handle.result(output_type)
+
+    async def start_tool_call(
+        self,
+        agent: str,
+        tool: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        idempotency_key: str | None = None,
+        approved_by: str | None = None,
+    ) -> ToolCallHandle:
+        """Start one tool of ``agent`` on its own, outside any run, as a Temporal
+        standalone activity on this client's task queue.
+
+        A worker hosting the agent describes it first, and the call gets the options a
+        run gives it: the tool's timeout and attempts, the agent's tool heartbeat, and
+        its policy. A worker that dies mid-call has it retried on another, with the
+        same ``ToolContext.idempotency_key``.
+
+        Args:
+            agent: the agent whose tool it is.
+            tool: the tool's name (``ratchet tools AGENT``).
+            arguments: the tool's arguments, checked against its JSON schema.
+            id: the activity id (default: ``AGENT.TOOL-<random>``). One id is one call:
+                starting it again while it runs, or after it completed, attaches to it
+                (the same agent, tool and arguments, or ``ConfigError``); only a failed
+                call's id runs again.
+            idempotency_key: the key the tool sees (default: the activity id). Pass the
+                key a call had in a run (``RUN_ID/turnN-toolM``) to redo that run's side
+                effect by hand: a tool that deduplicates by key applies it at most once.
+            approved_by: who approved the call, for a tool the agent's policy puts
+                behind an approval (recorded with the call); without it such a call is
+                refused.
+
+        Raises:
+            ConfigError: no worker hosts the agent; it has no such tool (the message
+                lists its tools), or the tool is not an activity (a sub-agent, a
+                handoff); bad arguments (the message names the field); the policy
+                denies the call, or it needs an approval and ``approved_by`` is missing;
+                ``id`` names another call.
+        """
+        return await _start_tool_call(
+            self.temporal,
+            self.task_queue,
+            agent,
+            tool,
+            {} if arguments is None else arguments,
+            id=id,
+            idempotency_key=idempotency_key,
+            approved_by=approved_by,
+            indexed=AGENT.name in await self._registered_attributes(),
+        )
+
+    async def call_tool(
+        self,
+        agent: str,
+        tool: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        idempotency_key: str | None = None,
+        approved_by: str | None = None,
+    ) -> ToolCallResult:
+        """Run one tool of ``agent`` durably, outside any run, and wait for its result
+        (see :meth:`start_tool_call` for the arguments and what is refused).
+
+        Raises:
+            ConfigError: as :meth:`start_tool_call`.
+            ToolCallFailed: the call failed for good (attempts spent, a fatal tool raised).
+        """
+        handle = await self.start_tool_call(
+            agent,
+            tool,
+            arguments,
+            id=id,
+            idempotency_key=idempotency_key,
+            approved_by=approved_by,
+        )
+        return await handle.result()
 
     async def pending(
         self, *, limit: int = 100, tenant: str | None = None

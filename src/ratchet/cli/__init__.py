@@ -22,6 +22,7 @@ from ._mcp import mcp_app
 from ._runs import cancel, list_runs, run, show, trace
 from ._serve import serve
 from ._services import codec_server, down, up
+from ._tool_run import tool_app
 from ._tools import tools
 from ._worker import worker
 
@@ -38,6 +39,7 @@ for command in (up, down, worker, run, trace, chat, send, pending, approve, deny
 app.command("ls")(list_runs)
 app.command()(show)
 app.command()(tools)
+app.add_typer(tool_app, name="tool")
 app.add_typer(limits_app, name="limits")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
