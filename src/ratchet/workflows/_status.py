@@ -46,6 +46,11 @@ class Status:
     def start(self, agent: str) -> None:
         self.current = RunStatus(agent=agent, state="starting", step="loading agent")
 
+    def forked(self, agent: str, turn: int) -> None:
+        """A fork: its first model call is ``turn`` (numbers go on from the parent's)."""
+        self.start(agent)
+        self.current.turn = turn - 1
+
     def queued(self) -> None:
         """Waiting for a concurrency cap's slot."""
         self.current.state = "queued"
