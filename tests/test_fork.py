@@ -6,6 +6,7 @@ the proof is in the requests the model server received.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
 from ratchet.trace import build_trace, render_trace
 
 from .conftest import _test_store, decoded_history_text, hosted
+from .test_cli import address, ratchet
 
 FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=1.0, max_turns=50)
 SHIPPED: list[int] = []
@@ -156,3 +158,43 @@ async def test_a_run_that_continued_as_new_forks_at_a_step_of_a_later_execution(
     assert model_server.requests[7].body == model_server.requests[5].body
     assert len(model_server.requests[7].body["messages"]) == 12
     assert SHIPPED == [1, 2, 3, 4, 5, 6]
+
+
+async def test_ratchet_fork_follows_the_fork_and_trace_shows_its_lineage(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "careful.txt").write_text("You ship orders, carefully.")
+    where = ["--address", address(temporal_client)]
+    env = {
+        "RATCHET_TRANSCRIPT_STORE": f"sqlite:///{_test_store().path}",
+        "RATCHET_PAYLOAD_STORE": "off",
+    }
+    async with hosted(temporal_client, [shop()], model_server) as client:
+        parent = await _shipped_twice(client, model_server)
+        model_server.add(reply("Shipped 2 only."))
+        forked = await ratchet(
+            "fork",
+            parent,
+            "--at",
+            "turn2",
+            "--instructions",
+            str(tmp_path / "careful.txt"),
+            "--id",
+            "shop-fork",
+            "--wait",
+            "--task-queue",
+            client.task_queue,
+            *where,
+            env=env,
+        )
+        assert forked.returncode == 0, forked.stderr
+        assert f"run shop-fork (fork of {parent} at turn2)" in forked.stdout
+        assert "answer: Shipped 2 only." in forked.stdout
+        traced = await ratchet("trace", "shop-fork", *where, env=env)
+    assert traced.returncode == 0, traced.stderr
+    assert (
+        f"forked from {parent} at turn2 with instructions 'You ship orders, carefully.'"
+        in traced.stdout
+    )
+    assert "── turn 2" in traced.stdout and "── turn 1" not in traced.stdout
+    assert model_server.requests[3].body["messages"][0]["content"] == "You ship orders, carefully."

@@ -75,6 +75,21 @@ async def run(
         return
     following = " (it existed already: following it)" if handle.existed else ""
     out.print(f"run {handle.id}{following}")
+    await follow_to_answer(
+        handle, agent, stream=stream, task_queue=task_queue, address=address, namespace=namespace
+    )
+
+
+async def follow_to_answer(
+    handle: RunHandle,
+    agent: str,
+    *,
+    stream: bool,
+    task_queue: str,
+    address: str | None,
+    namespace: str | None,
+) -> None:
+    """Follow a run as ``ratchet run`` does, then print its answer (or raise its failure)."""
     url = _ui_url(handle.id, address, namespace)
     hint = asyncio.create_task(_warn_if_no_worker(handle, task_queue))
     try:
