@@ -198,3 +198,52 @@ async def test_ratchet_fork_follows_the_fork_and_trace_shows_its_lineage(
     )
     assert "── turn 2" in traced.stdout and "── turn 1" not in traced.stdout
     assert model_server.requests[3].body["messages"][0]["content"] == "You ship orders, carefully."
+
+
+async def test_the_http_api_forks_a_run_of_the_callers_tenant(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    from ratchet.http import AuthSettings, KeyStore, create_app
+
+    from .http_kit import serve
+
+    keys = KeyStore(tmp_path / "keys.sqlite")
+    acme, viewer = keys.create("ops", "operator", "acme")[1], keys.create("v", "viewer")[1]
+    globex = keys.create("g", "operator", "globex")[1]
+    model_server.add(
+        tool_calls(call("ship", {"order": 1})), reply("Shipped 1."), reply("Shipped 1 again.")
+    )
+    async with hosted(temporal_client, [shop()], model_server) as client:
+        app = create_app(client, agents=[shop()], auth=AuthSettings(keys=keys))
+        with serve(app) as served:
+            async with served.client(acme) as http:
+                body = {"agent": "shop", "prompt": "Ship order 1", "id": "acme-1"}
+                assert (await http.post("/v1/runs", json=body)).status_code == 201
+                await client.get("acme-1").result()
+                bad = await http.post("/v1/runs/acme-1/fork", json={"at": "turn7"})
+                forked = await http.post(
+                    "/v1/runs/acme-1/fork", json={"at": "msg:3", "id": "acme-1-fork"}
+                )
+                taken = await http.post(
+                    "/v1/runs/acme-1/fork", json={"at": "msg:3", "id": "acme-1"}
+                )
+            async with served.client(globex) as http:
+                foreign = await http.post("/v1/runs/acme-1/fork", json={"at": "turn1"})
+            async with served.client(viewer) as http:
+                refused = await http.post("/v1/runs/acme-1/fork", json={"at": "turn1"})
+        assert (await client.get("acme-1-fork").result()).output == "Shipped 1 again."
+    assert forked.status_code == 201, forked.text
+    assert forked.json() == {
+        "id": "acme-1-fork",
+        "agent": "shop",
+        "status": "running",
+        "forked_from": "acme-1",
+        "step": "msg:3",
+    }
+    assert bad.status_code == 400
+    assert "valid steps are turn1, turn2, msg:1, msg:3" in bad.json()["detail"]
+    assert taken.status_code == 409
+    assert foreign.status_code == 404 and refused.status_code == 403
+    # The fork belongs to the parent's tenant.
+    assert (await client.get("acme-1-fork").input()).tenant == "acme"
+    assert model_server.requests[2].body == model_server.requests[1].body
