@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from ratchet import Agent, ConfigError, Limits, tool
 from ratchet._history import executions
-from ratchet.events import RunStarted
+from ratchet.events import RunStarted, ToolCallRejected, ToolCallStarted
 from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
 from ratchet.trace import build_trace, render_trace
 
@@ -67,7 +67,7 @@ async def test_a_fork_sends_the_parents_request_at_the_step_and_runs_no_earlier_
         model_server.add(tool_calls(call("ship", {"order": 3})), reply("Shipped 3 instead."))
         fork = await client.fork(parent, at=at)
         result = await fork.result()
-        events = [e async for e in fork.events(follow=False)]
+        events = [e async for e in fork.events(follow=False, store=_test_store())]
         transcript = await fork.transcript(store=_test_store())
     model_server.verify()
     assert result.output == "Shipped 3 instead."
@@ -76,6 +76,9 @@ async def test_a_fork_sends_the_parents_request_at_the_step_and_runs_no_earlier_
     assert first.body == model_server.requests[original].body
     # The tools before the step ran once, in the parent; the fork's own call ran live.
     assert SHIPPED == [1, 2, 3]
+    # The parent's tool results are its own: the fork's events show no call of theirs.
+    assert not [e for e in events if isinstance(e, ToolCallRejected)]
+    assert [e.tool for e in events if isinstance(e, ToolCallStarted)] == ["ship"]
     [started] = [e for e in events if isinstance(e, RunStarted)]
     assert started.forked_from is not None
     assert (started.forked_from.run_id, started.forked_from.step) == (parent, at)

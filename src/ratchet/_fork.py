@@ -203,7 +203,7 @@ def _resolve(p: _Parent, at: str) -> tuple[str, list[Message], int, str | None]:
         turn = int(match.group(1))
         calls = [c for c in p.calls if c.turn == turn and (at.count("-") == 0 or c.call_id == at)]
         if not calls or not calls[-1].prompt:
-            raise ConfigError(f"run has no model call {at!r}: {_valid(p)}")
+            raise ConfigError(f"{_run(p)} has no model call {at!r}: {_valid(p)}")
         call = calls[-1]
         if any(_placeholder(m) for m in call.prompt):
             raise ConfigError(_NEEDS_STORE.format(step=at))
@@ -212,7 +212,7 @@ def _resolve(p: _Parent, at: str) -> tuple[str, list[Message], int, str | None]:
     index = int(match.group(2))
     name = f"msg:{index}"
     if index not in _message_steps(p):
-        raise ConfigError(f"run has no message step {name!r}: {_valid(p)}")
+        raise ConfigError(f"{_run(p)} has no message step {name!r}: {_valid(p)}")
     message, turn = p.messages[index], p.message_turn[index]
     # The exact prompt the model saw right after this message, when it saw one (after
     # any compaction or handoff); else the transcript up to it.
@@ -260,6 +260,10 @@ def _steps(p: _Parent, *, user_only: bool = False) -> list[str]:
     calls = [c for c in p.calls if c.prompt and (not user_only or c.prompt[-1].role == "user")]
     messages = [i for i in _message_steps(p) if not user_only or p.messages[i].role == "user"]
     return list(dict.fromkeys(f"turn{c.turn}" for c in calls)) + [f"msg:{i}" for i in messages]
+
+
+def _run(p: _Parent) -> str:
+    return f"run {p.started.run_id!r}" if p.started is not None else "the run"
 
 
 def _valid(p: _Parent) -> str:

@@ -403,20 +403,22 @@ class HistoryReader:
         self, req: ModelRequest, activity_id: str
     ) -> tuple[list[Message], list[ToolSpec]]:
         s = self._s
+        inherited, s.inherits = s.inherits, False
         if req.linear:
             prompt = await self._prompts.of(req)
             new = prompt[len(prompt) - len(req.appended) :]
             first = req.offset
-            if s.inherits and self._prompts.resolved and len(prompt) - len(new) == first:
+            if inherited and self._prompts.resolved and len(prompt) - len(new) == first:
                 # A fork's first call: the messages it inherited from its parent's
                 # transcript (resolved from the store) open its own.
                 new, first = prompt, 0
-            s.inherits = False
         else:
             prompt = list(req.messages)
             first = s.next_index
             new = prompt[first:] if first <= len(prompt) else []
-        self._answer_unsent(new)
+        if not inherited:
+            # A fork's first prompt is its parent's: its tool results ran there.
+            self._answer_unsent(new)
         for i, m in enumerate(new):
             self._message(first + i, m)
         s.unsent = []
