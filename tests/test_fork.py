@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from ratchet import Agent, ConfigError, Limits, tool
+from ratchet import Agent, ConfigError, Limits, RunFailed, tool
 from ratchet._history import executions
 from ratchet.events import RunStarted, ToolCallRejected, ToolCallStarted
-from ratchet.testing import ScriptedModelServer, call, reply, tool_calls
+from ratchet.testing import ScriptedModelServer, call, error, reply, tool_calls
 from ratchet.trace import build_trace, render_trace
 
 from .conftest import _test_store, decoded_history_text, hosted
@@ -250,3 +250,27 @@ async def test_the_http_api_forks_a_run_of_the_callers_tenant(
     # The fork belongs to the parent's tenant.
     assert (await client.get("acme-1-fork").input()).tenant == "acme"
     assert model_server.requests[2].body == model_server.requests[1].body
+
+
+async def test_a_run_that_failed_at_a_model_call_is_forked_there_with_another_model(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    SHIPPED.clear()
+    model_server.add(tool_calls(call("ship", {"order": 1})), error(400, message="bad model"))
+    async with hosted(temporal_client, [shop()], model_server) as client:
+        parent = await client.start("shop", "Ship order 1")
+        with pytest.raises(RunFailed):
+            await parent.result()
+        model_server.add(reply("Shipped 1."))
+        fork = await client.fork(parent.id, at="turn2", model="openai:m2")
+        assert (await fork.result()).output == "Shipped 1."
+        # A fork of the fork: its prompt continues the parent's chain, in the store.
+        with pytest.raises(ConfigError, match="pass the workers' transcript store"):
+            await client.fork(fork.id, at="turn2")
+        model_server.add(reply("Shipped 1 again."))
+        again = await client.fork(fork.id, at="turn2", store=_test_store())
+        assert (await again.result()).output == "Shipped 1 again."
+    failed, retried = model_server.requests[1].body, model_server.requests[2].body
+    assert retried == {**failed, "model": "m2"}
+    assert model_server.requests[3].body == retried
+    assert SHIPPED == [1]
