@@ -19,7 +19,11 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -351,8 +355,9 @@ class AgentClient:
             events, at=at, edit_message=edit_message, instructions=instructions, model=model
         )
         parent, fork = plan.parent, plan.fork
-        edits_prompt = edit_message is not None and len(plan.prompt) == 2
-        prompt = edit_message if edit_message is not None and edits_prompt else parent.prompt
+        # The run's prompt (what listings show) is the parent's, unless the edit replaced it.
+        opening = edit_message is not None and len(plan.prompt) == 2
+        prompt = edit_message if edit_message is not None and opening else parent.prompt
         start = await self._run_start(
             parent.agent,
             prompt,
@@ -367,14 +372,19 @@ class AgentClient:
             known = options["search_attributes"] or TypedSearchAttributes([])
             pairs = [*known.search_attributes, SearchAttributePair(FORK_OF, run_id)]
             options["search_attributes"] = TypedSearchAttributes(pairs)
-        handle = await self.temporal.start_workflow(
-            WORKFLOW_TYPE,
-            start.input.model_copy(update={"fork": fork}),
-            id=id or new_run_id(parent.agent),
-            task_queue=self.task_queue,
-            result_type=RunResult,
-            **options,
-        )
+        # A fork is always a new run: an id taken meanwhile is refused, never attached to.
+        options["id_conflict_policy"] = WorkflowIDConflictPolicy.FAIL
+        try:
+            handle = await self.temporal.start_workflow(
+                WORKFLOW_TYPE,
+                start.input.model_copy(update={"fork": fork}),
+                id=id or new_run_id(parent.agent),
+                task_queue=self.task_queue,
+                result_type=RunResult,
+                **options,
+            )
+        except WorkflowAlreadyStartedError as e:
+            raise ConfigError(f"run {id!r} exists already: choose another id for the fork") from e
         return RunHandle(handle, self.temporal, deltas=self.deltas)
 
     async def pending(

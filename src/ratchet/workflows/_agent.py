@@ -186,12 +186,11 @@ class AgentWorkflow:
     async def _forked(self, inp: RunInput, fork: ForkStart) -> RunResult:
         """A fork of another run: the parent's transcript up to the fork's step (its tool
         results included, never run again), then live from the next model call on."""
-        self._status.forked(inp.agent, fork.turn)
+        self._status.forked(inp.agent, fork.turn, fork.agent)
         self._budgets.restart_clock()
         self._transcript = LinearTranscript.forked(fork)
         self._root = fork.spec
         self._start_calls(fork.spec.member(fork.agent) if fork.agent else fork.spec, None)
-        self._status.current.active_agent = fork.agent
         await self._take_slots(fork.spec, inp)
         self._status.running()
         if fork.edited_message is not None and self._spec.input_guardrails:
