@@ -113,9 +113,9 @@ def plan_fork(
         if prompt[-1].role != "user":
             ends = ", ".join(_steps(parent, user_only=True)) or "none"
             raise ConfigError(
-                f"--edit-message replaces the user message step {step} ends with, but it "
-                f"ends with a {prompt[-1].role} message; steps that end with a user "
-                f"message: {ends}"
+                f"an edited message replaces the user message a step ends with, but "
+                f"{step} ends with a {prompt[-1].role} message; steps that end with a "
+                f"user message: {ends}"
             )
         prompt = [*prompt[:-1], prompt[-1].model_copy(update={"content": edit_message})]
     head, offset = _shared_head(prompt, parent.heads)

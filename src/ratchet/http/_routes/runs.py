@@ -150,7 +150,7 @@ async def get_trace(run_id: RunId, ctx: Ctx, principal: Viewer) -> Trace:
 @router.get("/runs/{run_id}/transcript", summary="Every message of a run so far")
 async def get_transcript(run_id: RunId, ctx: Ctx, principal: Viewer) -> list[Message]:
     handle, _ = await visible_run(ctx, principal, run_id)
-    return await handle.transcript()
+    return await handle.transcript(store=ctx.transcript_store)
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, summary="Cancel a running run")
