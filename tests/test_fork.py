@@ -194,12 +194,14 @@ async def test_ratchet_fork_follows_the_fork_and_trace_shows_its_lineage(
         assert f"run shop-fork (fork of {parent} at turn2)" in forked.stdout
         assert "answer: Shipped 2 only." in forked.stdout
         traced = await ratchet("trace", "shop-fork", *where, env=env)
+        shown = await ratchet("show", "shop-fork", *where, env=env)
     assert traced.returncode == 0, traced.stderr
     assert (
         f"forked from {parent} at turn2 with instructions 'You ship orders, carefully.'"
         in traced.stdout
     )
     assert "── turn 2" in traced.stdout and "── turn 1" not in traced.stdout
+    assert f"forked:  from {parent} at turn2" in shown.stdout
     assert model_server.requests[3].body["messages"][0]["content"] == "You ship orders, carefully."
 
 

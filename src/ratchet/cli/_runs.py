@@ -240,6 +240,9 @@ async def show(
     out.print(f"run:     {run_id}")
     out.print(f"agent:   {info.agent}")
     out.print(f"status:  {info.status}{_status_note(info.status, run_id)}", markup=False)
+    origin = next((e.forked_from for e in events if isinstance(e, ev.RunStarted)), None)
+    if origin is not None:
+        out.print(f"forked:  from {origin.run_id} at {origin.step}")
     for e in events:
         if line := describe_event(e, run_id):
             out.print(f"  {line}", markup=False)
