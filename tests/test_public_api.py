@@ -167,6 +167,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "BudgetDecision",
         "CallOutcome",
         "ContinuedAsNew",
+        "ForkOrigin",
         "GuardrailChecked",
         "HandedOff",
         "MessageRecorded",

@@ -193,6 +193,9 @@ class RunInput(BaseModel):
     """Whose run this is: the key of the agent's per-tenant concurrency cap."""
     inherited: InheritedBudget | None = None
     """Set for a sub-agent's run: the budgets its parent had left."""
+    fork: ForkStart | None = None
+    """Set for a fork of another run (:meth:`ratchet.AgentClient.fork`): where it branches
+    off, and the transcript it starts from."""
 
 
 class RunResult(BaseModel):
@@ -303,6 +306,44 @@ class Carried(KeepsFieldsOlderReadersRequire):
     mcp_sessions: dict[str, str] = {}
     """Stateful MCP servers' sessions: server name → the task queue of the worker that
     holds the run's session."""
+
+
+class ForkStart(BaseModel):
+    """Where a fork branches off another run, and what its first model call sees.
+
+    The transcript is shared by reference: ``head`` is a chain node the parent run
+    stored, and ``pending`` holds only what is new since (an edited message, or messages
+    the store may lack). The parent's tool results are in the transcript, never run again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run: str
+    """The parent run's id."""
+    step: str
+    """The step it branches at, as ``ratchet fork --at`` names it (``turn3``, ``msg:5``)."""
+    spec: AgentSpec
+    """The parent's agent snapshot, with the fork's instructions and model overrides: a
+    redeploy since does not change what the fork is compared with."""
+    agent: str | None = None
+    """The member of ``spec.team`` that had the conversation there (a handoff); None:
+    the run's own agent."""
+    turn: int
+    """The turn of the fork's first model call (turn numbers go on from the parent's)."""
+    head: str | None = None
+    """The parent's transcript chain head the fork's prompt continues."""
+    pending: list[Message] = []
+    """The prompt's messages after ``head``."""
+    offset: int = 0
+    """How many messages the chain at ``head`` holds (the index of ``pending[0]``)."""
+    stored: list[str] = []
+    """Hashes of ``pending`` messages the store already holds (sent by reference)."""
+    edited_message: str | None = None
+    """The text that replaced the user message the step ends with."""
+    instructions: str | None = None
+    """Instructions that replaced the agent's (the prompt's system message)."""
+    model: str | None = None
+    """The model that replaced the agent's."""
 
 
 class SnapshotRequest(BaseModel):
@@ -652,6 +693,7 @@ __all__ = [
     "Carried",
     "CompactRequest",
     "CompactResult",
+    "ForkStart",
     "GuardrailCheck",
     "HandoffRequest",
     "HandoffResult",

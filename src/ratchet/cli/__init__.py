@@ -16,6 +16,7 @@ from ._a2a import a2a_app
 from ._approvals import approve, deny, pending
 from ._chat import chat, send
 from ._follow import follow_run
+from ._fork import fork
 from ._keys import keys_app
 from ._limits import limits_app
 from ._mcp import mcp_app
@@ -34,7 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in (up, down, worker, run, trace, chat, send, pending, approve, deny, cancel):
+for command in (up, down, worker, run, trace, fork, chat, send, pending, approve, deny, cancel):
     app.command()(command)
 app.command("ls")(list_runs)
 app.command()(show)
