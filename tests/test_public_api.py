@@ -355,6 +355,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "error",
         "hang",
         "in_process_worker",
+        "raw",
         "reply",
         "reply_json",
         "scripted_provider",

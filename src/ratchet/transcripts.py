@@ -130,7 +130,10 @@ async def load_prompt(
     missing_bodies = [h for h in dict.fromkeys(wanted) if h not in found]
     if missing_bodies:
         for h, body in (await store.messages(missing_bodies)).items():
-            found[h] = Message.model_validate_json(body)
+            message = _intact(h, body)
+            if message is None:
+                raise TranscriptEntryMissing(run_id, h, "intact message")
+            found[h] = message
     out: list[Message] = []
     for h in (n.message for n in nodes):
         if h not in found:
@@ -163,7 +166,30 @@ async def load_tools(store: TranscriptStore, ref: str, *, run_id: str) -> list[T
     found = await store.messages([ref])
     if ref not in found:
         raise TranscriptEntryMissing(run_id, ref, "tool list")
-    return [ToolSpec.model_validate(t) for t in json.loads(found[ref])]
+    body = found[ref]
+    try:
+        if "tools-" + hashlib.sha256(body.encode()).hexdigest() != ref:
+            raise ValueError("its body does not hash to its key")
+        return [ToolSpec.model_validate(t) for t in json.loads(body)]
+    except (ValueError, TypeError, RecursionError):
+        raise TranscriptEntryMissing(run_id, ref, "intact tool list") from None
+
+
+def _intact(h: str, body: str) -> Message | None:
+    """The message a stored body holds, if it is the one its hash names.
+
+    A row changed on disk (a bad sector, a hand edit, a broken migration) would
+    otherwise send the model another prompt than the run's, or fail the activity
+    with a parse error: it counts as lost.
+    """
+    try:
+        message = Message.model_validate_json(body)
+        # The body as stored, or as this ratchet writes it (a store may reformat JSON).
+        if hashlib.sha256(body.encode()).hexdigest() != h and message_hash(message) != h:
+            return None
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return message
 
 
 async def save_messages(

@@ -89,7 +89,7 @@ async def tool_run(
 def _parsed(tool: str, args: str) -> dict[str, Any]:
     try:
         arguments = json.loads(args)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise ConfigError(f"--args of tool {tool!r} is not valid JSON ({e})") from None
     if not isinstance(arguments, dict):
         raise ConfigError(f"--args of tool {tool!r} must be a JSON object, like '{{\"id\": 1}}'")

@@ -79,7 +79,11 @@ class AnswerText:
         if i + 6 > len(raw):
             return None
         first = raw[i : i + 6]
-        if 0xD800 <= int(first[2:], 16) <= 0xDBFF:
+        try:
+            code = int(first[2:], 16)
+        except ValueError:  # not four hex digits: the model wrote a broken escape
+            return "\ufffd", i + 2
+        if 0xD800 <= code <= 0xDBFF:
             if i + 12 > len(raw):
                 return None
             pair = raw[i : i + 12]

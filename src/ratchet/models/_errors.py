@@ -53,6 +53,10 @@ def classify_openai_error(e: Exception) -> ApplicationError:
         if _is_context_too_long(e):
             return model_error("ContextTooLong", f"HTTP {status}: {detail}")
         return model_error("ModelBadRequest", f"HTTP {status}: {detail}")
+    if isinstance(e, openai.APIError) and not isinstance(e, openai.APIResponseValidationError):
+        # An error event in the middle of a stream (``data: {"error": ...}``): the
+        # provider failed while answering, as a 5xx would have said before it.
+        return model_error("ModelServerError", f"the provider reported an error: {e.message}")
     if isinstance(e, openai.ContentFilterFinishReasonError):
         return model_error("ContentFiltered", str(e))
     # Unknown SDK or transport failure: retry it, Temporal's policy bounds the attempts.

@@ -8,6 +8,7 @@ one, so attempts are visible in the event history and bounded in one place.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from ..streaming._delta import Delta, DeltaSink
 from ._envelope_stream import AnswerText
 from ._errors import classify_openai_error, model_error
 from ._json_mode import parse_envelope
+from ._malformed import MALFORMED, arguments_text, malformed_reply, text_field, token_count
 from ._provider import Provider, ProviderRequest, ProviderResponse
 from ._wire import WireFormat, render_wire_request
 
@@ -141,12 +143,19 @@ class OpenAICompatible(Provider):
             completion = await _post(self._client(), body, request.timeout_seconds, stream=False)
         except ApplicationError:
             raise
+        except json.JSONDecodeError as e:  # a body that is no JSON
+            raise malformed_reply(e) from None
         except Exception as e:
             # Not chained: the message says what happened, and a failure carrying the
             # SDK's exception chain with its stack traces outgrows what the server keeps
             # of a retried attempt's failure ("Failure exceeds size limit.").
             raise classify_openai_error(e) from None
-        return _to_response(completion, wire, request.turn)
+        try:
+            return _to_response(completion, wire, request.turn)
+        except ApplicationError:
+            raise
+        except MALFORMED as e:
+            raise malformed_reply(e) from None
 
     async def stream(self, request: ProviderRequest, on_delta: DeltaSink) -> ProviderResponse:
         """Stream the reply (SSE, usage in the last chunk); fall back to a plain call,
@@ -178,16 +187,26 @@ class OpenAICompatible(Provider):
         assembled = _Assembly(wire, on_delta)
         try:
             async for chunk in chunks:
-                assembled.add(chunk)
+                try:
+                    assembled.add(chunk)
+                except MALFORMED as e:
+                    raise malformed_reply(e) from None
         except ApplicationError:
             raise
+        except json.JSONDecodeError as e:  # an event that is no JSON
+            raise malformed_reply(e) from None
         except Exception as e:
             raise classify_openai_error(e) from None
         finally:
             # Closes the HTTP stream: on cancellation the provider sees the disconnect
             # and stops generating (and billing).
             await chunks.close()
-        return assembled.response(request.turn)
+        try:
+            return assembled.response(request.turn)
+        except ApplicationError:
+            raise
+        except MALFORMED as e:
+            raise malformed_reply(e) from None
 
 
 @overload
@@ -283,40 +302,41 @@ class _Assembly:
         self.answer_text = AnswerText() if _enveloped(wire) and not wire.structured else None
 
     def add(self, chunk: Any) -> None:
-        self.model = getattr(chunk, "model", None) or self.model
+        model = getattr(chunk, "model", None)
+        self.model = model if isinstance(model, str) and model else self.model
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
         for choice in getattr(chunk, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
                 continue
             if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
+                self.finish_reason = text_field(choice.finish_reason, "finish_reason")
             delta = choice.delta
             if delta is None:
                 continue
-            if delta.content is not None:
+            piece = text_field(delta.content, "content")
+            if piece is not None:
                 self.saw_content = True
-                self.content.append(delta.content)
-                text = (
-                    self.answer_text.feed(delta.content)
-                    if self.answer_text is not None
-                    else delta.content
-                )
+                self.content.append(piece)
+                text = self.answer_text.feed(piece) if self.answer_text is not None else piece
                 if text:
                     self.on_delta(Delta(text=text))
             for tc in delta.tool_calls or []:
                 self._tool_call_piece(tc)
 
     def _tool_call_piece(self, tc: Any) -> None:
-        call = self.calls.setdefault(tc.index, {"id": None, "name": "", "arguments": []})
+        index = tc.index
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"a tool call's index is a {type(index).__name__}, not an integer")
+        call = self.calls.setdefault(index, {"id": None, "name": "", "arguments": []})
         fn = getattr(tc, "function", None)
-        new_id = tc.id if tc.id and not call["id"] else None
+        new_id = text_field(tc.id, "a tool call's id") if tc.id and not call["id"] else None
         if new_id:
             call["id"] = new_id
-        name = getattr(fn, "name", None) if fn is not None else None
+        name = text_field(getattr(fn, "name", None), "a tool's name") if fn is not None else None
         if name and not call["name"]:
             call["name"] = name
-        arguments = (getattr(fn, "arguments", None) or "") if fn is not None else ""
+        arguments = arguments_text(getattr(fn, "arguments", None)) if fn is not None else ""
         call["arguments"].append(arguments)
         if arguments or new_id or name:
             self.on_delta(
@@ -340,8 +360,8 @@ class _Assembly:
             )
         content = "".join(self.content) if self.saw_content else None
         usage = Usage(
-            input_tokens=getattr(self.usage, "prompt_tokens", 0) or 0,
-            output_tokens=getattr(self.usage, "completion_tokens", 0) or 0,
+            input_tokens=token_count(self.usage, "prompt_tokens"),
+            output_tokens=token_count(self.usage, "completion_tokens"),
             requests=1,
         )
         if _enveloped(self.wire):
@@ -384,30 +404,42 @@ def _follows_tool_result(messages: list[Message]) -> bool:
 
 
 def _to_response(completion: Any, wire: WireFormat, turn: int) -> ProviderResponse:
-    if not completion.choices:
+    """The reply of a plain call; raises ``MALFORMED`` errors on one of the wrong shape."""
+    choices = getattr(completion, "choices", None)
+    if not choices:
         raise model_error("ModelServerError", "the provider returned no choices")
-    choice = completion.choices[0]
-    if choice.finish_reason == "content_filter":
+    if not isinstance(choices, list):
+        raise TypeError(f"choices is a {type(choices).__name__}, not a list")
+    choice = choices[0]
+    finish_reason = text_field(choice.finish_reason, "finish_reason")
+    if finish_reason == "content_filter":
         raise model_error("ContentFiltered", "the provider stopped the answer")
     msg = choice.message
+    content = text_field(msg.content, "content")
     usage = Usage(
-        input_tokens=getattr(completion.usage, "prompt_tokens", 0) or 0,
-        output_tokens=getattr(completion.usage, "completion_tokens", 0) or 0,
+        input_tokens=token_count(completion.usage, "prompt_tokens"),
+        output_tokens=token_count(completion.usage, "completion_tokens"),
         requests=1,
     )
     if _enveloped(wire):
-        message = parse_envelope(msg.content or "", turn, structured=wire.structured)
+        message = parse_envelope(content or "", turn, structured=wire.structured)
     else:
         calls = [
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "")
-            for c in (msg.tool_calls or [])
+            ToolCall(
+                # An endpoint that gives no id: made up from the turn, as for a stream.
+                id=text_field(c.id, "a tool call's id") or f"call_t{turn}_{index}",
+                name=text_field(c.function.name, "a tool's name") or "",
+                arguments=arguments_text(c.function.arguments),
+            )
+            for index, c in enumerate(msg.tool_calls or [])
             if getattr(c, "function", None) is not None
         ]
-        message = Message.assistant(msg.content, calls)
+        message = Message.assistant(content, calls)
+    model = completion.model
     return ProviderResponse(
         message=message,
         usage=usage,
-        model=completion.model or "",
-        finish_reason=choice.finish_reason,
+        model=model if isinstance(model, str) else "",
+        finish_reason=finish_reason,
         wire=wire,
     )

@@ -158,7 +158,9 @@ class ScriptedRequestHandler(BaseHTTPRequestHandler):
                 # Close without writing a byte: the client sees the server vanish.
                 self._abandon(self._hold(answer.hang_seconds), report, chunks_sent=0)
                 return
-            if answer.stream and answer.status == 200 and answer.body is not None:
+            if answer.raw is not None:
+                self._send_raw(answer)
+            elif answer.stream and answer.status == 200 and answer.body is not None:
                 self._send_stream(answer, report)
             else:
                 self._send_json(answer)
@@ -216,6 +218,15 @@ class ScriptedRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _send_raw(self, answer: Answer) -> None:
+        assert answer.raw is not None
+        self.send_response(answer.status)
+        self._send_common_headers(answer)
+        self.send_header("Content-Type", answer.content_type or "application/octet-stream")
+        self.send_header("Content-Length", str(len(answer.raw)))
+        self.end_headers()
+        self.wfile.write(answer.raw)
 
     def _send_stream(self, answer: Answer, report: DeliveryReport) -> None:
         """Sends the answer as server-sent events, paced and possibly stalled.

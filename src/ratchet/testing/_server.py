@@ -631,6 +631,14 @@ class ScriptedModelServer:
         """Builds the wire answer for a successful step match. Caller holds the lock."""
         if step.kind == "hang":
             return Answer(hang=True, hang_seconds=step.hang_seconds, delay=step.delay)
+        if step.kind == "raw":
+            return Answer(
+                status=step.status,
+                raw=step.raw_body,
+                content_type=step.content_type,
+                headers=step.headers,
+                delay=step.delay,
+            )
         if step.kind == "error":
             return Answer(
                 status=step.status,

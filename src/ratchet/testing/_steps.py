@@ -36,13 +36,15 @@ __all__ = [
     "context_too_long",
     "error",
     "hang",
+    "raw",
     "reply",
     "reply_json",
     "tool_calls",
 ]
 
-StepKind = Literal["reply", "tool_calls", "error", "hang"]
-"""What a step makes the server do: answer, call tools, fail, or never answer."""
+StepKind = Literal["reply", "tool_calls", "error", "hang", "raw"]
+"""What a step makes the server do: answer, call tools, fail, never answer, or send
+bytes exactly as given (a malformed or hostile provider, :func:`raw`)."""
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
@@ -147,6 +149,8 @@ class Step:
             answer has fewer chunks, all are sent and the stall comes before
             ``data: [DONE]``. A non-streamed request answered by such a step
             gets no answer at all, like a :func:`hang`.
+        raw_body: The bytes a ``raw`` step sends as they are (not JSON-encoded).
+        content_type: The ``Content-Type`` of a ``raw`` step's answer.
         expect: Optional assertion on the request this step answers.
     """
 
@@ -166,6 +170,8 @@ class Step:
     chunk_delay: float = 0.0
     chunk_chars: int | None = None
     stall_after_chunks: int | None = None
+    raw_body: bytes | None = None
+    content_type: str | None = None
     expect: Expectation | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -183,7 +189,11 @@ class Step:
             raise ValueError(f"chunk_chars must be >= 1, got {self.chunk_chars}")
         if self.stall_after_chunks is not None and self.stall_after_chunks < 0:
             raise ValueError(f"stall_after_chunks must be >= 0, got {self.stall_after_chunks}")
-        if self.kind in ("error", "hang") and self._stream_options():
+        if (self.kind == "raw") != (self.raw_body is not None):
+            raise ValueError("raw_body goes with raw steps, and a raw step needs one")
+        if self.kind == "raw" and not 100 <= self.status <= 599:
+            raise ValueError(f"raw status must be in 100..599, got {self.status}")
+        if self.kind in ("error", "hang", "raw") and self._stream_options():
             raise ValueError(
                 "chunk_delay, chunk_chars and stall_after_chunks shape a streamed answer; "
                 f"they apply to reply and tool_calls steps, not to {self.kind} steps"
@@ -224,6 +234,8 @@ class Step:
         if self.kind == "error":
             code = f", code={self.error_code!r}" if self.error_code else ""
             return f"error({self.status}{code})"
+        if self.kind == "raw":
+            return f"raw({self.status}, {shorten(repr(self.raw_body))})"
         return "hang()" if self.hang_seconds is None else f"hang({self.hang_seconds})"
 
     def _stream_options(self) -> list[tuple[str, object]]:
@@ -510,6 +522,44 @@ def content_filtered(
         chunk_chars=chunk_chars,
         stall_after_chunks=stall_after_chunks,
         hang_seconds=stall_seconds,
+        expect=expect,
+    )
+
+
+def raw(
+    body: bytes | str,
+    *,
+    status: int = 200,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+    delay: float = 0.0,
+    expect: Expectation | None = None,
+) -> Step:
+    """Any answer, byte for byte: a malformed or hostile provider.
+
+    Whatever the request asked (``stream`` or not), the server sends ``body`` as it
+    is, with ``status`` and ``content_type``: truncated JSON, fields of the wrong type,
+    a server-sent event stream that breaks off or lies (``content_type=
+    "text/event-stream"``), invalid UTF-8.
+
+    Args:
+        body: The response body (a str is sent as UTF-8).
+        status: HTTP status, 100..599.
+        content_type: The ``Content-Type`` header.
+        headers: Extra response headers.
+        delay: Seconds to wait before answering.
+        expect: Optional assertion on the request.
+
+    Returns:
+        The step.
+    """
+    return Step(
+        kind="raw",
+        raw_body=body.encode() if isinstance(body, str) else body,
+        status=status,
+        content_type=content_type,
+        headers=tuple((headers or {}).items()),
+        delay=delay,
         expect=expect,
     )
 

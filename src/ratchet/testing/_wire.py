@@ -57,6 +57,9 @@ class Answer:
     chunk_delay: float = 0.0
     chunk_chars: int | None = None
     stall_after_chunks: int | None = None
+    raw: bytes | None = None
+    """Sent as it is, instead of ``body`` (a ``raw`` step)."""
+    content_type: str | None = None
     report: DeliveryReport | None = None
 
 
