@@ -24,6 +24,7 @@ from ._protocol import RunInput
 from ._render import shorten
 from ._runs import check_tenant
 from ._search import AGENT, RUN_ATTRIBUTES, STATUS, TENANT
+from ._unicode import valid_text
 from .agent import check_agent_name, parse_model
 from .errors import ConfigError
 
@@ -40,6 +41,11 @@ def check_run_request(agent: str, prompt: str, model: str | None, tenant: str | 
     check_agent_name(agent)
     if not prompt.strip():
         raise ConfigError("the prompt is empty: tell the agent what to do")
+    if valid_text(prompt) != prompt:
+        raise ConfigError(
+            "the prompt is not valid unicode: it holds a lone surrogate (on a command line: "
+            "bytes that are not UTF-8). Send UTF-8 text"
+        )
     if model is not None:
         parse_model(model)
     if tenant is not None:

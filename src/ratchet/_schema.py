@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._unicode import has_lone_surrogate
+
 if TYPE_CHECKING:
     from .agent import AgentSpec
     from .messages import ToolCall
@@ -63,6 +65,12 @@ def check_value(
         checker.check(schema, value, path, errors, 0)
     except RecursionError:
         return [f"{path}: nested too deeply"]
+    if not errors and has_lone_surrogate(value):
+        # No payload can carry it: passed on, it would fail the workflow task.
+        errors.append(
+            f"{path}: contains invalid unicode (a lone surrogate such as \\ud800); "
+            "send valid UTF-8 text"
+        )
     return errors
 
 

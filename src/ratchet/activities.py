@@ -57,6 +57,7 @@ from ._protocol import (
 )
 from ._ratelimit import limited_call
 from ._standalone_tools import approval_record, checked_call
+from ._unicode import valid_message, valid_text
 from .agent import Agent, parse_model
 from .errors import (
     ApprovalError,
@@ -387,6 +388,10 @@ class AgentActivities:
                 await writer.close()
         # Recorded at once: if this attempt still fails, the next one counts it.
         answered(response.usage)
+        # A lone surrogate in the reply (a model's "\ud800" escape) could go in no payload.
+        message = valid_message(response.message)
+        if message is not response.message:
+            response = response.model_copy(update={"message": message})
         return response
 
     def _delta_writer(self) -> DeltaWriter | None:
@@ -544,6 +549,8 @@ class AgentActivities:
     async def _finished(self, request: ToolRequest, result: ToolResult) -> ToolResult:
         """Check a tool result's size, and store its message (linear history)."""
         name = request.call.name
+        # A tool's text may hold a lone surrogate (bytes decoded with surrogateescape).
+        result = result.model_copy(update={"content": valid_text(result.content)})
         size = len(result.content.encode())
         if self.payload_limit is not None and size > self.payload_limit:
             # Fail now with the facts, instead of a completion Temporal refuses.
