@@ -29,15 +29,17 @@ from typing import Any
 
 import pydantic
 import pytest
+from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from ratchet import Agent, Limits, Policy, RunFailed, deny, tool
+from ratchet import Agent, AgentClient, Limits, Policy, RunFailed, deny, tool
 from ratchet._schema import parse_call
 from ratchet._unicode import valid_message, valid_text
 from ratchet._worker_settings import parse_model_queue, parse_provider, parse_rate_limit
@@ -47,6 +49,8 @@ from ratchet.cli._common import agent_names
 from ratchet.cli._tool_run import _parsed as parsed_tool_args
 from ratchet.errors import MODEL_ERRORS, ConfigError, TranscriptEntryMissing
 from ratchet.events import PolicyDecided, RunFinished, ToolCallFinished, ToolCallRejected
+from ratchet.http import AuthSettings, KeyStore, create_app
+from ratchet.http._routes import ROUTERS
 from ratchet.messages import Message, ToolCall
 from ratchet.models import OpenAICompatible, ProviderRequest, parse_envelope
 from ratchet.models._envelope_stream import AnswerText
@@ -54,6 +58,7 @@ from ratchet.testing import ScriptedModelServer, call, raw, reply, tool_calls
 from ratchet.transcripts import SQLiteTranscriptStore, load_prompt, save_messages
 
 from .conftest import hosted
+from .http_kit import agents as http_agents
 
 DEFAULT_EXAMPLES = 40
 EXAMPLES = int(os.environ.get("RATCHET_FUZZ_EXAMPLES") or DEFAULT_EXAMPLES)
@@ -774,3 +779,34 @@ async def test_a_tool_result_cannot_talk_the_agent_past_its_policy(
 def test_every_model_error_type_is_known() -> None:
     # The properties above accept only these: keep the list honest.
     assert {"ModelServerError", "ModelConnectionError", "ContentFiltered"} <= set(MODEL_ERRORS)
+
+
+# --- 7. the HTTP API: what the schemathesis run (tests/test_http_fuzz.py) covers ---------
+
+
+def test_the_fuzzed_api_document_lists_every_endpoint(
+    ratchet_dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """test_http_fuzz.py fuzzes every operation of the OpenAPI document (and asserts it
+    tried them all); an endpoint left out of the document would never be fuzzed."""
+    keys = KeyStore(tmp_path / "keys.sqlite")
+    app = create_app(
+        AgentClient(ratchet_dev_server.client, task_queue="unused"),
+        agents=http_agents(),
+        auth=AuthSettings(keys=keys),
+    )
+    documented = {
+        (method.upper(), path)
+        for path, methods in app.openapi()["paths"].items()
+        for method in methods
+    }
+    served = {
+        (method, route.path)
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    assert len(served) > 20 and served - documented == set()
+    assert ("POST", "/v1/runs/{run_id}/fork") in documented
+    keys.close()
