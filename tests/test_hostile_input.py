@@ -48,7 +48,13 @@ from ratchet.cli import app as cli_app
 from ratchet.cli._common import agent_names
 from ratchet.cli._tool_run import _parsed as parsed_tool_args
 from ratchet.errors import MODEL_ERRORS, ConfigError, TranscriptEntryMissing
-from ratchet.events import PolicyDecided, RunFinished, ToolCallFinished, ToolCallRejected
+from ratchet.events import (
+    PolicyDecided,
+    RunFinished,
+    TokenDelta,
+    ToolCallFinished,
+    ToolCallRejected,
+)
 from ratchet.http import AuthSettings, KeyStore, create_app
 from ratchet.http._routes import ROUTERS
 from ratchet.messages import Message, ToolCall
@@ -665,10 +671,15 @@ async def test_lone_surrogates_from_the_model_go_back_to_it_as_tool_errors(
     )
     async with hosted(temporal_client, [searcher(stream=stream)], model_server) as client:
         handle = await client.start("searcher", "find a")
+        events = [e async for e in handle.events()]
         result = await handle.result()
     model_server.verify()
     assert result.output == "Sorry, I sent broken text."
     await no_failed_workflow_task(temporal_client, handle.id)
+    if stream:
+        # The live text went out too, made valid (a lone surrogate stopped the writes).
+        live = "".join(e.text for e in events if isinstance(e, TokenDelta) and e.kind == "text")
+        assert "thinking \ufffd" in live
 
 
 async def test_hostile_tool_arguments_in_a_run_go_back_to_the_model(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
+from .._unicode import valid_text
 from ._delta import CallKey, Delta
 from ._store import DeltaStore
 
@@ -42,7 +44,7 @@ class DeltaWriter:
         if not delta.text and delta.tool_call_id is None and delta.tool_name is None:
             return  # nothing a subscriber could show
         if self._failed is None:
-            self._pending.append((self.count, delta))
+            self._pending.append((self.count, _valid(delta)))
             self._wake.set()
         self.count += 1
 
@@ -82,3 +84,15 @@ class DeltaWriter:
     def abandon(self) -> None:
         """Stop without writing the rest (the attempt was cancelled)."""
         self._task.cancel()
+
+
+def _valid(delta: Delta) -> Delta:
+    """``delta`` with its texts valid: a lone surrogate (a model's ``\\ud800`` escape)
+    would stop the store's writes for the rest of the call."""
+    text = valid_text(delta.text)
+    call_id = None if delta.tool_call_id is None else valid_text(delta.tool_call_id)
+    name = None if delta.tool_name is None else valid_text(delta.tool_name)
+    # valid_text gives back the same string when it is valid: the common case is free.
+    if text is delta.text and call_id is delta.tool_call_id and name is delta.tool_name:
+        return delta
+    return dataclasses.replace(delta, text=text, tool_call_id=call_id, tool_name=name)
