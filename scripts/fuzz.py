@@ -16,11 +16,15 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=2000, help="examples per property")
+    parser.add_argument(
+        "--output", default="fuzz-output.txt", help="where pytest's whole output goes"
+    )
     args = parser.parse_args()
     env = {**os.environ, "RATCHET_FUZZ_EXAMPLES": str(args.examples)}
     command = [
@@ -34,6 +38,7 @@ def main() -> int:
         "tests/test_hostile_input.py",
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    Path(args.output).write_text(done.stdout + done.stderr)
     print(_summary(done.stdout))
     print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr)
     return done.returncode
@@ -44,9 +49,11 @@ def _summary(output: str) -> str:
     lines: list[str] = []
     for block in re.split(r"\n(?=tests/test_hostile_input\.py::)", output):
         head = re.match(r"tests/test_hostile_input\.py::(\w+)", block)
-        if head is None or "passing examples" not in block:
+        if head is None:
             continue
-        counts = re.findall(r"(\d+) passing examples, (\d+) failing examples", block)
+        counts = re.findall(r"(\d+) passing, (\d+) failing", block)
+        if not counts:
+            continue
         passing = sum(int(p) for p, _ in counts)
         failing = sum(int(f) for _, f in counts)
         lines.append(f"{head.group(1)}: {passing} examples, {failing} failing")
@@ -57,7 +64,8 @@ def _summary(output: str) -> str:
 def _events(block: str) -> list[tuple[str, str]]:
     """The events of the generate phase (the shares hypothesis prints)."""
     generate = block.split("during generate phase", 1)[-1]
-    return re.findall(r"\* ([\d.]+%), (.+)", generate)
+    found = re.findall(r"\* ([\d.]+%), (.+)", generate)
+    return [(share, label) for share, label in found if not label.startswith("Retried draw")]
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import pytest
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -47,6 +48,13 @@ from ratchet.agent import parse_model
 from ratchet.cli import app as cli_app
 from ratchet.cli._common import agent_names
 from ratchet.cli._tool_run import _parsed as parsed_tool_args
+from ratchet.codec import (
+    ENCODING,
+    KEY_ID_METADATA,
+    AesGcmCodec,
+    PayloadDecryptionError,
+    parse_keys,
+)
 from ratchet.errors import MODEL_ERRORS, ConfigError, TranscriptEntryMissing
 from ratchet.events import (
     PolicyDecided,
@@ -226,12 +234,10 @@ def provider_server() -> Iterator[tuple[ScriptedModelServer, asyncio.AbstractEve
 
 
 def wrong(draw: st.DrawFn, value: Any) -> Any:
-    """``value``, or (sometimes) something of another type in its place."""
-    return draw(
-        st.sampled_from(
-            [value, value, value, None, 7, -1, "x", [], {}, True, 1e308, "\ud800", [value]]
-        )
-    )
+    """``value``, or (one time in five) something of another type in its place."""
+    if draw(st.integers(0, 4)) > 0:
+        return value
+    return draw(st.sampled_from([None, 7, -1, "x", [], {}, True, 1e308, "\ud800", [value]]))
 
 
 @st.composite
@@ -364,8 +370,9 @@ def sse_streams(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         events.append("data: [DONE]\n\n")
     text = "".join(events)
-    cut = draw(st.none() | st.integers(0, max(0, len(text) - 1)))
-    return valid_text(text if cut is None else text[:cut]).encode()
+    if draw(st.integers(0, 3)) == 0:  # cut short
+        text = text[: draw(st.integers(0, max(0, len(text) - 1)))]
+    return valid_text(text).encode()
 
 
 @fuzz(0.5)
@@ -471,6 +478,47 @@ def test_a_stored_message_body_decodes_or_raises_a_validation_error(body: str) -
         Message.model_validate_json(body)
     except pydantic.ValidationError:
         event("refused")
+
+
+# --- 3b. encrypted payloads (the codec endpoint decodes what the Web UI sends) ----------
+
+CODEC = AesGcmCodec({"k1": b"\x01" * 32}, "k1")
+
+
+@fuzz()
+@given(
+    data=st.binary(max_size=200),
+    key_id=st.none() | st.sampled_from([b"k1", b"k2", b"\xff\xfe", b""]),
+    encoding=st.sampled_from([ENCODING.encode(), b"json/plain", b""]),
+    tamper=st.booleans(),
+)
+def test_a_payload_decrypts_or_raises_a_decryption_error(
+    data: bytes, key_id: bytes | None, encoding: bytes, tamper: bool
+) -> None:
+    """Forged or altered payloads: ``PayloadDecryptionError`` (the endpoint's 400), or the
+    payload as it is when it is not encrypted."""
+    if tamper:  # a real ciphertext, one byte changed
+        real = CODEC.encrypt(Payload(metadata={"encoding": b"json/plain"}, data=b'"hi"'))
+        data = bytes(real.data[:-1]) + bytes([real.data[-1] ^ 1])
+    metadata = {"encoding": encoding}
+    if key_id is not None:
+        metadata[KEY_ID_METADATA] = key_id
+    try:
+        out = CODEC.decrypt(Payload(metadata=metadata, data=data))
+        event("not encrypted: as it is")
+        assert encoding != ENCODING.encode() and out.data == data
+    except PayloadDecryptionError:
+        event("PayloadDecryptionError")
+
+
+@fuzz()
+@given(text=st.text() | st.from_regex(r"[a-z0-9]{0,3}:[A-Za-z0-9+/=]{0,50}(,[a-z]:.{0,10})?"))
+def test_encryption_keys_parse_or_raise_config_error(text: str) -> None:
+    try:
+        parse_keys(text)
+        event("parsed")
+    except ConfigError:
+        event("ConfigError")
 
 
 # --- 4. CLI arguments -------------------------------------------------------------------
