@@ -65,7 +65,11 @@ def _events(block: str) -> list[tuple[str, str]]:
     """The events of the generate phase (the shares hypothesis prints)."""
     generate = block.split("during generate phase", 1)[-1]
     found = re.findall(r"\* ([\d.]+%), (.+)", generate)
-    return [(share, label) for share, label in found if not label.startswith("Retried draw")]
+    return [
+        (share, label)
+        for share, label in found
+        if not label.startswith(("Retried draw", "Draw for"))
+    ]
 
 
 if __name__ == "__main__":
