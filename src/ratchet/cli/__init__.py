@@ -15,6 +15,7 @@ import typer
 from ._a2a import a2a_app
 from ._approvals import approve, deny, pending
 from ._chat import chat, send
+from ._eval import eval_runs
 from ._follow import follow_run
 from ._keys import keys_app
 from ._limits import limits_app
@@ -38,6 +39,7 @@ for command in (up, down, worker, run, trace, chat, send, pending, approve, deny
 app.command("ls")(list_runs)
 app.command()(show)
 app.command()(tools)
+app.command("eval")(eval_runs)
 app.add_typer(limits_app, name="limits")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
