@@ -10,12 +10,20 @@ import uuid
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import AgentClient
-from ratchet.evals import Checks, recorded_cases, run_eval
-from ratchet.testing import ScriptedModelServer
+from ratchet.evals import Checks, recorded_cases, recorded_runs, run_eval
+from ratchet.testing import (
+    SCRIPTED_API_KEY,
+    RecordedRequest,
+    ScriptedModelServer,
+    Step,
+    call,
+    tool_calls,
+)
 
 from .conftest import _test_store, hosted
 from .eval_app import CALLS_ANOTHER_ORDER, SEEDED_REGRESSION, SHOP, SHOP_V2, shop_model
@@ -25,15 +33,17 @@ from .workers import WorkerProcess
 ORDERS = list(range(1, 21))
 
 
-async def _record(client: Client, server: ScriptedModelServer) -> list[str]:
-    """20 runs of ``shop`` with its real tool: the recorded runs."""
+async def _record(
+    client: Client, server: ScriptedModelServer, orders: list[int] = ORDERS
+) -> list[str]:
+    """Runs of ``shop`` with its real tool (one per order): the recorded runs."""
     async with hosted(client, [SHOP], server) as agents:
         handles = [
             await agents.start("shop", f"Where is order {n}?", id=f"rec-{uuid.uuid4().hex[:8]}-{n}")
-            for n in ORDERS
+            for n in orders
         ]
         results = await asyncio.gather(*(h.result() for h in handles))
-    assert [r.output for r in results] == [f"Order {n} has shipped." for n in ORDERS]
+    assert [r.output for r in results] == [f"Order {n} has shipped." for n in orders]
     return [h.id for h in handles]
 
 
@@ -153,3 +163,32 @@ async def test_eval_survives_kill9_of_its_worker(
     assert {n for n, c in zip(ORDERS, report.cases, strict=True) if c.regression} == {
         CALLS_ANOTHER_ORDER
     }
+
+
+def _judge_or_shop(request: RecordedRequest) -> Step:
+    """The judge's requests (pydantic-ai asks for its ``final_result`` tool) pass an
+    answer that gives the order's status; the agents' requests go to their model."""
+    offered = [t["function"]["name"] for t in request.body.get("tools", [])]
+    if "final_result" not in offered:
+        return shop_model(request)
+    ok = "has shipped" in json.dumps(request.body["messages"])
+    verdict = {"reason": "gives the status" if ok else "no status", "pass": ok, "score": float(ok)}
+    return tool_calls(call("final_result", verdict))
+
+
+async def test_llm_judge_on_an_openai_compatible_model(
+    temporal_client: Client, model_server: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_server.handler = _judge_or_shop
+    run_ids = await _record(temporal_client, model_server, orders=[1, 2])
+    async with hosted(temporal_client, [SHOP], model_server) as agents:
+        cases = await recorded_cases(agents, runs=run_ids)
+    monkeypatch.setenv("OPENAI_BASE_URL", model_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", SCRIPTED_API_KEY)
+    checks = Checks(judge="openai:judge", rubric="The answer gives the order's status.")
+    runs = recorded_runs(cases)
+    runs[1] = runs[1].model_copy(update={"answer": "I do not know."})
+    report = await score(cases, runs, checks, agent="judged")
+    assert [c.checks["judge"] for c in report.cases] == [True, False]
+    assert [c.scores["judge score"] for c in report.cases] == [1.0, 0.0]
+    assert report.cases[1].reasons["judge"] == "no status"

@@ -176,8 +176,10 @@ EXPECTED: dict[str, list[str] | None] = {
         "evaluate_runs",
         "judge_model",
         "recorded_cases",
+        "recorded_runs",
         "run_cases",
         "run_eval",
+        "score",
         "score_recorded",
     ],
     "ratchet.events": [

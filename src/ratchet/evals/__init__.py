@@ -36,8 +36,10 @@ from ._run import (
     CaseInput,
     evaluate_runs,
     recorded_cases,
+    recorded_runs,
     run_cases,
     run_eval,
+    score,
     score_recorded,
 )
 
@@ -61,7 +63,9 @@ __all__ = [
     "evaluate_runs",
     "judge_model",
     "recorded_cases",
+    "recorded_runs",
     "run_cases",
     "run_eval",
+    "score",
     "score_recorded",
 ]

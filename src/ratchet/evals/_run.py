@@ -30,8 +30,10 @@ __all__ = [
     "CaseInput",
     "evaluate_runs",
     "recorded_cases",
+    "recorded_runs",
     "run_cases",
     "run_eval",
+    "score",
     "score_recorded",
 ]
 
@@ -240,11 +242,18 @@ def recorded_runs(cases: Sequence[EvalCase]) -> builtins.list[CaseRun]:
     ]
 
 
+async def score(
+    cases: Sequence[EvalCase], runs: Sequence[CaseRun], checks: Checks, *, agent: str
+) -> EvalReport:
+    """The report of ``runs`` of ``cases`` (in case order) scored with ``checks``, with
+    no baseline."""
+    scored = await evaluate_runs(cases, runs, checks, name=agent)
+    return report_of(scored, cases, runs, agent=agent)
+
+
 async def score_recorded(cases: Sequence[EvalCase], checks: Checks) -> EvalReport:
     """The recorded runs scored with ``checks``: the default baseline."""
-    runs = recorded_runs(cases)
-    scored = await evaluate_runs(cases, runs, checks, name="recorded")
-    return report_of(scored, cases, runs, agent="recorded runs")
+    return await score(cases, recorded_runs(cases), checks, agent="recorded runs")
 
 
 async def run_eval(
