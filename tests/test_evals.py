@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import AgentClient
-from ratchet.evals import Checks, recorded_cases, recorded_runs, run_eval
+from ratchet.evals import Checks, recorded_cases, recorded_runs, run_eval, score
 from ratchet.testing import (
     SCRIPTED_API_KEY,
     RecordedRequest,
