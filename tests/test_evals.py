@@ -52,7 +52,7 @@ async def test_eval_of_changed_instructions_flags_changed_answers_and_regression
 ) -> None:
     model_server.handler = shop_model
     run_ids = await _record(temporal_client, model_server)
-    async with hosted(temporal_client, [SHOP_V2], model_server) as agents:
+    async with hosted(temporal_client, [SHOP, SHOP_V2], model_server) as agents:
         cases = await recorded_cases(agents, runs=run_ids)
         assert [c.fixtures.calls[0].content for c in cases] == [
             f"order {n}: shipped" for n in ORDERS
@@ -74,8 +74,8 @@ async def test_eval_of_changed_instructions_flags_changed_answers_and_regression
         assert "contains 'shipped'" in (by_order[SEEDED_REGRESSION].regression or "")
         missed = by_order[CALLS_ANOTHER_ORDER]
         assert [c.arguments for c in missed.unrecorded_calls] == [{"order_id": 1300}]
-        assert missed.checks["NoUnrecordedCalls"] is False
-        assert missed.checks["SameToolCalls"] is False
+        assert missed.checks["recorded results"] is False
+        assert missed.checks["same tool calls"] is False
 
         # A case's run reads like any run: its replayed call, and no tool activity.
         events = [e async for e in agents.get(by_order[3].run_id).events(follow=False)]
@@ -124,6 +124,29 @@ async def test_eval_of_changed_instructions_flags_changed_answers_and_regression
         )
         assert again.returncode == 0, again.stdout + again.stderr
         assert "0 regression(s)" in again.stdout
+
+        # Two versions side by side on the same cases: the second regresses on order 7.
+        compared = await ratchet(
+            "eval",
+            "--compare",
+            "shop",
+            "shop-v2",
+            "--run",
+            run_ids[2],
+            "--run",
+            run_ids[SEEDED_REGRESSION - 1],
+            "--contains",
+            "shipped",
+            "--transcript-store",
+            store,
+            *common,
+        )
+        assert compared.returncode == 1, compared.stdout + compared.stderr
+        assert "answer (shop)" in compared.stdout and "answer (shop-v2)" in compared.stdout
+        assert "Sorry, I cannot find order 7." in compared.stdout
+        assert "1 regression(s) against shop (eval eval-shop-" in compared.stdout
+        assert "now fails: contains 'shipped'" in compared.stdout
+        print(ran.stdout, compared.stdout, sep="\n")
 
 
 def _address(client: Client) -> str:

@@ -161,7 +161,7 @@ async def eval_runs(
         junit.write_text(report.junit_xml())
     out.print(
         f"{report.passed}/{len(report.cases)} passed, {len(report.changed)} answer(s) changed, "
-        f"{len(report.regressions)} regression(s) against {report.baseline} (eval {report.eval_id})"
+        f"{len(report.regressions)} regression(s) against {report.baseline}; eval {report.eval_id}"
     )
     if report.regressions:
         for c in report.regressions:

@@ -54,6 +54,9 @@ class SameToolCalls(Evaluator[object, object, object]):
     """The case's run made the recorded run's tool calls, with the same arguments
     (in any order)."""
 
+    def get_default_evaluation_name(self) -> str:
+        return "same tool calls"
+
     def evaluate(self, ctx: EvaluatorContext[object, object, object]) -> EvaluationReason:
         made = Counter(_keys(ctx.attributes.get("tool_calls", [])))
         recorded = Counter(_keys(ctx.attributes.get("recorded_tool_calls", [])))
@@ -71,6 +74,9 @@ class SameToolCalls(Evaluator[object, object, object]):
 @dataclass(repr=False)
 class NoUnrecordedCalls(Evaluator[object, object, object]):
     """Every tool call had a recorded result to replay (else the model read an error)."""
+
+    def get_default_evaluation_name(self) -> str:
+        return "recorded results"
 
     def evaluate(self, ctx: EvaluatorContext[object, object, object]) -> EvaluationReason:
         missed = ctx.attributes.get("unrecorded", [])

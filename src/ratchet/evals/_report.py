@@ -110,16 +110,15 @@ class EvalReport(BaseModel):
             t.add_column("answer" + suffix)
             t.add_column("checks" + suffix)
             t.add_column("cost / time" + suffix, justify="right")
-        if other is None:
-            t.add_column("regression")
+        t.add_column("regression" + (f" ({other.agent})" if other else ""))
         theirs = {c.case_id: c for c in other.cases} if other else {}
         for c in self.cases:
             row = [c.case_id]
             sides: list[CaseResult | None] = [c, theirs.get(c.case_id)] if other else [c]
             for side in sides:
                 row += _cells(side)
-            if other is None:
-                row.append(f"[red]{c.regression}[/]" if c.regression else "")
+            last = sides[-1]
+            row.append(f"[red]{last.regression}[/]" if last and last.regression else "")
             t.add_row(*row)
         return t
 
