@@ -146,7 +146,6 @@ async def test_eval_of_changed_instructions_flags_changed_answers_and_regression
         assert "Sorry, I cannot find order 7." in compared.stdout
         assert "1 regression(s) against shop (eval eval-shop-" in compared.stdout
         assert "now fails: contains 'shipped'" in compared.stdout
-        print(ran.stdout, compared.stdout, sep="\n")
 
 
 def _address(client: Client) -> str:

@@ -108,8 +108,7 @@ class EvalReport(BaseModel):
         for r in agents:
             suffix = f" ({r.agent})" if other else ""
             t.add_column("answer" + suffix)
-            t.add_column("checks" + suffix)
-            t.add_column("cost / time" + suffix, justify="right")
+            t.add_column("checks, cost, time" + suffix)
         t.add_column("regression" + (f" ({other.agent})" if other else ""))
         theirs = {c.case_id: c for c in other.cases} if other else {}
         for c in self.cases:
@@ -125,17 +124,17 @@ class EvalReport(BaseModel):
 
 def _cells(c: CaseResult | None) -> list[str]:
     if c is None:
-        return ["-", "-", "-"]
+        return ["-", "-"]
     answer = ("[yellow]changed:[/] " if c.changed else "same: ") + _short(c.answer or "")
     if c.error is not None:
         checks = f"[red]error: {_short(c.error)}[/]"
     else:
         failed = [n for n, ok in c.checks.items() if not ok]
         checks = "[green]✔ all[/]" if not failed else "[red]✗ " + ", ".join(failed) + "[/]"
-    return [answer, checks, f"${c.cost_usd:.4f} / {c.seconds:.1f}s"]
+    return [answer, f"{checks} · ${c.cost_usd:.4f} · {c.seconds:.1f}s"]
 
 
-def _short(text: str, n: int = 48) -> str:
+def _short(text: str, n: int = 40) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
 
