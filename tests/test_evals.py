@@ -145,7 +145,7 @@ async def test_eval_of_changed_instructions_flags_changed_answers_and_regression
         assert "answer (shop)" in compared.stdout and "answer (shop-v2)" in compared.stdout
         assert "Sorry, I cannot find order 7." in compared.stdout
         assert "1 regression(s) against shop (eval eval-shop-" in compared.stdout
-        assert "now fails: contains 'shipped'" in compared.stdout
+        assert "now fails: contains 'shipped'" in compared.stderr
 
 
 def _address(client: Client) -> str:

@@ -117,7 +117,8 @@ class EvalReport(BaseModel):
             for side in sides:
                 row += _cells(side)
             last = sides[-1]
-            row.append(f"[red]{last.regression}[/]" if last and last.regression else "")
+            # The failed checks are in the row already; the reason is in the JSON.
+            row.append("[red]✗ regression[/]" if last and last.regression else "")
             t.add_row(*row)
         return t
 
