@@ -27,7 +27,7 @@ from ratchet.testing import (
 
 from .conftest import _test_store, hosted
 from .eval_app import CALLS_ANOTHER_ORDER, SEEDED_REGRESSION, SHOP, SHOP_V2, shop_model
-from .test_cli import ratchet
+from .test_cli import assert_clean_error, ratchet
 from .workers import WorkerProcess
 
 ORDERS = list(range(1, 21))
@@ -214,3 +214,10 @@ async def test_llm_judge_on_an_openai_compatible_model(
     assert [c.checks["judge"] for c in report.cases] == [True, False]
     assert [c.scores["judge score"] for c in report.cases] == [1.0, 0.0]
     assert report.cases[1].reasons["judge"] == "no status"
+
+
+async def test_eval_cli_refuses_what_it_cannot_do(temporal_client: Client) -> None:
+    no_agent = await ratchet("eval", "--from-agent", "shop")
+    assert_clean_error(no_agent, "name the agent to evaluate (--agent NAME)")
+    no_runs = await ratchet("eval", "--agent", "shop-v2", "--address", _address(temporal_client))
+    assert_clean_error(no_runs, "choose the recorded runs to evaluate")

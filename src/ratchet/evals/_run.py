@@ -16,7 +16,7 @@ from temporalio.client import WorkflowFailureError
 
 from .._eval_protocol import EVAL_WORKFLOW_TYPE, EvalCaseRun, EvalInput, EvalRunResult
 from .._protocol import WORKFLOW_TYPE
-from .._search import RUN_ATTRIBUTES
+from .._search import AGENT, RUN_ATTRIBUTES
 from ..agent import check_agent_name
 from ..client import AgentClient
 from ..errors import ConfigError
@@ -79,6 +79,14 @@ async def recorded_cases(
                 f"no completed run matches {where} on namespace "
                 f"{client.temporal.namespace!r}: record runs first (`ratchet run`)"
             )
+        # Listed runs that cannot be cases (chats) are left out; named ones are refused.
+        listed = []
+        for i in ids:
+            try:
+                listed.append(case_of(i, await _events(client, i, store)))
+            except ConfigError:
+                continue
+        return listed
     return [case_of(i, await _events(client, i, store)) for i in ids]
 
 
@@ -90,7 +98,7 @@ async def _completed_runs(
     indexed = await client.has_search_attributes()
     where = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Completed'"
     if agent is not None and indexed:
-        where += f" AND RatchetAgent = '{agent}'"
+        where += f" AND {AGENT.name} = '{agent}'"
     if query:
         where += f" AND ({query})"
     ids: list[str] = []
