@@ -226,7 +226,8 @@ async def evaluate_runs(
         ],
         evaluators=checks.evaluators(),
     )
-    return await dataset.evaluate(answer_of, name=name, progress=False)
+    # Bounded: an LLM judge calls its model once per case.
+    return await dataset.evaluate(answer_of, name=name, progress=False, max_concurrency=8)
 
 
 class CaseRunFailed(Exception):

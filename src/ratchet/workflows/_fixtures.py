@@ -19,19 +19,21 @@ __all__ = ["FixtureReplay"]
 
 
 class FixtureReplay:
-    """Answers a run's tool calls from its fixtures, in recorded order per call."""
+    """Answers a run's tool calls from its fixtures, in recorded order per call.
+
+    The order restarts with each execution of a run that continues as new (an eval
+    case's run is short; a long one sees the recorded results from the first again).
+    """
 
     def __init__(self, fixtures: ToolFixtures) -> None:
         self._recorded = fixtures.by_key()
         self._used: dict[str, int] = {}
-        self.missed: list[str] = []
-        """Tools called with arguments the recorded run never used."""
 
     def answer(self, call: ToolCall, arguments: dict[str, Any]) -> Message:
         key = fixture_key(call.name, arguments)
         recorded = self._recorded.get(key)
         if not recorded:
-            self.missed.append(call.name)
+            # The run's history shows it as a rejected call (ratchet.events).
             return Message.tool(call, ToolFixtures.missing(call.name), is_error=True)
         n = self._used.get(key, 0)
         self._used[key] = n + 1
