@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from ratchet import AgentClient
+from ratchet import AgentClient, ConfigError
 from ratchet.evals import Checks, recorded_cases, recorded_runs, run_eval, score
 from ratchet.testing import (
     SCRIPTED_API_KEY,
@@ -216,8 +216,16 @@ async def test_llm_judge_on_an_openai_compatible_model(
     assert report.cases[1].reasons["judge"] == "no status"
 
 
-async def test_eval_cli_refuses_what_it_cannot_do(temporal_client: Client) -> None:
+async def test_eval_cli_refuses_what_it_cannot_do(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
     no_agent = await ratchet("eval", "--from-agent", "shop")
     assert_clean_error(no_agent, "name the agent to evaluate (--agent NAME)")
     no_runs = await ratchet("eval", "--agent", "shop-v2", "--address", _address(temporal_client))
     assert_clean_error(no_runs, "choose the recorded runs to evaluate")
+    model_server.handler = shop_model
+    [recorded] = await _record(temporal_client, model_server, orders=[1])
+    async with hosted(temporal_client, [SHOP_V2], model_server) as agents:
+        cases = await recorded_cases(agents, runs=[recorded])
+        with pytest.raises(ConfigError, match="shop-v3"):
+            await run_eval(agents, "shop-v3", cases)

@@ -15,10 +15,11 @@ from pydantic_evals.reporting import EvaluationReport
 from temporalio.client import WorkflowFailureError
 
 from .._eval_protocol import EVAL_WORKFLOW_TYPE, EvalCaseRun, EvalInput, EvalRunResult
+from .._hosting import check_hosted
 from .._protocol import WORKFLOW_TYPE
 from .._search import AGENT, RUN_ATTRIBUTES
 from ..agent import check_agent_name
-from ..client import AgentClient
+from ..client import AgentClient, _run_version
 from ..errors import ConfigError
 from ..events import RunEvent
 from ..transcripts import TranscriptStore
@@ -141,12 +142,13 @@ async def run_cases(
     if not cases:
         raise ConfigError("an eval needs at least one case")
     eval_id = eval_id or f"eval-{agent}-{uuid.uuid4().hex[:10]}"
-    hosting = await client._queue_hosting()
+    # Refused here, not in 20 failed cases, when no worker on the queue hosts the agent.
+    hosting = await check_hosted(client.temporal, client.task_queue, agent)
     inp = EvalInput(
         agent=agent,
         model=model,
         max_parallel=max_parallel,
-        run_version=2 if hosting is None else _run_version(hosting),
+        run_version=_run_version(hosting),
         search_attributes=await client._registered_attributes() >= RUN_ATTRIBUTES,
         cases=[
             EvalCaseRun(
@@ -180,12 +182,6 @@ async def run_cases(
         for o in result.cases
     ]
     return eval_id, runs
-
-
-def _run_version(hosting: Any) -> int:
-    from ..client import _run_version as version_of
-
-    return version_of(hosting)
 
 
 async def evaluate_runs(
