@@ -78,12 +78,18 @@ async def record(names: set[str]) -> None:
                     if scenario.fixtures is not None:
                         handle = await _start_replaying(client, scenario)
                     else:
+                        parent = f"{scenario.name}-parent" if scenario.fork_at else scenario.name
                         handle = await client.start(
-                            scenario.agent.name,
-                            scenario.prompt,
-                            id=scenario.name,
-                            chat=scenario.chat,
+                            scenario.agent.name, scenario.prompt, id=parent, chat=scenario.chat
                         )
+                        if scenario.fork_at is not None:
+                            await handle.result()
+                            handle = await client.fork(
+                                parent,
+                                at=scenario.fork_at,
+                                edit_message=scenario.fork_edit,
+                                id=scenario.name,
+                            )
                     if scenario.drive is not None:
                         await scenario.drive(handle)
                     try:

@@ -226,6 +226,11 @@ class Scenario:
     chat: bool = False
     drive: Callable[[RunHandle], Awaitable[None]] | None = None
     """Steers the run while it is live (approvals, chat messages, cancellation)."""
+    fork_at: str | None = None
+    """Record a fork (``AgentClient.fork``): the run starts as ``NAME-parent`` and
+    ``NAME`` is its fork at this step (the steps script both)."""
+    fork_edit: str | None = None
+    """The fork's edited user message."""
     fixtures: ToolFixtures | None = None
     """An eval case's run: its tool calls are answered from these recorded results."""
 
@@ -370,6 +375,18 @@ SCENARIOS = [
             reply("I refunded the second charge of order 5."),
         ),
         agent=TEAM,
+    ),
+    Scenario(
+        "forked_with_an_edited_message",
+        "Where is order 1042?",
+        (
+            tool_calls(call("lookup_order", {"order_id": 1042})),
+            reply("It has shipped."),
+            tool_calls(call("lookup_order", {"order_id": 7})),
+            reply("Order 7 has shipped too."),
+        ),
+        fork_at="msg:1",
+        fork_edit="Where is order 7?",
     ),
     Scenario(
         "mcp_tools",

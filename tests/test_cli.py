@@ -49,7 +49,7 @@ def address(client: Client) -> str:
 
 
 @pytest.mark.parametrize(
-    "command", ["up", "down", "worker", "run", "ls", "show", "cancel", "limits"]
+    "command", ["up", "down", "worker", "run", "fork", "ls", "show", "cancel", "limits"]
 )
 async def test_every_command_has_help(command: str) -> None:
     result = await ratchet(command, "--help")

@@ -403,6 +403,7 @@ async def test_the_timeline_shows_the_exact_prompt_and_the_tool_arguments(
         await expect(system).to_contain_text(INSTRUCTIONS)
         await expect(model_call.locator(".tools-offered")).to_contain_text("lookup_order")
         await expect(model_call.locator(".request-body")).to_contain_text('"tools"')
+        await expect(model_call.locator(".fork-button")).to_have_count(0)  # a viewer's view
         # The tool call: its arguments, its result.
         tool_step = timeline.locator("details.step-tool", has_text="lookup_order")
         await open_step(tool_step)
@@ -730,6 +731,48 @@ def _package_data_patterns() -> Iterator[str]:
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     yield from config["tool"]["setuptools"]["package-data"]["ratchet"]
+
+
+async def test_an_operator_forks_a_run_at_a_step_with_an_edited_message(
+    console: Console, model_server: ScriptedModelServer, shots: Shots
+) -> None:
+    from playwright.async_api import expect
+
+    model_server.add(
+        tool_calls(call("lookup_order", {"order_id": 1042})),
+        reply("It shipped with ACME Post."),
+        reply("Order 7 is not ours."),
+    )
+    handle = await console.client.start(SUPPORT.name, "Where is order 1042?")
+    await handle.result()
+    async with console.tab("olga") as tab:
+        page = tab.page
+        await tab.go(f"/runs/{handle.id}")
+        await expect(page.locator(".run-title .status")).to_have_text("completed")
+        timeline = page.locator(".pane-timeline")
+        # The tool's result ends its turn: the model could be called right after it.
+        tool_step = timeline.locator("details.step-tool", has_text="lookup_order")
+        await open_step(tool_step)
+        await expect(tool_step.locator(".fork-button")).to_have_count(1)
+        first = timeline.locator("details.step-model").first
+        await open_step(first)
+        await first.locator(".fork-button").click()
+        await first.locator("textarea[name=edit_message]").fill("Where is order 7?")
+        await shots.take(page, "console-fork")
+        await first.locator(".fork-form button[type=submit]").click()
+        # The console goes to the new run, which names its parent and step.
+        await page.wait_for_url(re.compile(r"#/runs/(?!" + re.escape(handle.id) + r"\b)"))
+        origin = page.locator(".run-facts .forked-from")
+        await expect(origin).to_contain_text(f"{handle.id} at turn1 · message edited")
+        await expect(page.locator(".run-title .status")).to_have_text("completed")
+        await expect(page.locator(".messages")).to_contain_text("Order 7 is not ours.")
+        await origin.locator("a").click()
+        await expect(page.locator(".run-title h1")).to_have_text(handle.id)
+        await tab.assert_clean()
+    model_server.verify()
+    sent = model_server.requests[-1].body["messages"]
+    assert sent[-1] == {"role": "user", "content": "Where is order 7?"}
+    assert sent[:-1] == model_server.requests[-3].body["messages"][:-1]
 
 
 def test_every_console_file_ships_in_the_package() -> None:

@@ -51,6 +51,7 @@ ENDPOINTS: list[tuple[str, str, Any, str, int]] = [
     ("POST", "/v1/runs/no-such-run/cancel", None, "operator", 404),
     ("POST", "/v1/runs/no-such-run/messages", {"text": "hi"}, "operator", 404),
     ("POST", "/v1/runs/no-such-run/end", None, "operator", 404),
+    ("POST", "/v1/runs/no-such-run/fork", {"at": "turn1"}, "operator", 404),
     ("GET", "/v1/approvals", None, "viewer", 200),
     ("POST", "/v1/runs/no-such-run/approvals/c1/approve", {}, "approver", 404),
     ("POST", "/v1/runs/no-such-run/approvals/c1/deny", {"reason": "no"}, "approver", 404),
@@ -147,6 +148,7 @@ async def test_a_tenant_cannot_see_or_touch_another_tenants_runs(
             g.post("/v1/runs/A/cancel"),
             g.post("/v1/runs/A/messages", json={"text": "hi"}),
             g.post("/v1/runs/A/end"),
+            g.post("/v1/runs/A/fork", json={"at": "turn1"}),
             g.post(f"/v1/runs/A/approvals/{pending_a['call_id']}/approve", json={}),
             g.post(f"/v1/runs/A/approvals/{pending_a['call_id']}/deny", json={"reason": "x"}),
         ]

@@ -9,7 +9,10 @@ from .errors import TranscriptEntryMissing
 from .messages import Message, chain_hash, message_hash
 from .transcripts import TranscriptStore, load_prompt, load_tools
 
-__all__ = ["Prompts"]
+__all__ = ["PLACEHOLDER", "Prompts"]
+
+PLACEHOLDER = "[ratchet: "
+"""How the system notes start that stand in for messages the reader could not resolve."""
 
 
 class Prompts:
@@ -26,6 +29,9 @@ class Prompts:
         self.by_hash: dict[str, Message] = {}
         self.heads: dict[str, list[Message]] = {}
         self._tools: dict[str, Any] = {}
+        self.resolved = True
+        """Whether the latest prompt :meth:`of` built came whole (no placeholder for
+        messages neither the history nor the store had)."""
 
     def learn(self, messages: list[Message]) -> None:
         for m in messages:
@@ -45,6 +51,7 @@ class Prompts:
 
     async def of(self, req: ModelRequest) -> list[Message]:
         base: list[Message] = []
+        self.resolved = True
         if req.transcript_ref is not None:
             known = self.heads.get(req.transcript_ref)
             if known is None and self.store is not None:
@@ -53,10 +60,12 @@ class Prompts:
                         self.store, req.transcript_ref, [], run_id=self.run_id
                     )
                 except TranscriptEntryMissing as e:
-                    known = [Message.system(f"[ratchet: earlier messages unavailable: {e}]")]
+                    self.resolved = False
+                    known = [Message.system(f"{PLACEHOLDER}earlier messages unavailable: {e}]")]
+            self.resolved = self.resolved and known is not None
             base = known or [
                 Message.system(
-                    f"[ratchet: earlier messages are in the transcript store under "
+                    f"{PLACEHOLDER}earlier messages are in the transcript store under "
                     f"{req.transcript_ref}; pass a store to show them]"
                 )
             ]
@@ -67,7 +76,8 @@ class Prompts:
             elif entry in self.by_hash:
                 new.append(self.by_hash[entry])
             else:
-                new.append(Message.system(f"[ratchet: message {entry} not in the history]"))
+                self.resolved = False
+                new.append(Message.system(f"{PLACEHOLDER}message {entry} not in the history]"))
         prompt = base + new
         self.learn(prompt)
         head = req.transcript_ref

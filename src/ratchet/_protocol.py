@@ -26,6 +26,7 @@ WORKFLOW_TYPE = "ratchet.Agent"
 SNAPSHOT_ACTIVITY = "ratchet.snapshot_agent"
 MODEL_ACTIVITY = "ratchet.call_model"
 TOOL_ACTIVITY = "ratchet.run_tool"
+STANDALONE_TOOL_ACTIVITY = "ratchet.run_tool_standalone"
 COMPACT_ACTIVITY = "ratchet.compact_transcript"
 VERIFY_APPROVAL_ACTIVITY = "ratchet.verify_approval"
 OUTPUT_CHECK_ACTIVITY = "ratchet.check_output"
@@ -194,6 +195,9 @@ class RunInput(BaseModel):
     """Whose run this is: the key of the agent's per-tenant concurrency cap."""
     inherited: InheritedBudget | None = None
     """Set for a sub-agent's run: the budgets its parent had left."""
+    fork: ForkStart | None = None
+    """Set for a fork of another run (:meth:`ratchet.AgentClient.fork`): where it branches
+    off, and the transcript it starts from."""
     fixtures: ToolFixtures | None = None
     """Set for an eval case's run (``ratchet.evals``): its tool calls are answered from
     these recorded results, and no tool runs."""
@@ -309,6 +313,44 @@ class Carried(KeepsFieldsOlderReadersRequire):
     holds the run's session."""
 
 
+class ForkStart(BaseModel):
+    """Where a fork branches off another run, and what its first model call sees.
+
+    The transcript is shared by reference: ``head`` is a chain node the parent run
+    stored, and ``pending`` holds only what is new since (an edited message, or messages
+    the store may lack). The parent's tool results are in the transcript, never run again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run: str
+    """The parent run's id."""
+    step: str
+    """The step it branches at, as ``ratchet fork --at`` names it (``turn3``, ``msg:5``)."""
+    spec: AgentSpec
+    """The parent's agent snapshot, with the fork's instructions and model overrides: a
+    redeploy since does not change what the fork is compared with."""
+    agent: str | None = None
+    """The member of ``spec.team`` that had the conversation there (a handoff); None:
+    the run's own agent."""
+    turn: int
+    """The turn of the fork's first model call (turn numbers go on from the parent's)."""
+    head: str | None = None
+    """The parent's transcript chain head the fork's prompt continues."""
+    pending: list[Message] = []
+    """The prompt's messages after ``head``."""
+    offset: int = 0
+    """How many messages the chain at ``head`` holds (the index of ``pending[0]``)."""
+    stored: list[str] = []
+    """Hashes of ``pending`` messages the store already holds (sent by reference)."""
+    edited_message: str | None = None
+    """The text that replaced the user message the step ends with."""
+    instructions: str | None = None
+    """Instructions that replaced the agent's (the prompt's system message)."""
+    model: str | None = None
+    """The model that replaced the agent's."""
+
+
 class SnapshotRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -406,6 +448,28 @@ class ToolRequest(BaseModel):
     """An MCP tool: its name on the server."""
     mcp_pinned: bool = False
     """A stateful server's tool: use the run's own session on this (pinned) worker."""
+
+
+class StandaloneToolRequest(BaseModel):
+    """Input of the standalone tool activity: one tool call outside any run
+    (``AgentClient.call_tool``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = 1
+    agent: str
+    tool: ToolSpec
+    """The tool as the client looked it up on a worker (the options it started with)."""
+    arguments: dict[str, Any]
+    """The arguments, checked against ``tool.parameters``."""
+    idempotency_key: str
+    """``ToolContext.idempotency_key`` of every attempt."""
+    heartbeat_seconds: float = 5.0
+    approved_by: str | None = None
+    """Who approved the call, for a tool the agent's policy puts behind an approval."""
+    approval_proof: str | None = None
+    """``approved_by``'s proof (``ratchet.approval_proof``), signed for the activity id
+    and no run; required by workers that have an approval secret."""
 
 
 class ToolResult(BaseModel):
@@ -622,6 +686,7 @@ __all__ = [
     "PIN_SESSION_ACTIVITY",
     "REFRESH_TOOLS_ACTIVITY",
     "SNAPSHOT_ACTIVITY",
+    "STANDALONE_TOOL_ACTIVITY",
     "STATUS_QUERY",
     "TOOL_ACTIVITY",
     "TRANSCRIPT_QUERY",
@@ -633,6 +698,7 @@ __all__ = [
     "Carried",
     "CompactRequest",
     "CompactResult",
+    "ForkStart",
     "GuardrailCheck",
     "HandoffRequest",
     "HandoffResult",
@@ -651,6 +717,7 @@ __all__ = [
     "SessionPin",
     "SessionPinRequest",
     "SnapshotRequest",
+    "StandaloneToolRequest",
     "ToolRequest",
     "ToolResult",
     "ToolsRefresh",

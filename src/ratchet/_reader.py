@@ -36,6 +36,7 @@ from ._protocol import (
     TOOL_ACTIVITY,
     ApprovalRecord,
     CompactResult,
+    ForkStart,
     HandoffRequest,
     HandoffResult,
     InputCheckRequest,
@@ -112,6 +113,9 @@ class _State:
     """The approval id of each call that needed one (``turn{N}-tool{I}``), by call id."""
     after_task: list[Callable[[datetime], ev.RunEvent]] = field(default_factory=list)
     """Events dated by the next workflow task (when the workflow acted on what it read)."""
+    inherits: bool = False
+    """A fork whose first model call is still to come: its prompt opens with messages of
+    the parent's transcript."""
 
 
 class HistoryReader:
@@ -180,6 +184,7 @@ class HistoryReader:
                 s.inp = inp
             return
         s.inp = inp
+        fork = inp.fork
         self._emit(
             ev.RunStarted,
             run_id=self._run_id,
@@ -189,7 +194,15 @@ class HistoryReader:
             chat=inp.chat,
             tenant=inp.tenant,
             started_by=nexus_caller(attrs.completion_callbacks),
+            forked_from=None if fork is None else _origin(fork),
         )
+        if fork is not None:
+            # A fork records its parent's snapshot (with its overrides) in its input.
+            s.root = fork.spec
+            s.spec = fork.spec.member(fork.agent) if fork.agent else fork.spec
+            s.inherits = True
+            self._prompts.learn(fork.pending)
+            self._emit(ev.AgentSnapshotted, spec=fork.spec)
 
     def _snapshotted(self, spec: AgentSpec) -> None:
         s = self._s
@@ -391,15 +404,22 @@ class HistoryReader:
         self, req: ModelRequest, activity_id: str
     ) -> tuple[list[Message], list[ToolSpec]]:
         s = self._s
+        inherited, s.inherits = s.inherits, False
         if req.linear:
             prompt = await self._prompts.of(req)
             new = prompt[len(prompt) - len(req.appended) :]
             first = req.offset
+            if inherited and self._prompts.resolved and len(prompt) - len(new) == first:
+                # A fork's first call: the messages it inherited from its parent's
+                # transcript (resolved from the store) open its own.
+                new, first = prompt, 0
         else:
             prompt = list(req.messages)
             first = s.next_index
             new = prompt[first:] if first <= len(prompt) else []
-        self._answer_unsent(new)
+        if not inherited:
+            # A fork's first prompt is its parent's: its tool results ran there.
+            self._answer_unsent(new)
         for i, m in enumerate(new):
             self._message(first + i, m)
         s.unsent = []
@@ -628,6 +648,7 @@ class HistoryReader:
             wire=resp.wire,
             request_body=_body(step, resp),
             warnings=resp.warnings,
+            transcript_ref=resp.transcript_ref,
         )
         for index, call in enumerate(resp.message.tool_calls or []):
             s.calls[call.id] = (req.turn, call)
@@ -850,6 +871,16 @@ def _body(step: _Scheduled, resp: ModelResponse) -> dict[str, Any] | None:
         )
     except ValueError:  # rendered by a newer ratchet: the prompt is still shown
         return None
+
+
+def _origin(fork: ForkStart) -> ev.ForkOrigin:
+    return ev.ForkOrigin(
+        run_id=fork.run,
+        step=fork.step,
+        edited_message=fork.edited_message,
+        instructions=fork.instructions,
+        model=fork.model,
+    )
 
 
 def _index_of(activity_id: str) -> int:

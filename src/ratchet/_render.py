@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from . import events as ev
 from .messages import Message
@@ -13,6 +14,7 @@ __all__ = [
     "describe_message",
     "describe_tool_start",
     "plural",
+    "short_arguments",
     "shorten",
     "without_error_prefix",
 ]
@@ -26,6 +28,12 @@ def plural(n: int, word: str) -> str:
 def shorten(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_arguments(arguments: dict[str, Any]) -> str:
+    """``order_id=1042, reason="late"``, cut at 80 characters: a tool call's summary."""
+    text = ", ".join(f"{k}={json.dumps(v)}" for k, v in arguments.items())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _call_text(name: str, arguments: str) -> str:

@@ -243,16 +243,17 @@ class RunHandle:
         status: RunStatus = await self._query(STATUS_QUERY, RunStatus)
         return status
 
-    async def transcript(self) -> list[Message]:
+    async def transcript(self, *, store: TranscriptStore | None = None) -> list[Message]:
         """Every message so far, the system instructions included, read from the event
         history of all the run's executions (no worker needed).
 
         A message enters the transcript when the workflow hands it to the model (tool
         results), or when the model answers; results recorded after the run's last
-        model call close it.
+        model call close it. A fork's transcript opens with its parent's messages,
+        which are in the transcript store: pass ``store`` to read them too.
         """
         messages: dict[int, Message] = {}
-        async for event in self.events(follow=False):
+        async for event in self.events(follow=False, store=store):
             if isinstance(event, MessageRecorded):
                 messages[event.index] = event.message
         return [messages[i] for i in sorted(messages)]

@@ -4,6 +4,7 @@ visibility.
 They make ``ratchet ls --agent X --status Y`` a server-side query and show up as
 columns in the Temporal Web UI. ``RatchetTenant`` is set once, when a run starts for
 a tenant: listing a tenant's runs filters on it in the visibility query itself.
+``RatchetForkOf`` is set once too, on a fork: its parent run's id.
 
 A namespace must have them registered (``ratchet up`` does it for the embedded
 server; ``register_search_attributes`` for any other); a run started where they are
@@ -26,6 +27,7 @@ __all__ = [
     "AGENT",
     "ALL",
     "COST",
+    "FORK_OF",
     "RUN_ATTRIBUTES",
     "STATUS",
     "TENANT",
@@ -42,7 +44,9 @@ TURNS = SearchAttributeKey.for_int("RatchetTurns")
 TOKENS = SearchAttributeKey.for_int("RatchetTokens")
 COST = SearchAttributeKey.for_float("RatchetCostUsd")
 TENANT = SearchAttributeKey.for_keyword("RatchetTenant")
-ALL: list[SearchAttributeKey] = [AGENT, STATUS, TURNS, TOKENS, COST, TENANT]  # type: ignore[type-arg]
+FORK_OF = SearchAttributeKey.for_keyword("RatchetForkOf")
+"""A fork's parent run (``AgentClient.fork``): ``RatchetForkOf = 'RUN'`` lists its forks."""
+ALL: list[SearchAttributeKey] = [AGENT, STATUS, TURNS, TOKENS, COST, TENANT, FORK_OF]  # type: ignore[type-arg]
 
 RUN_ATTRIBUTES = frozenset({AGENT.name, STATUS.name, TURNS.name, TOKENS.name, COST.name})
 """The attributes a run keeps up to date itself (``RunInput.search_attributes``).
@@ -56,6 +60,7 @@ _INDEXED = {
     TOKENS.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
     COST.name: IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
     TENANT.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    FORK_OF.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 
 

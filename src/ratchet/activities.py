@@ -31,6 +31,7 @@ from ._protocol import (
     PIN_SESSION_ACTIVITY,
     REFRESH_TOOLS_ACTIVITY,
     SNAPSHOT_ACTIVITY,
+    STANDALONE_TOOL_ACTIVITY,
     TOOL_ACTIVITY,
     AgentSpec,
     CompactRequest,
@@ -48,14 +49,17 @@ from ._protocol import (
     SessionPin,
     SessionPinRequest,
     SnapshotRequest,
+    StandaloneToolRequest,
     ToolRequest,
     ToolResult,
     ToolsRefresh,
     ToolsRefreshRequest,
 )
 from ._ratelimit import limited_call
+from ._standalone_tools import approval_record, checked_call
 from .agent import Agent, parse_model
 from .errors import (
+    ApprovalError,
     ConfigError,
     InputRejected,
     OutputRejected,
@@ -63,7 +67,7 @@ from .errors import (
     TranscriptEntryMissing,
 )
 from .guardrails import InputGuardrail, ModelGuardrail, parse_verdict
-from .messages import Message, Usage, handed_over, message_hash, opening_messages
+from .messages import Message, ToolCall, Usage, handed_over, message_hash, opening_messages
 from .models import Provider, ProviderRequest, ProviderResponse
 from .output import OutputValidator
 from .pricing import DEFAULT_PRICES, Price, cost_of
@@ -398,10 +402,71 @@ class AgentActivities:
     @instrument_tool_call
     async def run_tool(self, request: ToolRequest) -> ToolResult:
         """Run one tool call. Ordinary exceptions become an error result for the model."""
+        info = activity.info()
+        return await self._run_call(
+            request, f"{info.workflow_id}/{info.activity_id}", info.workflow_id or ""
+        )
+
+    @activity.defn(name=STANDALONE_TOOL_ACTIVITY)
+    async def run_tool_standalone(self, request: StandaloneToolRequest) -> ToolResult:
+        """Run one tool call outside any run (``AgentClient.call_tool``).
+
+        No workflow checked it, so the agent's policy and the tool's schema are applied
+        here, with this worker's definition of the agent; then the call takes the same
+        path as in a run, with the caller's idempotency key.
+        """
+        agent = self._agent(request.agent)
+        name = request.tool.name
+        try:
+            spec = agent.spec()
+            if request.tool.mcp_server is not None and spec.tool(name) is None:
+                # Discovered from the agent's MCP server when the client looked it up.
+                if request.tool.mcp_server not in agent.mcp_servers:
+                    raise ConfigError(
+                        f"agent {agent.name!r} has no MCP server {request.tool.mcp_server!r} "
+                        f"on this worker (tool {name!r})"
+                    )
+                spec = spec.model_copy(update={"tools": [*spec.tools, request.tool]})
+            tool, decision = checked_call(spec, name, request.arguments, request.approved_by)
+        except ConfigError as e:
+            raise ApplicationError(str(e), type="ConfigError", non_retryable=True) from None
+        info = activity.info()
+        call_id = info.activity_id
+        try:
+            approval = approval_record(
+                call_id,
+                name,
+                decision,
+                request.approved_by,
+                request.approval_proof,
+                info.scheduled_time,
+            )
+        except (ApprovalError, ConfigError) as e:
+            raise ApplicationError(str(e), type="ApprovalError", non_retryable=True) from None
+        call = ToolRequest(
+            agent=agent.name,
+            call=ToolCall(id=call_id, name=name, arguments=json.dumps(request.arguments)),
+            arguments=request.arguments,
+            heartbeat_seconds=request.heartbeat_seconds,
+            policy=decision if decision.rule != "policy.default" else None,
+            approval=approval,
+            mcp_server=tool.mcp_server,
+            mcp_tool=tool.mcp_tool,
+        )
+
+        async def run(_: AgentActivities, call: ToolRequest) -> ToolResult:
+            # A standalone call belongs to no run: its ToolContext.run_id is "".
+            return await self._run_call(call, request.idempotency_key, "")
+
+        return await instrument_tool_call(run)(self, call)
+
+    async def _run_call(
+        self, request: ToolRequest, idempotency_key: str, run_id: str
+    ) -> ToolResult:
+        """A tool call, in a run or on its own, with the idempotency key it gets."""
         agent = self._agent(request.agent)
         name = request.call.name
         info = activity.info()
-        idempotency_key = f"{info.workflow_id}/{info.activity_id}"
         if request.mcp_server is not None:
             return await self._run_mcp_tool(agent, request, idempotency_key)
         tool = agent.tools.get(name)
@@ -412,7 +477,7 @@ class AgentActivities:
             )
         ctx = ToolContext(
             idempotency_key=idempotency_key,
-            run_id=info.workflow_id or "",
+            run_id=run_id,
             attempt=info.attempt,
             deps=self.deps.get(agent.name),
         )

@@ -19,6 +19,11 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -54,13 +59,24 @@ from ._runs import (
     check_tenant,
     run_info,
 )
-from ._search import AGENT, ALL, RUN_ATTRIBUTES, STATUS, TENANT, registered_search_attributes
+from ._search import (
+    AGENT,
+    ALL,
+    FORK_OF,
+    RUN_ATTRIBUTES,
+    STATUS,
+    TENANT,
+    registered_search_attributes,
+)
+from ._standalone_tools import ToolCallHandle, ToolCallProgress, ToolCallResult
+from ._standalone_tools import start_tool_call as _start_tool_call
 from .agent import PROVIDER_RE, check_agent_name
 from .errors import (
     ConfigError,
 )
 from .output import TypedRunResult
 from .streaming import DeltaStore
+from .transcripts import TranscriptStore
 
 __all__ = [
     "RUN_STATES",
@@ -68,6 +84,9 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunPage",
+    "ToolCallHandle",
+    "ToolCallProgress",
+    "ToolCallResult",
     "check_status",
     "check_tenant",
 ]
@@ -292,6 +311,165 @@ class AgentClient:
         if output_type is None:
             return await handle.result()
         return await handle.result(output_type)
+
+    async def start_tool_call(
+        self,
+        agent: str,
+        tool: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        idempotency_key: str | None = None,
+        approved_by: str | None = None,
+    ) -> ToolCallHandle:
+        """Start one tool of ``agent`` on its own, outside any run, as a Temporal
+        standalone activity on this client's task queue.
+
+        A worker hosting the agent describes it first, and the call gets the options a
+        run gives it: the tool's timeout and attempts, the agent's tool heartbeat, and
+        its policy. A worker that dies mid-call has it retried on another, with the
+        same ``ToolContext.idempotency_key``.
+
+        Args:
+            agent: the agent whose tool it is.
+            tool: the tool's name (``ratchet tools AGENT``).
+            arguments: the tool's arguments, checked against its JSON schema.
+            id: the activity id (default: ``AGENT.TOOL-<random>``). One id is one call:
+                starting it again while it runs, or after it completed, attaches to it
+                (the same agent, tool and arguments, or ``ConfigError``); only a failed
+                call's id runs again.
+            idempotency_key: the key the tool sees (default: the activity id). Pass the
+                key a call had in a run (``RUN_ID/turnN-toolM``) to redo that run's side
+                effect by hand: a tool that deduplicates by key applies it at most once.
+            approved_by: who approved the call, for a tool the agent's policy puts
+                behind an approval (recorded with the call); without it such a call is
+                refused.
+
+        Raises:
+            ConfigError: no worker hosts the agent; it has no such tool (the message
+                lists its tools), or the tool is not an activity (a sub-agent, a
+                handoff); bad arguments (the message names the field); the policy
+                denies the call, or it needs an approval and ``approved_by`` is missing;
+                ``id`` names another call.
+        """
+        return await _start_tool_call(
+            self.temporal,
+            self.task_queue,
+            agent,
+            tool,
+            {} if arguments is None else arguments,
+            id=id,
+            idempotency_key=idempotency_key,
+            approved_by=approved_by,
+            indexed=AGENT.name in await self._registered_attributes(),
+        )
+
+    async def call_tool(
+        self,
+        agent: str,
+        tool: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        idempotency_key: str | None = None,
+        approved_by: str | None = None,
+    ) -> ToolCallResult:
+        """Run one tool of ``agent`` durably, outside any run, and wait for its result
+        (see :meth:`start_tool_call` for the arguments and what is refused).
+
+        Raises:
+            ConfigError: as :meth:`start_tool_call`.
+            ToolCallFailed: the call failed for good (attempts spent, a fatal tool raised).
+        """
+        handle = await self.start_tool_call(
+            agent,
+            tool,
+            arguments,
+            id=id,
+            idempotency_key=idempotency_key,
+            approved_by=approved_by,
+        )
+        return await handle.result()
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        at: str,
+        edit_message: str | None = None,
+        instructions: str | None = None,
+        model: str | None = None,
+        id: str | None = None,
+        store: TranscriptStore | None = None,
+    ) -> RunHandle:
+        """Start a new run from a step of a recorded one (running or closed).
+
+        The fork's first model call sends exactly what the parent's model saw at the
+        step (with the fork's changes); from then on it runs live. Its transcript is the
+        parent's, shared by reference through the transcript store, and the parent's
+        tool results are reused: no tool before the step runs again. It runs the
+        parent's agent snapshot (a redeploy since does not change it) on this client's
+        task queue, as a chat if the parent was one, for the parent's tenant.
+
+        Args:
+            run_id: the parent run.
+            at: the step: ``turnN`` (that model call's prompt) or ``msg:K`` (the
+                transcript up to message K, then a model call), as ``ratchet trace``
+                numbers them.
+            edit_message: replaces the user message the step ends with.
+            instructions: replace the agent's instructions (the system message).
+            model: replaces the agent's model.
+            id: the fork's run id (default: ``<agent>-<12 hex digits>``).
+            store: the workers' transcript store, to fork at a step whose prompt the
+                parent's history alone cannot show (a fork of a fork).
+
+        Raises:
+            RunNotFound: no run has the id ``run_id``.
+            ConfigError: ``at`` names no step of the run (the message lists the valid
+                ones), ``edit_message`` is given for a step that does not end with a
+                user message, an override is invalid, or ``id`` is taken.
+        """
+        from ._fork import plan_fork
+        from ._history import read_run
+
+        if id is not None and await self.exists(id):
+            raise ConfigError(f"run {id!r} exists already: choose another id for the fork")
+        events = [e async for e in read_run(self.temporal, run_id, store=store)]
+        plan = plan_fork(
+            events, at=at, edit_message=edit_message, instructions=instructions, model=model
+        )
+        parent, fork = plan.parent, plan.fork
+        # The run's prompt (what listings show) is the parent's, unless the edit replaced it.
+        opening = edit_message is not None and len(plan.prompt) == 2
+        prompt = edit_message if edit_message is not None and opening else parent.prompt
+        start = await self._run_start(
+            parent.agent,
+            prompt,
+            model=model or parent.model,
+            chat=parent.chat,
+            tenant=parent.tenant,
+        )
+        options = dict(start.options)
+        options["memo"] = {**options["memo"], "forked_from": {"run": run_id, "step": fork.step}}
+        options["static_summary"] = f"{parent.agent}: fork of {run_id} at {fork.step}"
+        if FORK_OF.name in await self._registered_attributes():
+            known = options["search_attributes"] or TypedSearchAttributes([])
+            pairs = [*known.search_attributes, SearchAttributePair(FORK_OF, run_id)]
+            options["search_attributes"] = TypedSearchAttributes(pairs)
+        # A fork is always a new run: an id taken meanwhile is refused, never attached to.
+        options["id_conflict_policy"] = WorkflowIDConflictPolicy.FAIL
+        try:
+            handle = await self.temporal.start_workflow(
+                WORKFLOW_TYPE,
+                start.input.model_copy(update={"fork": fork}),
+                id=id or new_run_id(parent.agent),
+                task_queue=self.task_queue,
+                result_type=RunResult,
+                **options,
+            )
+        except WorkflowAlreadyStartedError as e:
+            raise ConfigError(f"run {id!r} exists already: choose another id for the fork") from e
+        return RunHandle(handle, self.temporal, deltas=self.deltas)
 
     async def pending(
         self, *, limit: int = 100, tenant: str | None = None

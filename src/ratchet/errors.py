@@ -11,6 +11,9 @@ Every error a user can meet is one of these. The tree::
     ├── LocalServiceError           (ratchet.local) an embedded service cannot be built or run
     ├── OutputRejected              raised by an output validator to reject an answer
     ├── InputRejected               raised by an input guardrail to stop a run
+    ├── ToolCallFailed              a standalone tool call (``AgentClient.call_tool``) failed
+    │                               for good; ``.error_type`` says why (``ToolTimeout``,
+    │                               ``RetryableToolError``, ``ToolFailed``, ...)
     └── RunFailed                   a run ended in failure; ``.error_type`` says why:
           RunCancelled              (subclass) a client cancelled the run
           model errors (raised by the model activity, see ``MODEL_ERRORS``)
@@ -74,6 +77,7 @@ __all__ = [
     "RunErrorType",
     "RunFailed",
     "RunNotFound",
+    "ToolCallFailed",
     "TranscriptEntryMissing",
 ]
 
@@ -138,6 +142,27 @@ class RunFailed(RatchetError):
         self.run_id = run_id
         self.error_type = error_type
         self.message = message
+
+
+class ToolCallFailed(RatchetError):
+    """A tool called on its own, outside any run (``AgentClient.call_tool``), failed for
+    good: its attempts ran out, a tool declared ``fatal`` raised, or the worker refused
+    the call.
+
+    Attributes:
+        activity_id: the standalone activity's id.
+        error_type: the taxonomy name of the cause, e.g. ``"ToolTimeout"``.
+        attempts: how many attempts were made.
+    """
+
+    def __init__(self, activity_id: str, error_type: str, message: str, attempts: int) -> None:
+        super().__init__(
+            f"tool call {activity_id} failed after {attempts} attempt(s): {error_type}: {message}"
+        )
+        self.activity_id = activity_id
+        self.error_type = error_type
+        self.message = message
+        self.attempts = attempts
 
 
 class RunCancelled(RunFailed):

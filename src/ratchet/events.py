@@ -52,6 +52,7 @@ __all__ = [
     "BudgetDecision",
     "CallOutcome",
     "ContinuedAsNew",
+    "ForkOrigin",
     "GuardrailChecked",
     "HandedOff",
     "MessageRecorded",
@@ -111,6 +112,24 @@ class NexusCaller(BaseModel):
     """The caller's ``NexusOperationScheduled`` event."""
 
 
+class ForkOrigin(BaseModel):
+    """Where a fork branched off (:meth:`ratchet.AgentClient.fork`), and what it changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    """The parent run."""
+    step: str
+    """The parent's step the fork starts from: ``turn3`` (that model call's prompt) or
+    ``msg:5`` (the transcript up to that message)."""
+    edited_message: str | None = None
+    """The text that replaced the user message the step ends with."""
+    instructions: str | None = None
+    """The instructions that replaced the agent's."""
+    model: str | None = None
+    """The model that replaced the agent's."""
+
+
 class RunStarted(_Event):
     """A client started the run."""
 
@@ -124,6 +143,8 @@ class RunStarted(_Event):
     tenant: str | None = None
     started_by: NexusCaller | None = None
     """Set when a Nexus operation of another workflow started the run."""
+    forked_from: ForkOrigin | None = None
+    """Set for a fork of another run: which run, at which step, with what changed."""
 
 
 class AgentSnapshotted(_Event):
@@ -202,6 +223,9 @@ class ModelCallFinished(_Event):
     prompt and ``wire``; None when the provider did not say how it rendered it."""
     warnings: list[str] = Field(default_factory=list)
     """What the provider did differently than asked, e.g. it could not stream."""
+    transcript_ref: str | None = None
+    """With linear history: the transcript chain head of the prompt and this reply,
+    which the transcript store holds from then on (a fork can start from it)."""
 
 
 class ToolCallRejected(_Event):

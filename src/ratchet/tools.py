@@ -44,9 +44,11 @@ class ToolContext(Generic[DepsT]):
     """
 
     idempotency_key: str
-    """Stable across retries (workflow id + activity id): deduplicate side effects by it."""
+    """Stable across retries (workflow id + activity id): deduplicate side effects by it.
+    A tool called on its own (``AgentClient.call_tool``) gets its activity id, or the
+    key its caller gave."""
     run_id: str
-    """The workflow id of the run."""
+    """The workflow id of the run ("" for a tool called on its own)."""
     attempt: int
     """1 for the first attempt, 2 for the first retry, and so on."""
     # None when the worker was given none; typed by the tool's annotation, not checked.

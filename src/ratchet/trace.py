@@ -186,6 +186,8 @@ class Trace(BaseModel):
     closed_at: datetime | None
     started_by: ev.NexusCaller | None = None
     """The workflow whose Nexus operation started the run (:mod:`ratchet.nexus`)."""
+    forked_from: ev.ForkOrigin | None = None
+    """For a fork (``ratchet fork``): the run and step it branched off, and its changes."""
     steps: list[ModelStep | ToolStep]
     output: str | None = None
     error: str | None = None
@@ -402,6 +404,7 @@ async def trace_of(
         started_at=started_at,
         closed_at=closed_at,
         started_by=started.started_by,
+        forked_from=started.forked_from,
         steps=ordered,
         output=finished.output if finished else None,
         error=_run_error(finished),
@@ -531,6 +534,8 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
             f"started by Nexus operation of workflow {by.workflow_id} in namespace "
             f"{by.namespace} (its run {by.run_id})"
         )
+    if (origin := t.forked_from) is not None:
+        lines.append(f"forked from {origin.run_id} at {origin.step}{_changes(origin)}")
     checks: dict[int, list[OutputCheckStep]] = {}
     for c in t.output_checks:
         checks.setdefault(c.turn, []).append(c)
@@ -654,6 +659,20 @@ def render_trace(t: Trace, *, full: bool = False) -> list[str]:
     if t.error is not None:
         lines.append(f"error: {text(t.error, 400)}")
     return lines
+
+
+def _changes(origin: ev.ForkOrigin) -> str:
+    """What a fork changed, as ``ratchet trace`` says it after "forked from"."""
+    from ._render import shorten
+
+    changed = []
+    if origin.edited_message is not None:
+        changed.append(f"message edited to {shorten(origin.edited_message, 80)!r}")
+    if origin.instructions is not None:
+        changed.append(f"instructions {shorten(origin.instructions, 80)!r}")
+    if origin.model is not None:
+        changed.append(f"model {origin.model}")
+    return f" with {', '.join(changed)}" if changed else ""
 
 
 def _retries(n: int) -> str:

@@ -295,6 +295,8 @@ def agent_worker_parts(
             acts.hand_off,
             acts.call_model,
             acts.run_tool,
+            # Tools called on their own, outside any run (AgentClient.call_tool).
+            acts.run_tool_standalone,
             acts.check_output,
             acts.check_input,
             acts.compact_transcript,

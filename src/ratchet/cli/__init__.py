@@ -17,12 +17,14 @@ from ._approvals import approve, deny, pending
 from ._chat import chat, send
 from ._eval import eval_runs
 from ._follow import follow_run
+from ._fork import fork
 from ._keys import keys_app
 from ._limits import limits_app
 from ._mcp import mcp_app
 from ._runs import cancel, list_runs, run, show, trace
 from ._serve import serve
 from ._services import codec_server, down, up
+from ._tool_run import tool_app
 from ._tools import tools
 from ._worker import worker
 
@@ -34,11 +36,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in (up, down, worker, run, trace, chat, send, pending, approve, deny, cancel):
+for command in (up, down, worker, run, trace, fork, chat, send, pending, approve, deny, cancel):
     app.command()(command)
 app.command("ls")(list_runs)
 app.command()(show)
 app.command()(tools)
+app.add_typer(tool_app, name="tool")
 app.command("eval")(eval_runs)
 app.add_typer(limits_app, name="limits")
 app.command()(serve)

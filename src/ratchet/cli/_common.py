@@ -104,6 +104,13 @@ def _payload_store_problem(e: BaseException) -> str | None:
 def _ui_url(run_id: str, address: str | None, namespace: str | None) -> str | None:
     """The Web UI page of a run: ``$RATCHET_UI_URL``, else the embedded server's UI when
     the run is on the embedded server."""
+    pages = ui_namespace_url(address, namespace)
+    return f"{pages}/workflows/{run_id}" if pages else None
+
+
+def ui_namespace_url(address: str | None, namespace: str | None) -> str | None:
+    """The Web UI's pages of a namespace (``.../namespaces/NS``): ``$RATCHET_UI_URL``,
+    else the embedded server's UI when ``address`` is the embedded server."""
     base = os.environ.get("RATCHET_UI_URL")
     if base is None:
         from ..local import services_status
@@ -115,7 +122,7 @@ def _ui_url(run_id: str, address: str | None, namespace: str | None) -> str | No
         base = local.get("ui_url")
     if not base:
         return None
-    return f"{base.rstrip('/')}/namespaces/{namespace or 'default'}/workflows/{run_id}"
+    return f"{base.rstrip('/')}/namespaces/{namespace or 'default'}"
 
 
 def agent_names(option: str | None) -> list[str] | None:

@@ -57,6 +57,14 @@ async def mcp_serve(
     ),
     port: Annotated[int, typer.Option(help="HTTP: port to listen on.", min=0, max=65535)] = 8001,
     keys: KeysFile = None,
+    tool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tool",
+            help="Offer one tool of an agent too, as AGENT.TOOL (repeat for more): each "
+            "call runs it on its own as a standalone activity, under the agent's policy.",
+        ),
+    ] = None,
     task_queue: TaskQueue = DEFAULT_TASK_QUEUE,
     address: Address = None,
     namespace: Namespace = None,
@@ -77,7 +85,7 @@ async def mcp_serve(
         # Without --app the names stand alone (the workers that host them describe them).
         offered = list(pick_agents(loaded, names, str(app))) if loaded is not None else [*names]
     client = await AgentClient.connect(address, namespace=namespace, task_queue=task_queue)
-    server = create_mcp_server(client, offered)
+    server = create_mcp_server(client, offered, tools=tool or ())
     if transport is Transport.stdio:
         from ..mcp import serve_mcp_stdio
 

@@ -75,6 +75,21 @@ async def run(
         return
     following = " (it existed already: following it)" if handle.existed else ""
     out.print(f"run {handle.id}{following}")
+    await follow_to_answer(
+        handle, agent, stream=stream, task_queue=task_queue, address=address, namespace=namespace
+    )
+
+
+async def follow_to_answer(
+    handle: RunHandle,
+    agent: str,
+    *,
+    stream: bool,
+    task_queue: str,
+    address: str | None,
+    namespace: str | None,
+) -> None:
+    """Follow a run as ``ratchet run`` does, then print its answer (or raise its failure)."""
     url = _ui_url(handle.id, address, namespace)
     hint = asyncio.create_task(_warn_if_no_worker(handle, task_queue))
     try:
@@ -225,6 +240,9 @@ async def show(
     out.print(f"run:     {run_id}")
     out.print(f"agent:   {info.agent}")
     out.print(f"status:  {info.status}{_status_note(info.status, run_id)}", markup=False)
+    origin = next((e.forked_from for e in events if isinstance(e, ev.RunStarted)), None)
+    if origin is not None:
+        out.print(f"forked:  from {origin.run_id} at {origin.step}")
     for e in events:
         if line := describe_event(e, run_id):
             out.print(f"  {line}", markup=False)

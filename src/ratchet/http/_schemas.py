@@ -29,6 +29,8 @@ NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u
 NEW_RUN_ID = "^[^/]*" + NOT_BLANK.replace("[^", "[^/", 1) + "[^/]*$"
 """A run id a client may choose over HTTP: not blank, and no ``/`` (a path could not
 name the run afterwards)."""
+FORK_STEP = r"^\s*(turn[0-9]+(-model(-[0-9]+)?)?|msg:[0-9]+)\s*$"
+"""A step of a run to fork at, as ``ratchet.AgentClient.fork`` takes it."""
 CURSOR = r"^[0-9]+(:[0-9]+:-?[0-9]+)?$"
 """What ``ratchet.events.cursor`` makes: an event's seq, or a token's seq:attempt:offset."""
 
@@ -41,6 +43,8 @@ PATTERN_MEANINGS = {
     "digits, '_' or '-', e.g. 'openai'",
     MODEL: "must be 'local' or '<provider>:<model>', e.g. 'openai:gpt-4o-mini'",
     NEW_RUN_ID: "must be a run id without '/' (the run's URLs carry it), not blank",
+    FORK_STEP: "must be a step as `ratchet trace` numbers them: 'turnN' (that model "
+    "call's prompt) or 'msg:K' (the transcript up to message K), e.g. 'turn2'",
     CURSOR: "must be an event cursor: an event's seq (e.g. '12') or a token's cursor "
     "(e.g. '12:1:40'), as the stream's `id:` lines and ratchet.events.cursor(event) give",
 }
@@ -77,6 +81,8 @@ __all__ = [
     "AgentName",
     "ApproveBody",
     "DenyBody",
+    "ForkRun",
+    "ForkedRun",
     "KeyCreate",
     "KeyCreated",
     "KeyInfo",
@@ -148,6 +154,31 @@ class StartRun(_Request):
     """Overrides the agent's model, e.g. ``openai:gpt-4o-mini``."""
     chat: bool = False
     """Stay open for follow-up messages (``POST /v1/runs/{id}/messages``)."""
+
+
+class ForkRun(_Request):
+    at: str = Field(pattern=FORK_STEP)
+    """The step: ``turnN`` (that model call's prompt) or ``msg:K`` (the transcript up to
+    message K, then a model call)."""
+    edit_message: str | None = Field(None, pattern=NOT_BLANK)
+    """Replaces the user message the step ends with."""
+    instructions: str | None = Field(None, pattern=NOT_BLANK)
+    """Replace the agent's instructions."""
+    model: str | None = Field(None, max_length=200, pattern=MODEL)
+    """Replaces the agent's model, e.g. ``openai:gpt-4o-mini``."""
+    id: str | None = Field(None, max_length=1000, pattern=NEW_RUN_ID)
+    """The new run's id (default: ``<agent>-<12 hex digits>``); must not be taken."""
+
+
+class ForkedRun(BaseModel):
+    id: str
+    """The new run."""
+    agent: str
+    status: str
+    forked_from: str
+    """The parent run."""
+    step: str
+    """The parent's step the new run starts from."""
 
 
 class StartedRun(BaseModel):

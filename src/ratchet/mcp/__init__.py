@@ -4,7 +4,8 @@
   tools of MCP servers to the model; discovery runs in an activity when a run starts
   and is recorded, each call is a ``ratchet.run_tool`` activity.
 - As a server: ``ratchet mcp serve`` exposes each agent as an MCP tool that starts a
-  durable run and returns its answer.
+  durable run and returns its answer, and with ``--tool AGENT.TOOL`` single tools of
+  agents, each call one standalone tool call.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from ._source import MCPServer, Secrets
 if TYPE_CHECKING:
     from ._http import create_mcp_http_app
     from ._server import RUN_META_KEY, create_mcp_server, serve_mcp_stdio
+    from ._single_tools import TOOL_CALL_META_KEY
 
 __all__ = [
     "RUN_META_KEY",
+    "TOOL_CALL_META_KEY",
     "MCPServer",
     "Secrets",
     "create_mcp_http_app",
@@ -32,6 +35,7 @@ _SERVER_NAMES = {
     "RUN_META_KEY": "._server",
     "create_mcp_server": "._server",
     "serve_mcp_stdio": "._server",
+    "TOOL_CALL_META_KEY": "._single_tools",
     "create_mcp_http_app": "._http",
 }
 

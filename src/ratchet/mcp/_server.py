@@ -34,6 +34,7 @@ from ._caller import Caller, caller_of, visible_run
 from ._catalog import PROMPT, RUN_ID, AgentCatalog, OfferedAgent
 from ._progress import progress_line
 from ._resources import RunResources, run_uri
+from ._single_tools import SingleTools
 
 __all__ = ["RUN_META_KEY", "create_mcp_server", "serve_mcp_stdio"]
 
@@ -58,6 +59,7 @@ def create_mcp_server(
     agents: Sequence[Agent | str] | None = None,
     *,
     name: str = "ratchet",
+    tools: Sequence[str] = (),
 ) -> Server[Any]:
     """An MCP server whose tools run ratchet agents.
 
@@ -68,27 +70,36 @@ def create_mcp_server(
             the agents the workers polling the client's task queue announce, looked up
             again every few seconds.
         name: the server's name, as MCP clients show it.
+        tools: single tools of agents to offer too, as ``AGENT.TOOL``: each call runs
+            the one tool on its own (:meth:`ratchet.AgentClient.call_tool`), no model,
+            under the agent's policy; a tool that needs approval is refused. Not
+            offered to callers whose API key belongs to a tenant.
 
     Returns:
         A low-level ``mcp.server.Server``: serve it over stdio with
         :func:`serve_mcp_stdio`, over HTTP with :func:`ratchet.mcp.create_mcp_http_app`.
 
     Raises:
-        ConfigError: an agent name is invalid.
+        ConfigError: an agent name is invalid, or a single tool is not ``AGENT.TOOL``.
     """
-    tools = _AgentTools(client, AgentCatalog(client, agents))
+    runs = _AgentTools(client, AgentCatalog(client, agents))
+    single = SingleTools(client, tools)
     resources = RunResources(client)
 
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        caller_of(ctx)  # refuses an HTTP request nobody authenticated, as every handler does
-        return types.ListToolsResult(tools=[a.tool() for a in await tools.catalog.offered()])
+        # Refuses an HTTP request nobody authenticated, as every handler does.
+        caller = caller_of(ctx)
+        offered = [a.tool() for a in await runs.catalog.offered()]
+        return types.ListToolsResult(tools=offered + await single.listed(caller))
 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        return await tools.call(ctx, params.name, params.arguments or {})
+        if single.offers(params.name):
+            return await single.call(caller_of(ctx), params.name, params.arguments or {})
+        return await runs.call(ctx, params.name, params.arguments or {})
 
     async def list_resources(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None

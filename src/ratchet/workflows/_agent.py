@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Carried,
         ChatMessage,
         ChatReply,
+        ForkStart,
         ModelResponse,
         PendingApproval,
         RunInput,
@@ -166,6 +167,8 @@ class AgentWorkflow:
     async def _run(self, inp: RunInput) -> RunResult:
         if inp.carried is not None:
             return await self._resume(inp.carried)
+        if inp.fork is not None:
+            return await self._forked(inp, inp.fork)
         self._status.start(inp.agent)
         self._budgets.restart_clock()
         self._transcript = self._choose_transcript(inp.version)
@@ -175,16 +178,35 @@ class AgentWorkflow:
         # The run's prompt is pinned: dropping it to fit the context would lose the task.
         self._transcript.open(spec.instructions, inp.prompt)
         self._start_calls(spec, None)
-        caps = caps_of(spec, inp.tenant)
-        if caps and patched(CONCURRENCY_CAP_PATCH, inp.version):
-            await self._slots.take(caps)
-            # The wall-time budget counts the run's own time, not its wait for a slot.
-            self._budgets.restart_clock()
+        await self._take_slots(spec, inp)
         self._status.running()
         if spec.input_guardrails:
             await check_input(spec, inp.prompt, status=self._status)
         answer = await self._answer()
         return await self._chat_loop(answer)
+
+    async def _forked(self, inp: RunInput, fork: ForkStart) -> RunResult:
+        """A fork of another run: the parent's transcript up to the fork's step (its tool
+        results included, never run again), then live from the next model call on."""
+        self._status.forked(inp.agent, fork.turn, fork.agent)
+        self._budgets.restart_clock()
+        self._transcript = LinearTranscript.forked(fork)
+        self._root = fork.spec
+        self._start_calls(fork.spec.member(fork.agent) if fork.agent else fork.spec, None)
+        await self._take_slots(fork.spec, inp)
+        self._status.running()
+        if fork.edited_message is not None and self._spec.input_guardrails:
+            await check_input(self._spec, fork.edited_message, status=self._status)
+        answer = await self._answer()
+        return await self._chat_loop(answer)
+
+    async def _take_slots(self, spec: AgentSpec, inp: RunInput) -> None:
+        """Wait for the agent's concurrency caps to let the run start, if it has any."""
+        caps = caps_of(spec, inp.tenant)
+        if caps and patched(CONCURRENCY_CAP_PATCH, inp.version):
+            await self._slots.take(caps)
+            # The wall-time budget counts the run's own time, not its wait for a slot.
+            self._budgets.restart_clock()
 
     def _choose_transcript(self, run_version: int) -> Transcript:
         """The linear-history path for every run since the patch, else the full transcript."""

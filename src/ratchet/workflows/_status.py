@@ -46,6 +46,13 @@ class Status:
     def start(self, agent: str) -> None:
         self.current = RunStatus(agent=agent, state="starting", step="loading agent")
 
+    def forked(self, agent: str, turn: int, active_agent: str | None) -> None:
+        """A fork: its first model call is ``turn`` (numbers go on from the parent's), by
+        ``active_agent`` when the parent had handed the conversation off by then."""
+        self.start(agent)
+        self.current.turn = turn - 1
+        self.current.active_agent = active_agent
+
     def queued(self) -> None:
         """Waiting for a concurrency cap's slot."""
         self.current.state = "queued"

@@ -8,7 +8,6 @@ repair turns.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, assert_never
@@ -26,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ToolRequest,
         ToolResult,
     )
+    from .._render import short_arguments
     from .._schema import parse_call
     from ..errors import RunErrorType
     from ..messages import Message, ToolCall
@@ -247,7 +247,7 @@ class ToolCalls:
                 start_to_close_timeout=timedelta(seconds=tool.timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=spec.limits.tool_heartbeat_seconds),
                 retry_policy=RetryPolicy(maximum_attempts=tool.max_attempts),
-                summary=f"tool {call.name}({_short_args(arguments)})",
+                summary=f"tool {call.name}({short_arguments(arguments)})",
             )
         except ActivityError as e:
             if pinned is not None and _never_started(e):
@@ -281,8 +281,3 @@ def _never_started(error: ActivityError) -> bool:
 
 async def _ready(message: Message) -> Message:
     return message
-
-
-def _short_args(arguments: dict[str, Any]) -> str:
-    text = ", ".join(f"{k}={json.dumps(v)}" for k, v in arguments.items())
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -16,7 +16,14 @@ from typing import ClassVar, NamedTuple
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from .._protocol import AgentSpec, Carried, HandoffRequest, ModelRequest, ModelResponse
+    from .._protocol import (
+        AgentSpec,
+        Carried,
+        ForkStart,
+        HandoffRequest,
+        ModelRequest,
+        ModelResponse,
+    )
     from ..agent import Limits
     from ..messages import Message, chain_hash, message_hash, opening_messages
 
@@ -173,6 +180,18 @@ class LinearTranscript(Transcript):
         transcript._pending = list(carried.pending)
         transcript._stored = set(carried.stored)
         transcript.messages = list(carried.pending)
+        return transcript
+
+    @classmethod
+    def forked(cls, fork: ForkStart) -> LinearTranscript:
+        """A fork's transcript: the parent's chain up to ``fork.head``, then its pending
+        messages (the first model call sends them)."""
+        # Messages are numbered as in the fork's prompt: the parent's come first.
+        transcript = cls(fork.offset)
+        transcript._head = fork.head
+        transcript._pending = list(fork.pending)
+        transcript._stored = set(fork.stored)
+        transcript.messages = list(fork.pending)
         return transcript
 
     def open(self, instructions: str, prompt: str) -> None:

@@ -22,6 +22,8 @@ from .._schemas import (
     TENANT,
     Accepted,
     ExecutionRef,
+    ForkedRun,
+    ForkRun,
     RunDetail,
     RunId,
     RunPageBody,
@@ -148,7 +150,7 @@ async def get_trace(run_id: RunId, ctx: Ctx, principal: Viewer) -> Trace:
 @router.get("/runs/{run_id}/transcript", summary="Every message of a run so far")
 async def get_transcript(run_id: RunId, ctx: Ctx, principal: Viewer) -> list[Message]:
     handle, _ = await visible_run(ctx, principal, run_id)
-    return await handle.transcript()
+    return await handle.transcript(store=ctx.transcript_store)
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, summary="Cancel a running run")
@@ -164,6 +166,39 @@ async def cancel_run(run_id: RunId, ctx: Ctx, principal: Operator) -> Accepted:
         )
     await handle.cancel()
     return Accepted(id=run_id, action="cancel")
+
+
+@router.post(
+    "/runs/{run_id}/fork",
+    status_code=201,
+    summary="Start a new run from a step of this one (tool results before it are reused)",
+)
+async def fork_run(run_id: RunId, body: ForkRun, ctx: Ctx, principal: Operator) -> ForkedRun:
+    await visible_run(ctx, principal, run_id)
+    if body.id is not None and await ctx.client.exists(body.id):
+        raise ProblemError(
+            409, "ConfigError", f"run id {body.id!r} is taken by another run; choose another"
+        )
+    # The fork is the parent's tenant's run: the principal sees it as it sees the parent.
+    handle = await ctx.client.fork(
+        run_id,
+        at=body.at,
+        edit_message=body.edit_message,
+        instructions=body.instructions,
+        model=body.model,
+        id=body.id,
+        store=ctx.transcript_store,
+    )
+    info = await handle.info()
+    started = await handle.input()
+    assert started.fork is not None
+    return ForkedRun(
+        id=handle.id,
+        agent=info.agent,
+        status=info.status,
+        forked_from=run_id,
+        step=started.fork.step,
+    )
 
 
 @router.post("/runs/{run_id}/messages", summary="Send a chat run a message; wait for the reply")

@@ -232,6 +232,7 @@ export function mountRun(main, ctx, runId, params) {
         fact("tokens", `${tokens(t.input + t.output)} (${tokens(t.input)} in / ${tokens(t.output)} out)`),
         fact("cost", usd(t.cost)),
         model.executions > 1 ? fact("executions", String(model.executions)) : null,
+        model.started?.forked_from ? fact("forked from", forkOrigin(model.started.forked_from)) : null,
       ),
       h(
         "details.run-prompt",
@@ -285,6 +286,18 @@ export function mountRun(main, ctx, runId, params) {
 
   function fact(label, value) {
     return [h("dt", label), h("dd", value ?? "—")];
+  }
+
+  function forkOrigin(origin) {
+    const step = /^turn\d+$/.test(origin.step) ? `${origin.step}-model` : origin.step;
+    return h(
+      "span.forked-from",
+      h("a.mono", { href: `#/runs/${enc(origin.run_id)}?step=${enc(step)}` }, origin.run_id),
+      ` at ${origin.step}`,
+      origin.edited_message !== null && origin.edited_message !== undefined ? " · message edited" : "",
+      origin.instructions !== null && origin.instructions !== undefined ? " · other instructions" : "",
+      origin.model ? ` · model ${origin.model}` : "",
+    );
   }
 
   // --- data ---------------------------------------------------------------------------------

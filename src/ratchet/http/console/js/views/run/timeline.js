@@ -7,6 +7,7 @@ import { h, NodeCache, reconcile } from "../../dom.js";
 import { duration, plural, prettyJson, preview, timeEl, tokens, usd } from "../../format.js";
 import { approvalForm } from "../approve.js";
 import { statusPill } from "../common.js";
+import { forkableResult, forkControl } from "./fork.js";
 import { temporalLink } from "./links.js";
 
 export class TimelinePane {
@@ -137,6 +138,10 @@ export class TimelinePane {
         temporalLink(this.view.run, s || f),
       ),
     );
+    if (s && this.ctx.can("operator")) {
+      const last = s.messages[s.messages.length - 1];
+      body.push(forkControl(this.ctx, this.view.model.runId, step.callId, last?.role === "user" ? last : null));
+    }
     if (s) {
       body.push(
         section(
@@ -275,6 +280,8 @@ export class TimelinePane {
         temporalLink(this.view.run, step.started || step.rejected || f),
       ),
     );
+    const result = f && this.ctx.can("operator") ? forkableResult(this.view.model.messages, step.callId) : null;
+    if (result !== null) body.push(forkControl(this.ctx, this.view.model.runId, `msg:${result}`, null));
     // A call waiting for a person: the decision comes first.
     if (pending) body.push(section("Approval", this.approvalBlock(step, pending), { open: true }));
     body.push(section("Arguments", h("pre.json.arguments", prettyJson(args ?? {})), { open: true }));
