@@ -159,6 +159,7 @@ EXPECTED: dict[str, list[str] | None] = {
         "RunNotFound",
         "ToolCallFailed",
         "TranscriptEntryMissing",
+        "TranscriptStoreUnavailable",
     ],
     "ratchet.evals": [
         "AnswerChanged",
