@@ -59,7 +59,7 @@ chromium:
 PYTEST_WORKERS ?= 2
 
 unit: install
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test: lint typecheck llm chromium unit
 

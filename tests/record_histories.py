@@ -18,10 +18,11 @@ from pathlib import Path
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from ratchet import AgentClient, RunFailed, create_worker
+from ratchet import AgentClient, RunFailed, RunHandle, create_worker
 from ratchet import _search as search
 from ratchet._converter import DATA_CONVERTER
 from ratchet._history import executions
+from ratchet._protocol import WORKFLOW_TYPE
 from ratchet.testing import ScriptedModelServer
 
 from .conftest import API_KEY, _test_store, scripted_provider, temporal_binary
@@ -36,6 +37,7 @@ from .scenarios import (
     STRUCTURED,
     SUMMARIZING,
     TEAM,
+    Scenario,
 )
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -73,18 +75,21 @@ async def record(names: set[str]) -> None:
                 )
                 async with worker:
                     client = AgentClient(env.client, task_queue=queue)
-                    parent = f"{scenario.name}-parent" if scenario.fork_at else scenario.name
-                    handle = await client.start(
-                        scenario.agent.name, scenario.prompt, id=parent, chat=scenario.chat
-                    )
-                    if scenario.fork_at is not None:
-                        await handle.result()
-                        handle = await client.fork(
-                            parent,
-                            at=scenario.fork_at,
-                            edit_message=scenario.fork_edit,
-                            id=scenario.name,
+                    if scenario.fixtures is not None:
+                        handle = await _start_replaying(client, scenario)
+                    else:
+                        parent = f"{scenario.name}-parent" if scenario.fork_at else scenario.name
+                        handle = await client.start(
+                            scenario.agent.name, scenario.prompt, id=parent, chat=scenario.chat
                         )
+                        if scenario.fork_at is not None:
+                            await handle.result()
+                            handle = await client.fork(
+                                parent,
+                                at=scenario.fork_at,
+                                edit_message=scenario.fork_edit,
+                                id=scenario.name,
+                            )
                     if scenario.drive is not None:
                         await scenario.drive(handle)
                     try:
@@ -104,6 +109,21 @@ async def record(names: set[str]) -> None:
                 print(f"recorded {path}")
     finally:
         await env.shutdown()
+
+
+async def _start_replaying(client: AgentClient, scenario: Scenario) -> RunHandle:
+    """A run as an eval starts its cases: with recorded tool results to replay."""
+    start = await client._run_start(
+        scenario.agent.name, scenario.prompt, model=None, chat=False, tenant=None
+    )
+    await client.temporal.start_workflow(
+        WORKFLOW_TYPE,
+        start.input.model_copy(update={"fixtures": scenario.fixtures}),
+        id=scenario.name,
+        task_queue=client.task_queue,
+        **start.options,
+    )
+    return client.get(scenario.name)
 
 
 if __name__ == "__main__":

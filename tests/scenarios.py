@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ratchet import Agent, Limits, OutputRejected, Policy, RunHandle, require_approval, tool
+from ratchet._tool_fixtures import RecordedToolCall, ToolFixtures
 from ratchet.mcp import MCPServer
 from ratchet.output import OUTPUT_TOOL
 from ratchet.testing import Step, call, context_too_long, error, reply, tool_calls
@@ -230,6 +231,8 @@ class Scenario:
     ``NAME`` is its fork at this step (the steps script both)."""
     fork_edit: str | None = None
     """The fork's edited user message."""
+    fixtures: ToolFixtures | None = None
+    """An eval case's run: its tool calls are answered from these recorded results."""
 
 
 SCENARIOS = [
@@ -396,6 +399,27 @@ SCENARIOS = [
             reply("Order 5 shipped; order 6 cannot be cancelled."),
         ),
         agent=MCP_AGENT,
+    ),
+    Scenario(
+        "eval_replay",
+        "Where are orders 1042 and 7?",
+        (
+            tool_calls(
+                call("lookup_order", {"order_id": 1042}), call("lookup_order", {"order_id": 7})
+            ),
+            reply("Order 1042 has shipped; I could not look order 7 up."),
+        ),
+        # Order 1042's result is replayed; order 7 has none recorded: an error, no tool.
+        fixtures=ToolFixtures(
+            calls=[
+                RecordedToolCall(
+                    tool="lookup_order",
+                    arguments={"order_id": 1042},
+                    content='{"order_id": 1042, "status": "shipped"}',
+                )
+            ],
+            source_run="tool_then_answer",
+        ),
     ),
 ]
 

@@ -48,7 +48,12 @@ async def charge(amount_cents: int, ctx: ToolContext) -> str:
 
 
 def test_workflows_package_exports_its_workflows() -> None:
-    assert ratchet.workflows.__all__ == ["AgentWorkflow", "LimiterWorkflow", "SlotsWorkflow"]
+    assert ratchet.workflows.__all__ == [
+        "AgentWorkflow",
+        "EvalWorkflow",
+        "LimiterWorkflow",
+        "SlotsWorkflow",
+    ]
     assert ratchet.AgentWorkflow is ratchet.workflows.AgentWorkflow
 
 

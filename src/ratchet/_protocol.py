@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from ._older_readers import KeepsFieldsOlderReadersRequire
+from ._tool_fixtures import ToolFixtures
 from .agent import AgentSpec, ContextStrategy, ToolMode
 from .messages import Message, ToolCall, Usage
 from .models import WireFormat
@@ -33,6 +34,7 @@ INPUT_CHECK_ACTIVITY = "ratchet.check_input"
 HAND_OFF_ACTIVITY = "ratchet.hand_off"
 PIN_SESSION_ACTIVITY = "ratchet.pin_mcp_session"
 REFRESH_TOOLS_ACTIVITY = "ratchet.refresh_mcp_tools"
+EVAL_WORKFLOW_TYPE = "ratchet.Eval"
 STATUS_QUERY = "ratchet.status"
 TRANSCRIPT_QUERY = "ratchet.transcript"
 DEFAULT_TASK_QUEUE = "ratchet"
@@ -196,6 +198,9 @@ class RunInput(BaseModel):
     fork: ForkStart | None = None
     """Set for a fork of another run (:meth:`ratchet.AgentClient.fork`): where it branches
     off, and the transcript it starts from."""
+    fixtures: ToolFixtures | None = None
+    """Set for an eval case's run (``ratchet.evals``): its tool calls are answered from
+    these recorded results, and no tool runs."""
 
 
 class RunResult(BaseModel):

@@ -52,6 +52,7 @@ from ._protocol import (
     ToolResult,
 )
 from ._schema import parse_call
+from ._tool_fixtures import fixture_key
 from .agent import AgentSpec
 from .messages import Message, ToolCall, handed_over, opening_messages
 from .models import render_wire_request
@@ -465,6 +466,8 @@ class HistoryReader:
                 continue
             unknown = ToolCall(id=call_id, name=m.name or "", arguments="")
             turn, call = s.calls.get(call_id, (0, unknown))
+            if self._replayed(turn, call, m):
+                continue
             approval_id = s.approval_of.get(call_id)
             pending = s.requested.get(approval_id) if approval_id else None
             if approval_id is not None and pending is not None and approval_id not in s.answered:
@@ -492,6 +495,45 @@ class HistoryReader:
                 arguments=call.arguments,
                 reason=m.content or "",
             )
+
+    def _replayed(self, turn: int, call: ToolCall, message: Message) -> bool:
+        """Report a call an eval case's run answered from its recorded results (no tool
+        ran) as a replayed tool call; False for any other message the workflow wrote."""
+        s = self._s
+        fixtures = s.inp.fixtures if s.inp is not None else None
+        if fixtures is None or s.spec is None:
+            return False
+        arguments, problem = parse_call(s.spec, call)
+        recorded = fixtures.by_key().get(fixture_key(call.name, arguments), [])
+        if problem is not None or not any(
+            (r.content, r.is_error) == (message.content, message.is_error) for r in recorded
+        ):
+            return False
+        index = next((i for (t, i), c in s.call_at.items() if t == turn and c.id == call.id), 0)
+        activity_id = f"turn{turn}-tool{index}"
+        s.ran.add(call.id)
+        self._emit(
+            ev.ToolCallStarted,
+            call_id=call.id,
+            activity_id=activity_id,
+            turn=turn,
+            tool=call.name,
+            arguments=arguments,
+            replayed=True,
+        )
+        self._emit(
+            ev.ToolCallFinished,
+            call_id=call.id,
+            activity_id=activity_id,
+            turn=turn,
+            tool=call.name,
+            outcome="completed",
+            result=message.content,
+            is_error=message.is_error,
+            duration_seconds=0.0,
+            replayed=True,
+        )
+        return True
 
     async def _activity_started(self, execution: int, event: HistoryEvent) -> None:
         a = event.activity_task_started_event_attributes

@@ -57,6 +57,7 @@ from ._protocol import (
 )
 from ._ratelimit import limited_call
 from ._standalone_tools import approval_record, checked_call
+from ._store_outages import OutageTolerantStore
 from ._unicode import valid_message, valid_text
 from .agent import Agent, parse_model
 from .errors import (
@@ -105,6 +106,7 @@ class AgentActivities:
         self.providers = dict(providers)
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self._store = store
+        self._tolerant: OutageTolerantStore | None = None
         self.payload_limit = payload_limit
         self.rate_limits = dict(rate_limits or {})
         self._mcp: MCPSessions | None = None
@@ -122,7 +124,7 @@ class AgentActivities:
         if not self._deltas_resolved:
             self._deltas_resolved = True
             try:
-                self._deltas = delta_store_for(self.store)
+                self._deltas = delta_store_for(self.store.inner)
             except Exception as e:
                 # Streaming is a live view: without its store, calls are made plain.
                 _log.warning(
@@ -131,13 +133,16 @@ class AgentActivities:
         return self._deltas
 
     @property
-    def store(self) -> TranscriptStore:
+    def store(self) -> OutageTolerantStore:
         if self._store is None:
             # Opened on first use: runs recorded before linear history never need it.
             from .transcripts import default_transcript_store
 
             self._store = default_transcript_store()
-        return self._store
+        if self._tolerant is None:
+            # A brief outage of the store is waited out, not failed on (_store_outages).
+            self._tolerant = OutageTolerantStore(self._store)
+        return self._tolerant
 
     async def _tools(self, ref: str) -> list[ToolSpec]:
         # Kept per worker: a reference names one immutable list, and runs of an agent

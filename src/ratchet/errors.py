@@ -79,6 +79,7 @@ __all__ = [
     "RunNotFound",
     "ToolCallFailed",
     "TranscriptEntryMissing",
+    "TranscriptStoreUnavailable",
 ]
 
 
@@ -127,6 +128,26 @@ class TranscriptEntryMissing(RatchetError):
         self.run_id = run_id
         self.entry = entry
         self.kind = kind
+
+
+class TranscriptStoreUnavailable(RatchetError):
+    """The transcript store cannot be read or written right now: a SQLite file locked,
+    unwritable or on a full disk, or PostgreSQL unreachable.
+
+    Workers wait for it (``RATCHET_STORE_OUTAGE_SECONDS``, 60 s by default) before a
+    model call gives up; the run then fails with this type, and goes on from its last
+    recorded step with ``ratchet fork RUN --at STEP`` once the store is back.
+
+    Attributes:
+        store: which store (its description, without passwords).
+        full: the disk under the store is full (SQLite).
+    """
+
+    def __init__(self, store: str, reason: str, *, full: bool = False) -> None:
+        what = "the disk under it is full" if full else reason
+        super().__init__(f"the transcript store {store} is unavailable: {what}")
+        self.store = store
+        self.full = full
 
 
 class RunFailed(RatchetError):

@@ -286,6 +286,10 @@ class ToolCallStarted(_Event):
     events with ``RunHandle.events`` on that id: the runs form a tree."""
     agent: str | None = None
     """For a sub-agent: the agent the child run runs."""
+    replayed: bool | None = None
+    """True: an eval case's run answered the call from a recorded run's result, no tool
+    ran (``RunInput.fixtures``, :mod:`ratchet.evals`). None for every other call (left
+    out of the JSON of events, as every unset field)."""
 
 
 class ToolCallFinished(_Event):
@@ -313,6 +317,9 @@ class ToolCallFinished(_Event):
     this run's totals."""
     cost_usd: float | None = None
     """For a sub-agent: what its run cost, added to this run's totals."""
+    replayed: bool | None = None
+    """True: the result is a recorded run's, replayed by an eval case's run (no tool
+    ran); None for every other call."""
 
 
 class HandedOff(_Event):

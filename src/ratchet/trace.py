@@ -43,8 +43,17 @@ __all__ = [
 ]
 
 StepStatus = Literal[
-    "scheduled", "running", "waiting", "completed", "failed", "timed_out", "cancelled", "rejected"
+    "scheduled",
+    "running",
+    "waiting",
+    "completed",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "rejected",
+    "replayed",
 ]
+"""``replayed``: an eval case's run answered the call from a recorded result (no tool ran)."""
 
 
 class _Step(BaseModel):
@@ -302,6 +311,8 @@ async def trace_of(
                 t = steps[e.call_id]
                 assert isinstance(t, ToolStep)
                 _close(t, e)
+                if e.replayed:
+                    t.status = "replayed"
                 t.result = e.result
                 t.is_error = e.is_error
                 t.last_retry_error = e.last_retry_error

@@ -22,18 +22,20 @@ naming the missing hash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import sqlite3
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, TranscriptEntryMissing
+from .errors import ConfigError, TranscriptEntryMissing, TranscriptStoreUnavailable
 from .messages import Message, chain_hash, message_hash
 from .tools import ToolSpec
 
@@ -244,6 +246,15 @@ def _retry_busy(statement: Callable[[], object], seconds: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+_SQLITE_OUTAGES = ("locked", "busy", "disk i/o", "unable to open", "readonly", "full")
+"""SQLite errors of a file that exists but cannot be used right now."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def open_wal(path: Path) -> sqlite3.Connection:
     """A connection to a SQLite file shared by several processes, in WAL mode.
 
@@ -274,16 +285,29 @@ class SQLiteTranscriptStore(TranscriptStore):
             self._db.execute(statement)
 
     def _run(self, sql: str, params: Sequence[Any] = (), many: bool = False) -> list[Any]:
-        with self._lock:
+        with self._lock, self._outages():
             if many:
                 with self._db:
                     self._db.executemany(sql, params)
                 return []
             return self._db.execute(sql, params).fetchall()
 
+    @contextlib.contextmanager
+    def _outages(self) -> Iterator[None]:
+        """SQLite's errors of a store that is there but cannot be used now, typed."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            reason = str(e)
+            if not any(mark in reason.lower() for mark in _SQLITE_OUTAGES):
+                raise
+            full = "full" in reason.lower()
+            raise TranscriptStoreUnavailable(repr(self), reason, full=full) from e
+
     async def put(self, messages: Mapping[str, str], nodes: Sequence[ChainNode]) -> None:
         def write() -> None:
-            with self._lock, self._db:
+            # A failed write rolls back whole: nothing half-written, nothing lost.
+            with self._lock, self._outages(), self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "INSERT OR IGNORE INTO ratchet_messages VALUES (?, ?)", list(messages.items())
@@ -355,14 +379,33 @@ class PostgresTranscriptStore(TranscriptStore):
         return self._conn
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        async with self._lock:
+        async with self._lock, self._outages():
             conn = await self._connection()
             cur = await conn.execute(sql, params)
             rows: list[Any] = await cur.fetchall()
             return rows
 
+    @contextlib.asynccontextmanager
+    async def _outages(self) -> AsyncIterator[None]:
+        """A server that is down, restarting or unreachable, typed; the connection it
+        broke is dropped, so the next call connects again."""
+        try:
+            yield
+        except Exception as e:
+            psycopg = sys.modules.get("psycopg")
+            lost = isinstance(e, OSError) or (
+                psycopg is not None and isinstance(e, psycopg.OperationalError)
+            )
+            if not lost:
+                raise
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            raise TranscriptStoreUnavailable(repr(self), _first_line(e)) from e
+
     async def put(self, messages: Mapping[str, str], nodes: Sequence[ChainNode]) -> None:
-        async with self._lock:
+        async with self._lock, self._outages():
             conn = await self._connection()
             async with conn.transaction(), conn.cursor() as cur:
                 await cur.executemany(

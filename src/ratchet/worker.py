@@ -40,7 +40,7 @@ from .payloads import describe_storage, payload_limit
 from .pricing import DEFAULT_PRICES, Price
 from .streaming import DeltaStore
 from .transcripts import TranscriptStore
-from .workflows import AgentWorkflow, LimiterWorkflow, SlotsWorkflow
+from .workflows import AgentWorkflow, EvalWorkflow, LimiterWorkflow, SlotsWorkflow
 
 __all__ = [
     "AgentWorkerParts",
@@ -286,7 +286,8 @@ def agent_worker_parts(
     return AgentWorkerParts(
         hosted=hosted,
         activities=acts,
-        workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow],
+        # An eval's cases are runs of the agents hosted here (ratchet.evals).
+        workflows=[AgentWorkflow, LimiterWorkflow, SlotsWorkflow, EvalWorkflow],
         activity_functions=[
             acts.snapshot_agent,
             acts.pin_mcp_session,

@@ -15,6 +15,7 @@ import typer
 from ._a2a import a2a_app
 from ._approvals import approve, deny, pending
 from ._chat import chat, send
+from ._eval import eval_runs
 from ._follow import follow_run
 from ._fork import fork
 from ._keys import keys_app
@@ -41,6 +42,7 @@ app.command("ls")(list_runs)
 app.command()(show)
 app.command()(tools)
 app.add_typer(tool_app, name="tool")
+app.command("eval")(eval_runs)
 app.add_typer(limits_app, name="limits")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")

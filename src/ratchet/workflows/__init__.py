@@ -6,7 +6,8 @@ stay deterministic: no I/O, no clock, no randomness, only imports that are safe
 """
 
 from ._agent import AgentWorkflow
+from ._eval import EvalWorkflow
 from ._limiter import LimiterWorkflow
 from ._slots import SlotsWorkflow
 
-__all__ = ["AgentWorkflow", "LimiterWorkflow", "SlotsWorkflow"]
+__all__ = ["AgentWorkflow", "EvalWorkflow", "LimiterWorkflow", "SlotsWorkflow"]

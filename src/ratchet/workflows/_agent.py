@@ -50,6 +50,7 @@ from ._answers import REPAIRED, FinalAnswers, parsed_output
 from ._approvals import Approvals
 from ._budgets import Budgets, inherit
 from ._chat import Chat
+from ._fixtures import FixtureReplay
 from ._guardrails import check_input
 from ._handoffs import hand_off
 from ._mcp_refresh import refreshed
@@ -94,6 +95,7 @@ class AgentWorkflow:
         self._slots = RunSlots(self._status, carried)
         self._subagents = SubAgents(inp, self._status, self._budgets)
         self._pins = MCPPins(carried)
+        self._replay = FixtureReplay(inp.fixtures) if inp.fixtures is not None else None
         # Until the run picks its path (a patch decides, which only the run may ask).
         self._transcript: Transcript = FullTranscript()
 
@@ -228,6 +230,7 @@ class AgentWorkflow:
             self._subagents,
             self._pins,
             carried,
+            self._replay,
         )
         self._answers = FinalAnswers(spec, self._transcript, self._status, carried)
 

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
 
 from ._approvals import Approvals
 from ._failures import failure_of
+from ._fixtures import FixtureReplay
 from ._mcp_sessions import MCPPins
 from ._status import Status
 from ._subagents import SubAgents
@@ -57,8 +58,11 @@ class ToolCalls:
         subagents: SubAgents,
         pins: MCPPins,
         carried: Carried | None,
+        replay: FixtureReplay | None = None,
     ) -> None:
         self._spec = spec
+        self._replay = replay
+        """An eval case's run: calls are answered from recorded results, no tool runs."""
         self._transcript = transcript
         self._status = status
         self._approvals = approvals
@@ -173,6 +177,8 @@ class ToolCalls:
                 assert_never(decision.decision)
         if tool.handoff is not None:
             return self._hand_off(call, tool.handoff)
+        if self._replay is not None:
+            return self._replay.answer(call, arguments)
         if tool.agent is not None:
             return await self._subagents.call(
                 self._spec, tool, f"turn{turn}-tool{index}", call, arguments, shares=self._shares
