@@ -762,6 +762,33 @@ async def test_hostile_tool_arguments_in_a_run_go_back_to_the_model(
 NAN_TEXT = "NaN"
 
 
+@tool
+def read_file(path: str) -> str:
+    """Read a text file."""
+    # What Python makes of bytes that are not UTF-8, read with errors="surrogateescape".
+    return b"caf\xe9 au lait".decode("utf-8", "surrogateescape")
+
+
+async def test_a_tool_result_that_is_not_unicode_reaches_the_model_made_valid(
+    temporal_client: Client, model_server: ScriptedModelServer
+) -> None:
+    # Before: UnicodeEncodeError in the tool activity (measuring the result), retried
+    # and then reported to the model as a failed tool.
+    model_server.add(
+        tool_calls(call("read_file", {"path": "menu.txt"})),
+        reply("A café au lait.").expecting(
+            lambda r: r.messages[-1]["content"] == "caf\ufffd au lait"
+        ),
+    )
+    agent = Agent("reader", instructions="x", model="openai:m", tools=[read_file], limits=FAST)
+    async with hosted(temporal_client, [agent], model_server) as client:
+        handle = await client.start("reader", "what is on the menu?")
+        result = await handle.result()
+    model_server.verify()
+    assert result.output == "A café au lait."
+    await no_failed_workflow_task(temporal_client, handle.id)
+
+
 # --- 6. prompt injection ----------------------------------------------------------------
 
 INJECTION = (
