@@ -18,11 +18,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.runtime import (
@@ -35,7 +34,15 @@ from temporalio.runtime import (
 from temporalio.testing import WorkflowEnvironment
 
 from ratchet import Agent, AgentClient, Limits, ToolContext, tool
-from ratchet.testing import FaultProxy, ScriptedModelServer, call, reply, tool_calls
+from ratchet.models import OpenAICompatible
+from ratchet.testing import (
+    SCRIPTED_API_KEY,
+    FaultProxy,
+    ScriptedModelServer,
+    call,
+    reply,
+    tool_calls,
+)
 
 from .conftest import hosted
 
@@ -79,13 +86,23 @@ class CoreLog(logging.Handler):
         self.logger.addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"{time.monotonic():.2f} {record.getMessage()}")
+        self.messages.append(record.getMessage())
+
+    async def wait_for(self, text: str, within: float) -> str:
+        deadline = time.monotonic() + within
+        while True:
+            found = [m for m in self.messages if text in m]
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no core log line with {text!r}; got {self.messages}")
+            await asyncio.sleep(0.1)
 
     def runtime(self) -> Runtime:
         return Runtime(
             telemetry=TelemetryConfig(
                 logging=LoggingConfig(
-                    filter=TelemetryFilter(core_level="INFO", other_level="WARN"),
+                    filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
                     forwarding=LogForwardingConfig(logger=self.logger),
                 )
             )
@@ -133,10 +150,15 @@ async def activity_record(client: Client, run_id: str, activity_id: str) -> tupl
     return len(completed), started
 
 
-def refund_tool(ledger: Ledger, hold_first: threading.Event, first_started: threading.Event) -> Any:
+def refund_tool(
+    ledger: Ledger,
+    hold_first: threading.Event,
+    first_started: threading.Event,
+    max_attempts: int = 3,
+) -> Any:
     """A side-effecting refund whose first attempt applies, then works until released."""
 
-    @tool(side_effects=True, timeout=60, max_attempts=3)
+    @tool(side_effects=True, timeout=60, max_attempts=max_attempts)
     def refund(order_id: int, ctx: ToolContext) -> str:
         """Refund an order."""
         ledger.apply(ctx.idempotency_key, order_id, ctx.attempt)
@@ -148,9 +170,143 @@ def refund_tool(ledger: Ledger, hold_first: threading.Event, first_started: thre
     return refund
 
 
-async def wait_until(event: threading.Event, timeout: float, what: str) -> None:
-    if not await asyncio.to_thread(event.wait, timeout):
+async def wait_until(event: threading.Event, within: float, what: str) -> None:
+    if not await asyncio.to_thread(event.wait, within):
         raise TimeoutError(f"timed out waiting for {what}")
+
+
+async def completed_activity(client: Client, run_id: str, activity_id: str) -> bool:
+    completed, _ = await activity_record(client, run_id, activity_id)
+    return completed > 0
+
+
+async def poll(predicate: Any, within: float, what: str) -> None:
+    """Await ``predicate()`` (a coroutine function) until it is true."""
+    deadline = time.monotonic() + within
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+# --- 1. a blackholed provider: calls time out, are retried, the run completes ------------
+
+
+async def test_blackholed_provider_calls_time_out_and_are_retried(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer
+) -> None:
+    with FaultProxy(f"127.0.0.1:{model_server.port}", name="model") as link:
+
+        @tool
+        def lookup(order_id: int) -> str:
+            """Look up an order."""
+            link.blackhole(3.0)  # the next model calls go into the void for 3 s
+            return f"order {order_id} has shipped"
+
+        agent = Agent(
+            "bh",
+            instructions="x",
+            model="openai:m",
+            tools=[lookup],
+            limits=Limits(model_timeout_seconds=1.0, model_max_attempts=10, **QUICK),
+        )
+        model_server.add(
+            tool_calls(call("lookup", {"order_id": 1042})), reply("Order 1042 has shipped.")
+        )
+        provider = OpenAICompatible(base_url=link.url("/v1"), api_key=SCRIPTED_API_KEY)
+        async with hosted(
+            temporal_env.client, [agent], model_server, providers={"openai": provider}
+        ) as client:
+            started = time.monotonic()
+            handle = await client.start("bh", "Where is order 1042?")
+            result = await handle.result()
+            took = time.monotonic() - started
+    assert result.output == "Order 1042 has shipped."
+    attempts = await model_attempts(temporal_env.client, handle.id)
+    # Turn 2's call timed out in the blackhole, attempt after attempt, then went through.
+    assert attempts[-1][0] >= 2, attempts
+    assert "timed out" in attempts[-1][1].lower(), attempts
+    # The abandoned attempts never reached the provider, late or otherwise.
+    assert len(model_server.requests) == 2
+    counts = link.counts
+    assert counts.blackholes == 1 and counts.dropped_connections >= 1, counts
+    print(f"\nblackholed provider: run {took:.2f}s, turn 2 attempts {attempts[-1][0]}; {counts}")
+
+
+async def model_attempts(client: Client, run_id: str) -> list[tuple[int, str]]:
+    """(attempt, last failure) of each model call's recorded start, in order."""
+    out = []
+    async for event in client.get_workflow_handle(run_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attrs = event.activity_task_started_event_attributes
+            out.append((attrs.attempt, attrs.last_failure.message))
+    return out
+
+
+# --- 2. a worker cut off from the server for 30 s resumes its run ----------------------------
+
+
+async def test_worker_cut_off_for_30s_resumes_without_a_duplicated_step(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    release, first_started = threading.Event(), threading.Event()
+    lookups: list[int] = []
+
+    @tool
+    def lookup(order_id: int) -> str:
+        """Look up an order."""
+        lookups.append(order_id)
+        return f"order {order_id} was delivered"
+
+    agent = Agent(
+        "cut",
+        instructions="x",
+        model="openai:m",
+        tools=[lookup, refund_tool(ledger, release, first_started, max_attempts=10)],
+        limits=Limits(tool_heartbeat_seconds=2, **QUICK),
+    )
+    model_server.add(
+        tool_calls(call("lookup", {"order_id": 1043})),
+        tool_calls(call("refund", {"order_id": 1043})),
+        reply("Order 1043 is refunded."),
+    )
+    queue = f"cut-{uuid.uuid4().hex[:8]}"
+    async with (
+        client_through_proxy(temporal_env) as (proxy, cut_client),
+        hosted(cut_client, [agent], model_server, task_queue=queue),
+    ):
+        client = AgentClient(temporal_env.client, task_queue=queue)
+        handle = await client.start("cut", "Please refund order 1043.")
+        await wait_until(first_started, 30, "the refund to start")
+        # Cut off mid-refund: its heartbeats, its result and its polls are held.
+        proxy.blackhole(30.0)
+        release.set()
+        await asyncio.sleep(30.0)
+        assert proxy.is_blackholed is False
+        healed_at = time.monotonic()
+        result = await handle.result()
+        resumed_in = time.monotonic() - healed_at
+    assert result.output == "Order 1043 is refunded."
+    model_server.verify()
+    assert len(model_server.requests) == 3, "a recorded model step was sent again"
+    assert lookups == [1043], "a recorded tool step ran again"
+    [(key, _)] = ledger.refunds()  # the refund is applied once...
+    tries = ledger.attempts()
+    assert {k for k, _, _ in tries} == {key}  # ...by every attempt, under one key
+    completed, [attempt] = await activity_record(temporal_env.client, handle.id, "turn2-tool0")
+    assert completed == 1
+    transcript = await handle.transcript()
+    assert [m.role for m in transcript] == [
+        "system", "user", "assistant", "tool", "assistant", "tool", "assistant",
+    ]  # fmt: skip
+    assert transcript[5].content == f"refunded order 1043 (attempt {attempt})"
+    counts = proxy.counts
+    assert counts.bytes_held > 0, counts
+    print(
+        f"\n30 s cut: run done {resumed_in:.2f}s after the heal; refund attempts "
+        f"{[a for _, a, _ in tries]}, recorded attempt {attempt}; {counts}"
+    )
 
 
 # --- 3. heartbeats lost: retried elsewhere, the late result discarded ----------------------
@@ -171,39 +327,142 @@ async def test_lost_heartbeats_retry_elsewhere_and_the_late_result_is_discarded(
     model_server.add(tool_calls(call("refund", {"order_id": 7})), reply("Refunded."))
     queue = f"hb-{uuid.uuid4().hex[:8]}"
     core = CoreLog()
-    async with client_through_proxy(temporal_env, core) as (proxy, cut_client):
-        async with hosted(cut_client, [agent], model_server, task_queue=queue):
-            client = AgentClient(temporal_env.client, task_queue=queue)
-            handle = await client.start("hb", "Refund order 7.")
-            await wait_until(first_started, 30, "the first attempt to start")
-            # Worker 1 still runs the refund, but its heartbeats no longer arrive.
-            proxy.blackhole()
-            cut_at = time.monotonic()
-            async with hosted(temporal_env.client, [agent], model_server, task_queue=queue):
-                result = await handle.result()
-                done_at = time.monotonic()
-            # Now the first attempt finishes and reports, late, once the link is back.
-            release.set()
-            await asyncio.sleep(0.5)
+    async with (
+        client_through_proxy(temporal_env, core) as (proxy, cut_client),
+        hosted(cut_client, [agent], model_server, task_queue=queue),
+    ):
+        client = AgentClient(temporal_env.client, task_queue=queue)
+        handle = await client.start("hb", "Refund order 7.")
+        await wait_until(first_started, 30, "the first attempt to start")
+        # Worker 1's link goes dark; its refund then finishes, and its result waits
+        # in the blackhole with its heartbeats.
+        proxy.blackhole()
+        cut_at = time.monotonic()
+        release.set()
+        async with hosted(temporal_env.client, [agent], model_server, task_queue=queue):
+            await poll(
+                lambda: completed_activity(temporal_env.client, handle.id, "turn1-tool0"),
+                30,
+                "the refund's retry on worker 2",
+            )
+            retried_in = time.monotonic() - cut_at
+            # The link comes back: worker 1's late result reaches the server.
             proxy.heal()
-            healed_at = time.monotonic()
-            await asyncio.sleep(8)
-    async for e in temporal_env.client.get_workflow_handle(handle.id).fetch_history_events():
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            a = e.activity_task_started_event_attributes
-            print("DEBUGEV", e.event_time.ToDatetime(), a.attempt, a.identity, a.last_failure)
-        else:
-            print("DEBUGEV", e.event_time.ToDatetime(), EventType.Name(e.event_type))
-    print("DEBUGT", cut_at, done_at, healed_at)
-    for m in core.messages: print("DEBUGCORE", m[:300])
-    print("DEBUG", ledger.attempts(), cut_at, done_at, core.messages, proxy.counts)
+            rejected = await core.wait_for("Activity not found on completion", 15)
+            result = await handle.result()
     assert result.output == "Refunded."
-    completed, started = await activity_record(temporal_env.client, handle.id, "turn1-tool0")
+    completed, [attempt] = await activity_record(temporal_env.client, handle.id, "turn1-tool0")
     assert completed == 1
-    assert started == [2], started  # the recorded result is attempt 2's
+    assert attempt >= 2
     transcript = await handle.transcript()
-    assert transcript[3].content == "refunded order 7 (attempt 2)"
-    [(key, _)] = ledger.refunds()
-    assert [(k, a) for k, a, _ in ledger.attempts()] == [(key, 1), (key, 2)]
-    print(f"attempt 2 done {done_at - cut_at:.2f}s after the cut; {proxy.counts}")
-    print(core.messages)
+    assert transcript[3].content == f"refunded order 7 (attempt {attempt})"
+    [(key, _)] = ledger.refunds()  # applied once
+    tries = [(k, a) for k, a, _ in ledger.attempts()]
+    assert tries[0] == (key, 1) and (key, attempt) in tries, tries
+    assert {k for k, _ in tries} == {key}
+    print(f"\nheartbeats lost: retried result recorded {retried_in:.2f}s after the cut; {rejected}")
+
+
+# --- latency, resets, half-open connections ---------------------------------------------------
+
+
+async def test_a_run_completes_with_200ms_latency_on_the_server_link(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer
+) -> None:
+    agent = Agent("slow", instructions="x", model="openai:m", tools=[], limits=Limits(**QUICK))
+    model_server.add(reply("Hello."))
+    async with client_through_proxy(temporal_env) as (proxy, cut_client):
+        proxy.latency(0.2)
+        async with hosted(cut_client, [agent], model_server) as client:
+            started = time.monotonic()
+            result = await client.run("slow", "Hi.")
+            took = time.monotonic() - started
+    assert result.output == "Hello."
+    assert took > 0.4  # at least one round trip through the delayed link
+    assert proxy.counts.delayed_chunks > 0
+    print(f"\n200 ms latency each way: run {took:.2f}s")
+
+
+async def test_a_model_stream_reset_midway_is_retried(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer
+) -> None:
+    agent = Agent("rst", instructions="x", model="openai:m", tools=[], limits=Limits(**QUICK))
+    model_server.add(
+        reply("This answer is cut off " * 20, chunk_delay=0.05, chunk_chars=8),
+        reply("The whole answer."),
+    )
+    with FaultProxy(f"127.0.0.1:{model_server.port}", name="model") as link:
+        provider = OpenAICompatible(base_url=link.url("/v1"), api_key=SCRIPTED_API_KEY)
+        async with hosted(
+            temporal_env.client, [agent], model_server, providers={"openai": provider}
+        ) as client:
+            handle = await client.start("rst", "Hi.")
+            await poll(
+                lambda: _chunks_sent(model_server, 3), 20, "the first answer to be streaming"
+            )
+            assert link.reset() >= 1
+            result = await handle.result()
+    assert result.output == "The whole answer."
+    attempts = await model_attempts(temporal_env.client, handle.id)
+    assert attempts[0][0] == 2, attempts
+    transcript = await handle.transcript()
+    assert [m.content for m in transcript if m.role == "assistant"] == ["The whole answer."]
+
+
+async def _chunks_sent(server: ScriptedModelServer, n: int) -> bool:
+    requests = server.requests
+    return bool(requests) and requests[0].chunks_sent >= n
+
+
+async def test_a_worker_whose_server_connections_are_reset_carries_on(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer
+) -> None:
+    agent = Agent("rs", instructions="x", model="openai:m", tools=[], limits=Limits(**QUICK))
+    model_server.add(reply("First.", delay=1.0), reply("Second."))
+    async with (
+        client_through_proxy(temporal_env) as (proxy, cut_client),
+        hosted(cut_client, [agent], model_server) as client,
+    ):
+        handle = await client.start("rs", "One.")
+        await model_server.wait_for_requests_async(1, timeout=20)
+        reset = proxy.reset()  # mid model call: polls and the call's heartbeats cut
+        first = await handle.result()
+        second = await client.run("rs", "Two.")
+    assert reset >= 1
+    assert (first.output, second.output) == ("First.", "Second.")
+    assert len(model_server.requests) == 2
+    assert proxy.counts.connections >= 2  # it connected again
+
+
+async def test_a_half_open_model_connection_times_out_and_the_retry_goes_through(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer
+) -> None:
+    with FaultProxy(f"127.0.0.1:{model_server.port}", name="model") as link:
+        half_opened: list[int] = []
+
+        @tool
+        def lookup(order_id: int) -> str:
+            """Look up an order."""
+            # The provider's pooled keep-alive connection dies without a word.
+            half_opened.append(link.half_open())
+            return f"order {order_id} has shipped"
+
+        agent = Agent(
+            "ho",
+            instructions="x",
+            model="openai:m",
+            tools=[lookup],
+            limits=Limits(model_timeout_seconds=1.0, **QUICK),
+        )
+        model_server.add(tool_calls(call("lookup", {"order_id": 1})), reply("Shipped."))
+        provider = OpenAICompatible(base_url=link.url("/v1"), api_key=SCRIPTED_API_KEY)
+        async with hosted(
+            temporal_env.client, [agent], model_server, providers={"openai": provider}
+        ) as client:
+            handle = await client.start("ho", "Where is order 1?")
+            result = await handle.result()
+    assert result.output == "Shipped."
+    assert half_opened == [1]
+    attempts = await model_attempts(temporal_env.client, handle.id)
+    assert attempts[-1][0] == 2 and "timed out" in attempts[-1][1].lower(), attempts
+    assert len(model_server.requests) == 2  # the request on the dead connection never arrived

@@ -20,11 +20,13 @@ blackhole reach the target only when it ends (a SYN retried until it gets throug
 
 Example::
 
-    with ScriptedModelServer([reply("Hi.")]) as model, FaultProxy(f"127.0.0.1:{model.port}") as link:
+    with ScriptedModelServer([reply("Hi.")]) as model:
+        link = FaultProxy(f"127.0.0.1:{model.port}", name="model").start()
         provider = OpenAICompatible(base_url=link.url("/v1"), api_key="k")
         link.blackhole(3.0)  # calls time out for 3 s, then go through
         ...
         assert link.counts.blackholes == 1
+        link.stop()
 
 The proxy serves from a daemon thread with its own event loop, so sync tests, async
 tests (from any event loop) and subprocesses all reach it; every control method is
@@ -428,7 +430,7 @@ class FaultProxy:
         return f"127.0.0.1:{self.port}"
 
     def url(self, path: str = "", scheme: str = "http") -> str:
-        """``http://127.0.0.1:PORT`` plus ``path``, e.g. ``url("/v1")`` for an openai ``base_url``."""
+        """``http://127.0.0.1:PORT`` plus ``path``: ``url("/v1")`` is an openai ``base_url``."""
         return f"{scheme}://{self.address}{path}"
 
     # -- faults -------------------------------------------------------------- #
