@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.runtime import (
@@ -187,6 +189,117 @@ async def poll(predicate: Any, within: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+# --- the proxy itself, against a plain HTTP endpoint -----------------------------------------
+
+
+@pytest.fixture
+def health_link(model_server: ScriptedModelServer) -> Iterator[FaultProxy]:
+    with FaultProxy(f"127.0.0.1:{model_server.port}", name="model") as link:
+        yield link
+
+
+def get_health(link: FaultProxy, timeout: float = 2.0) -> float:
+    """One ``GET /health`` on a new connection through ``link``; returns its seconds."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", link.port), timeout=timeout) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.") and b'"ok"' in answer, answer
+    return time.monotonic() - started
+
+
+def test_proxy_forwards_and_delays(health_link: FaultProxy) -> None:
+    assert get_health(health_link) < 0.2
+    health_link.latency(0.15)
+    assert get_health(health_link) >= 0.3  # a round trip: 0.15 s each way
+    health_link.heal()
+    assert get_health(health_link) < 0.2
+    deadline = time.monotonic() + 2
+    while health_link.counts.open and time.monotonic() < deadline:
+        time.sleep(0.01)  # the last close is still on its way through
+    counts = health_link.counts
+    assert counts.connections == 3 and counts.delayed_chunks >= 2 and counts.open == 0, counts
+
+
+def test_proxy_blackhole_holds_then_delivers(health_link: FaultProxy) -> None:
+    health_link.blackhole(0.5)
+    with pytest.raises(TimeoutError):
+        get_health(health_link, timeout=0.2)  # gives up: this request is dropped on heal
+    assert 0.1 < get_health(health_link) < 1.0  # waits out the rest, then goes through
+    time.sleep(0.1)
+    counts = health_link.counts
+    assert counts.blackholes == 1 and counts.blackholed_connections == 2, counts
+    assert counts.dropped_connections == 1 and counts.bytes_dropped > 0, counts
+    assert not health_link.is_blackholed
+
+
+def test_proxy_blackhole_until_heal_stalls_open_connections(
+    health_link: FaultProxy, model_server: ScriptedModelServer
+) -> None:
+    with socket.create_connection(("127.0.0.1", health_link.port), timeout=5) as s:
+        health_link.blackhole()
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            s.recv(10)
+        health_link.heal()
+        s.settimeout(5)
+        assert s.recv(4096).startswith(b"HTTP/1.")
+
+
+def test_proxy_reset_and_half_open(health_link: FaultProxy) -> None:
+    with socket.create_connection(("127.0.0.1", health_link.port), timeout=5) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.")  # a kept-alive connection
+        assert health_link.reset() == 1
+        with pytest.raises(ConnectionResetError):
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(10)
+    with socket.create_connection(("127.0.0.1", health_link.port), timeout=5) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.")
+        assert health_link.half_open() == 1
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            s.recv(10)  # nobody answers, nobody hangs up
+        assert get_health(health_link) < 0.5  # new connections are fine
+        health_link.heal()  # the half-open connection meets a reset
+        s.settimeout(5)
+        with pytest.raises(ConnectionResetError):
+            s.recv(10)
+    counts = health_link.counts
+    assert (counts.resets, counts.half_opened) == (1, 1), counts
+
+
+def test_proxy_stop_closes_everything(model_server: ScriptedModelServer) -> None:
+    link = FaultProxy(("127.0.0.1", model_server.port)).start()
+    s = socket.create_connection(("127.0.0.1", link.port), timeout=5)
+    link.blackhole()
+    link.stop()
+    link.stop()  # idempotent
+    with s, pytest.raises((ConnectionResetError, BrokenPipeError)):
+        s.sendall(b"x")
+        s.recv(10)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", link.port), timeout=1).close()
+
+
+def test_proxy_to_an_unreachable_target_closes_the_connection() -> None:
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]  # bound, not listening: connections are refused
+        with FaultProxy(f"127.0.0.1:{port}") as link:
+            with (
+                socket.create_connection(("127.0.0.1", link.port), timeout=5) as s,
+                contextlib.suppress(ConnectionResetError),
+            ):
+                assert s.recv(10) == b""
+            assert link.counts.target_unreachable == 1
 
 
 # --- 1. a blackholed provider: calls time out, are retried, the run completes ------------
