@@ -368,6 +368,8 @@ EXPECTED: dict[str, list[str] | None] = {
     ],
     "ratchet.testing": [
         "Expectation",
+        "FaultCounts",
+        "FaultProxy",
         "RecordedRequest",
         "SCRIPTED_API_KEY",
         "ScriptedModelServer",

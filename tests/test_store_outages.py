@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -116,7 +120,9 @@ async def test_postgres_restarted_mid_run(
 ) -> None:
     import pgserver
 
-    pgdata = tmp_path / "pg"
+    # A short path keeps PostgreSQL's socket in the data directory, away from the
+    # runtime directory other tests' servers share.
+    pgdata = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     store = PostgresTranscriptStore(server.get_uri())
     try:
@@ -130,7 +136,7 @@ async def test_postgres_restarted_mid_run(
             # The server stops (its sessions are terminated) and comes back 4 s later.
             await asyncio.to_thread(server.cleanup)
             await asyncio.sleep(4)
-            server = await asyncio.to_thread(pgserver.get_server, pgdata, cleanup_mode="stop")
+            server = await asyncio.to_thread(_restart, pgdata)
             result = await asyncio.wait_for(run.result(), timeout=60)
         assert result.output == "Order 9 has shipped."
         model_server.verify()
@@ -140,6 +146,22 @@ async def test_postgres_restarted_mid_run(
     finally:
         await store.close()
         server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def _restart(pgdata: Path) -> Any:
+    """Start the stopped server again (pg_ctl may refuse while the old one's files are
+    still being released: that is the harness's fault injection, not what is tested)."""
+    import pgserver
+
+    for attempt in range(3):
+        try:
+            return pgserver.get_server(pgdata, cleanup_mode="stop")
+        except subprocess.CalledProcessError:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 _FILL = """

