@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck llm chromium unit down histories chaos recovery bench history-bench limits-bench clean
+.PHONY: install demo test lint typecheck llm chromium unit down histories chaos soak recovery bench history-bench limits-bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
@@ -72,6 +72,11 @@ histories: install
 # Not part of `make test`: 50 runs, 20 worker kills and a server restart.
 chaos: install
 	$(PY) -m scripts.chaos --runs 50 --kills 20
+
+# Not part of `make test` (its smoke mode is): 2,000 runs over 10 minutes on 3 workers,
+# 2 % model faults, worker kills every 10-30 s, 2 Temporal server kills, 2 PostgreSQL restarts.
+soak: install
+	$(PY) -m scripts.soak --runs 2000 --minutes 10
 
 # Kill-to-next-step latency after kill -9 of a worker.
 recovery: install
