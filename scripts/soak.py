@@ -267,6 +267,17 @@ class Soak(Chaos):
             f"started {replacement.name} (pid {replacement.pid})"
         )
 
+    async def restart_server(self, pool: WorkerPool, rng: random.Random) -> None:
+        """Chaos's server kill, logged here: ``kill -9``, down 1-3 s, same port and file."""
+        await self.wait_ready(pool)
+        down = rng.uniform(1, 3)
+        log(f"kill -9 Temporal server (pid {self.temporal.pid}), down for {down:.1f}s")
+        self.temporal.kill()
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.temporal.start, 60)
+        self.server_restarts += 1
+        log(f"Temporal server restarted (pid {self.temporal.pid}) [{self.server_restarts}]")
+
     async def restart_pg(self, rng: random.Random) -> None:
         down = rng.uniform(3, 5)
         log(f"stop PostgreSQL, down for {down:.1f}s")

@@ -38,7 +38,7 @@ def test_soak_smoke() -> None:
     for check in ("lost", "duplicated", "transcript_mismatches", "unexpected_worker_exits"):
         assert fields[check] == "0", (check, summary)
     # The faults landed: kills, restarts, model faults, retries, store outage waits.
-    assert int(fields["worker_kills"]) >= 2, summary
+    assert int(fields["worker_kills"]) >= 1, summary
     assert fields["server_kills"] == "1" and fields["pg_restarts"] == "1", summary
     served = sum(int(fields[f"served_{kind}"]) for kind in ("429", "5xx", "hang"))
     assert served > 0, summary
