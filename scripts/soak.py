@@ -587,9 +587,9 @@ class Soak(Chaos):
                 flush=True,
             )
             print(
-                f"[soak] {fig.lifetimes} killed workers: RSS median {fig.killed_rss_first:.1f} "
-                f"MiB at first sample, {fig.killed_rss_last:.1f} MiB at last, max "
-                f"{fig.killed_rss_max:.1f} MiB",
+                f"[soak] {fig.lifetimes} other workers ({self.kills} killed, the rest alive at "
+                f"the end): RSS median {fig.killed_rss_first:.1f} MiB at first sample, "
+                f"{fig.killed_rss_last:.1f} MiB at last, max {fig.killed_rss_max:.1f} MiB",
                 flush=True,
             )
         tool_log = tool_log_lines(self.tmp / f"tools-soak-{args.seed}.log")
