@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ratchet-installed
 
-.PHONY: install demo test lint typecheck llm chromium unit down histories chaos recovery fuzz bench history-bench limits-bench clean
+.PHONY: install demo test lint typecheck llm chromium unit down histories chaos soak recovery fuzz bench history-bench limits-bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ratchet needs Python >= 3.11 (set PYTHON=...)"'
@@ -77,6 +77,11 @@ chaos: install
 # the hostile-input properties with 2000 examples each, and what they found.
 fuzz: install
 	$(PY) -m scripts.fuzz --examples $(or $(FUZZ_EXAMPLES),2000)
+
+# Not part of `make test` (its smoke mode is): 2,000 runs over 10 minutes on 3 workers,
+# 2 % model faults, worker kills every 10-30 s, 2 Temporal server kills, 2 PostgreSQL restarts.
+soak: install
+	$(PY) -m scripts.soak --runs 2000 --minutes 10
 
 # Kill-to-next-step latency after kill -9 of a worker.
 recovery: install

@@ -218,6 +218,8 @@ class WorkerPool:
     queue: str
     env: dict[str, str]
     log_dir: Path
+    app: str = APP
+    """The ``--app`` the workers host (``scripts.soak`` runs its own)."""
     live: list[WorkerProc] = field(default_factory=list)
     exited: list[tuple[WorkerProc, int]] = field(default_factory=list)
     spawned: int = 0
@@ -234,7 +236,7 @@ class WorkerPool:
                     "ratchet.cli",
                     "worker",
                     "--app",
-                    APP,
+                    self.app,
                     "--task-queue",
                     self.queue,
                     "--address",
