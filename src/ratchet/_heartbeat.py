@@ -12,11 +12,13 @@ third of the heartbeat timeout while the call runs) reported before the crash.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import activity
 
@@ -91,3 +93,28 @@ def beat(note: str | None = None) -> None:
         details["sent"] = attempts.sent
         details["billed"] = attempts.billed.model_dump()
     activity.heartbeat(details)
+
+
+T = TypeVar("T")
+
+
+async def heartbeating(work: Awaitable[T], heartbeat_seconds: float) -> T:
+    """Await ``work`` while heartbeating.
+
+    Heartbeats tell Temporal the worker is alive (a crashed worker's activity is
+    retried elsewhere after ``heartbeat_seconds``) and deliver cancellation: when
+    the run is cancelled, the next heartbeat cancels ``work``.
+    """
+    task = asyncio.ensure_future(work)
+    interval = max(0.1, min(heartbeat_seconds / 3, 5.0))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            beat()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

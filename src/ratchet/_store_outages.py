@@ -21,7 +21,7 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ._heartbeat import beat
+from ._heartbeat import heartbeating
 from .errors import ConfigError, TranscriptStoreUnavailable
 from .transcripts import ChainNode, StoreStats, TranscriptStore
 
@@ -112,17 +112,7 @@ async def _heartbeating_in_activity(work: Awaitable[T]) -> T:
     timeout = activity.info().heartbeat_timeout if activity.in_activity() else None
     if not timeout:
         return await work
-    task = asyncio.ensure_future(work)
-    interval = max(0.1, min(timeout.total_seconds() / 3, 5.0))
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=interval)
-            if done:
-                return task.result()
-            beat()
-    finally:
-        if not task.done():
-            task.cancel()
+    return await heartbeating(work, timeout.total_seconds())
 
 
 def _gave_up(e: TranscriptStoreUnavailable, waited: float) -> Exception:

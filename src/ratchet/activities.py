@@ -14,13 +14,13 @@ import json
 import logging
 import time
 from collections.abc import Coroutine, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 import pydantic
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ._heartbeat import Attempts, answered, beat, counted_attempts, request_sent
+from ._heartbeat import Attempts, answered, counted_attempts, heartbeating, request_sent
 from ._limiter_protocol import RateLimit
 from ._protocol import (
     COMPACT_ACTIVITY,
@@ -387,7 +387,7 @@ class AgentActivities:
         limit = self.rate_limits.get(key)
         work = send() if limit is None else limited_call(key, limit, request, send)
         try:
-            response = await _heartbeating(work, request.heartbeat_seconds)
+            response = await heartbeating(work, request.heartbeat_seconds)
         finally:
             if writer is not None:
                 await writer.close()
@@ -492,7 +492,7 @@ class AgentActivities:
             deps=self.deps.get(agent.name),
         )
         try:
-            content = await _heartbeating(
+            content = await heartbeating(
                 tool.invoke(request.arguments, ctx), request.heartbeat_seconds
             )
         except pydantic.ValidationError as e:
@@ -529,7 +529,7 @@ class AgentActivities:
                 f"longer configured on agent {agent.name!r}",
                 is_error=True,
             )
-        called = await _heartbeating(
+        called = await heartbeating(
             call_tool(
                 self.mcp,
                 # A stateful server: the run's own session, on this (pinned) worker.
@@ -611,7 +611,7 @@ class AgentActivities:
                 )
                 continue
             try:
-                verdict = await _heartbeating(_called(validator, value), request.heartbeat_seconds)
+                verdict = await heartbeating(_called(validator, value), request.heartbeat_seconds)
             except OutputRejected as e:
                 verdict = e.message or "rejected"
             except Exception as e:
@@ -657,7 +657,7 @@ class AgentActivities:
         self, request: InputCheckRequest, name: str, rail: InputGuardrail
     ) -> GuardrailCheck:
         try:
-            verdict = await _heartbeating(_called(rail, request.text), request.heartbeat_seconds)
+            verdict = await heartbeating(_called(rail, request.text), request.heartbeat_seconds)
         except InputRejected as e:
             verdict = e.message or "rejected"
         except Exception as e:
@@ -869,29 +869,6 @@ def _render_for_summary(m: Message) -> str:
 
 
 _MAX_RESPONSE_BYTES = 1_000_000
-T = TypeVar("T")
-
-
-async def _heartbeating(work: Coroutine[Any, Any, T], heartbeat_seconds: float) -> T:
-    """Await ``work`` while heartbeating.
-
-    Heartbeats tell Temporal the worker is alive (a crashed worker's activity is
-    retried elsewhere after ``heartbeat_seconds``) and deliver cancellation: when
-    the run is cancelled, the next heartbeat cancels ``work``.
-    """
-    task = asyncio.ensure_future(work)
-    interval = max(0.1, min(heartbeat_seconds / 3, 5.0))
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=interval)
-            if done:
-                return task.result()
-            beat()
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
 
 
 def _truncate(content: str, limit: int, tool_name: str) -> str:
