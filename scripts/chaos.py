@@ -442,6 +442,36 @@ class Stats:
     script_started: float = field(default_factory=time.monotonic)
 
 
+def check_run(
+    stats: Stats,
+    failures: list[str],
+    run_id: str,
+    outcome: Outcome,
+    expected_transcript: list[tuple[Any, ...]] | None,
+) -> None:
+    """Check one run of order N (``run_id`` ends with ``-N``) against its expected answer
+    and the fault-free transcript; count what faults hit it (shared with the soak)."""
+    n = int(run_id.rsplit("-", 1)[1])
+    stats.activity_retries += outcome.activity_retries
+    stats.workflow_task_faults += outcome.workflow_task_faults
+    if outcome.activity_retries or outcome.workflow_task_faults:
+        stats.runs_hit += 1
+    if outcome.status == "completed" and outcome.output == expected_answer(n):
+        stats.completed += 1
+    else:
+        failures.append(
+            f"run {run_id}: status={outcome.status} output={outcome.output!r} "
+            f"error={outcome.error!r}"
+        )
+    if outcome.transcript != expected_transcript:
+        stats.mismatches += 1
+        failures.append(
+            f"run {run_id}: transcript differs from the fault-free run's:\n"
+            f"      got      {outcome.transcript}\n"
+            f"      expected {expected_transcript}"
+        )
+
+
 @dataclass
 class Chaos:
     args: argparse.Namespace
@@ -635,25 +665,9 @@ class Chaos:
         """Check the chaos runs against the baseline; fill ``stats`` and ``failures``."""
         args, stats = self.args, self.stats
         for n, outcome in sorted(outcomes.items()):
-            run_id = f"chaos-{args.seed}-{n}"
-            stats.activity_retries += outcome.activity_retries
-            stats.workflow_task_faults += outcome.workflow_task_faults
-            if outcome.activity_retries or outcome.workflow_task_faults:
-                stats.runs_hit += 1
-            if outcome.status == "completed" and outcome.output == expected_answer(n):
-                stats.completed += 1
-            else:
-                self.failures.append(
-                    f"run {run_id}: status={outcome.status} output={outcome.output!r} "
-                    f"error={outcome.error!r}"
-                )
-            if outcome.transcript != baseline[n].transcript:
-                stats.mismatches += 1
-                self.failures.append(
-                    f"run {run_id}: transcript differs from the fault-free run's:\n"
-                    f"      got      {outcome.transcript}\n"
-                    f"      expected {baseline[n].transcript}"
-                )
+            check_run(
+                stats, self.failures, f"chaos-{args.seed}-{n}", outcome, baseline[n].transcript
+            )
 
         rows = refund_rows(self.tmp / "shop-chaos.sqlite")
         lost = [n for n in range(1, args.runs + 1) if not rows.get(n)]

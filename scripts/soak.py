@@ -79,6 +79,7 @@ from scripts.chaos import (
     ChaosModel,
     Outcome,
     WorkerPool,
+    check_run,
     collect,
     expected_answer,
     expected_tool_result,
@@ -481,24 +482,13 @@ class Soak(Chaos):
         args, stats = self.args, self.stats
         assert self.system is not None
         for n, outcome in sorted(outcomes.items()):
-            run_id = f"soak-{args.seed}-{n}"
-            stats.activity_retries += outcome.activity_retries
-            stats.workflow_task_faults += outcome.workflow_task_faults
-            if outcome.activity_retries or outcome.workflow_task_faults:
-                stats.runs_hit += 1
-            if outcome.status == "completed" and outcome.output == expected_answer(n):
-                stats.completed += 1
-            else:
-                self.failures.append(
-                    f"run {run_id}: status={outcome.status} output={outcome.output!r} "
-                    f"error={outcome.error!r}"
-                )
-            if outcome.transcript != expected_transcript(self.system, n):
-                stats.mismatches += 1
-                self.failures.append(
-                    f"run {run_id}: transcript differs from the fault-free one: "
-                    f"{outcome.transcript}"
-                )
+            check_run(
+                stats,
+                self.failures,
+                f"soak-{args.seed}-{n}",
+                outcome,
+                expected_transcript(self.system, n),
+            )
         orders = range(1, args.runs + 1 + self.args.baseline_runs)
         rows = refund_rows(self.tmp / "shop-soak.sqlite")
         lost = [n for n in orders if not rows.get(n)]
