@@ -4,6 +4,8 @@ trace line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from temporalio.client import Client
 
@@ -16,10 +18,12 @@ from ratchet import (
     ModelGuardrail,
 )
 from ratchet.events import GuardrailChecked, ModelCallStarted
+from ratchet.http import AuthSettings, KeyStore, create_app
 from ratchet.testing import ScriptedModelServer, reply, reply_json
 from ratchet.trace import build_trace, render_trace
 
 from .conftest import hosted
+from .http_kit import keys_of_every_role, serve
 
 FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=0.5, max_turns=4)
 
@@ -138,11 +142,37 @@ async def test_chat_messages_are_each_checked(
     async with hosted(temporal_client, [a], model_server) as client:
         handle = await client.start("guarded-chat", "hi", chat=True)
         await handle.first_reply()
-        with pytest.raises(Exception):  # noqa: B017 - the update dies with the run
+        # The message ends the run; its sender is told why, not only that it ended.
+        with pytest.raises(GuardrailTripped, match="no_card_numbers"):
             await handle.send("card 4111111111111111")
         with pytest.raises(GuardrailTripped):
             await handle.result()
     assert len(model_server.requests) == 1
+
+
+async def test_a_chat_message_stopped_by_a_guardrail_is_a_409_over_http(
+    temporal_client: Client, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    model_server.add(reply("Hello!"))
+    a = agent("guarded-http", no_card_numbers)
+    store = KeyStore(tmp_path / "keys.sqlite")
+    keys = keys_of_every_role(store)
+    async with hosted(temporal_client, [a], model_server) as client:
+        app = create_app(client, agents=[a], auth=AuthSettings(keys=store))
+        with serve(app) as served:
+            async with served.client(keys["operator"]) as http:
+                started = await http.post(
+                    "/v1/runs", json={"agent": "guarded-http", "prompt": "hi", "chat": True}
+                )
+                handle = client.get(started.json()["id"])
+                await handle.first_reply()
+                sent = await http.post(
+                    f"/v1/runs/{handle.id}/messages", json={"text": "card 4111111111111111"}
+                )
+    store.close()
+    assert sent.status_code == 409, sent.text
+    assert sent.json()["error_type"] == "GuardrailTripped"
+    assert "please do not send card numbers" in sent.json()["detail"]
 
 
 def test_guardrail_definitions_are_checked() -> None:

@@ -9,10 +9,12 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import ActivityExecution, Client
 from temporalio.testing import WorkflowEnvironment
 
 from examples.support import db
@@ -37,6 +39,25 @@ from .conftest import ROOT, hosted
 from .workers import WorkerProcess, tool_log, wait_for
 
 CALLS: list[str] = []
+
+T = TypeVar("T")
+
+
+async def listed_eventually(
+    temporal_client: Client,
+    query: str,
+    view: Callable[[list[ActivityExecution]], list[T]],
+    expected: list[T],
+) -> list[T]:
+    """``view`` of the activities ``query`` lists, once it equals ``expected`` or after a
+    minute: the server's visibility store is eventually consistent, and on a busy 2-core
+    CI machine a deletion once took more than 5 s to show."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        seen = view([a async for a in temporal_client.list_activities(query)])
+        if seen == expected or asyncio.get_running_loop().time() > deadline:
+            return seen
+        await asyncio.sleep(0.2)
 
 
 @tool
@@ -108,27 +129,29 @@ async def test_a_tool_call_returns_its_result_and_the_server_lists_it(
         assert result.activity_id.startswith("shop.lookup-")
         assert result.idempotency_key == result.activity_id
 
-        listed = [
-            a async for a in temporal_client.list_activities(f'ActivityId = "{result.activity_id}"')
-        ]
-        assert [(a.activity_type, a.task_queue) for a in listed] == [
-            ("ratchet.run_tool_standalone", client.task_queue)
-        ]
+        listed = await listed_eventually(
+            temporal_client,
+            f'ActivityId = "{result.activity_id}"',
+            lambda found: [(a.activity_type, a.task_queue) for a in found],
+            [("ratchet.run_tool_standalone", client.task_queue)],
+        )
+        assert listed == [("ratchet.run_tool_standalone", client.task_queue)]
         # The agent's calls can be found by the RatchetAgent search attribute.
-        by_agent = [
-            a.activity_id
-            async for a in temporal_client.list_activities(
-                f'RatchetAgent = "shop" AND TaskQueue = "{client.task_queue}"'
-            )
-        ]
-        assert result.activity_id in by_agent
-        # The worker's description of the agent that prepared the call is not kept.
-        queue = f'TaskQueue = "{client.task_queue}"'
-        for _ in range(50):
-            kept = [a.activity_type async for a in temporal_client.list_activities(queue)]
-            if kept == ["ratchet.run_tool_standalone"]:
-                break
-            await asyncio.sleep(0.1)
+        by_agent = await listed_eventually(
+            temporal_client,
+            f'RatchetAgent = "shop" AND TaskQueue = "{client.task_queue}"',
+            lambda found: [a.activity_id for a in found],
+            [result.activity_id],
+        )
+        assert by_agent == [result.activity_id]
+        # The worker's description of the agent that prepared the call is not kept (the
+        # server deletes it, and its visibility store drops it, asynchronously).
+        kept = await listed_eventually(
+            temporal_client,
+            f'TaskQueue = "{client.task_queue}"',
+            lambda found: [a.activity_type for a in found],
+            ["ratchet.run_tool_standalone"],
+        )
         assert kept == ["ratchet.run_tool_standalone"]
 
 

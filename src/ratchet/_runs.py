@@ -487,6 +487,8 @@ class RunHandle:
 
         Raises:
             ConfigError: the run is not a chat, has ended, or the message is empty.
+            RunFailed: the run failed while answering (e.g. ``GuardrailTripped``: a
+                guardrail stopped this message).
         """
         reply: ChatReply = await self._update(
             SEND_UPDATE, ChatMessage(text=text), ChatReply, ConfigError
@@ -517,6 +519,10 @@ class RunHandle:
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            if _RUN_ENDED_FIRST in message:
+                # The run ended before answering, often because of this very request (a
+                # chat message a guardrail stopped): say why it ended, not only that it did.
+                await self._result()
             raise refused(f"run {self.id}: {message}") from e
         except WorkflowUpdateRPCTimeoutOrCancelledError as e:
             raise RatchetError(
@@ -546,6 +552,8 @@ class RunHandle:
 
 
 ACCEPT_TIMEOUT = timedelta(seconds=30)
+_RUN_ENDED_FIRST = "Workflow completed before the Update completed"
+"""How the server fails an update whose run ended while the update was running."""
 TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
 TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 """A tenant name: it goes into visibility queries, so no quotes, spaces or line breaks."""

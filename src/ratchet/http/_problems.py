@@ -19,7 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ..errors import ApprovalError, ConfigError, ConnectionFailed, RatchetError, RunNotFound
+from ..errors import (
+    ApprovalError,
+    ConfigError,
+    ConnectionFailed,
+    RatchetError,
+    RunFailed,
+    RunNotFound,
+)
 from ._schemas import PATTERN_MEANINGS
 
 __all__ = [
@@ -123,6 +130,10 @@ def problem_of(e: Exception) -> tuple[int, str, str, dict[str, str]]:
             return 400, "ConfigError", str(e), {}
         case ConnectionFailed():
             return 503, "ConnectionFailed", str(e), {}
+        case RunFailed():
+            # The run ended (failed or cancelled) while answering, e.g. a chat message a
+            # guardrail stopped: a conflict with the run's state, not a missing service.
+            return 409, e.error_type, str(e), {}
         case RatchetError():
             # e.g. no worker accepted an update in time: the service behind is not there.
             return 503, type(e).__name__, str(e), {}
