@@ -7,6 +7,7 @@ stall after it applied the refund, the worst moment to die.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -118,6 +119,28 @@ agents.append(
                 sys.executable, ["-m", "tests.mcp_faulty"], name="faulty", env_from=["FAULTY_LOG"]
             )
         ],
+        limits=Limits(tool_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
+    )
+)
+
+# For the drain tests: a settlement that takes ``seconds`` on its first attempt only.
+
+
+@tool(side_effects=True, timeout=60, max_attempts=3)
+async def settle(order_id: int, seconds: float, ctx: ToolContext) -> str:
+    """Settle an order with the bank."""
+    _log(f"settle {order_id} start attempt {ctx.attempt} key {ctx.idempotency_key}")
+    await asyncio.sleep(seconds if ctx.attempt == 1 else 0)
+    _log(f"settle {order_id} done attempt {ctx.attempt} key {ctx.idempotency_key}")
+    return f"order {order_id} settled"
+
+
+agents.append(
+    Agent(
+        "settling",
+        instructions="You settle orders.",
+        model="openai:scripted",
+        tools=[settle],
         limits=Limits(tool_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
     )
 )

@@ -6,6 +6,7 @@ Built from code, or from the ``ratchet worker`` flags with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from .errors import ConfigError
 from .models import OpenAICompatible, Provider
 
 __all__ = [
+    "DEFAULT_DRAIN_SECONDS",
     "WorkerSettings",
     "describe_limit",
     "model_queue",
@@ -24,6 +26,10 @@ __all__ = [
     "parse_provider",
     "parse_rate_limit",
 ]
+
+
+DEFAULT_DRAIN_SECONDS = 10.0
+"""How long a stopping worker lets calls in flight finish (``WorkerSettings.drain_seconds``)."""
 
 
 def model_queue(provider: str) -> str:
@@ -71,8 +77,18 @@ class WorkerSettings:
     nexus: bool = False
     """Also serve the agents as the ``ratchet.nexus`` Nexus service
     (:mod:`ratchet.nexus`), for endpoints that target ``task_queue``."""
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    """On SIGTERM or SIGINT the worker stops taking work and gives the model and tool
+    calls in flight this long to finish; those still running are then cancelled and the
+    server retries them on another worker (with the same idempotency keys). Keep it
+    under your platform's grace period (Kubernetes: 30 s by default)."""
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.drain_seconds) and self.drain_seconds >= 0):
+            raise ConfigError(
+                f"bad drain_seconds {self.drain_seconds!r} (ratchet worker --drain-seconds): "
+                "expected a number of seconds >= 0, e.g. 10"
+            )
         if not self.agents and not self.model_queues:
             raise ConfigError(
                 "nothing to host: give agents and/or model_queues "
@@ -101,6 +117,7 @@ class WorkerSettings:
         transcript_store_url: str | None = None,
         deps: str | None = None,
         nexus: bool = False,
+        drain_seconds: float = DEFAULT_DRAIN_SECONDS,
     ) -> WorkerSettings:
         """Settings from the ``ratchet worker`` flags, as strings.
 
@@ -112,6 +129,7 @@ class WorkerSettings:
             deps: ``module:attribute`` naming the tools' deps: an object, a mapping of
                 agent name to object, or a function ``(Agent) -> object``.
             nexus: also serve the ``ratchet.nexus`` Nexus service (``--nexus``).
+            drain_seconds: how long a stopping worker lets calls in flight finish.
 
         Raises:
             ConfigError: a flag is malformed, the app does not load, or nothing is hosted;
@@ -136,6 +154,7 @@ class WorkerSettings:
             transcript_store_url=transcript_store_url,
             deps=load_object(deps, what="deps") if deps is not None else None,
             nexus=nexus,
+            drain_seconds=drain_seconds,
         )
 
 

@@ -200,7 +200,7 @@ def create_worker(
             client,
             task_queue=acts.session_queue,
             activities=[acts.run_tool],
-            **{k: v for k, v in options.items() if k in ("identity", "interceptors")},
+            **{k: v for k, v in options.items() if k in _COMPANION_OPTIONS},
         )
     return _AgentWorker(
         client,
@@ -211,6 +211,10 @@ def create_worker(
         activities=parts.activity_functions,
         **options,
     )
+
+
+_COMPANION_OPTIONS = ("identity", "interceptors", "graceful_shutdown_timeout")
+"""The options the MCP session queue's worker shares with its agent worker."""
 
 
 @dataclass(frozen=True)
@@ -444,14 +448,22 @@ async def run_worker(
     *,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[list[str]], None] | None = None,
+    on_stopping: Callable[[int], None] | None = None,
 ) -> None:
     """Connect, build the workers ``settings`` describe, and run them until stopped.
 
+    Stopping drains: the workers stop taking work, and the model and tool calls in
+    flight get ``settings.drain_seconds`` to finish before they are cancelled (the
+    server then retries them on another worker). Runs themselves never wait: their
+    next steps go to the other workers as soon as this one stops polling.
+
     Args:
         settings: what to host and where to connect.
-        stop: set it to shut down gracefully; None: until SIGTERM or SIGINT.
+        stop: set it to shut down gracefully; None: until SIGTERM or SIGINT (a second
+            signal then stops the process at once, as the signal's default does).
         on_ready: called once every worker polls, with one line per thing the
             process serves (agents, model queues, limits, payload storage).
+        on_stopping: called when stopping begins, with the number of calls in flight.
 
     Raises:
         ConfigError: a setting is unusable (unknown provider, a namespace that does
@@ -478,6 +490,9 @@ async def run_worker(
             if on_ready is not None:
                 on_ready(lines)
             await (stop or _termination_signal()).wait()
+            if on_stopping is not None:
+                on_stopping(sum(_calls_in_flight(w) for w in workers))
+            # Leaving the stack shuts each worker down, draining as described above.
     except RuntimeError as e:  # e.g. the namespace does not exist
         detail = str(e.__cause__ or e).split(": Status {")[0]
         raise ConfigError(f"the worker could not start: {detail}") from e
@@ -501,6 +516,7 @@ def _assemble(
                 rate_limits=s.rate_limits,
                 transcript_store=store,
                 deps=s.deps,
+                graceful_shutdown_timeout=timedelta(seconds=s.drain_seconds),
                 **_nexus_options(s),
             )
         )
@@ -520,6 +536,7 @@ def _assemble(
                 rate_limit=s.rate_limits.get(name),
                 providers=s.providers,
                 transcript_store=store,
+                graceful_shutdown_timeout=timedelta(seconds=s.drain_seconds),
             )
         )
         lines.append(f"serving {name} model calls on task queue {queue!r}")
@@ -538,9 +555,28 @@ def _nexus_options(s: WorkerSettings) -> dict[str, Any]:
 
 
 def _termination_signal() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT, so leaving ``async with`` shuts down gracefully."""
+    """An event set by SIGTERM or SIGINT, so leaving ``async with`` shuts down gracefully.
+
+    The first signal restores both signals' default handling: a second one (an
+    impatient Ctrl-C, or a supervisor's repeat) ends the process at once, which loses
+    nothing, as the server hands the unfinished calls to another worker.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def first() -> None:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        stop.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, first)
     return stop
+
+
+def _calls_in_flight(worker: Worker) -> int:
+    """The activities ``worker`` is running now (0 if the SDK does not say)."""
+    # The SDK keeps no public count; its activity worker's task map is the count.
+    running = getattr(getattr(worker, "_activity_worker", None), "_running_activities", {})
+    return len(running) if isinstance(running, Mapping) else 0

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .._protocol import DEFAULT_TASK_QUEUE
+from .._worker_settings import DEFAULT_DRAIN_SECONDS
 from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run, err
 
 
@@ -77,8 +78,17 @@ async def worker(
             "endpoints that target this task queue.",
         ),
     ] = False,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="RATCHET_DRAIN_SECONDS",
+            help="On SIGTERM or Ctrl-C, let model and tool calls in flight finish for up to "
+            "this many seconds; those still running then go to another worker. A second "
+            "signal stops at once.",
+        ),
+    ] = DEFAULT_DRAIN_SECONDS,
 ) -> None:
-    """Run a worker that hosts the agents of an app until Ctrl-C."""
+    """Run a worker that hosts the agents of an app until SIGTERM or Ctrl-C."""
     from ..worker import WorkerSettings, run_worker
 
     settings = WorkerSettings.from_flags(
@@ -95,6 +105,7 @@ async def worker(
         transcript_store_url=transcript_store,
         deps=deps,
         nexus=nexus,
+        drain_seconds=drain_seconds,
     )
 
     def ready(lines: list[str]) -> None:
@@ -104,4 +115,16 @@ async def worker(
         if otlp_endpoint:
             err.print(f"traces to {otlp_endpoint}")
 
-    await run_worker(settings, on_ready=ready)
+    def stopping(in_flight: int) -> None:
+        if in_flight == 0:
+            err.print("worker stopping: no calls in flight", markup=False)
+            return
+        calls = "1 call" if in_flight == 1 else f"{in_flight} calls"
+        err.print(
+            f"worker stopping: letting {calls} in flight finish (up to {drain_seconds:g} s; "
+            "signal again to stop now, another worker then redoes them)",
+            markup=False,
+        )
+
+    await run_worker(settings, on_ready=ready, on_stopping=stopping)
+    err.print("worker stopped", markup=False)

@@ -124,7 +124,10 @@ class AgentWorkflow:
     def _check_answer(self, answer: ApprovalAnswer) -> None:
         self._approvals.check(answer, self._budgets.used_now)
 
-    @workflow.update(name=SEND_UPDATE)
+    # A message can end the run it is sent to (a guardrail stops it, a budget runs
+    # out): its update is left unanswered on purpose, and the sender reads the run's
+    # failure instead (RunHandle.send), so the SDK's warning would only be noise.
+    @workflow.update(name=SEND_UPDATE, unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
     async def send(self, message: ChatMessage) -> ChatReply:
         """A follow-up user message in a chat; returns the agent's reply to it."""
         output = await self._chat.send(message.text)
