@@ -72,7 +72,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "/httpcore",
             "/h11/",
             "/anyio/",
-            "/ratchet/activities.py",
+            "/ratchet/activities/",
             "/ratchet/models/",
             "/temporalio/contrib/openai_agents/",
         ),

@@ -5,16 +5,17 @@ They are the test kit's own (ratchet.testing.pytest_plugin) under the names the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -166,3 +167,21 @@ def workers() -> Iterator[list[Any]]:
     yield started
     for w in started:
         w.stop()
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], seconds: float = 60
+) -> T:
+    """``fetch()`` once ``done`` holds for it, or its last value after ``seconds``: for
+    listings from Temporal's visibility store, which is eventually consistent and lags
+    most on a busy 2-core CI machine. The caller still asserts on what it returns."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = await fetch()
+        if done(value) or loop.time() > deadline:
+            return value
+        await asyncio.sleep(0.2)

@@ -123,7 +123,9 @@ agents.append(
     )
 )
 
-# For the drain tests: a settlement that takes ``seconds`` on its first attempt only.
+# For the drain tests: a settlement that takes ``seconds`` on its first attempt only,
+# async or sync (a thread nothing can interrupt). The long heartbeat timeout means a call
+# redone within seconds was handed back by the stopping worker, not found dead.
 
 
 @tool(side_effects=True, timeout=60, max_attempts=3)
@@ -135,12 +137,21 @@ async def settle(order_id: int, seconds: float, ctx: ToolContext) -> str:
     return f"order {order_id} settled"
 
 
+@tool(side_effects=True, timeout=60, max_attempts=3)
+def settle_sync(order_id: int, seconds: float, ctx: ToolContext) -> str:
+    """Settle an order with the bank, blocking."""
+    _log(f"settle {order_id} start attempt {ctx.attempt} key {ctx.idempotency_key}")
+    time.sleep(seconds if ctx.attempt == 1 else 0)
+    _log(f"settle {order_id} done attempt {ctx.attempt} key {ctx.idempotency_key}")
+    return f"order {order_id} settled"
+
+
 agents.append(
     Agent(
         "settling",
         instructions="You settle orders.",
         model="openai:scripted",
-        tools=[settle],
-        limits=Limits(tool_heartbeat_seconds=2, model_retry_initial_seconds=0.2),
+        tools=[settle, settle_sync],
+        limits=Limits(tool_heartbeat_seconds=30, model_retry_initial_seconds=0.2),
     )
 )

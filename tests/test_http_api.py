@@ -18,7 +18,7 @@ from ratchet.events import RunEventAdapter, cursor
 from ratchet.http import AuthSettings, KeyStore, create_app
 from ratchet.testing import ScriptedModelServer, call, hang, reply, tool_calls
 
-from .conftest import hosted
+from .conftest import eventually, hosted
 from .http_kit import Served, agents, keys_of_every_role, read_sse, serve
 
 ANSWER = "Order 1042 shipped on Monday and should arrive by Thursday at the latest."
@@ -157,6 +157,11 @@ async def test_runs_are_listed_with_filters_and_pages(
             started = await http.post("/v1/runs", json={"agent": "helper", "prompt": f"n{n}"})
             ids.append(started.json()["id"])
             await wait_for_status(http, ids[-1], "completed")
+        # The listing reads the visibility store, which lags the runs a little.
+        await eventually(
+            lambda: http.get("/v1/runs", params={"status": "completed", "agent": "helper"}),
+            lambda listed: set(ids) <= {r["id"] for r in listed.json()["runs"]},
+        )
         seen: list[str] = []
         token = None
         for _ in range(10):

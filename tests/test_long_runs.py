@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from ratchet import Agent, Limits, Policy, RunFailed, require_approval, tool
 from ratchet._history import executions
-from ratchet.activities import _split_for_compaction
+from ratchet.activities._compaction import _split_for_compaction
 from ratchet.messages import Message, ToolCall, message_hash
 from ratchet.payloads import local_payload_storage
 from ratchet.testing import (

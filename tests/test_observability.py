@@ -25,7 +25,7 @@ from ratchet.testing import (
 )
 from ratchet.trace import ModelStep, ToolStep, build_trace
 
-from .conftest import hosted
+from .conftest import eventually, hosted
 
 PRICES = {"openai:gpt-test": Price(input=2.0, output=10.0)}
 
@@ -86,7 +86,12 @@ async def test_tokens_cost_and_attempts_are_accounted(
     assert result.usage.requests == 3  # two calls, one of them on its second attempt
     assert result.cost_usd == pytest.approx(expected_cost)
     assert status.cost_usd == pytest.approx(expected_cost) and status.unpriced_calls == 0
-    runs = [r for r in await client.list(agent="observed", limit=50) if r.id == handle.id]
+    # The listing's totals come with the run's close in the visibility store, a moment later.
+    listing = await eventually(
+        lambda: client.list(agent="observed", limit=50),
+        lambda runs: any(r.id == handle.id and r.tokens for r in runs),
+    )
+    runs = [r for r in listing if r.id == handle.id]
     assert runs and runs[0].tokens == 3150 and runs[0].turns == 2
     assert runs[0].cost_usd == pytest.approx(expected_cost)
 

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from ratchet import Agent, BudgetExceeded, Limits, RunFailed, tool
 from ratchet.testing import ScriptedModelServer, call, error, hang, reply, tool_calls
 
-from .conftest import API_KEY, decoded_history_text, hosted
+from .conftest import API_KEY, decoded_history_text, eventually, hosted
 
 FAST = Limits(model_retry_initial_seconds=0.1, model_retry_max_seconds=0.5, max_turns=5)
 order_lookups: list[int] = []
@@ -262,7 +262,11 @@ async def test_idempotent_start(temporal_client: Client, model_server: ScriptedM
         # After completion too: attach, never start a second run.
         third = await client.start("support", "hi", id="order-1042-ticket")
         assert (await third.result()).output == "only once"
-        runs = [r for r in await client.list(limit=50) if r.id == "order-1042-ticket"]
+        listing = await eventually(
+            lambda: client.list(limit=50),
+            lambda runs: any(r.id == "order-1042-ticket" for r in runs),
+        )
+        runs = [r for r in listing if r.id == "order-1042-ticket"]
     model_server.verify()  # a second run would have made an unexpected model call
     assert len(runs) == 1
 

@@ -36,15 +36,18 @@ async def settle_run(
     tmp_path: Path,
     seconds: float,
     *,
-    drain: list[str],
+    drain: str,
+    tool: str = "settle",
+    finishes: bool = True,
 ) -> tuple[AgentClient, str, WorkerProcess]:
-    """A run of ``settling`` whose settle call is in flight on a fresh worker."""
-    model_server.add(
-        tool_calls(call("settle", {"order_id": 7, "seconds": seconds})), reply("Settled.")
-    )
+    """A run of ``settling`` whose ``tool`` call is in flight on a fresh worker
+    (``finishes``: the model then answers, for a run that is not cancelled)."""
+    model_server.add(tool_calls(call(tool, {"order_id": 7, "seconds": seconds})))
+    if finishes:
+        model_server.add(reply("Settled."))
     queue = f"drain-{tmp_path.name[-12:]}"
     address = temporal_env.client.service_client.config.target_host
-    worker = WorkerProcess(address, queue, model_server, tmp_path, args=drain)
+    worker = WorkerProcess(address, queue, model_server, tmp_path, args=["--drain-seconds", drain])
     client = AgentClient(temporal_env.client, task_queue=queue)
     await asyncio.to_thread(
         wait_for, lambda: "Ctrl-C to stop" in log_of(worker), 60, "the worker to start"
@@ -59,10 +62,25 @@ async def settle_run(
     return client, handle.id, worker
 
 
+def settles(tmp_path: Path) -> list[str]:
+    """The settle calls' log lines, without their keys."""
+    return [line.split(" key ")[0] for line in tool_log(tmp_path) if line.startswith("settle")]
+
+
+async def failure_before_attempt_2(client: Client, run_id: str) -> str:
+    """The failure the server recorded for the tool call's first attempt."""
+    async for event in client.get_workflow_handle(run_id).fetch_history_events():
+        started = event.activity_task_started_event_attributes
+        if event.HasField("activity_task_started_event_attributes") and started.attempt == 2:
+            failure = started.last_failure
+            return f"{failure.application_failure_info.type}: {failure.message}"
+    raise AssertionError(f"run {run_id} has no second attempt of an activity")
+
+
 async def test_sigterm_lets_the_call_in_flight_finish(
     temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    client, run_id, first = await settle_run(temporal_env, model_server, tmp_path, 3, drain=[])
+    client, run_id, first = await settle_run(temporal_env, model_server, tmp_path, 3, drain="10")
     address = temporal_env.client.service_client.config.target_host
     stopped_at = time.monotonic()
     first.proc.send_signal(signal.SIGTERM)
@@ -79,21 +97,18 @@ async def test_sigterm_lets_the_call_in_flight_finish(
     assert "worker stopping: letting 1 call in flight finish (up to 10 s;" in log, log
     assert log.rstrip().endswith("worker stopped"), log
     # The call ran once, to its end, on the stopping worker: nothing was redone.
-    settles = [line for line in tool_log(tmp_path) if line.startswith("settle")]
-    assert [line.split(" key ")[0] for line in settles] == [
-        "settle 7 start attempt 1",
-        "settle 7 done attempt 1",
-    ]
-    assert took >= 1.5  # it waited for the call (about 3 s from its start)...
+    assert settles(tmp_path) == ["settle 7 start attempt 1", "settle 7 done attempt 1"]
+    assert took >= 1  # it waited for the call (about 3 s from its start)...
     assert result.output == "Settled."  # ...and another worker finished the run.
     model_server.verify()
 
 
-async def test_a_call_longer_than_the_drain_is_redone_elsewhere_with_its_key(
-    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer, tmp_path: Path
+@pytest.mark.parametrize("tool", ["settle", "settle_sync"])
+async def test_a_call_longer_than_the_drain_is_handed_back_and_redone_with_its_key(
+    temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer, tmp_path: Path, tool: str
 ) -> None:
     client, run_id, first = await settle_run(
-        temporal_env, model_server, tmp_path, 600, drain=["--drain-seconds", "1"]
+        temporal_env, model_server, tmp_path, 600, drain="1", tool=tool
     )
     address = temporal_env.client.service_client.config.target_host
     stopped_at = time.monotonic()
@@ -110,53 +125,49 @@ async def test_a_call_longer_than_the_drain_is_redone_elsewhere_with_its_key(
         first.stop()
     log = log_of(first)
     assert first.proc.returncode == 0, log
-    assert "up to 1 s;" in log and log.rstrip().endswith("worker stopped"), log
-    assert took < 15, took  # cut off after the drain, not after the call's 600 s
-    settles = [line for line in tool_log(tmp_path) if line.startswith("settle")]
-    assert [line.split(" key ")[0] for line in settles] == [
-        "settle 7 start attempt 1",
-        "settle 7 start attempt 2",
-        "settle 7 done attempt 2",
-    ]
-    keys = {line.split(" key ")[1] for line in settles}
-    assert len(keys) == 1, settles  # the redo had the same idempotency key
+    assert "(up to 1 s;" in log and "worker stopped" in log, log
+    if tool == "settle_sync":  # its thread still sleeps: the worker leaves it, says so
+        assert "leaving 1 sync tool call(s) that are still running" in log, log
+    # It waited the drain, then cut the call off, not after the call's 600 s.
+    assert 1 <= took < 15, took
+    assert settles(tmp_path)[-2:] == ["settle 7 start attempt 2", "settle 7 done attempt 2"]
+    assert settles(tmp_path).count("settle 7 done attempt 1") == 0
+    keys = {line.split(" key ")[1] for line in tool_log(tmp_path) if line.startswith("settle")}
+    assert len(keys) == 1  # the redo had the same idempotency key
+    # The stopping worker handed the call back (no wait for the 30 s heartbeat timeout).
+    assert "WorkerShutdown" in await failure_before_attempt_2(temporal_env.client, run_id)
     assert result.output == "Settled."
     model_server.verify()
 
 
-async def test_a_second_signal_stops_at_once(
+async def test_a_second_ctrl_c_stops_at_once(
     temporal_env: WorkflowEnvironment, model_server: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    client, run_id, first = await settle_run(temporal_env, model_server, tmp_path, 600, drain=[])
-    address = temporal_env.client.service_client.config.target_host
-    first.proc.send_signal(signal.SIGTERM)
+    client, run_id, first = await settle_run(
+        temporal_env, model_server, tmp_path, 600, drain="30", finishes=False
+    )
+    first.proc.send_signal(signal.SIGINT)
     try:
         await asyncio.to_thread(
             wait_for, lambda: "worker stopping" in log_of(first), 30, "the drain to begin"
         )
         stopped_at = time.monotonic()
-        first.proc.send_signal(signal.SIGTERM)
+        first.proc.send_signal(signal.SIGINT)
         await asyncio.to_thread(first.proc.wait, 30)
         took = time.monotonic() - stopped_at
-        second = WorkerProcess(address, client.task_queue, model_server, tmp_path)
-        try:
-            result = await client.get(run_id).result()
-        finally:
-            second.stop()
     finally:
         first.stop()
-    assert first.proc.returncode == -signal.SIGTERM
-    assert took < 5, took  # not the 10 s drain
-    settles = [line for line in tool_log(tmp_path) if line.startswith("settle")]
-    assert [line.split(" key ")[0] for line in settles][-2:] == [
-        "settle 7 start attempt 2",
-        "settle 7 done attempt 2",
-    ]
-    assert result.output == "Settled."
+        await client.get(run_id).cancel()
+    log = log_of(first)
+    # Ended by the signal's default action, not by a KeyboardInterrupt unwinding
+    # through the drain (which would wait for the 30 s drain and the call).
+    assert first.proc.returncode == -signal.SIGINT, log
+    assert took < 10, took
+    assert "Traceback" not in log, log
 
 
 def test_a_bad_drain_is_refused_with_the_flag_named() -> None:
-    for bad in (-1.0, float("nan"), float("inf")):
+    for bad in (-1.0, float("nan"), float("inf"), 1e14):
         with pytest.raises(ConfigError, match=re.escape("--drain-seconds")):
             WorkerSettings(agents=(SETTLING,), drain_seconds=bad)
     assert WorkerSettings(agents=(SETTLING,)).drain_seconds == 10

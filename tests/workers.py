@@ -41,6 +41,9 @@ class WorkerProcess:
             "PYTHONPATH": str(ROOT),
             "RATCHET_TRANSCRIPT_STORE": f"sqlite:///{tmp / 'transcripts.sqlite'}",
             "RATCHET_PAYLOAD_STORE": str(tmp / "payloads"),
+            # Stopped at once unless a test asks for a drain (tests/test_worker_drain.py):
+            # stop() waits 10 s before SIGKILL, which a 10 s drain would always reach.
+            "RATCHET_DRAIN_SECONDS": "0",
         }
         env.update(extra_env)
         env.pop("CRASH_PAUSE_IN_REFUND", None)

@@ -63,7 +63,9 @@ def counted_attempts() -> Iterator[Attempts]:
     _attempts.set(attempts)
     try:
         yield attempts
-    except Exception:
+    except BaseException:
+        # Cancellation too: a call cut off by a stopping worker's drain, or by the run's
+        # cancellation, still hands its sent requests and tokens on.
         beat()
         raise
 

@@ -203,9 +203,14 @@ class RunHandle:
         result = await self._result()
         return result if output_type is None else typed_result(self.id, result, output_type)
 
-    async def _result(self) -> RunResult:
+    async def _result(self, run_id: str | None = None) -> RunResult:
+        """The run's result (``run_id``: that execution's own, not following its
+        continuations), raising its failure as ratchet's typed error."""
+        handle = self._handle
+        if run_id is not None:
+            handle = self._client.get_workflow_handle(self.id, run_id=run_id, result_type=RunResult)
         try:
-            return await self._handle.result()
+            return await handle.result(follow_runs=run_id is None)
         except WorkflowFailureError as e:
             if isinstance(e.cause, CancelledError):
                 raise RunCancelled(self.id) from e
@@ -491,7 +496,7 @@ class RunHandle:
                 guardrail stopped this message).
         """
         reply: ChatReply = await self._update(
-            SEND_UPDATE, ChatMessage(text=text), ChatReply, ConfigError
+            SEND_UPDATE, ChatMessage(text=text), ChatReply, ConfigError, says_why_run_ended=True
         )
         return reply
 
@@ -503,10 +508,21 @@ class RunHandle:
             raise _not_found(self.id, e) from e
 
     async def _update(
-        self, name: str, arg: Any, result_type: type[Any], refused: type[RatchetError]
+        self,
+        name: str,
+        arg: Any,
+        result_type: type[Any],
+        refused: type[RatchetError],
+        *,
+        says_why_run_ended: bool = False,
     ) -> Any:
         """Run an update: refused ones raise ``refused``; a run no worker picks up fails
-        fast instead of hanging (the update needs a worker to be accepted)."""
+        fast instead of hanging (the update needs a worker to be accepted).
+
+        ``says_why_run_ended``: when the run fails before answering, raise its failure
+        (a chat message a guardrail stopped raises ``GuardrailTripped``).
+        """
+        update = None
         try:
             update = await self._handle.start_update(
                 name,
@@ -519,10 +535,9 @@ class RunHandle:
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            if _RUN_ENDED_FIRST in message:
-                # The run ended before answering, often because of this very request (a
-                # chat message a guardrail stopped): say why it ended, not only that it did.
-                await self._result()
+            ended_first = isinstance(cause, ApplicationError) and cause.type == _RUN_ENDED_FIRST
+            if ended_first and says_why_run_ended and update is not None:
+                await self._raise_failure_of(update.workflow_run_id)
             raise refused(f"run {self.id}: {message}") from e
         except WorkflowUpdateRPCTimeoutOrCancelledError as e:
             raise RatchetError(
@@ -531,6 +546,16 @@ class RunHandle:
             ) from e
         except RPCError as e:
             raise _not_found(self.id, e) from e
+
+    async def _raise_failure_of(self, run_id: str | None) -> None:
+        """Raise the failure of execution ``run_id``, if it failed; return if it completed
+        or continued as new (its continuation does not answer the request either)."""
+        try:
+            described = await self._client.get_workflow_handle(self.id, run_id=run_id).describe()
+        except RPCError:
+            return
+        if described.status in _FAILED_STATUSES:
+            await self._result(run_id=described.run_id)
 
     async def cancel(self) -> None:
         """Ask the run to stop: in-flight model and tool calls are cancelled, the
@@ -552,8 +577,14 @@ class RunHandle:
 
 
 ACCEPT_TIMEOUT = timedelta(seconds=30)
-_RUN_ENDED_FIRST = "Workflow completed before the Update completed"
-"""How the server fails an update whose run ended while the update was running."""
+_RUN_ENDED_FIRST = "AcceptedUpdateCompletedWorkflow"
+"""The failure type the server gives an update whose run ended while it was running."""
+_FAILED_STATUSES = (
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED,
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.TIMED_OUT,
+)
 TEMPORAL_ONLY_STATES = {"terminated": "Terminated", "timed_out": "TimedOut"}
 TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 """A tenant name: it goes into visibility queries, so no quotes, spaces or line breaks."""

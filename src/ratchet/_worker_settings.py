@@ -84,10 +84,10 @@ class WorkerSettings:
     under your platform's grace period (Kubernetes: 30 s by default)."""
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.drain_seconds) and self.drain_seconds >= 0):
+        if not (math.isfinite(self.drain_seconds) and 0 <= self.drain_seconds <= 3600):
             raise ConfigError(
                 f"bad drain_seconds {self.drain_seconds!r} (ratchet worker --drain-seconds): "
-                "expected a number of seconds >= 0, e.g. 10"
+                "expected a number of seconds from 0 to 3600, e.g. 10"
             )
         if not self.agents and not self.model_queues:
             raise ConfigError(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
-import functools
 import inspect
 import json
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -194,7 +194,7 @@ class Tool:
             result = await self.fn(**kwargs)
         else:
             # Sync tools may block; a thread keeps the worker's event loop responsive.
-            result = await _in_tool_thread(self.fn, kwargs)
+            result = await in_tool_thread(self.fn, **kwargs)
         return render_result(result)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -211,10 +211,32 @@ for when it ends. A serverless invocation that must end while a sync tool still 
 (its call is retried elsewhere) would otherwise overrun its deadline by the tool's time."""
 
 
-async def _in_tool_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    # Context variables (the activity's info, tracing spans) follow, as asyncio.to_thread does.
+_busy_lock = threading.Lock()
+_busy_threads = 0
+
+
+def busy_tool_threads() -> int:
+    """How many sync tools (and validators, guardrails) are running in their threads now,
+    including calls whose activity was cancelled: a thread cannot be interrupted, so a
+    stopping worker can only leave them behind (``ratchet worker`` then exits at once)."""
+    return _busy_threads
+
+
+async def in_tool_thread(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in ratchet's tool threads, with the caller's context
+    variables (the activity's info, tracing spans), as ``asyncio.to_thread`` does."""
     context = contextvars.copy_context()
-    call = functools.partial(context.run, fn, **kwargs)
+
+    def call() -> Any:
+        global _busy_threads
+        with _busy_lock:
+            _busy_threads += 1
+        try:
+            return context.run(fn, *args, **kwargs)
+        finally:
+            with _busy_lock:
+                _busy_threads -= 1
+
     return await asyncio.get_running_loop().run_in_executor(_TOOL_THREADS, call)
 
 

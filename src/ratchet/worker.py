@@ -15,7 +15,7 @@ import os
 import pkgutil
 import signal
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -323,11 +323,19 @@ class _AgentWorker(Worker):
     ) -> None:
         super().__init__(*args, **kwargs)
         self._closing = closing
-        self._companion = companion
+        self.companion = companion
+        """The worker of this worker's own queue, for stateful MCP sessions."""
+
+    async def shutdown(self) -> None:
+        """Stop both workers at once, each draining its calls in flight."""
+        if self.companion is None:
+            await super().shutdown()
+        else:
+            await asyncio.gather(super().shutdown(), self.companion.shutdown())
 
     async def run(self) -> None:
         """Run, with the companion worker polling this worker's own queue if any."""
-        companion = self._companion
+        companion = self.companion
         running = asyncio.create_task(companion.run()) if companion is not None else None
         try:
             await super().run()
@@ -489,10 +497,14 @@ async def run_worker(
                 await stack.enter_async_context(w)
             if on_ready is not None:
                 on_ready(lines)
-            await (stop or _termination_signal()).wait()
+            if stop is None:
+                stop = stack.enter_context(_termination_signals())
+            await stop.wait()
             if on_stopping is not None:
                 on_stopping(sum(_calls_in_flight(w) for w in workers))
-            # Leaving the stack shuts each worker down, draining as described above.
+            # All at once: each stops polling now and drains for drain_seconds (leaving
+            # the stack would shut them down one after another, each draining in turn).
+            await asyncio.gather(*(w.shutdown() for w in workers))
     except RuntimeError as e:  # e.g. the namespace does not exist
         detail = str(e.__cause__ or e).split(": Status {")[0]
         raise ConfigError(f"the worker could not start: {detail}") from e
@@ -554,29 +566,48 @@ def _nexus_options(s: WorkerSettings) -> dict[str, Any]:
     return {"nexus_service_handlers": [AgentsServiceHandler(s.agents, task_queue=s.task_queue)]}
 
 
-def _termination_signal() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT, so leaving ``async with`` shuts down gracefully.
+@contextlib.contextmanager
+def _termination_signals() -> Iterator[asyncio.Event]:
+    """An event set by the first SIGTERM or SIGINT, so the worker shuts down gracefully.
 
-    The first signal restores both signals' default handling: a second one (an
-    impatient Ctrl-C, or a supervisor's repeat) ends the process at once, which loses
-    nothing, as the server hands the unfinished calls to another worker.
+    The first signal gives both signals back their default action (``SIG_DFL``, not
+    Python's KeyboardInterrupt): a second one (an impatient Ctrl-C, a supervisor's
+    repeat) ends the process at once, which loses nothing, as the server hands the
+    unfinished calls to another worker. The handlers go when the block ends.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
+    installed = True
+
+    def restore() -> None:
+        nonlocal installed
+        if installed:
+            installed = False
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_DFL)
 
     def first() -> None:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+        restore()
         stop.set()
 
     for sig in signals:
         loop.add_signal_handler(sig, first)
-    return stop
+    try:
+        yield stop
+    finally:
+        if installed:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
 
 def _calls_in_flight(worker: Worker) -> int:
-    """The activities ``worker`` is running now (0 if the SDK does not say)."""
-    # The SDK keeps no public count; its activity worker's task map is the count.
+    """The activities ``worker`` (and its MCP session worker) is running now."""
+    # The SDK keeps no public count; its activity worker's task map is the count
+    # (tests/test_worker_drain.py checks the count a stopping worker prints).
     running = getattr(getattr(worker, "_activity_worker", None), "_running_activities", {})
-    return len(running) if isinstance(running, Mapping) else 0
+    count = len(running) if isinstance(running, Mapping) else 0
+    if isinstance(worker, _AgentWorker) and worker.companion is not None:
+        count += _calls_in_flight(worker.companion)
+    return count

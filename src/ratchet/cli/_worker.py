@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
 
 from .._protocol import DEFAULT_TASK_QUEUE
 from .._worker_settings import DEFAULT_DRAIN_SECONDS
+from ..tools import busy_tool_threads
 from ._common import Address, Namespace, TaskQueue, TranscriptStoreUrl, _run, err
 
 
@@ -127,4 +130,17 @@ async def worker(
         )
 
     await run_worker(settings, on_ready=ready, on_stopping=stopping)
+    left = busy_tool_threads()
+    if left:
+        # A sync tool cut off by the drain still holds its thread, which nothing can
+        # interrupt, and Python would wait for it at exit; its call is already retried
+        # on another worker, so the process ends now instead.
+        err.print(
+            f"worker stopped; leaving {left} sync tool call(s) that are still running in "
+            "their threads (another worker redoes them)",
+            markup=False,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     err.print("worker stopped", markup=False)
