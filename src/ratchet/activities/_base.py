@@ -235,6 +235,7 @@ def _missing_entries_fail_the_run() -> Iterator[None]:
 
 
 def validation_summary(e: pydantic.ValidationError) -> str:
+    """A validation error in one line the model can act on: ``field: problem; ...``."""
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in e.errors()
     )

@@ -100,6 +100,8 @@ def _tokens(messages: list[Message]) -> int:
 
 
 def check_window(prompt: list[Message], window: int | None) -> None:
+    """Fail a model call whose prompt is over the window before sending it: the
+    workflow then compacts (``ContextTooLong``)."""
     if window is not None and (tokens := _tokens(prompt)) > window:
         raise ApplicationError(
             f"the prompt is about {tokens:,} tokens, over the model's context window of "
