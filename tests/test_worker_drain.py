@@ -126,6 +126,7 @@ async def test_a_call_longer_than_the_drain_is_handed_back_and_redone_with_its_k
     log = log_of(first)
     assert first.proc.returncode == 0, log
     assert "(up to 1 s;" in log and "worker stopped" in log, log
+    assert "worker stopped; handed back 1 call still running after the drain" in log, log
     if tool == "settle_sync":  # its thread still sleeps: the worker leaves it, says so
         assert "leaving 1 sync tool call(s) that are still running" in log, log
     # It waited the drain, then cut the call off, not after the call's 600 s.
@@ -167,9 +168,9 @@ async def test_a_second_ctrl_c_stops_at_once(
 
 
 def test_a_bad_drain_is_refused_with_the_flag_named() -> None:
-    for bad in (-1.0, float("nan"), float("inf"), 1e14):
-        with pytest.raises(ConfigError, match=re.escape("--drain-seconds")):
-            WorkerSettings(agents=(SETTLING,), drain_seconds=bad)
+    for bad in (-1.0, float("nan"), float("inf"), 1e14, "10", True):
+        with pytest.raises(ConfigError, match=re.escape("--drain-seconds, or RATCHET_DRAIN")):
+            WorkerSettings(agents=(SETTLING,), drain_seconds=bad)  # type: ignore[arg-type]
     assert WorkerSettings(agents=(SETTLING,)).drain_seconds == 10
     assert WorkerSettings(agents=(SETTLING,), drain_seconds=0).drain_seconds == 0
 

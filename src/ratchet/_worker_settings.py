@@ -84,10 +84,15 @@ class WorkerSettings:
     under your platform's grace period (Kubernetes: 30 s by default)."""
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.drain_seconds) and 0 <= self.drain_seconds <= 3600):
+        drain = self.drain_seconds
+        if (
+            not isinstance(drain, int | float)
+            or isinstance(drain, bool)
+            or not (math.isfinite(drain) and 0 <= drain <= 3600)
+        ):
             raise ConfigError(
-                f"bad drain_seconds {self.drain_seconds!r} (ratchet worker --drain-seconds): "
-                "expected a number of seconds from 0 to 3600, e.g. 10"
+                f"bad drain_seconds {drain!r} (ratchet worker --drain-seconds, or "
+                "RATCHET_DRAIN_SECONDS): expected a number of seconds from 0 to 3600, e.g. 10"
             )
         if not self.agents and not self.model_queues:
             raise ConfigError(

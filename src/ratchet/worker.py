@@ -457,6 +457,7 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[list[str]], None] | None = None,
     on_stopping: Callable[[int], None] | None = None,
+    on_drained: Callable[[int], None] | None = None,
 ) -> None:
     """Connect, build the workers ``settings`` describe, and run them until stopped.
 
@@ -472,6 +473,8 @@ async def run_worker(
         on_ready: called once every worker polls, with one line per thing the
             process serves (agents, model queues, limits, payload storage).
         on_stopping: called when stopping begins, with the number of calls in flight.
+        on_drained: called when the workers have stopped, with the number of calls
+            still running when the drain ended (cut off and handed back to the server).
 
     Raises:
         ConfigError: a setting is unusable (unknown provider, a namespace that does
@@ -504,7 +507,13 @@ async def run_worker(
                 on_stopping(sum(_calls_in_flight(w) for w in workers))
             # All at once: each stops polling now and drains for drain_seconds (leaving
             # the stack would shut them down one after another, each draining in turn).
-            await asyncio.gather(*(w.shutdown() for w in workers))
+            stopping = asyncio.ensure_future(asyncio.gather(*(w.shutdown() for w in workers)))
+            done, _ = await asyncio.wait({stopping}, timeout=s.drain_seconds)
+            # What still runs now is what the SDK cuts off and hands back.
+            cut_off = 0 if done else sum(_calls_in_flight(w) for w in workers)
+            await stopping
+            if on_drained is not None:
+                on_drained(cut_off)
     except RuntimeError as e:  # e.g. the namespace does not exist
         detail = str(e.__cause__ or e).split(": Status {")[0]
         raise ConfigError(f"the worker could not start: {detail}") from e

@@ -122,25 +122,38 @@ async def worker(
         if in_flight == 0:
             err.print("worker stopping: no calls in flight", markup=False)
             return
-        calls = "1 call" if in_flight == 1 else f"{in_flight} calls"
         err.print(
-            f"worker stopping: letting {calls} in flight finish (up to {drain_seconds:g} s; "
-            "signal again to stop now, another worker then redoes them)",
+            f"worker stopping: letting {_calls(in_flight)} in flight finish (up to "
+            f"{drain_seconds:g} s; signal again to stop now). Calls still running then go "
+            "back to the server, which retries them on another worker while they have "
+            "attempts left",
             markup=False,
         )
 
-    await run_worker(settings, on_ready=ready, on_stopping=stopping)
+    cut_off = 0
+
+    def drained(count: int) -> None:
+        nonlocal cut_off
+        cut_off = count
+
+    await run_worker(settings, on_ready=ready, on_stopping=stopping, on_drained=drained)
+    stopped = "worker stopped"
+    if cut_off:
+        stopped += f"; handed back {_calls(cut_off)} still running after the drain"
     left = busy_tool_threads()
     if left:
         # A sync tool cut off by the drain still holds its thread, which nothing can
-        # interrupt, and Python would wait for it at exit; its call is already retried
-        # on another worker, so the process ends now instead.
+        # interrupt, and Python would wait for it at exit; its call is already back
+        # with the server, so the process ends now instead.
         err.print(
-            f"worker stopped; leaving {left} sync tool call(s) that are still running in "
-            "their threads (another worker redoes them)",
+            f"{stopped}; leaving {left} sync tool call(s) that are still running in their threads",
             markup=False,
         )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-    err.print("worker stopped", markup=False)
+    err.print(stopped, markup=False)
+
+
+def _calls(count: int) -> str:
+    return "1 call" if count == 1 else f"{count} calls"
