@@ -9,12 +9,10 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from temporalio.client import ActivityExecution, Client
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from examples.support import db
@@ -35,29 +33,18 @@ from ratchet.local import TemporalDevServer
 from ratchet.local._proc import free_port
 from ratchet.testing import ScriptedModelServer
 
-from .conftest import ROOT, hosted
+from .conftest import ROOT, eventually, hosted
 from .workers import WorkerProcess, tool_log, wait_for
 
 CALLS: list[str] = []
 
-T = TypeVar("T")
+
+async def types_and_queues(temporal_client: Client, query: str) -> list[tuple[str, str]]:
+    return [(a.activity_type, a.task_queue) async for a in temporal_client.list_activities(query)]
 
 
-async def listed_eventually(
-    temporal_client: Client,
-    query: str,
-    view: Callable[[list[ActivityExecution]], list[T]],
-    expected: list[T],
-) -> list[T]:
-    """``view`` of the activities ``query`` lists, once it equals ``expected`` or after a
-    minute: the server's visibility store is eventually consistent, and on a busy 2-core
-    CI machine a deletion once took more than 5 s to show."""
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
-        seen = view([a async for a in temporal_client.list_activities(query)])
-        if seen == expected or asyncio.get_running_loop().time() > deadline:
-            return seen
-        await asyncio.sleep(0.2)
+async def ids(temporal_client: Client, query: str) -> list[str]:
+    return [a.activity_id async for a in temporal_client.list_activities(query)]
 
 
 @tool
@@ -129,30 +116,26 @@ async def test_a_tool_call_returns_its_result_and_the_server_lists_it(
         assert result.activity_id.startswith("shop.lookup-")
         assert result.idempotency_key == result.activity_id
 
-        listed = await listed_eventually(
-            temporal_client,
-            f'ActivityId = "{result.activity_id}"',
-            lambda found: [(a.activity_type, a.task_queue) for a in found],
-            [("ratchet.run_tool_standalone", client.task_queue)],
+        # The server's listings are eventually consistent: each is read until it shows.
+        listed = await eventually(
+            lambda: types_and_queues(temporal_client, f'ActivityId = "{result.activity_id}"'),
+            lambda seen: seen == [("ratchet.run_tool_standalone", client.task_queue)],
         )
         assert listed == [("ratchet.run_tool_standalone", client.task_queue)]
         # The agent's calls can be found by the RatchetAgent search attribute.
-        by_agent = await listed_eventually(
-            temporal_client,
-            f'RatchetAgent = "shop" AND TaskQueue = "{client.task_queue}"',
-            lambda found: [a.activity_id for a in found],
-            [result.activity_id],
+        mine = f'RatchetAgent = "shop" AND TaskQueue = "{client.task_queue}"'
+        by_agent = await eventually(
+            lambda: ids(temporal_client, mine), lambda seen: seen == [result.activity_id]
         )
         assert by_agent == [result.activity_id]
         # The worker's description of the agent that prepared the call is not kept (the
         # server deletes it, and its visibility store drops it, asynchronously).
-        kept = await listed_eventually(
-            temporal_client,
-            f'TaskQueue = "{client.task_queue}"',
-            lambda found: [a.activity_type for a in found],
-            ["ratchet.run_tool_standalone"],
+        queue = f'TaskQueue = "{client.task_queue}"'
+        kept = await eventually(
+            lambda: types_and_queues(temporal_client, queue),
+            lambda seen: [t for t, _ in seen] == ["ratchet.run_tool_standalone"],
         )
-        assert kept == ["ratchet.run_tool_standalone"]
+        assert [t for t, _ in kept] == ["ratchet.run_tool_standalone"]
 
 
 async def test_the_tool_sees_the_callers_idempotency_key_and_no_run(
