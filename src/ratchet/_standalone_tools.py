@@ -22,7 +22,7 @@ standalone call has no workflow to do it.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -50,7 +50,7 @@ from temporalio.exceptions import (
     TimeoutError,
     TimeoutType,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from ._hosting import check_hosted
 from ._protocol import (
@@ -432,13 +432,24 @@ async def hosted_agent_spec(
         ) from None
     finally:
         # A means, not a call: only the calls stay in the Standalone Activities listing.
-        with contextlib.suppress(RPCError):
-            await client.workflow_service.delete_activity_execution(
-                DeleteActivityExecutionRequest(
-                    namespace=client.namespace, activity_id=handle.id, run_id=handle.run_id or ""
-                )
-            )
+        await _delete_activity(client, handle.id, handle.run_id or "")
     return spec
+
+
+async def _delete_activity(client: Client, activity_id: str, run_id: str) -> None:
+    """Delete a finished activity, retrying briefly: seen in CI, a first try just after
+    its result could fail, which left the describe step in the listing."""
+    request = DeleteActivityExecutionRequest(
+        namespace=client.namespace, activity_id=activity_id, run_id=run_id
+    )
+    for attempt in range(5):
+        try:
+            await client.workflow_service.delete_activity_execution(request)
+            return
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND or attempt == 4:
+                return
+            await asyncio.sleep(0.5)
 
 
 async def _same_call(
